@@ -1,0 +1,163 @@
+"""The exception tree of netnskit.
+
+::
+
+    NetnskitError(Exception)
+    ├─ ValidationError(NetnskitError, ValueError)      bad input, raised before any command runs
+    ├─ CommandNotFoundError(NetnskitError, FileNotFoundError)   a binary is missing
+    ├─ SandboxError(NetnskitError)                      the sandbox could not be made
+    ├─ StepError(NetnskitError)                        a plan step failed (after rollback)
+    └─ CommandError(NetnskitError)                     a command exited non-zero
+       ├─ AlreadyExistsError     "File exists", "already assigned", "Chain already exists"
+       ├─ NotFoundError          "Cannot find device", "No such file", "does not exist"
+       ├─ PermissionDeniedError  "Operation not permitted", "Permission denied"
+       └─ CommandTimeoutError    the command did not finish in time
+
+Every exception passes all of its fields to ``super().__init__`` so that it pickles.
+"""
+
+from __future__ import annotations
+
+import shlex
+from collections.abc import Sequence
+
+__all__ = [
+    "AlreadyExistsError",
+    "CommandError",
+    "CommandNotFoundError",
+    "CommandTimeoutError",
+    "NetnskitError",
+    "NotFoundError",
+    "PermissionDeniedError",
+    "SandboxError",
+    "StepError",
+    "ValidationError",
+    "error_for",
+]
+
+
+class NetnskitError(Exception):
+    """Base class of every error netnskit raises."""
+
+
+class ValidationError(NetnskitError, ValueError):
+    """A value was rejected before any command ran."""
+
+    def __init__(self, what: str, value: object, rule: str) -> None:
+        super().__init__(what, value, rule)
+        self.what = what
+        self.value = value
+        self.rule = rule
+
+    def __str__(self) -> str:
+        return f"invalid {self.what} {self.value!r}: {self.rule}"
+
+
+class CommandNotFoundError(NetnskitError, FileNotFoundError):
+    """A program netnskit needs is not installed."""
+
+    def __init__(self, program: str, package: str) -> None:
+        super().__init__(program, package)
+        self.program = program
+        self.package = package
+
+    def __str__(self) -> str:
+        return (
+            f"{self.program!r} was not found on PATH; "
+            f"install the {self.package!r} package (e.g. apt-get install {self.package})"
+        )
+
+
+class SandboxError(NetnskitError):
+    """The throwaway sandbox could not be created or entered."""
+
+
+class CommandError(NetnskitError):
+    """A command exited with a non-zero status."""
+
+    def __init__(
+        self,
+        argv: Sequence[str],
+        returncode: int,
+        stdout: str = "",
+        stderr: str = "",
+        action: str = "",
+    ) -> None:
+        super().__init__(tuple(argv), returncode, stdout, stderr, action)
+        self.argv = tuple(argv)
+        self.returncode = returncode
+        self.stdout = stdout
+        self.stderr = stderr
+        self.action = action
+
+    def __str__(self) -> str:
+        what = self.action or "running a command"
+        said = self.stderr.strip() or self.stdout.strip() or "(no output)"
+        return f"{what} failed: `{shlex.join(self.argv)}` exited {self.returncode}: {said}"
+
+
+class AlreadyExistsError(CommandError):
+    """The object to create exists already."""
+
+
+class NotFoundError(CommandError):
+    """The object to act on does not exist."""
+
+
+class PermissionDeniedError(CommandError):
+    """The kernel refused: not root, or no CAP_NET_ADMIN."""
+
+
+class CommandTimeoutError(CommandError):
+    """The command did not finish within its timeout."""
+
+    def __str__(self) -> str:
+        what = self.action or "running a command"
+        return f"{what} timed out: `{shlex.join(self.argv)}` did not finish"
+
+
+class StepError(NetnskitError):
+    """A step of a plan failed; the steps before it were rolled back."""
+
+    def __init__(self, step: str, index: int, cause: str, rollback_errors: Sequence[str] = ()) -> None:
+        super().__init__(step, index, cause, tuple(rollback_errors))
+        self.step = step
+        self.index = index
+        self.cause = cause
+        self.rollback_errors = tuple(rollback_errors)
+
+    def __str__(self) -> str:
+        text = f"step {self.index + 1} ({self.step}) failed: {self.cause}"
+        if self.rollback_errors:
+            text += "; rollback also failed: " + "; ".join(self.rollback_errors)
+        else:
+            text += "; every earlier step was rolled back"
+        return text
+
+
+# Order matters: the first pattern found in stderr picks the class.
+_STDERR_CLASSES: tuple[tuple[str, type[CommandError]], ...] = (
+    ("operation not permitted", PermissionDeniedError),
+    ("permission denied", PermissionDeniedError),
+    ("file exists", AlreadyExistsError),
+    ("already assigned", AlreadyExistsError),
+    ("chain already exists", AlreadyExistsError),
+    ("cannot find device", NotFoundError),
+    ("no such file or directory", NotFoundError),
+    ("does not exist", NotFoundError),
+    ("no such process", NotFoundError),
+    ("cannot assign requested address", NotFoundError),
+    ("bad rule (does a matching rule exist", NotFoundError),
+    ("no chain/target/match by that name", NotFoundError),
+)
+
+
+def error_for(
+    argv: Sequence[str], returncode: int, stdout: str, stderr: str, action: str = ""
+) -> CommandError:
+    """Map a failed command's stderr to the most specific CommandError subclass."""
+    low = stderr.lower()
+    for pattern, cls in _STDERR_CLASSES:
+        if pattern in low:
+            return cls(argv, returncode, stdout, stderr, action)
+    return CommandError(argv, returncode, stdout, stderr, action)

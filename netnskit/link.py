@@ -1,0 +1,535 @@
+"""Links and what sits on them: VethPair, Bridge, Link (up/down/addresses), Route, and readers.
+
+Every operation has a pure ``*_argv`` method that returns the command line, and a method that
+runs it through the object's runner. ``netns=None`` means the host (the runner's own namespace).
+Readers parse ``ip -j`` output into typed objects.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+from typing import Any
+
+import attrs
+
+from netnskit import _validate as v
+from netnskit.errors import AlreadyExistsError, CommandError, NotFoundError, ValidationError
+from netnskit.runner import LiveRunner, Result, Runner
+
+__all__ = [
+    "AddressInfo",
+    "Bridge",
+    "Link",
+    "LinkInfo",
+    "Neighbour",
+    "Route",
+    "RouteInfo",
+    "VethPair",
+    "addresses",
+    "ip_argv",
+    "links",
+    "neighbours",
+    "routes",
+]
+
+
+def ip_argv(netns: str | None, *args: str) -> list[str]:
+    """``ip [-n NETNS] ARGS...``: an ip command on the host or inside a namespace."""
+    head = ["ip"] if netns is None else ["ip", "-n", netns]
+    return [*head, *args]
+
+
+def _runner_field() -> Any:
+    return attrs.field(factory=LiveRunner, eq=False, repr=False, kw_only=True)
+
+
+def _where(netns: str | None) -> str:
+    return "on the host" if netns is None else f"in namespace {netns!r}"
+
+
+def _run(runner: Runner, argv: list[str], action: str) -> Result:
+    return runner.run(argv).check(action)
+
+
+def _group(value: object) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 2**32 - 1:
+        raise ValidationError("link group", value, "must be an integer from 0 to 4294967295")
+    return value
+
+
+@attrs.frozen
+class Link:
+    """An existing interface on the host or in a namespace: up/down, addresses, master."""
+
+    name: str = attrs.field(converter=v.ifname)
+    netns: str | None = attrs.field(default=None, converter=v.optional_netns)
+    runner: Runner = _runner_field()
+
+    def up_argv(self) -> list[str]:
+        """``ip link set NAME up``."""
+        return ip_argv(self.netns, "link", "set", self.name, "up")
+
+    def down_argv(self) -> list[str]:
+        """``ip link set NAME down``."""
+        return ip_argv(self.netns, "link", "set", self.name, "down")
+
+    def add_address_argv(self, address: object) -> list[str]:
+        """``ip addr add ADDRESS/PREFIX dev NAME``."""
+        return ip_argv(self.netns, "addr", "add", str(v.ip_interface(address)), "dev", self.name)
+
+    def del_address_argv(self, address: object) -> list[str]:
+        """``ip addr del ADDRESS/PREFIX dev NAME``."""
+        return ip_argv(self.netns, "addr", "del", str(v.ip_interface(address)), "dev", self.name)
+
+    def set_master_argv(self, master: str | None) -> list[str]:
+        """``ip link set NAME master BRIDGE`` (``nomaster`` for None)."""
+        if master is None:
+            return ip_argv(self.netns, "link", "set", self.name, "nomaster")
+        return ip_argv(self.netns, "link", "set", self.name, "master", v.ifname(master))
+
+    def delete_argv(self) -> list[str]:
+        """``ip link del NAME``."""
+        return ip_argv(self.netns, "link", "del", self.name)
+
+    def up(self) -> Link:
+        """Bring the link up."""
+        _run(self.runner, self.up_argv(), f"bringing up {self.name!r} {_where(self.netns)}")
+        return self
+
+    def down(self) -> Link:
+        """Bring the link down."""
+        _run(self.runner, self.down_argv(), f"bringing down {self.name!r} {_where(self.netns)}")
+        return self
+
+    def add_address(self, address: object, *, exist_ok: bool = False) -> Link:
+        """Add an address with its prefix; ``exist_ok`` accepts one already there."""
+        argv = self.add_address_argv(address)
+        try:
+            _run(self.runner, argv, f"adding {address} to {self.name!r} {_where(self.netns)}")
+        except AlreadyExistsError:
+            if not exist_ok:
+                raise
+        return self
+
+    def remove_address(self, address: object, *, missing_ok: bool = False) -> Link:
+        """Remove an address; ``missing_ok`` accepts one already gone."""
+        argv = self.del_address_argv(address)
+        try:
+            _run(self.runner, argv, f"removing {address} from {self.name!r} {_where(self.netns)}")
+        except NotFoundError:
+            if not missing_ok:
+                raise
+        return self
+
+    def set_master(self, master: str | None) -> Link:
+        """Attach the link to bridge ``master`` (detach with None)."""
+        _run(self.runner, self.set_master_argv(master), f"setting master of {self.name!r} to {master!r}")
+        return self
+
+    def delete(self, *, missing_ok: bool = False) -> None:
+        """Delete the link (a veth's peer goes with it)."""
+        try:
+            _run(self.runner, self.delete_argv(), f"deleting link {self.name!r} {_where(self.netns)}")
+        except NotFoundError:
+            if not missing_ok:
+                raise
+
+    def info(self) -> LinkInfo | None:
+        """The link as the kernel reports it, or None if it does not exist."""
+        result = self.runner.run(ip_argv(self.netns, "-d", "-j", "link", "show", "dev", self.name))
+        if not result.ok:
+            try:
+                result.check()
+            except NotFoundError:
+                return None
+        found = _json_list(result)
+        return LinkInfo.from_json(found[0]) if found else None
+
+    def exists(self) -> bool:
+        """True if the link exists."""
+        return self.info() is not None
+
+    def addresses(self) -> list[ipaddress.IPv4Interface | ipaddress.IPv6Interface]:
+        """The addresses on this link (link-local IPv6 included)."""
+        return [a.address for a in addresses(self.runner, self.netns) if a.ifname == self.name]
+
+
+@attrs.frozen
+class VethPair:
+    """A veth pair: two ends, each optionally created straight inside a namespace."""
+
+    name: str = attrs.field(converter=v.ifname)
+    peer: str = attrs.field(converter=v.ifname)
+    netns: str | None = attrs.field(default=None, converter=v.optional_netns)
+    peer_netns: str | None = attrs.field(default=None, converter=v.optional_netns)
+    master: str | None = attrs.field(default=None, converter=attrs.converters.optional(v.ifname))
+    group: int | None = attrs.field(default=None, converter=_group)
+    runner: Runner = _runner_field()
+
+    def __attrs_post_init__(self) -> None:
+        if self.name == self.peer and self.netns == self.peer_netns:
+            raise ValidationError("veth peer name", self.peer, "must differ from the first end in one namespace")
+
+    def create_argv(self, *, up: bool = False) -> list[str]:
+        """``ip link add NAME [netns NS] [group G] [up] [master BR] type veth peer name PEER [netns NS2]``.
+
+        The first end is created on the host (the runner's namespace) and, with ``netns``,
+        placed straight into it; ``master`` attaches the first end to a bridge in one request.
+        """
+        argv = ["ip", "link", "add", self.name]
+        if self.netns is not None:
+            argv += ["netns", self.netns]
+        if self.group is not None:
+            argv += ["group", str(self.group)]
+        if up:
+            argv.append("up")
+        if self.master is not None:
+            argv += ["master", self.master]
+        argv += ["type", "veth", "peer", "name", self.peer]
+        if self.peer_netns is not None:
+            argv += ["netns", self.peer_netns]
+        return argv
+
+    def delete_argv(self) -> list[str]:
+        """``ip [-n NS] link del NAME``: the peer goes with it."""
+        return ip_argv(self.netns, "link", "del", self.name)
+
+    def move_argv(self, end: str, netns: str | None) -> list[str]:
+        """``ip [-n FROM] link set END netns TO``: move one end to another namespace."""
+        here = self._netns_of(end)
+        if netns is None:
+            raise ValidationError("namespace", netns, "moving back to the host needs the host's namespace name or pid")
+        return ip_argv(here, "link", "set", end, "netns", v.netns_name(netns))
+
+    @property
+    def ends(self) -> tuple[Link, Link]:
+        """Both ends as Links, each in its own namespace."""
+        return (
+            Link(self.name, self.netns, runner=self.runner),
+            Link(self.peer, self.peer_netns, runner=self.runner),
+        )
+
+    def create(self, *, up: bool = False, exist_ok: bool = False) -> VethPair:
+        """Create the pair; ``up`` brings both ends up; ``exist_ok`` accepts an existing one."""
+        try:
+            _run(self.runner, self.create_argv(up=up), f"creating veth pair {self.name!r}/{self.peer!r}")
+        except AlreadyExistsError:
+            if not exist_ok:
+                raise
+        if up:
+            self.ends[1].up()
+        return self
+
+    def up(self) -> VethPair:
+        """Bring both ends up."""
+        for end in self.ends:
+            end.up()
+        return self
+
+    def delete(self, *, missing_ok: bool = False) -> None:
+        """Delete the pair (deleting one end removes both)."""
+        try:
+            _run(self.runner, self.delete_argv(), f"deleting veth pair {self.name!r}/{self.peer!r}")
+        except NotFoundError:
+            if not missing_ok:
+                raise
+
+    def move(self, end: str, netns: str) -> VethPair:
+        """Move ``end`` into namespace ``netns``; returns the pair as it now is."""
+        _run(self.runner, self.move_argv(end, netns), f"moving {end!r} into namespace {netns!r}")
+        if end == self.name:
+            return attrs.evolve(self, netns=netns)
+        return attrs.evolve(self, peer_netns=netns)
+
+    def _netns_of(self, end: str) -> str | None:
+        if end == self.name:
+            return self.netns
+        if end == self.peer:
+            return self.peer_netns
+        raise ValidationError("veth end", end, f"must be {self.name!r} or {self.peer!r}")
+
+
+@attrs.frozen
+class Bridge:
+    """A Linux bridge: a switch for the namespaces and an interface for the host."""
+
+    name: str = attrs.field(converter=v.ifname)
+    netns: str | None = attrs.field(default=None, converter=v.optional_netns)
+    group: int | None = attrs.field(default=None, converter=_group)
+    runner: Runner = _runner_field()
+
+    def create_argv(self, *, up: bool = False) -> list[str]:
+        """``ip link add name NAME [group G] [up] type bridge``."""
+        argv = ip_argv(self.netns, "link", "add", "name", self.name)
+        if self.group is not None:
+            argv += ["group", str(self.group)]
+        if up:
+            argv.append("up")
+        return [*argv, "type", "bridge"]
+
+    def attach_argv(self, ifname: str) -> list[str]:
+        """``ip link set IFNAME master NAME``."""
+        return ip_argv(self.netns, "link", "set", v.ifname(ifname), "master", self.name)
+
+    def detach_argv(self, ifname: str) -> list[str]:
+        """``ip link set IFNAME nomaster``."""
+        return ip_argv(self.netns, "link", "set", v.ifname(ifname), "nomaster")
+
+    @property
+    def link(self) -> Link:
+        """The bridge as a Link (for up/down and addresses)."""
+        return Link(self.name, self.netns, runner=self.runner)
+
+    def create(self, *, up: bool = False, exist_ok: bool = False) -> Bridge:
+        """Create the bridge; ``exist_ok`` accepts an existing one."""
+        try:
+            _run(self.runner, self.create_argv(up=up), f"creating bridge {self.name!r} {_where(self.netns)}")
+        except AlreadyExistsError:
+            if not exist_ok:
+                raise
+            if up:
+                self.up()
+        return self
+
+    def up(self) -> Bridge:
+        """Bring the bridge up."""
+        self.link.up()
+        return self
+
+    def down(self) -> Bridge:
+        """Bring the bridge down."""
+        self.link.down()
+        return self
+
+    def attach(self, ifname: str) -> Bridge:
+        """Attach an interface (a veth end) to the bridge."""
+        _run(self.runner, self.attach_argv(ifname), f"attaching {ifname!r} to bridge {self.name!r}")
+        return self
+
+    def detach(self, ifname: str) -> Bridge:
+        """Detach an interface from the bridge."""
+        _run(self.runner, self.detach_argv(ifname), f"detaching {ifname!r} from bridge {self.name!r}")
+        return self
+
+    def delete(self, *, missing_ok: bool = False) -> None:
+        """Delete the bridge (attached interfaces stay, detached)."""
+        self.link.delete(missing_ok=missing_ok)
+
+    def exists(self) -> bool:
+        """True if the bridge exists."""
+        return self.link.exists()
+
+
+def _route_dst(value: object) -> ipaddress.IPv4Network | ipaddress.IPv6Network | str:
+    return v.route_destination(value)
+
+
+def _optional_address(value: object) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    return None if value is None else v.ip_address(value)
+
+
+@attrs.frozen
+class Route:
+    """A route: a subnet (or 'default') via a gateway and/or out of a device."""
+
+    destination: ipaddress.IPv4Network | ipaddress.IPv6Network | str = attrs.field(converter=_route_dst)
+    via: ipaddress.IPv4Address | ipaddress.IPv6Address | None = attrs.field(
+        default=None, converter=_optional_address
+    )
+    dev: str | None = attrs.field(default=None, converter=attrs.converters.optional(v.ifname))
+    netns: str | None = attrs.field(default=None, converter=v.optional_netns)
+    runner: Runner = _runner_field()
+
+    def __attrs_post_init__(self) -> None:
+        if self.via is None and self.dev is None:
+            raise ValidationError("route", str(self.destination), "needs a gateway (via) or a device (dev)")
+        dst = self.destination
+        if self.via is not None and not isinstance(dst, str) and self.via.version != dst.version:
+            raise ValidationError("gateway", str(self.via), f"must be IPv{dst.version} like its destination")
+
+    def _spec(self) -> list[str]:
+        spec = [str(self.destination)]
+        if self.via is not None:
+            spec += ["via", str(self.via)]
+        if self.dev is not None:
+            spec += ["dev", self.dev]
+        return spec
+
+    def _family(self) -> list[str]:
+        six = (self.via is not None and self.via.version == 6) or (
+            not isinstance(self.destination, str) and self.destination.version == 6
+        )
+        return ["-6"] if six else []
+
+    def add_argv(self) -> list[str]:
+        """``ip route add DEST [via GW] [dev DEV]``."""
+        return ip_argv(self.netns, *self._family(), "route", "add", *self._spec())
+
+    def replace_argv(self) -> list[str]:
+        """``ip route replace ...``: adds or updates, never 'File exists'."""
+        return ip_argv(self.netns, *self._family(), "route", "replace", *self._spec())
+
+    def delete_argv(self) -> list[str]:
+        """``ip route del DEST [via GW] [dev DEV]``."""
+        return ip_argv(self.netns, *self._family(), "route", "del", *self._spec())
+
+    def add(self, *, exist_ok: bool = False) -> Route:
+        """Add the route; ``exist_ok`` uses ``ip route replace``."""
+        argv = self.replace_argv() if exist_ok else self.add_argv()
+        _run(self.runner, argv, f"adding route {' '.join(self._spec())} {_where(self.netns)}")
+        return self
+
+    def delete(self, *, missing_ok: bool = False) -> None:
+        """Delete the route; ``missing_ok`` accepts one already gone."""
+        try:
+            _run(self.runner, self.delete_argv(), f"deleting route {' '.join(self._spec())} {_where(self.netns)}")
+        except NotFoundError:
+            if not missing_ok:
+                raise
+        except CommandError as exc:
+            # iproute2 says "No such process" (ESRCH) for a missing route
+            if not (missing_ok and "no such process" in exc.stderr.lower()):
+                raise
+
+
+# --- readers: typed views of `ip -j` output ------------------------------------------------
+
+
+def _json_list(result: Result) -> list[dict[str, Any]]:
+    text = result.check().stdout.strip()
+    if not text:
+        return []
+    data = json.loads(text)
+    if not isinstance(data, list):
+        raise ValueError(f"expected a JSON list from {' '.join(result.argv)}")
+    return [d for d in data if isinstance(d, dict) and d]
+
+
+@attrs.frozen
+class LinkInfo:
+    """One link as ``ip -d -j link show`` reports it."""
+
+    name: str
+    ifindex: int
+    operstate: str
+    mac: str | None
+    master: str | None
+    kind: str | None
+    group: str
+    flags: tuple[str, ...]
+    mtu: int
+
+    @property
+    def is_up(self) -> bool:
+        """True if the UP flag is set."""
+        return "UP" in self.flags
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> LinkInfo:
+        """Parse one entry of ``ip -d -j link show``."""
+        kind = data.get("linkinfo", {}).get("info_kind")
+        return cls(
+            name=str(data["ifname"]),
+            ifindex=int(data["ifindex"]),
+            operstate=str(data.get("operstate", "UNKNOWN")),
+            mac=data.get("address"),
+            master=data.get("master"),
+            kind=kind,
+            group=str(data.get("group", "default")),
+            flags=tuple(data.get("flags", ())),
+            mtu=int(data.get("mtu", 0)),
+        )
+
+
+@attrs.frozen
+class AddressInfo:
+    """One address on one interface, from ``ip -j addr show``."""
+
+    ifname: str
+    address: ipaddress.IPv4Interface | ipaddress.IPv6Interface
+    scope: str
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> list[AddressInfo]:
+        """Parse one interface entry of ``ip -j addr show`` into its addresses."""
+        return [
+            cls(
+                ifname=str(data["ifname"]),
+                address=ipaddress.ip_interface(f"{a['local']}/{a['prefixlen']}"),
+                scope=str(a.get("scope", "")),
+            )
+            for a in data.get("addr_info", ())
+            if "local" in a
+        ]
+
+
+@attrs.frozen
+class RouteInfo:
+    """One route, from ``ip -j route show``."""
+
+    dst: str
+    gateway: str | None
+    dev: str | None
+    protocol: str | None
+    scope: str | None
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> RouteInfo:
+        """Parse one entry of ``ip -j route show``."""
+        return cls(
+            dst=str(data.get("dst", "")),
+            gateway=data.get("gateway"),
+            dev=data.get("dev"),
+            protocol=data.get("protocol"),
+            scope=data.get("scope"),
+        )
+
+
+@attrs.frozen
+class Neighbour:
+    """One neighbour (ARP/NDP) entry, from ``ip -j neigh show``."""
+
+    address: str
+    dev: str | None
+    mac: str | None
+    state: tuple[str, ...]
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Neighbour:
+        """Parse one entry of ``ip -j neigh show``."""
+        return cls(
+            address=str(data["dst"]),
+            dev=data.get("dev"),
+            mac=data.get("lladdr"),
+            state=tuple(data.get("state", ())),
+        )
+
+
+def links(runner: Runner, netns: str | None = None) -> list[LinkInfo]:
+    """Every link on the host or in ``netns``."""
+    result = runner.run(ip_argv(v.optional_netns(netns), "-d", "-j", "link", "show"))
+    return [LinkInfo.from_json(d) for d in _json_list(result)]
+
+
+def addresses(runner: Runner, netns: str | None = None) -> list[AddressInfo]:
+    """Every address on the host or in ``netns``."""
+    result = runner.run(ip_argv(v.optional_netns(netns), "-j", "addr", "show"))
+    return [a for d in _json_list(result) for a in AddressInfo.from_json(d)]
+
+
+def routes(runner: Runner, netns: str | None = None, *, family: int = 4) -> list[RouteInfo]:
+    """The main routing table on the host or in ``netns`` (``family`` 4 or 6)."""
+    fam = "-6" if family == 6 else "-4"
+    result = runner.run(ip_argv(v.optional_netns(netns), fam, "-j", "route", "show"))
+    return [RouteInfo.from_json(d) for d in _json_list(result)]
+
+
+def neighbours(runner: Runner, netns: str | None = None) -> list[Neighbour]:
+    """The neighbour (ARP/NDP) table on the host or in ``netns``."""
+    result = runner.run(ip_argv(v.optional_netns(netns), "-j", "neigh", "show"))
+    return [Neighbour.from_json(d) for d in _json_list(result)]
+
+

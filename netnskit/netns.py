@@ -1,0 +1,143 @@
+"""Namespace: a named network namespace (``ip netns``) and the work done inside it."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import Any
+
+import attrs
+
+from netnskit import _validate as v
+from netnskit import link as _link
+from netnskit.errors import AlreadyExistsError, NotFoundError
+from netnskit.runner import LiveRunner, PrefixRunner, Result, Runner
+
+__all__ = ["Namespace"]
+
+
+@attrs.frozen
+class Namespace:
+    """A named network namespace, created with ``ip netns add NAME``."""
+
+    name: str = attrs.field(converter=v.netns_name)
+    runner: Runner = attrs.field(factory=LiveRunner, eq=False, repr=False, kw_only=True)
+
+    # --- argv, pure ------------------------------------------------------------------------
+
+    def add_argv(self) -> list[str]:
+        """``ip netns add NAME``."""
+        return ["ip", "netns", "add", self.name]
+
+    def delete_argv(self) -> list[str]:
+        """``ip netns del NAME``."""
+        return ["ip", "netns", "del", self.name]
+
+    def exec_argv(self, argv: Sequence[str]) -> list[str]:
+        """``ip netns exec NAME ARGV...``: a command run inside the namespace."""
+        if isinstance(argv, str):
+            raise TypeError("argv must be a list of strings, not a string")
+        return ["ip", "netns", "exec", self.name, *argv]
+
+    def ip_argv(self, *args: str) -> list[str]:
+        """``ip -n NAME ARGS...``: an ip command aimed inside the namespace."""
+        return _link.ip_argv(self.name, *args)
+
+    def pids_argv(self) -> list[str]:
+        """``ip netns pids NAME``."""
+        return ["ip", "netns", "pids", self.name]
+
+    @staticmethod
+    def list_argv() -> list[str]:
+        """``ip -j netns list``."""
+        return ["ip", "-j", "netns", "list"]
+
+    # --- running ---------------------------------------------------------------------------
+
+    def create(self, *, exist_ok: bool = False) -> Namespace:
+        """Create the namespace; ``exist_ok`` accepts one that exists already."""
+        try:
+            self.runner.run(self.add_argv()).check(f"creating namespace {self.name!r}")
+        except AlreadyExistsError:
+            if not exist_ok:
+                raise
+        return self
+
+    def delete(self, *, missing_ok: bool = False) -> None:
+        """Delete the namespace; ``missing_ok`` accepts one already gone."""
+        try:
+            self.runner.run(self.delete_argv()).check(f"deleting namespace {self.name!r}")
+        except NotFoundError:
+            if not missing_ok:
+                raise
+
+    def exists(self) -> bool:
+        """True if ``ip netns list`` shows this namespace."""
+        return self.name in Namespace.names(self.runner)
+
+    @classmethod
+    def names(cls, runner: Runner) -> list[str]:
+        """The names of every namespace ``ip netns list`` shows."""
+        text = runner.run(cls.list_argv()).check("listing namespaces").stdout.strip()
+        if not text:
+            return []
+        data: list[dict[str, Any]] = json.loads(text)
+        return [str(d["name"]) for d in data if isinstance(d, dict) and "name" in d]
+
+    @classmethod
+    def all(cls, runner: Runner) -> list[Namespace]:
+        """Every namespace ``ip netns list`` shows, as Namespace objects."""
+        return [cls(name, runner=runner) for name in cls.names(runner)]
+
+    def exec(
+        self,
+        argv: Sequence[str],
+        *,
+        check: bool = True,
+        input: str | None = None,
+        timeout: float | None = None,
+    ) -> Result:
+        """Run ``argv`` inside the namespace; with ``check`` a non-zero exit raises."""
+        result = self.runner.run(self.exec_argv(argv), input=input, timeout=timeout)
+        return result.check(f"running a command in namespace {self.name!r}") if check else result
+
+    @property
+    def inside(self) -> PrefixRunner:
+        """A runner whose every command runs inside this namespace (``ip netns exec``)."""
+        return PrefixRunner(self.runner, ("ip", "netns", "exec", self.name))
+
+    def pids(self) -> list[int]:
+        """The ids of the processes running inside the namespace."""
+        out = self.runner.run(self.pids_argv()).check(f"listing processes in {self.name!r}").stdout
+        return [int(word) for word in out.split()]
+
+    def link(self, name: str) -> _link.Link:
+        """The interface ``name`` inside this namespace."""
+        return _link.Link(name, self.name, runner=self.runner)
+
+    def loopback_up(self) -> Namespace:
+        """Bring ``lo`` up inside the namespace."""
+        self.link("lo").up()
+        return self
+
+    def route(self, destination: object, via: object = None, dev: str | None = None) -> _link.Route:
+        """A Route inside this namespace (call ``.add()`` on it)."""
+        return _link.Route(destination, via, dev, self.name, runner=self.runner)
+
+    def links(self) -> list[_link.LinkInfo]:
+        """Every link inside the namespace."""
+        return _link.links(self.runner, self.name)
+
+    def addresses(self) -> list[_link.AddressInfo]:
+        """Every address inside the namespace."""
+        return _link.addresses(self.runner, self.name)
+
+    def routes(self, *, family: int = 4) -> list[_link.RouteInfo]:
+        """The namespace's main routing table."""
+        return _link.routes(self.runner, self.name, family=family)
+
+    def neighbours(self) -> list[_link.Neighbour]:
+        """The namespace's neighbour (ARP) table."""
+        return _link.neighbours(self.runner, self.name)
+
+

@@ -1,0 +1,273 @@
+"""Result, the Runner protocol, LiveRunner, and runners that compose.
+
+``Runner.run(argv) -> Result`` is the only place netnskit starts a process. A runner never
+raises on a non-zero exit: some failures are answers (``iptables -C`` exits 1 when a rule is
+absent). ``Result.check()`` raises the mapped :class:`~netnskit.errors.CommandError`.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shlex
+import subprocess
+from collections.abc import Iterable, Sequence
+from typing import Any, Protocol, runtime_checkable
+
+import attrs
+
+from netnskit.errors import CommandNotFoundError, CommandTimeoutError, error_for
+
+__all__ = [
+    "DEFAULT_TIMEOUT",
+    "LiveRunner",
+    "PrefixRunner",
+    "Result",
+    "Runner",
+    "ShRunner",
+    "SshRunner",
+    "netns_runner",
+    "nsenter_runner",
+    "package_for",
+    "sudo_runner",
+]
+
+log = logging.getLogger("netnskit")
+
+DEFAULT_TIMEOUT = 60.0
+
+# Which Debian package brings each program we call, for CommandNotFoundError.
+_PACKAGES = {
+    "ip": "iproute2",
+    "bridge": "iproute2",
+    "ss": "iproute2",
+    "iptables": "iptables",
+    "iptables-save": "iptables",
+    "iptables-restore": "iptables",
+    "ip6tables": "iptables",
+    "ip6tables-save": "iptables",
+    "ip6tables-restore": "iptables",
+    "iptables-legacy": "iptables",
+    "iptables-nft": "iptables",
+    "ping": "iputils-ping",
+    "nsenter": "util-linux",
+    "unshare": "util-linux",
+    "mount": "mount",
+    "sysctl": "procps",
+    "ssh": "openssh-client",
+    "sudo": "sudo",
+}
+
+
+def _strs(items: Iterable[str]) -> tuple[str, ...]:
+    return tuple(items)
+
+
+def package_for(program: str) -> str:
+    """The Debian package that provides ``program`` (its own name when unknown)."""
+    return _PACKAGES.get(os.path.basename(program), os.path.basename(program))
+
+
+@attrs.frozen
+class Result:
+    """What a finished command left: its argv, exit status, stdout and stderr."""
+
+    argv: tuple[str, ...] = attrs.field(converter=_strs)
+    returncode: int = 0
+    stdout: str = ""
+    stderr: str = ""
+
+    @property
+    def ok(self) -> bool:
+        """True when the command exited 0."""
+        return self.returncode == 0
+
+    def check(self, action: str = "") -> Result:
+        """Return self if the command succeeded, else raise the mapped CommandError."""
+        if self.returncode != 0:
+            raise error_for(self.argv, self.returncode, self.stdout, self.stderr, action)
+        return self
+
+
+@runtime_checkable
+class Runner(Protocol):
+    """Runs one argv to completion and returns its Result; never raises on a non-zero exit."""
+
+    def run(
+        self, argv: Sequence[str], *, input: str | None = None, timeout: float | None = None
+    ) -> Result:
+        """Run ``argv`` (a list, never a shell string), feeding ``input`` on stdin."""
+        ...
+
+
+def _argv(argv: Sequence[str]) -> list[str]:
+    if isinstance(argv, str):
+        raise TypeError(f"argv must be a sequence of strings, not the string {argv!r}")
+    return [str(a) for a in argv]
+
+
+@attrs.define
+class LiveRunner:
+    """Runs commands on this host with :mod:`subprocess`, never through a shell."""
+
+    timeout: float = DEFAULT_TIMEOUT
+    env: dict[str, str] | None = None
+
+    def run(
+        self, argv: Sequence[str], *, input: str | None = None, timeout: float | None = None
+    ) -> Result:
+        """Run ``argv`` and return its Result."""
+        args = _argv(argv)
+        log.debug("run: %s", shlex.join(args))
+        try:
+            done = subprocess.run(
+                args,
+                input=input,
+                capture_output=True,
+                text=True,
+                timeout=self.timeout if timeout is None else timeout,
+                env=self.env,
+                check=False,
+                stdin=None if input is not None else subprocess.DEVNULL,
+            )
+        except FileNotFoundError as exc:
+            raise CommandNotFoundError(args[0], package_for(args[0])) from exc
+        except subprocess.TimeoutExpired as exc:
+            raise CommandTimeoutError(args, -1, _text(exc.stdout), _text(exc.stderr)) from exc
+        if done.returncode != 0:
+            log.debug("exit %d: %s", done.returncode, done.stderr.strip())
+        return Result(args, done.returncode, done.stdout, done.stderr)
+
+    def start(self, argv: Sequence[str], *, stdin_pipe: bool = False) -> subprocess.Popen[str]:
+        """Start ``argv`` in the background (a server, a holder); the caller ends it by pid.
+
+        With ``stdin_pipe`` the process gets a pipe on stdin, so it can be made to exit by
+        closing it, and exits by itself if this process dies.
+        """
+        args = _argv(argv)
+        log.debug("start: %s", shlex.join(args))
+        try:
+            return subprocess.Popen(
+                args,
+                stdin=subprocess.PIPE if stdin_pipe else subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+                env=self.env,
+            )
+        except FileNotFoundError as exc:
+            raise CommandNotFoundError(args[0], package_for(args[0])) from exc
+
+
+def _text(data: bytes | str | None) -> str:
+    if data is None:
+        return ""
+    return data.decode(errors="replace") if isinstance(data, bytes) else data
+
+
+@attrs.define
+class PrefixRunner:
+    """Runs every argv as ``prefix + argv`` through another runner (netns exec, nsenter, sudo)."""
+
+    inner: Runner
+    prefix: tuple[str, ...] = attrs.field(converter=_strs)
+
+    def run(
+        self, argv: Sequence[str], *, input: str | None = None, timeout: float | None = None
+    ) -> Result:
+        """Run ``prefix + argv`` through the inner runner."""
+        return self.inner.run([*self.prefix, *_argv(argv)], input=input, timeout=timeout)
+
+    def start(self, argv: Sequence[str]) -> subprocess.Popen[str]:
+        """Start ``prefix + argv`` in the background, where the inner runner can."""
+        start = getattr(self.inner, "start", None)
+        if start is None:
+            raise TypeError(f"{type(self.inner).__name__} cannot start background processes")
+        proc: subprocess.Popen[str] = start([*self.prefix, *_argv(argv)])
+        return proc
+
+
+def netns_runner(inner: Runner, netns: str) -> PrefixRunner:
+    """A runner that runs each command inside network namespace ``netns``."""
+    from netnskit._validate import netns_name
+
+    return PrefixRunner(inner, ("ip", "netns", "exec", netns_name(netns)))
+
+
+def nsenter_runner(inner: Runner, pid: int, *, mount: bool = True) -> PrefixRunner:
+    """A runner that enters the network (and mount) namespace of process ``pid``."""
+    if not isinstance(pid, int) or isinstance(pid, bool) or pid <= 0:
+        from netnskit.errors import ValidationError
+
+        raise ValidationError("pid", pid, "must be a positive integer")
+    prefix = ["nsenter", f"--target={pid}", "--net"]
+    if mount:
+        prefix.append("--mount")
+    prefix.append("--")
+    return PrefixRunner(inner, prefix)
+
+
+def sudo_runner(inner: Runner) -> PrefixRunner:
+    """A runner that runs each command through ``sudo -n`` (never prompting)."""
+    return PrefixRunner(inner, ("sudo", "-n", "--"))
+
+
+@attrs.define
+class SshRunner:
+    """Runs each command on ``host`` over ssh, quoted for the remote shell."""
+
+    host: str
+    inner: Runner = attrs.field(factory=LiveRunner)
+    options: tuple[str, ...] = attrs.field(default=("-o", "BatchMode=yes"), converter=_strs)
+
+    def __attrs_post_init__(self) -> None:
+        if not self.host or self.host.startswith("-") or any(c.isspace() for c in self.host):
+            from netnskit.errors import ValidationError
+
+            raise ValidationError("ssh host", self.host, "must be non-empty, without spaces, not start with '-'")
+
+    def argv_for(self, argv: Sequence[str]) -> list[str]:
+        """The local argv: ssh re-parses its command with a shell, so quote every word."""
+        return ["ssh", *self.options, self.host, "--", shlex.join(_argv(argv))]
+
+    def run(
+        self, argv: Sequence[str], *, input: str | None = None, timeout: float | None = None
+    ) -> Result:
+        """Run ``argv`` on the remote host; the Result names the argv as asked."""
+        got = self.inner.run(self.argv_for(argv), input=input, timeout=timeout)
+        return Result(_argv(argv), got.returncode, got.stdout, got.stderr)
+
+
+@attrs.define
+class ShRunner:
+    """The same contract as LiveRunner, through the optional ``sh`` package (``netnskit[sh]``)."""
+
+    timeout: float = DEFAULT_TIMEOUT
+
+    def run(
+        self, argv: Sequence[str], *, input: str | None = None, timeout: float | None = None
+    ) -> Result:
+        """Run ``argv`` with sh; a non-zero exit is a Result, not an exception."""
+        try:
+            import sh
+        except ImportError as exc:  # pragma: no cover - depends on the extra
+            raise ImportError("ShRunner needs the 'sh' extra: pip install 'netnskit[sh]'") from exc
+        args = _argv(argv)
+        log.debug("run (sh): %s", shlex.join(args))
+        try:
+            command = sh.Command(args[0])
+        except sh.CommandNotFound as exc:
+            raise CommandNotFoundError(args[0], package_for(args[0])) from exc
+        kwargs: dict[str, Any] = {
+            "_ok_code": list(range(256)),
+            "_return_cmd": True,
+            "_timeout": self.timeout if timeout is None else timeout,
+            "_decode_errors": "replace",
+        }
+        if input is not None:
+            kwargs["_in"] = input
+        try:
+            done = command(*args[1:], **kwargs)
+        except sh.TimeoutException as exc:
+            raise CommandTimeoutError(args, -1, "", "") from exc
+        return Result(args, int(done.exit_code), str(done), _text(done.stderr))

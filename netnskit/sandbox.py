@@ -1,0 +1,185 @@
+"""Sandbox: a throwaway host made of a fresh network namespace and a fresh mount namespace.
+
+A small holder process (``unshare --net --mount --propagation private``) keeps both alive; a
+tmpfs on ``/run/netns`` makes named namespaces private to the sandbox. Every command runs in it
+through ``nsenter``. The holder reads its stdin, so it exits when the sandbox closes it, or when
+the process that made the sandbox dies. Leaving the sandbox ends the processes started inside it
+(by pid, and only those: they live in namespaces that exist nowhere else), then the holder; the
+kernel frees every namespace, link, address, route and firewall rule made inside.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import select
+import shutil
+import signal
+import subprocess
+import time
+from collections.abc import Sequence
+from types import TracebackType
+
+from netnskit.errors import SandboxError
+from netnskit.netns import Namespace
+from netnskit.runner import LiveRunner, PrefixRunner, Result, nsenter_runner, package_for
+
+__all__ = ["Sandbox", "sandbox_problem"]
+
+# Run by the holder, inside the new namespaces.
+_HOLDER_SCRIPT = (
+    "set -e; mkdir -p /run/netns; "
+    "mount -t tmpfs -o mode=0755,size=1m netnskit-sandbox /run/netns; "
+    "ip link set lo up; echo ready; exec cat >/dev/null"
+)
+_TOOLS = ("unshare", "nsenter", "ip", "mount")
+
+
+def sandbox_problem() -> str | None:
+    """Why a sandbox cannot be made here (not root, a tool missing), or None if it can."""
+    if os.geteuid() != 0:
+        return "a sandbox needs root (CAP_SYS_ADMIN and CAP_NET_ADMIN); run as root"
+    for tool in _TOOLS:
+        if shutil.which(tool) is None:
+            return f"{tool!r} is missing; install the {package_for(tool)!r} package"
+    return None
+
+
+def _net_ns(pid: int | str) -> str | None:
+    try:
+        return os.readlink(f"/proc/{pid}/ns/net")
+    except OSError:
+        return None
+
+
+class Sandbox:
+    """A throwaway host: ``with Sandbox() as box: box.runner.run([...])``."""
+
+    def __init__(self, *, timeout: float = 10.0) -> None:
+        """Prepare a sandbox; it is made on ``__enter__`` (or ``open()``)."""
+        self._timeout = timeout
+        self._live = LiveRunner()
+        self._holder: subprocess.Popen[str] | None = None
+        self._runner: PrefixRunner | None = None
+        self._net: str | None = None
+        self._started: list[subprocess.Popen[str]] = []
+
+    @property
+    def pid(self) -> int:
+        """The holder's pid: the sandbox's namespaces are this process's."""
+        if self._holder is None:
+            raise SandboxError("the sandbox is not open")
+        return self._holder.pid
+
+    @property
+    def runner(self) -> PrefixRunner:
+        """A runner whose commands run inside the sandbox (``nsenter --net --mount``)."""
+        if self._runner is None:
+            raise SandboxError("the sandbox is not open")
+        return self._runner
+
+    def open(self) -> Sandbox:
+        """Make the sandbox; raises SandboxError with the reason if it cannot."""
+        problem = sandbox_problem()
+        if problem:
+            raise SandboxError(f"cannot make a sandbox: {problem}")
+        argv = ["unshare", "--net", "--mount", "--propagation", "private", "--", "sh", "-c", _HOLDER_SCRIPT]
+        holder = self._live.start(argv, stdin_pipe=True)
+        self._holder = holder
+        assert holder.stdout is not None
+        ready, _, _ = select.select([holder.stdout], [], [], self._timeout)
+        line = holder.stdout.readline() if ready else ""
+        if line.strip() != "ready":
+            err = ""
+            if holder.poll() is not None and holder.stderr is not None:
+                err = holder.stderr.read().strip()
+            self._stop_holder()
+            raise SandboxError(f"cannot make a sandbox: the holder did not start ({err or 'no answer'})")
+        self._net = _net_ns(holder.pid)
+        if self._net is None or self._net == _net_ns(os.getpid()):
+            self._stop_holder()
+            raise SandboxError("cannot make a sandbox: the holder is not in a new network namespace")
+        self._runner = nsenter_runner(self._live, holder.pid)
+        return self
+
+    def __enter__(self) -> Sandbox:
+        """Make the sandbox."""
+        return self.open()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        """Destroy the sandbox and everything made inside it."""
+        self.close()
+
+    def run(self, argv: Sequence[str], *, input: str | None = None, timeout: float | None = None) -> Result:
+        """Run ``argv`` inside the sandbox."""
+        return self.runner.run(argv, input=input, timeout=timeout)
+
+    def start(self, argv: Sequence[str], netns: str | None = None) -> subprocess.Popen[str]:
+        """Start a background process inside the sandbox (in ``netns`` if given)."""
+        if netns is not None:
+            argv = Namespace(netns).exec_argv(argv)
+        proc = self.runner.start(argv)
+        self._started.append(proc)
+        return proc
+
+    def namespace(self, name: str) -> Namespace:
+        """A Namespace inside the sandbox."""
+        return Namespace(name, runner=self.runner)
+
+    def pids_inside(self) -> list[int]:
+        """Processes whose network namespace is the sandbox's or one of its named namespaces."""
+        if self._holder is None or self._net is None:
+            return []
+        nets = {self._net}
+        result = self.runner.run(["ip", "-j", "netns", "list"])
+        if result.ok and result.stdout.strip():
+            for entry in json.loads(result.stdout):
+                inode = self.runner.run(["stat", "-L", "-c", "%i", f"/run/netns/{entry['name']}"])
+                if inode.ok:
+                    nets.add(f"net:[{inode.stdout.strip()}]")
+        found = []
+        for entry in os.listdir("/proc"):
+            ours = entry.isdigit() and int(entry) not in (self._holder.pid, os.getpid())
+            if ours and _net_ns(entry) in nets:
+                found.append(int(entry))
+        return found
+
+    def close(self) -> None:
+        """End the processes started inside, then the holder; safe to call twice."""
+        if self._holder is None:
+            return
+        for proc in self._started:
+            if proc.poll() is None:
+                proc.kill()
+            proc.wait()
+        self._started.clear()
+        # Anything else still running in the sandbox's namespaces was started by us inside it.
+        for pid in self.pids_inside():
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        self._stop_holder()
+
+    def _stop_holder(self) -> None:
+        holder = self._holder
+        if holder is None:
+            return
+        if holder.stdin is not None:
+            holder.stdin.close()
+        deadline = time.monotonic() + 5
+        while holder.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.01)
+        if holder.poll() is None:
+            holder.kill()
+            holder.wait()
+        for stream in (holder.stdout, holder.stderr):
+            if stream is not None:
+                stream.close()
+        self._holder = None
+        self._runner = None
+        self._net = None

@@ -1,0 +1,85 @@
+"""HostState: what a host's network looks like, read with independent tools, for before/after checks."""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+import attrs
+
+from netnskit.runner import Runner
+
+__all__ = ["HostState", "WATCHED_SYSCTLS"]
+
+# Sysctls netnskit may change; a clean teardown puts each back.
+WATCHED_SYSCTLS = (
+    "net.ipv4.ip_forward",
+    "net.ipv6.conf.all.forwarding",
+)
+
+_VOLATILE_LINK_KEYS = {"operstate", "linkmode", "stats", "stats64", "carrier_changes", "qdisc"}
+_SAVE_NOISE = re.compile(r"^#.*$|\[\d+:\d+\]", re.MULTILINE)
+
+
+def _clean_save(text: str) -> str:
+    """iptables-save without timestamps and packet counters."""
+    return "\n".join(line.rstrip() for line in _SAVE_NOISE.sub("", text).splitlines() if line.strip())
+
+
+def _json(runner: Runner, argv: list[str]) -> Any:
+    out = runner.run(argv).check().stdout.strip()
+    return json.loads(out) if out else []
+
+
+@attrs.frozen
+class HostState:
+    """A comparable snapshot: namespaces, links, addresses, routes, sysctls and firewall rules."""
+
+    namespaces: tuple[str, ...]
+    links: tuple[str, ...]
+    addresses: tuple[str, ...]
+    routes: tuple[str, ...]
+    sysctls: tuple[tuple[str, str], ...]
+    iptables: str
+    ip6tables: str
+
+    @classmethod
+    def capture(cls, runner: Runner) -> HostState:
+        """Read the host's state through ``runner`` with ip -j, sysctl and iptables-save."""
+        namespaces = tuple(sorted(d["name"] for d in _json(runner, ["ip", "-j", "netns", "list"])))
+        links = tuple(
+            sorted(f"{d['ifname']} {d.get('link_type', '')} {d.get('master', '')}" for d in _json(
+                runner, ["ip", "-j", "link", "show"]))
+        )
+        addresses = tuple(
+            sorted(
+                f"{d['ifname']} {a['local']}/{a['prefixlen']}"
+                for d in _json(runner, ["ip", "-j", "addr", "show"])
+                for a in d.get("addr_info", ())
+            )
+        )
+        routes = tuple(
+            sorted(
+                json.dumps(r, sort_keys=True)
+                for fam in ("-4", "-6")
+                for r in _json(runner, ["ip", fam, "-j", "route", "show", "table", "all"])
+            )
+        )
+        sysctls = tuple(
+            (name, runner.run(["sysctl", "-n", name]).stdout.strip()) for name in WATCHED_SYSCTLS
+        )
+        v4 = runner.run(["iptables-save"])
+        v6 = runner.run(["ip6tables-save"])
+        return cls(
+            namespaces, links, addresses, routes, sysctls, _clean_save(v4.stdout), _clean_save(v6.stdout)
+        )
+
+    def diff(self, other: HostState) -> list[str]:
+        """Human-readable differences between two snapshots (empty when identical)."""
+        out = []
+        for field in attrs.fields(HostState):
+            mine, theirs = getattr(self, field.name), getattr(other, field.name)
+            if mine != theirs:
+                out.append(f"{field.name}: before={mine!r} after={theirs!r}")
+        return out
