@@ -9,7 +9,7 @@
     ├─ StepError(NetnskitError)                        a plan step failed (after rollback)
     └─ CommandError(NetnskitError)                     a command exited non-zero
        ├─ AlreadyExistsError     "File exists", "already assigned", "Chain already exists"
-       ├─ NotFoundError          "Cannot find device", "No such file", "does not exist"
+       ├─ NotFoundError          "Cannot find device", "No such file", "does not exist", "Address not found"
        ├─ PermissionDeniedError  "Operation not permitted", "Permission denied"
        └─ CommandTimeoutError    the command did not finish in time
 
@@ -147,6 +147,7 @@ _STDERR_CLASSES: tuple[tuple[str, type[CommandError]], ...] = (
     ("does not exist", NotFoundError),
     ("no such process", NotFoundError),
     ("cannot assign requested address", NotFoundError),
+    ("address not found", NotFoundError),  # `ip addr del` of an absent address (iproute2 6.x)
     ("bad rule (does a matching rule exist", NotFoundError),
     ("no chain/target/match by that name", NotFoundError),
 )

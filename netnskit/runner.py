@@ -125,6 +125,7 @@ class LiveRunner:
                 input=input,
                 capture_output=True,
                 text=True,
+                errors="replace",  # a stray non-UTF-8 byte must not lose the whole Result
                 timeout=self.timeout if timeout is None else timeout,
                 env=self.env,
                 check=False,
@@ -153,6 +154,7 @@ class LiveRunner:
                 stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE,
                 text=True,
+                errors="replace",
                 env=self.env,
             )
         except FileNotFoundError as exc:
@@ -259,7 +261,9 @@ class ShRunner:
         except sh.CommandNotFound as exc:
             raise CommandNotFoundError(args[0], package_for(args[0])) from exc
         kwargs: dict[str, Any] = {
-            "_ok_code": list(range(256)),
+            # every exit status, and death by any signal (-N, as subprocess reports it), is a Result
+            "_ok_code": list(range(-64, 256)),
+            "_tty_out": False,  # a pipe, as with LiveRunner: sh's default pty changes what tools print
             "_return_cmd": True,
             "_timeout": self.timeout if timeout is None else timeout,
             "_decode_errors": "replace",
