@@ -22,9 +22,30 @@ _VOLATILE_LINK_KEYS = {"operstate", "linkmode", "stats", "stats64", "carrier_cha
 _SAVE_NOISE = re.compile(r"^#.*$|\[\d+:\d+\]", re.MULTILINE)
 
 
+_BUILTIN_ACCEPT = re.compile(r"^:(PREROUTING|INPUT|FORWARD|OUTPUT|POSTROUTING) ACCEPT( \[\d+:\d+\])?$")
+
+
 def _clean_save(text: str) -> str:
-    """iptables-save without timestamps and packet counters."""
-    return "\n".join(line.rstrip() for line in _SAVE_NOISE.sub("", text).splitlines() if line.strip())
+    """iptables-save without timestamps, packet counters and empty tables.
+
+    A table left with only its built-in chains, policy ACCEPT and no rule filters nothing: the
+    nft backend keeps it after its last rule is deleted, so it counts as no table.
+    """
+    lines = [line.rstrip() for line in _SAVE_NOISE.sub("", text).splitlines() if line.strip()]
+    kept: list[str] = []
+    table: list[str] = []
+    for line in lines:
+        if line.startswith("*"):
+            table = [line]
+        elif table and line == "COMMIT":
+            if not all(_BUILTIN_ACCEPT.match(entry) for entry in table[1:]):
+                kept += [*table, line]
+            table = []
+        elif table:
+            table.append(line)
+        else:
+            kept.append(line)
+    return "\n".join(kept + table)
 
 
 def _json(runner: Runner, argv: list[str]) -> Any:

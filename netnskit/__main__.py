@@ -1,0 +1,7 @@
+"""``python -m netnskit``: the command line."""
+
+import sys
+
+from netnskit.cli import main
+
+sys.exit(main())
