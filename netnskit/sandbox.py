@@ -158,6 +158,9 @@ class Sandbox:
             if proc.poll() is None:
                 proc.kill()
             proc.wait()
+            for stream in (proc.stdin, proc.stdout, proc.stderr):
+                if stream is not None:
+                    stream.close()
         self._started.clear()
         # Anything else still running in the sandbox's namespaces was started by us inside it.
         for pid in self.pids_inside():
