@@ -219,6 +219,8 @@ class VethPair:
         except AlreadyExistsError:
             if not exist_ok:
                 raise
+            if up:  # the failed create did not bring the existing first end up
+                self.ends[0].up()
         if up:
             self.ends[1].up()
         return self

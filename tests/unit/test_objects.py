@@ -456,6 +456,7 @@ def test_veth_create_twice(fake):
     pair.create(exist_ok=True, up=True)
     assert fake.argvs[1:] == [
         ["ip", "link", "add", "v0", "up", "type", "veth", "peer", "name", "v1"],
+        ["ip", "link", "set", "v0", "up"],  # the existing pair may be down: both ends are brought up
         ["ip", "link", "set", "v1", "up"],
     ]
 
