@@ -15,6 +15,7 @@ from netnskit.errors import (
 from netnskit.firewall import NatRule, PortForward
 from netnskit.link import Bridge, Link, Route, VethPair
 from netnskit.netns import Namespace
+from netnskit.network import Network
 from netnskit.runner import (
     LiveRunner,
     PrefixRunner,
@@ -41,6 +42,7 @@ __all__ = [
     "Namespace",
     "NatRule",
     "NetnskitError",
+    "Network",
     "NotFoundError",
     "PermissionDeniedError",
     "PortForward",

@@ -22,6 +22,7 @@ EXPECTED_ALL = [
     "Namespace",
     "NatRule",
     "NetnskitError",
+    "Network",
     "NotFoundError",
     "PermissionDeniedError",
     "PortForward",

@@ -1,0 +1,418 @@
+"""Network: the plan as exact commands, up/down against scripted kernel state, validation."""
+
+from __future__ import annotations
+
+import json
+import pickle
+import re
+from pathlib import Path
+
+import pytest
+
+from netnskit.errors import NetnskitError, StepError, ValidationError
+from netnskit.network import (
+    ConfigError,
+    ExtraNamespace,
+    ForwardSpec,
+    LinkSpec,
+    NamespaceSpec,
+    Network,
+    RouteSpec,
+    group_for,
+)
+from netnskit.plan import Command
+from netnskit.testing import STDERR, FakeRunner
+
+ROOT = Path(__file__).resolve().parents[2]
+SEED = ROOT / "examples" / "seed.toml"
+EXPECTED = Path(__file__).parent / "expected" / "seed_plan.sh"
+
+
+def seed_in_python(runner: FakeRunner | None = None) -> Network:
+    """The seed story built in Python, as the README shows it."""
+    return Network(
+        name="seed",
+        bridge="v-net-0",
+        subnet="192.168.15.0/24",
+        gateway="192.168.15.5",
+        namespaces=[
+            NamespaceSpec("red", "192.168.15.1"),
+            NamespaceSpec("blue", "192.168.15.2"),
+            NamespaceSpec("orange", "192.168.15.3"),
+            NamespaceSpec("gray", "192.168.15.4"),
+        ],
+        masquerade=True,
+        extra_namespaces=[ExtraNamespace("lan", forwarding=True), ExtraNamespace("internet")],
+        links=[
+            LinkSpec("v-lan", "eth0", peer_namespace="lan", address="192.168.1.2/24", peer_address="192.168.1.3/24"),
+            LinkSpec(
+                "wan", "eth0", namespace="lan", peer_namespace="internet",
+                address="203.0.113.1/24", peer_address="203.0.113.10/24",
+            ),
+        ],
+        routes=[
+            RouteSpec("203.0.113.0/24", via="192.168.1.3"),
+            RouteSpec("default", via="203.0.113.1", namespace="internet"),
+        ],
+        port_forwards=[ForwardSpec(80, "blue", 80)],
+        **({"runner": runner} if runner is not None else {}),
+    )
+
+
+def small(runner: FakeRunner, **kw: object) -> Network:
+    """One namespace on a bridge, no firewall: small enough to script the kernel's answers."""
+    fields: dict[str, object] = {
+        "name": "t1", "bridge": "br-t1", "subnet": "10.9.0.0/24", "gateway": "10.9.0.1", "namespaces": ["a"],
+    }
+    fields.update(kw)
+    return Network(**fields, runner=runner)  # type: ignore[arg-type]
+
+
+G = group_for("t1")
+
+
+def script_empty_host(fake: FakeRunner) -> None:
+    """A host with nothing but lo, no namespaces and an empty firewall."""
+    fake.on(["ip", "-j", "netns", "list"], stdout="")
+    fake.on(["ip", "-d", "-j", "link", "show"], stdout=json.dumps([{"ifname": "lo", "flags": ["UP"]}]))
+
+
+def script_small_up(fake: FakeRunner) -> None:
+    """What the kernel shows when small() is fully up."""
+    fake.on(["ip", "-j", "netns", "list"], stdout=json.dumps([{"name": "a", "id": 0}]))
+    host = [
+        {"ifname": "lo", "flags": ["UP"]},
+        {"ifname": "br-t1", "group": str(G), "ifalias": "netnskit:t1", "flags": ["UP"]},
+        {"ifname": "veth-a", "group": str(G), "ifalias": "netnskit:t1", "flags": ["UP"], "link_netnsid": 0},
+    ]
+    fake.on(["ip", "-d", "-j", "link", "show"], stdout=json.dumps(host))
+    gw = {"family": "inet", "local": "10.9.0.1", "prefixlen": 24}
+    fake.on(["ip", "-j", "addr", "show"], stdout=json.dumps([{"ifname": "br-t1", "addr_info": [gw]}]))
+    fake.on(["ip", "-4", "-j", "netconf", "show"], stdout=json.dumps([{"interface": "br-t1", "forwarding": True}]))
+    inside = [
+        {"ifname": "lo", "flags": ["LOOPBACK", "UP"], "ifalias": "netnskit:t1"},
+        {"ifname": "eth0", "flags": ["UP"]},
+    ]
+    fake.on(["ip", "-n", "a", "-d", "-j", "link", "show"], stdout=json.dumps(inside))
+    a = {"family": "inet", "local": "10.9.0.2", "prefixlen": 24}
+    fake.on(["ip", "-n", "a", "-j", "addr", "show"], stdout=json.dumps([{"ifname": "eth0", "addr_info": [a]}]))
+    route = {"dst": "default", "gateway": "10.9.0.1"}
+    fake.on(["ip", "-n", "a", "-4", "-j", "route", "show"], stdout=json.dumps([route]))
+
+
+def writes(fake: FakeRunner) -> list[list[str]]:
+    """The commands that change something (not the reads)."""
+    reads = re.compile(r"(^| )(-j|iptables-save|ip6tables-save)( |$)|^sysctl -n ")
+    return [a for a in fake.argvs if not reads.search(" ".join(a))]
+
+
+# --- plan -----------------------------------------------------------------------------------
+
+
+def test_seed_plan_renders_the_checked_in_script() -> None:
+    net = Network.from_toml(SEED, runner=FakeRunner(strict=True))
+    assert net.render_script() == EXPECTED.read_text()
+
+
+def test_seed_from_toml_equals_seed_in_python() -> None:
+    assert Network.from_toml(SEED) == seed_in_python()
+
+
+def test_plan_is_pure() -> None:
+    fake = FakeRunner(strict=True)  # any command would raise
+    steps = seed_in_python(fake).plan()
+    assert len(steps) == 52
+    assert fake.argvs == []
+
+
+def test_small_plan_exact_commands() -> None:
+    steps = small(FakeRunner()).plan()
+    assert [[c.argv for c in s.do] for s in steps] == [
+        [("ip", "netns", "add", "a")],
+        [("ip", "-n", "a", "link", "set", "lo", "up", "alias", "netnskit:t1")],
+        [("ip", "link", "add", "name", "br-t1", "group", str(G), "up", "type", "bridge")],
+        [("ip", "link", "set", "br-t1", "alias", "netnskit:t1")],
+        [("ip", "addr", "add", "10.9.0.1/24", "dev", "br-t1")],
+        [("sysctl", "-w", "net/ipv4/conf/br-t1/forwarding=1")],
+        [("ip", "link", "add", "veth-a", "group", str(G), "up", "master", "br-t1",
+          "type", "veth", "peer", "name", "eth0", "netns", "a")],
+        [("ip", "link", "set", "veth-a", "alias", "netnskit:t1")],
+        [("ip", "-n", "a", "link", "set", "eth0", "up")],
+        [("ip", "-n", "a", "addr", "add", "10.9.0.2/24", "dev", "eth0")],
+        [("ip", "-n", "a", "route", "add", "default", "via", "10.9.0.1")],
+    ]
+    assert [[c.argv for c in s.undo] for s in steps] == [
+        [("ip", "netns", "del", "a")],
+        [],
+        [("ip", "link", "del", "br-t1")],
+        [],
+        [("ip", "addr", "del", "10.9.0.1/24", "dev", "br-t1")],
+        [],
+        [("ip", "link", "del", "veth-a")],
+        [],
+        [("ip", "-n", "a", "link", "set", "eth0", "down")],
+        [("ip", "-n", "a", "addr", "del", "10.9.0.2/24", "dev", "eth0")],
+        [("ip", "-n", "a", "route", "del", "default", "via", "10.9.0.1")],
+    ]
+
+
+def test_seed_plan_has_no_duplicate_interface_per_place() -> None:
+    net = seed_in_python()
+    host = net.host_ifnames()
+    assert len(host) == len(set(host)) == 6
+
+
+def test_addresses_are_allocated_in_order_skipping_gateway_and_given() -> None:
+    net = Network(
+        name="alloc", bridge="br-alloc", subnet="10.0.0.0/29", gateway="10.0.0.1",
+        namespaces=["x", NamespaceSpec("y", "10.0.0.2"), "z"],
+    )
+    got = {k: str(v) for k, v in net.addresses().items()}
+    assert got == {"x": "10.0.0.3/29", "y": "10.0.0.2/29", "z": "10.0.0.4/29"}
+
+
+def test_group_is_stable_and_in_range() -> None:
+    assert group_for("seed") == group_for("seed") == 237438951
+    assert group_for("seed") != group_for("seed2")
+    assert all(65536 <= group_for(f"n{i}") < 2**31 for i in range(200))
+
+
+# --- up -------------------------------------------------------------------------------------
+
+
+def test_up_on_an_empty_host_runs_the_plan_in_order() -> None:
+    fake = FakeRunner()
+    script_empty_host(fake)
+    net = small(fake)
+    net.up()
+    assert writes(fake) == [list(c.argv) for s in net.plan() for c in s.do]
+
+
+def test_up_when_already_up_changes_nothing() -> None:
+    fake = FakeRunner()
+    script_small_up(fake)
+    net = small(fake)
+    assert net.missing_steps() == []
+    fake.clear()
+    net.up()
+    assert writes(fake) == []
+    assert net.status().up
+
+
+def test_up_completes_a_partly_made_network() -> None:
+    fake = FakeRunner()
+    script_small_up(fake)
+    # the namespace has no route yet (as after a crash)
+    fake.on(["ip", "-n", "a", "-4", "-j", "route", "show"], stdout="[]")
+    net = small(fake)
+    fake.clear()
+    net.up()
+    assert writes(fake) == [["ip", "-n", "a", "route", "add", "default", "via", "10.9.0.1"]]
+
+
+def test_up_failure_rolls_back_in_reverse_and_names_the_step() -> None:
+    fake = FakeRunner()
+    script_empty_host(fake)
+    fake.fail(["ip", "-n", "a", "addr", "add", "10.9.0.2/24", "dev", "eth0"], STDERR["not_permitted"])
+    net = small(fake)
+    with pytest.raises(StepError) as info:
+        net.up()
+    assert info.value.step == "address a's eth0 as 10.9.0.2/24"
+    assert "ip -n a addr add 10.9.0.2/24 dev eth0" in str(info.value)
+    assert "Operation not permitted" in str(info.value)
+    done = writes(fake)
+    at = done.index(["ip", "-n", "a", "addr", "add", "10.9.0.2/24", "dev", "eth0"])
+    assert done[at + 1 :] == [
+        ["ip", "-n", "a", "link", "set", "eth0", "down"],
+        ["ip", "link", "del", "veth-a"],
+        ["ip", "addr", "del", "10.9.0.1/24", "dev", "br-t1"],
+        ["ip", "link", "del", "br-t1"],
+        ["ip", "netns", "del", "a"],
+    ]
+
+
+def test_up_refuses_a_foreign_link_with_our_name_before_any_change() -> None:
+    fake = FakeRunner()
+    script_empty_host(fake)
+    fake.on(
+        ["ip", "-d", "-j", "link", "show"],
+        stdout=json.dumps([{"ifname": "lo"}, {"ifname": "br-t1", "group": "default", "ifalias": "theirs"}]),
+    )
+    with pytest.raises(NetnskitError, match="link 'br-t1' exists on the host but is not marked netnskit:t1"):
+        small(fake).up()
+    assert writes(fake) == []
+
+
+def test_up_refuses_a_foreign_namespace_with_our_name() -> None:
+    fake = FakeRunner()
+    script_empty_host(fake)
+    fake.on(["ip", "-j", "netns", "list"], stdout=json.dumps([{"name": "a"}]))
+    used = [{"ifname": "lo", "flags": ["UP"]}, {"ifname": "eth9", "flags": []}]
+    fake.on(["ip", "-n", "a", "-d", "-j", "link", "show"], stdout=json.dumps(used))
+    with pytest.raises(NetnskitError, match="namespace 'a' exists but is not marked"):
+        small(fake).up()
+    assert writes(fake) == []
+
+
+def test_up_adopts_a_link_left_unmarked_by_a_crash() -> None:
+    # created with our group and name, killed before the alias: ours, and only the alias is missing
+    fake = FakeRunner()
+    script_small_up(fake)
+    host = [
+        {"ifname": "lo"},
+        {"ifname": "br-t1", "group": str(G), "flags": ["UP"]},
+        {"ifname": "veth-a", "group": str(G), "ifalias": "netnskit:t1", "link_netnsid": 0},
+    ]
+    fake.on(["ip", "-d", "-j", "link", "show"], stdout=json.dumps(host))
+    net = small(fake)
+    fake.clear()
+    net.up()
+    assert writes(fake) == [["ip", "link", "set", "br-t1", "alias", "netnskit:t1"]]
+
+
+# --- down -----------------------------------------------------------------------------------
+
+
+def test_down_removes_ours_by_group_and_namespace() -> None:
+    fake = FakeRunner()
+    script_small_up(fake)
+    teardown = small(fake).down()
+    assert writes(fake) == [["ip", "link", "del", "group", str(G)], ["ip", "netns", "del", "a"]]
+    assert teardown.already_gone == ()
+
+
+def test_down_deletes_one_by_one_when_a_foreign_link_shares_the_group() -> None:
+    fake = FakeRunner()
+    script_small_up(fake)
+    host = [
+        {"ifname": "lo"},
+        {"ifname": "br-t1", "group": str(G), "ifalias": "netnskit:t1", "linkinfo": {"info_kind": "bridge"}},
+        {"ifname": "veth-a", "group": str(G), "ifalias": "netnskit:t1", "link_netnsid": 0},
+        {"ifname": "other0", "group": str(G)},
+    ]
+    fake.on(["ip", "-d", "-j", "link", "show"], stdout=json.dumps(host))
+    small(fake).down()
+    assert writes(fake) == [
+        ["ip", "link", "del", "veth-a"],
+        ["ip", "link", "del", "br-t1"],
+        ["ip", "netns", "del", "a"],
+    ]
+
+
+def test_down_on_a_clean_host_runs_nothing_and_reports_what_was_gone() -> None:
+    fake = FakeRunner()
+    script_empty_host(fake)
+    teardown = small(fake).down()
+    assert writes(fake) == []
+    assert teardown.already_gone == ("namespace a", "link br-t1", "link veth-a")
+
+
+def test_down_leaves_a_namespace_with_our_name_that_is_not_ours() -> None:
+    fake = FakeRunner()
+    script_empty_host(fake)
+    fake.on(["ip", "-j", "netns", "list"], stdout=json.dumps([{"name": "a"}]))
+    used = [{"ifname": "lo", "flags": ["UP"]}, {"ifname": "eth9"}]
+    fake.on(["ip", "-n", "a", "-j", "link", "show"], stdout=json.dumps(used))
+    teardown = small(fake).down()
+    assert writes(fake) == []
+    assert teardown.left and "namespace a" in teardown.left[0]
+
+
+def test_down_removes_an_empty_namespace_left_by_an_interrupted_up() -> None:
+    fake = FakeRunner()
+    script_empty_host(fake)
+    fake.on(["ip", "-j", "netns", "list"], stdout=json.dumps([{"name": "a"}]))
+    fake.on(["ip", "-n", "a", "-j", "link", "show"], stdout=json.dumps([{"ifname": "lo", "flags": ["LOOPBACK"]}]))
+    small(fake).down()
+    assert writes(fake) == [["ip", "netns", "del", "a"]]
+
+
+def test_down_deletes_our_rules_by_comment_in_one_restore() -> None:
+    fake = FakeRunner()
+    script_empty_host(fake)
+    saved = "\n".join([
+        "*nat",
+        ":POSTROUTING ACCEPT [0:0]",
+        ":NETNSKIT-POSTROUTING - [0:0]",
+        '-A NETNSKIT-POSTROUTING -s 10.9.0.0/24 ! -o br-t1 -m comment --comment "netnskit:t1" -j MASQUERADE',
+        '-A NETNSKIT-POSTROUTING -s 10.8.0.0/24 -m comment --comment "netnskit:other" -j MASQUERADE',
+        "-A POSTROUTING -j NETNSKIT-POSTROUTING -m comment --comment netnskit",
+        "COMMIT",
+    ])
+    fake.on(["iptables-save"], stdout=saved)
+    small(fake, masquerade=True).down()
+    restores = [(a, i) for a, i in zip(fake.argvs, fake.inputs, strict=True) if a[0] == "iptables-restore"]
+    assert restores == [
+        (
+            ["iptables-restore", "-w", "--noflush"],
+            "*nat\n-D NETNSKIT-POSTROUTING -s 10.9.0.0/24 ! -o br-t1 -m comment --comment netnskit:t1 -j MASQUERADE\n"
+            "COMMIT\n",
+        )
+    ]
+
+
+# --- validation: before any command ---------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("fields", "message"),
+    [
+        ({"gateway": "10.9.1.1"}, "gateway '10.9.1.1': must be a host address inside the subnet 10.9.0.0/24"),
+        ({"gateway": "10.9.0.0"}, "gateway '10.9.0.0'"),
+        ({"subnet": "10.9.0.1/24"}, "subnet '10.9.0.1/24'"),
+        ({"subnet": "fd00::/64", "gateway": "fd00::1"}, "IPv4"),
+        ({"namespaces": ["a", "a"]}, "namespace name 'a': is used twice"),
+        ({"namespaces": [NamespaceSpec("a", "10.9.0.1")]}, "address '10.9.0.1': of namespace 'a' is already used"),
+        ({"namespaces": [NamespaceSpec("a", "10.9.1.7")]}, "must be a host address in 10.9.0.0/24"),
+        ({"namespaces": [NamespaceSpec("a", "10.9.0.7"), NamespaceSpec("b", "10.9.0.7")]}, "is already used"),
+        ({"subnet": "10.9.0.0/30", "gateway": "10.9.0.1", "namespaces": ["a", "b"]}, "no free address left"),
+        ({"namespaces": ["a-very-long-name"]}, "too long for the default host interface"),
+        ({"namespaces": [NamespaceSpec("a", host_ifname="br-t1")]}, "interface name 'br-t1': is used twice"),
+        ({"port_forwards": [ForwardSpec(80, "zzz")]}, "port forward namespace 'zzz'"),
+        ({"port_forwards": [ForwardSpec("80-90", "a"), ForwardSpec(85, "a")]}, "overlaps"),
+        ({"port_forwards": [ForwardSpec(80, "a", "81-82")]}, "must be as wide"),
+        ({"routes": [RouteSpec("10.1.0.0/16", via="172.16.0.1")]}, "route gateway '172.16.0.1'"),
+        ({"routes": [RouteSpec("default", via="10.9.0.9", namespace="nope")]}, "route namespace 'nope'"),
+        ({"links": [LinkSpec("v-x", "e1", peer_namespace="a", address="10.9.0.200/24")]}, "overlaps 10.9.0.0/24"),
+        ({"links": [LinkSpec("v-x", "eth0", peer_namespace="a")]}, "interface name 'eth0': is used twice"),
+        ({"links": [LinkSpec("v-x", "e1", peer_namespace="zz")]}, "link namespace 'zz'"),
+        ({"masquerade": "yes"}, "must be true or false"),
+        ({"name": "bad name"}, "namespace name 'bad name'"),
+        ({"bridge": "-br"}, "interface name '-br'"),
+    ],
+)
+def test_bad_descriptions_are_rejected_before_any_command(fields: dict[str, object], message: str) -> None:
+    fake = FakeRunner(strict=True)
+    with pytest.raises(ValidationError) as info:
+        small(fake, **fields)
+    assert message in str(info.value)
+    assert fake.argvs == []
+
+
+def test_link_host_end_must_come_first() -> None:
+    with pytest.raises(ValidationError, match="host end must be its first end"):
+        LinkSpec("eth0", "v-x", namespace="a")
+
+
+def test_default_route_twice_is_rejected() -> None:
+    with pytest.raises(ValidationError, match="already has default_route"):
+        small(FakeRunner(), namespaces=[NamespaceSpec("a", routes=[{"to": "default", "via": "10.9.0.1"}])])
+
+
+def test_config_error_pickles() -> None:
+    err = ConfigError("f.toml", "network.subnet", "x", "bad")
+    again = pickle.loads(pickle.dumps(err))
+    assert str(again) == str(err) == "f.toml: network.subnet = 'x': bad"
+
+
+def test_context_manager_tears_down_on_exit() -> None:
+    fake = FakeRunner()
+    script_small_up(fake)
+    with small(fake).up() as net:
+        assert net.name == "t1"
+        fake.clear()
+    assert ["ip", "link", "del", "group", str(G)] in writes(fake)
+
+
+def test_render_script_heredoc_for_commands_with_input() -> None:
+    assert Command(["iptables-restore"], "x\n").shell() == "iptables-restore <<'NETNSKIT_EOF'\nx\nNETNSKIT_EOF"
