@@ -41,6 +41,7 @@ __all__ = [
     "EchoRunner",
     "Exchange",
     "Fetch",
+    "PAGE",
     "PingResult",
     "Story",
     "check_address",

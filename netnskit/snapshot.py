@@ -19,6 +19,8 @@ WATCHED_SYSCTLS = (
 )
 
 _VOLATILE_LINK_KEYS = {"operstate", "linkmode", "stats", "stats64", "carrier_changes", "qdisc"}
+# Counts down on routes learnt from router advertisements or DHCP: not a change of the host.
+_VOLATILE_ROUTE_KEYS = {"expires"}
 _SAVE_NOISE = re.compile(r"^#.*$|\[\d+:\d+\]", re.MULTILINE)
 
 
@@ -82,7 +84,7 @@ class HostState:
         )
         routes = tuple(
             sorted(
-                json.dumps(r, sort_keys=True)
+                json.dumps({k: val for k, val in r.items() if k not in _VOLATILE_ROUTE_KEYS}, sort_keys=True)
                 for fam in ("-4", "-6")
                 for r in _json(runner, ["ip", fam, "-j", "route", "show", "table", "all"])
             )

@@ -5,7 +5,6 @@ from __future__ import annotations
 import types
 
 from netnskit.demo import EchoRunner, Story, icmp_echo_requests, in_netns, ping
-from netnskit.snapshot import _clean_save
 from netnskit.testing import FakeRunner
 
 PING_OK = """PING 192.168.15.2 (192.168.15.2) 56(84) bytes of data.
@@ -108,14 +107,3 @@ def test_the_bridge_step_attaches_each_colour():
             "veth-gray", "netns", "gray"] in fake.argvs
     assert ["ip", "-n", "orange", "addr", "add", "192.168.15.3/24", "dev", "veth-orange"] in fake.argvs
 
-
-def test_clean_save_drops_an_empty_builtin_table_only():
-    empty = "# Generated\n*nat\n:PREROUTING ACCEPT [0:0]\n:INPUT ACCEPT [0:0]\n:OUTPUT ACCEPT [3:180]\n" \
-            ":POSTROUTING ACCEPT [0:0]\nCOMMIT\n# Completed\n"
-    assert _clean_save(empty) == ""
-    with_rule = empty.replace("COMMIT", "-A POSTROUTING -s 10.0.0.0/24 -j MASQUERADE\nCOMMIT")
-    assert "-A POSTROUTING -s 10.0.0.0/24 -j MASQUERADE" in _clean_save(with_rule)
-    drop_policy = empty.replace(":INPUT ACCEPT", ":INPUT DROP")
-    assert ":INPUT DROP" in _clean_save(drop_policy)
-    own_chain = empty.replace("COMMIT", ":NETNSKIT-POSTROUTING - [0:0]\nCOMMIT")
-    assert ":NETNSKIT-POSTROUTING -" in _clean_save(own_chain)
