@@ -378,7 +378,7 @@ def median_of(runs: list[dict[str, Any]]) -> dict[str, Any]:
     if not good:
         bad = runs[0] if runs else {}
         return {"note": bad.get("skipped") or bad.get("failed") or "no run"}
-    out: dict[str, Any] = {key: statistics.median(r[key]) for key in
+    out: dict[str, Any] = {key: statistics.median([r[key] for r in good]) for key in
                            ("up", "down", "procs_up", "procs_down", "rss_self_kb", "rss_child_kb")}
     problems = sorted({r.get("problem", "") for r in good} - {""})
     out["note"] = "; ".join(problems) + (f" ({len(runs) - len(good)} runs failed)" if len(good) < len(runs) else "")

@@ -362,6 +362,10 @@ def _restore_input(ops: Sequence[_Op]) -> tuple[str, dict[int, _Op], list[tuple[
     by_line: dict[int, _Op] = {}
     commits: list[tuple[int, list[_Op]]] = []
     for table, members in tables.items():
+        if all(op.line.startswith(("-D ", "--delete ")) for op in members):
+            # undo lists deletions newest first; nft finds each rule by scanning its chain from
+            # the start, so deleting oldest first is linear, not quadratic (the result is the same)
+            members = members[::-1]
         lines.append(f"*{table}")
         for op in members:
             lines.append(op.line)
@@ -551,10 +555,11 @@ class BatchExecutor:
                 if name not in present:
                     gone.append(f"undoing: link {name!r} (group {group}) is already gone")
             if present:
-                last = doomed[-1]
+                # at the first of them: every link of the group in one request, then the rest
+                first = doomed[0]
                 command = Command(("ip", "link", "del", "group", group))
-                replaced[last.index] = _Op(
-                    last.index, last.step, command, "ip", None, ("ip",), line=" ".join(command.argv[1:]),
+                replaced[first.index] = _Op(
+                    first.index, first.step, command, "ip", None, ("ip",), line=" ".join(command.argv[1:]),
                     touches=frozenset().union(*(op.touches for op in doomed)), fallback=tuple(doomed),
                 )
         out: list[_Op] = []
@@ -684,17 +689,40 @@ def _run_restore(ops: Sequence[_Op], runner: Runner, force: bool) -> _Outcome:
         message = _restore_message(result.stderr) or f"exit status {result.returncode}"
         match = _RESTORE_LINE.search(result.stderr)
         line = int(match.group(1)) if match else 0
-        culprit = by_line.get(line)
-        if culprit is None:
-            # a table or COMMIT line, or no line named: blame the first op of that table
-            culprit = next((members[0] for end, members in commits if line <= end), pending[0])
         # tables committed before the failing line were applied (iptables-restore commits per table)
         for end, members in commits:
             if end < line:
                 outcome.done.update(op.index for op in members)
+        culprit = by_line.get(line)
+        table = next((members for end, members in commits if line <= end), pending)
+        if culprit is None:
+            # iptables-nft finds some errors only at COMMIT (it names that line): nothing of the
+            # table was applied; find the rule by halves
+            applied, culprit, message = _bisect(table, runner, message)
+            outcome.done.update(op.index for op in applied)
         outcome.failed[culprit.index] = (culprit, message)
         if not force:
             return outcome
-        applied = {i for end, members in commits if end < line for i in (op.index for op in members)}
-        pending = [op for op in pending if op.index not in applied and op.index != culprit.index]
+        pending = [op for op in pending if op.index not in outcome.done and op.index != culprit.index]
     return outcome
+
+
+def _bisect(ops: Sequence[_Op], runner: Runner, message: str) -> tuple[list[_Op], _Op, str]:
+    """Apply ``ops`` in halves to find the rule that fails; returns (applied, culprit, its message)."""
+    applied: list[_Op] = []
+    span = list(ops)
+    while len(span) > 1:
+        half = span[: len(span) // 2]
+        result = _restore_command(half, _restore_input(half)[0]).run(runner)
+        if result.ok:
+            applied += half
+            span = span[len(half) :]
+        else:
+            span = half
+            message = _restore_message(result.stderr) or message
+    alone = _restore_command(span, _restore_input(span)[0]).run(runner)
+    if alone.ok:
+        applied.append(span[0])  # it failed only together with others: blame it, and undo it too
+    else:
+        message = _restore_message(alone.stderr) or message
+    return applied, span[0], message

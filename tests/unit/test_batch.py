@@ -1,0 +1,301 @@
+"""BatchExecutor: which processes a plan becomes, and how failures map back to steps (FakeRunner)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from netnskit.batch import Batch, BatchExecutor, batches
+from netnskit.errors import StepError
+from netnskit.plan import Command, Step
+from netnskit.testing import FakeRunner
+
+GROUP = "77"
+
+
+def namespace_steps(name: str, index: int) -> list[Step]:
+    """One namespace on bridge br0, interleaved host and namespace commands, as a Network would plan it."""
+    host, inner = f"v{index}b", f"v{index}"
+    addr = f"10.9.0.{index + 2}/24"
+    return [
+        Step(f"namespace {name}", [["ip", "netns", "add", name], ["ip", "-n", name, "link", "set", "lo", "up"]],
+             [["ip", "netns", "del", name]]),
+        Step(f"veth {host}", [["ip", "link", "add", host, "group", GROUP, "up", "master", "br0", "type", "veth",
+                               "peer", "name", inner, "netns", name],
+                              ["ip", "-n", name, "link", "set", inner, "up"]],
+             [["ip", "link", "del", host]]),
+        Step(f"address {name}", [["ip", "-n", name, "addr", "add", addr, "dev", inner]],
+             [["ip", "-n", name, "addr", "del", addr, "dev", inner]]),
+        Step(f"masquerade {name}",
+             [["iptables", "-w", "-t", "nat", "-A", "POSTROUTING", "-s", addr, "-m", "comment", "--comment",
+               "netnskit:t", "-j", "MASQUERADE"]],
+             [["iptables", "-w", "-t", "nat", "-D", "POSTROUTING", "-s", addr, "-m", "comment", "--comment",
+               "netnskit:t", "-j", "MASQUERADE"]]),
+    ]
+
+
+def plan() -> list[Step]:
+    bridge = Step("bridge br0", [["ip", "link", "add", "name", "br0", "group", GROUP, "up", "type", "bridge"]],
+                  [["ip", "link", "del", "br0"]])
+    return [bridge, *namespace_steps("red", 0), *namespace_steps("blue", 1)]
+
+
+RESTORE_ADD = (
+    "*nat\n"
+    "-A POSTROUTING -s 10.9.0.2/24 -m comment --comment netnskit:t -j MASQUERADE\n"
+    "-A POSTROUTING -s 10.9.0.3/24 -m comment --comment netnskit:t -j MASQUERADE\n"
+    "COMMIT\n"
+)
+HOST_UP = (
+    f"link add name br0 group {GROUP} up type bridge\n"
+    "netns add red\n"
+    f"link add v0b group {GROUP} up master br0 type veth peer name v0 netns red\n"
+    "netns add blue\n"
+    f"link add v1b group {GROUP} up master br0 type veth peer name v1 netns blue\n"
+)
+
+
+def test_an_interleaved_plan_becomes_one_host_batch_then_one_batch_per_namespace_and_one_restore():
+    stages = batches(plan())
+    assert [[b.command for b in stage] for stage in stages] == [
+        [Command(["ip", "-batch", "-"], input=HOST_UP)],
+        [
+            Command(["ip", "-n", "red", "-batch", "-"],
+                    input="link set lo up\nlink set v0 up\naddr add 10.9.0.2/24 dev v0\n"),
+            Command(["ip", "-n", "blue", "-batch", "-"],
+                    input="link set lo up\nlink set v1 up\naddr add 10.9.0.3/24 dev v1\n"),
+            Command(["iptables-restore", "-w", "--noflush"], input=RESTORE_ADD),
+        ],
+    ]
+
+
+def test_apply_runs_exactly_those_processes_in_order():
+    fake = FakeRunner(strict=False)
+    BatchExecutor(workers=1).apply(plan(), fake)
+    assert fake.argvs == [
+        ["ip", "-batch", "-"],
+        ["ip", "-n", "red", "-batch", "-"],
+        ["ip", "-n", "blue", "-batch", "-"],
+        ["iptables-restore", "-w", "--noflush"],
+    ]
+    assert fake.inputs[0] == HOST_UP
+    assert fake.inputs[3] == RESTORE_ADD
+
+
+def test_apply_in_parallel_runs_the_same_processes():
+    fake = FakeRunner()
+    BatchExecutor(workers=4).apply(plan(), fake)
+    assert fake.argvs[0] == ["ip", "-batch", "-"]
+    assert sorted(map(tuple, fake.argvs[1:])) == sorted(
+        [("ip", "-n", "red", "-batch", "-"), ("ip", "-n", "blue", "-batch", "-"),
+         ("iptables-restore", "-w", "--noflush")]
+    )
+
+
+def test_a_failing_namespace_line_names_its_step_command_and_message_then_rolls_back():
+    fake = FakeRunner()
+    fake.fail(["ip", "-n", "blue", "-batch", "-"], "Error: ipv4: Address already assigned.\nCommand failed -:3\n")
+    fake.on(["ip", "-j", "link", "show", "group", GROUP], stdout=json.dumps(
+        [{}, {"ifname": "br0"}, {"ifname": "v0b"}, {"ifname": "v1b"}]))
+    with pytest.raises(StepError) as info:
+        BatchExecutor(workers=1).apply(plan(), fake)
+    err = info.value
+    assert err.step == "address blue"
+    assert err.index == 7
+    assert "ip -n blue addr add 10.9.0.3/24 dev v1" in err.cause
+    assert "Address already assigned" in err.cause
+    assert err.rollback_errors == ()
+    rollback = fake.argvs[4:]
+    # lines 1-2 of blue's batch ran, red's batch and the restore (both rules) ran: every step that
+    # had a command done is undone (blue's address step had none); namespace commands are skipped,
+    # `netns del` takes them along
+    assert rollback == [
+        ["ip", "-j", "link", "show", "group", GROUP],
+        ["ip", "-force", "-batch", "-"],
+        ["iptables-restore", "-w", "--noflush"],
+    ]
+    assert fake.inputs[5] == f"link del group {GROUP}\nnetns del blue\nnetns del red\n"
+    assert fake.inputs[6] == (
+        "*nat\n"
+        "-D POSTROUTING -s 10.9.0.2/24 -m comment --comment netnskit:t -j MASQUERADE\n"
+        "-D POSTROUTING -s 10.9.0.3/24 -m comment --comment netnskit:t -j MASQUERADE\n"
+        "COMMIT\n"
+    )
+
+
+def test_a_failing_host_line_stops_before_the_namespace_batches():
+    fake = FakeRunner()
+    fake.fail(["ip", "-batch", "-"], 'RTNETLINK answers: File exists\nCommand failed -:3\n')
+    fake.on(["ip", "-j", "link", "show", "group", GROUP], stdout=json.dumps([{}, {"ifname": "br0"}]))
+    with pytest.raises(StepError) as info:
+        BatchExecutor(workers=1).apply(plan(), fake)
+    assert info.value.step == "veth v0b"
+    assert "ip link add v0b group 77" in info.value.cause and "File exists" in info.value.cause
+    assert fake.argvs == [
+        ["ip", "-batch", "-"],
+        ["ip", "-j", "link", "show", "group", GROUP],
+        ["ip", "-force", "-batch", "-"],
+    ]
+    # done: the bridge (line 1) and namespace red (line 2); red's `lo up` never ran
+    assert fake.inputs[2] == f"netns del red\nlink del group {GROUP}\n"
+
+
+def test_a_failing_restore_line_names_its_rule():
+    fake = FakeRunner()
+    fake.fail(["iptables-restore", "-w", "--noflush"],
+              "iptables-restore: line 3 failed: No chain/target/match by that name.\n", times=1)
+    fake.on(["ip", "-j", "link", "show", "group", GROUP], stdout="[]")
+    with pytest.raises(StepError) as info:
+        BatchExecutor(workers=1).apply(plan(), fake)
+    assert info.value.step == "masquerade blue"
+    assert "iptables -w -t nat -A POSTROUTING -s 10.9.0.3/24" in info.value.cause
+    assert "line 3 failed" in info.value.cause
+
+
+def test_remove_uses_one_group_delete_when_the_group_holds_only_this_plans_links():
+    fake = FakeRunner()
+    fake.on(["ip", "-j", "link", "show", "group", GROUP],
+            stdout=json.dumps([{}, {"ifname": "br0"}, {"ifname": "v1b"}]))
+    gone = BatchExecutor(workers=1).remove(plan(), fake)
+    assert fake.argvs == [
+        ["ip", "-j", "link", "show", "group", GROUP],
+        ["ip", "-force", "-batch", "-"],
+        ["iptables-restore", "-w", "--noflush"],
+    ]
+    assert fake.inputs[1] == f"link del group {GROUP}\nnetns del blue\nnetns del red\n"
+    assert gone == ["undoing: link 'v0b' (group 77) is already gone"]
+
+
+def test_remove_deletes_link_by_link_when_the_group_holds_a_foreign_link():
+    fake = FakeRunner()
+    fake.on(["ip", "-j", "link", "show", "group", GROUP],
+            stdout=json.dumps([{}, {"ifname": "br0"}, {"ifname": "v0b"}, {"ifname": "v1b"}, {"ifname": "theirs"}]))
+    BatchExecutor(workers=1).remove(plan(), fake)
+    assert fake.inputs[1] == "link del v1b\nnetns del blue\nlink del v0b\nnetns del red\nlink del br0\n"
+
+
+def test_remove_reports_what_is_gone_and_raises_on_a_real_failure():
+    fake = FakeRunner()
+    fake.on(["ip", "-j", "link", "show", "group", GROUP], stdout="[]")
+    fake.fail(["ip", "-force", "-batch", "-"],
+              'Cannot remove namespace file "/run/netns/blue": No such file or directory\nCommand failed -:1\n')
+    gone = BatchExecutor(workers=1).remove(plan(), fake)
+    assert len(gone) == 4  # three links (group empty) and namespace blue
+    assert any("netns del blue" in g and "No such file" in g for g in gone)
+    fake.fail(["ip", "-force", "-batch", "-"], "RTNETLINK answers: Device or resource busy\nCommand failed -:2\n")
+    with pytest.raises(StepError) as info:
+        BatchExecutor(workers=1).remove(plan(), fake)
+    assert "netns del red" in info.value.cause and "busy" in info.value.cause
+
+
+def test_a_missing_rule_on_removal_is_gone_and_the_others_are_still_deleted():
+    fake = FakeRunner()
+    fake.on(["ip", "-j", "link", "show", "group", GROUP], stdout="[]")
+    fake.fail(["iptables-restore", "-w", "--noflush"],
+              "iptables-restore: line 2 failed: Bad rule (does a matching rule exist in that chain?).\n", times=1)
+    gone = BatchExecutor(workers=1).remove(plan(), fake)
+    restores = [i for i, a in enumerate(fake.argvs) if a[0] == "iptables-restore"]
+    assert len(restores) == 2
+    # deletions run oldest first: line 2 is red's rule, gone; blue's is deleted on the retry
+    assert fake.inputs[restores[1]] == (
+        "*nat\n-D POSTROUTING -s 10.9.0.3/24 -m comment --comment netnskit:t -j MASQUERADE\nCOMMIT\n"
+    )
+    assert any("10.9.0.2/24" in g and "Bad rule" in g for g in gone)
+
+
+def test_a_host_command_that_deletes_into_a_namespace_waits_for_that_namespaces_earlier_commands():
+    steps = [
+        Step("ns", [["ip", "netns", "add", "red"]]),
+        Step("veth", [["ip", "link", "add", "vb", "type", "veth", "peer", "name", "v", "netns", "red"]]),
+        Step("up", [["ip", "-n", "red", "link", "set", "v", "up"]]),
+        Step("move away", [["ip", "link", "del", "vb"]]),
+        Step("after", [["ip", "-n", "red", "link", "set", "lo", "up"]]),
+    ]
+    stages = [[b.command.argv for b in stage] for stage in batches(steps)]
+    assert stages == [
+        [("ip", "-batch", "-")],
+        [("ip", "-n", "red", "link", "set", "v", "up")],
+        [("ip", "link", "del", "vb")],
+        [("ip", "-n", "red", "link", "set", "lo", "up")],
+    ]
+
+
+def test_what_no_batch_can_carry_runs_alone_in_its_place():
+    steps = [
+        Step("ns", [["ip", "netns", "add", "red"], ["ip", "-n", "red", "link", "set", "lo", "up"]]),
+        Step("sysctl", [["sysctl", "-w", "net.ipv4.ip_forward=1"]]),
+        Step("alias", [["ip", "link", "add", "name", "b0", "type", "bridge"],
+                       ["ip", "link", "set", "b0", "alias", "has space"]]),
+        Step("exec", [["ip", "netns", "exec", "red", "true"]]),
+        Step("rules", [Command(["iptables-restore", "-w", "--noflush"], input="*nat\nCOMMIT\n")]),
+    ]
+    stages = [[b.command.argv for b in stage] for stage in batches(steps)]
+    assert stages == [
+        [("ip", "netns", "add", "red")],
+        [("sysctl", "-w", "net.ipv4.ip_forward=1")],
+        [("ip", "link", "add", "name", "b0", "type", "bridge")],
+        [("ip", "link", "set", "b0", "alias", "has space")],
+        [("ip", "-n", "red", "link", "set", "lo", "up")],
+        [("ip", "netns", "exec", "red", "true")],
+        [("iptables-restore", "-w", "--noflush")],
+    ]
+
+
+def test_batch_records_which_plan_commands_each_process_carries():
+    stages = batches(plan())
+    red = stages[1][0]
+    assert isinstance(red, Batch)
+    assert red.carries == (
+        Command(["ip", "-n", "red", "link", "set", "lo", "up"]),
+        Command(["ip", "-n", "red", "link", "set", "v0", "up"]),
+        Command(["ip", "-n", "red", "addr", "add", "10.9.0.2/24", "dev", "v0"]),
+    )
+
+
+def test_undo_batches_skip_commands_inside_namespaces_the_teardown_deletes():
+    stages = batches(plan(), undo=True)
+    flat = [b.command for stage in stages for b in stage]
+    assert not any(c.argv[:2] == ("ip", "-n") for c in flat)
+    assert Command(["ip", "-force", "-batch", "-"],
+                   input="link del v1b\nnetns del blue\nlink del v0b\nnetns del red\nlink del br0\n") in flat
+
+
+class BlueRuleFails(FakeRunner):
+    """iptables-nft's way: any restore holding blue's rule fails at COMMIT; others succeed."""
+
+    def run(self, argv, *, input=None, timeout=None):  # type: ignore[no-untyped-def]
+        if argv[0] == "iptables-restore" and input and "-A POSTROUTING -s 10.9.0.3/24" in input:
+            commit = input.splitlines().index("COMMIT") + 1
+            self.fail(list(argv), f"iptables-restore v1.8.9 (nf_tables): Chain 'X' does not exist\n"
+                                  f"Error occurred at line: {commit}\n", times=1)
+        return super().run(argv, input=input, timeout=timeout)
+
+
+def test_an_error_found_at_commit_is_traced_to_its_rule_by_halves():
+    runner = BlueRuleFails()
+    runner.on(["ip", "-j", "link", "show", "group", GROUP], stdout="[]")
+    with pytest.raises(StepError) as info:
+        BatchExecutor(workers=1).apply(plan(), runner)
+    assert info.value.step == "masquerade blue"
+    assert "Chain 'X' does not exist" in info.value.cause
+    restores = [i for i, argv in enumerate(runner.argvs) if argv[0] == "iptables-restore"]
+    inputs = [runner.inputs[i] for i in restores]
+    # the whole table fails; red's half is applied; blue's rule alone fails; rollback deletes red's
+    assert inputs == [
+        RESTORE_ADD,
+        "*nat\n-A POSTROUTING -s 10.9.0.2/24 -m comment --comment netnskit:t -j MASQUERADE\nCOMMIT\n",
+        "*nat\n-A POSTROUTING -s 10.9.0.3/24 -m comment --comment netnskit:t -j MASQUERADE\nCOMMIT\n",
+        "*nat\n-D POSTROUTING -s 10.9.0.2/24 -m comment --comment netnskit:t -j MASQUERADE\nCOMMIT\n",
+    ]
+
+
+def test_deletions_go_oldest_first_so_nft_finds_each_rule_at_the_front():
+    stages = batches(plan(), undo=True)
+    restore = [b.command for stage in stages for b in stage if b.command.argv[0] == "iptables-restore"]
+    assert restore[0].input == (
+        "*nat\n"
+        "-D POSTROUTING -s 10.9.0.2/24 -m comment --comment netnskit:t -j MASQUERADE\n"
+        "-D POSTROUTING -s 10.9.0.3/24 -m comment --comment netnskit:t -j MASQUERADE\n"
+        "COMMIT\n"
+    )
