@@ -98,8 +98,14 @@ class EchoRunner:
     out: Out = print
 
     def run(self, argv: Sequence[str], *, input: str | None = None, timeout: float | None = None) -> Result:
-        """Print ``argv``, run it, and print the error when it fails."""
-        self.out(f"  $ {shlex.join(argv)}")
+        """Print ``argv`` (and its stdin, as a here-document), run it, and print the error when it fails."""
+        if input is None:
+            self.out(f"  $ {shlex.join(argv)}")
+        else:
+            self.out(f"  $ {shlex.join(argv)} <<'EOF'")
+            for line in input.splitlines():
+                self.out(f"    {line}")
+            self.out("    EOF")
         result = self.inner.run(argv, input=input, timeout=timeout)
         if not result.ok:
             self.out(f"    exit {result.returncode}: {result.stderr.strip()}")

@@ -33,6 +33,14 @@ def test_echo_runner_prints_then_runs_the_same_argv():
     assert out == ["  $ ip netns add red", "  $ ip link del x0", '    exit 1: Cannot find device "x0"']
 
 
+def test_echo_runner_shows_stdin_as_a_here_document():
+    fake = FakeRunner()
+    out: list[str] = []
+    EchoRunner(fake, out.append).run(["iptables-restore", "--noflush"], input="*nat\nCOMMIT\n")
+    assert fake.inputs == ["*nat\nCOMMIT\n"]
+    assert out == ["  $ iptables-restore --noflush <<'EOF'", "    *nat", "    COMMIT", "    EOF"]
+
+
 def test_echo_runner_quotes_like_a_shell():
     out: list[str] = []
     EchoRunner(FakeRunner(), out.append).run(["iptables", "!", "-o", "v-net-0"])
