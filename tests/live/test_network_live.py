@@ -1,0 +1,222 @@
+"""Network, live in a sandbox: the seed story up, checked with real packets, down, host unchanged.
+
+Also: up twice, down twice, a failure injected at every command of ``up`` (rolled back, host
+unchanged each time), and a process SIGKILLed after every command of ``up``, then ``down`` from the
+same file (host unchanged each time).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+import textwrap
+from collections.abc import Sequence
+from pathlib import Path
+
+import pytest
+
+from netnskit.errors import StepError
+from netnskit.network import Network
+from netnskit.runner import Result, Runner
+from netnskit.sandbox import Sandbox
+from netnskit.snapshot import HostState
+
+SEED = Path(__file__).resolve().parents[2] / "examples" / "seed.toml"
+_READ = re.compile(r"(^| )(-j|iptables-save|ip6tables-save|iptables-legacy-save|-C|-V)( |$)|^sysctl -n ")
+
+
+def is_write(argv: Sequence[str]) -> bool:
+    """True for a command that changes something (not a read such as ``ip -j``, ``-C``, ``sysctl -n``)."""
+    return not _READ.search(" ".join(argv))
+
+
+class Recording:
+    """Passes every command on, and records the writes."""
+
+    def __init__(self, inner: Runner) -> None:
+        self.inner = inner
+        self.writes: list[list[str]] = []
+
+    def run(self, argv: Sequence[str], *, input: str | None = None, timeout: float | None = None) -> Result:
+        if is_write(argv):
+            self.writes.append(list(argv))
+        return self.inner.run(argv, input=input, timeout=timeout)
+
+
+class FailAt(Recording):
+    """Fails the k-th write (0-based) without running it, as a tool would: exit 2 and a message."""
+
+    def __init__(self, inner: Runner, k: int) -> None:
+        super().__init__(inner)
+        self.k = k
+        self.failed: list[str] | None = None
+
+    def run(self, argv: Sequence[str], *, input: str | None = None, timeout: float | None = None) -> Result:
+        if is_write(argv) and self.failed is None and len(self.writes) == self.k:
+            self.failed = list(argv)
+            self.writes.append(list(argv))
+            return Result(argv, 2, "", "injected failure\n")
+        return super().run(argv, input=input, timeout=timeout)
+
+
+def j(box: Sandbox, *argv: str) -> list[dict[str, object]]:
+    out = box.run(list(argv)).check().stdout.strip()
+    return json.loads(out) if out else []
+
+
+def test_seed_up_check_down_leaves_the_host_identical(sandbox: Sandbox) -> None:
+    before = HostState.capture(sandbox.runner)
+    net = Network.from_toml(SEED, runner=sandbox.runner)
+    net.up()
+
+    # what the kernel did, read independently
+    assert sorted(d["name"] for d in j(sandbox, "ip", "-j", "netns", "list")) == [
+        "blue", "gray", "internet", "lan", "orange", "red",
+    ]
+    links = {d["ifname"]: d for d in j(sandbox, "ip", "-d", "-j", "link", "show")}
+    for name in ("veth-red", "veth-blue", "veth-orange", "veth-gray"):
+        assert links[name]["master"] == "v-net-0"
+        assert links[name]["ifalias"] == "netnskit:seed"
+        assert links[name]["group"] == str(net.group)
+    red = j(sandbox, "ip", "-n", "red", "-j", "addr", "show", "dev", "eth0")
+    assert [(a["local"], a["prefixlen"]) for a in red[0]["addr_info"] if a["family"] == "inet"] == [("192.168.15.1", 24)]
+    assert j(sandbox, "ip", "-n", "red", "-j", "route", "show", "default")[0]["gateway"] == "192.168.15.5"
+    saved = sandbox.run(["iptables-save"]).check().stdout
+    assert '--comment "netnskit:seed" -j MASQUERADE' in saved or "--comment netnskit:seed -j MASQUERADE" in saved
+    assert net.status().up
+
+    report = net.check()
+    assert report.ok, "\n".join(report.lines())
+    kinds = [p.kind for p in report.probes]
+    assert kinds.count("ping") == 16 and kinds.count("nat") == 8 and kinds.count("forward") == 2
+    # masqueraded: the internet stand-in sees the host's LAN address, not red's
+    nat = [p for p in report.probes if p.kind == "nat" and p.target.startswith("203.0.113.10")]
+    assert {p.detail for p in nat} == {"internet saw peer 192.168.1.2"}
+    # forwarded: blue sees the LAN host itself
+    fwd = [p for p in report.probes if p.kind == "forward" and p.source == "lan"]
+    assert [p.detail for p in fwd] == ["blue saw peer 192.168.1.3"]
+
+    # an independent TCP exchange through the port forward, not via check()
+    server = sandbox.start([sys.executable, "-m", "netnskit.probe", "serve", "--port", "80", "--timeout", "20"], "blue")
+    assert server.stdout is not None and server.stdout.readline().strip() == "ready"
+    reply = sandbox.namespace("lan").exec([sys.executable, "-m", "netnskit.probe", "connect", "192.168.1.2", "80"])
+    assert json.loads(reply.stdout)["reply"] == "netnskit-probe 192.168.15.2 192.168.1.3"
+
+    teardown = net.down()
+    assert teardown.already_gone == () and teardown.left == ()
+    assert HostState.capture(sandbox.runner).diff(before) == []
+
+
+def test_up_twice_changes_nothing_the_second_time(sandbox: Sandbox) -> None:
+    before = HostState.capture(sandbox.runner)
+    net = Network.from_toml(SEED, runner=sandbox.runner)
+    net.up()
+    once = HostState.capture(sandbox.runner)
+    recording = Recording(sandbox.runner)
+    Network.from_toml(SEED, runner=recording).up()
+    assert recording.writes == []
+    assert HostState.capture(sandbox.runner).diff(once) == []
+    net.down()
+    assert HostState.capture(sandbox.runner).diff(before) == []
+
+
+def test_down_twice_and_down_of_a_network_never_up(sandbox: Sandbox) -> None:
+    before = HostState.capture(sandbox.runner)
+    net = Network.from_toml(SEED, runner=sandbox.runner)
+    assert net.down().removed == ()
+    net.up()
+    first = net.down()
+    assert first.removed and first.already_gone == ()
+    second = net.down()
+    assert second.removed == ()
+    assert "namespace red" in second.already_gone and "link v-net-0" in second.already_gone
+    assert HostState.capture(sandbox.runner).diff(before) == []
+
+
+def test_down_of_a_partly_removed_network(sandbox: Sandbox) -> None:
+    before = HostState.capture(sandbox.runner)
+    net = Network.from_toml(SEED, runner=sandbox.runner)
+    net.up()
+    # someone else removed some of it
+    sandbox.run(["ip", "netns", "del", "red"]).check()
+    sandbox.run(["ip", "link", "del", "v-lan"]).check()
+    teardown = net.down()
+    assert set(teardown.already_gone) >= {"namespace red", "link v-lan", "link veth-red"}
+    assert HostState.capture(sandbox.runner).diff(before) == []
+
+
+def test_context_manager_tears_down(sandbox: Sandbox) -> None:
+    before = HostState.capture(sandbox.runner)
+    with Network.from_toml(SEED, runner=sandbox.runner).up():
+        assert "red" in [d["name"] for d in j(sandbox, "ip", "-j", "netns", "list")]
+    assert HostState.capture(sandbox.runner).diff(before) == []
+
+
+def test_a_failure_at_every_command_of_up_leaves_the_host_identical(sandbox: Sandbox) -> None:
+    before = HostState.capture(sandbox.runner)
+    counting = Recording(sandbox.runner)
+    net = Network.from_toml(SEED, runner=counting)
+    net.up()
+    total = len(counting.writes)
+    net.down()
+    assert total >= len(net.plan())
+    assert HostState.capture(sandbox.runner).diff(before) == []
+    for k in range(total):
+        failing = FailAt(sandbox.runner, k)
+        with pytest.raises(StepError) as info:
+            Network.from_toml(SEED, runner=failing).up()
+        assert failing.failed is not None
+        assert "injected failure" in str(info.value), (k, str(info.value))
+        assert info.value.rollback_errors == (), (k, info.value.rollback_errors)
+        diff = HostState.capture(sandbox.runner).diff(before)
+        assert diff == [], (k, failing.failed, diff)
+
+
+_KILLER = textwrap.dedent(
+    """
+    import os, re, signal, sys
+    from netnskit.network import Network
+    from netnskit.runner import LiveRunner, nsenter_runner
+
+    inner = nsenter_runner(LiveRunner(), int(sys.argv[1]))
+    k = int(sys.argv[2])
+    read = re.compile(sys.argv[4])
+
+    class Killer:
+        writes = 0
+
+        def run(self, argv, *, input=None, timeout=None):
+            if not read.search(" ".join(argv)):
+                if Killer.writes == k:
+                    os.kill(os.getpid(), signal.SIGKILL)
+                Killer.writes += 1
+            return inner.run(argv, input=input, timeout=timeout)
+
+    Network.from_toml(sys.argv[3], runner=Killer()).up()
+    print("finished")
+    """
+)
+
+
+def test_sigkill_after_every_command_of_up_then_down_restores_the_host(sandbox: Sandbox) -> None:
+    before = HostState.capture(sandbox.runner)
+    counting = Recording(sandbox.runner)
+    net = Network.from_toml(SEED, runner=counting)
+    net.up()
+    total = len(counting.writes)
+    net.down()
+    for k in range(total + 1):
+        child = subprocess.run(
+            [sys.executable, "-c", _KILLER, str(sandbox.pid), str(k), str(SEED), _READ.pattern],
+            capture_output=True, text=True, timeout=120, check=False,
+        )
+        if k < total:
+            assert child.returncode == -9, (k, child.stdout, child.stderr)
+        else:
+            assert child.returncode == 0 and "finished" in child.stdout, child.stderr
+        teardown = net.down()
+        assert teardown.left == (), (k, teardown.left)
+        diff = HostState.capture(sandbox.runner).diff(before)
+        assert diff == [], (k, diff)
