@@ -49,6 +49,7 @@ __all__ = [
     "check_fetch",
     "check_firewall",
     "check_link_gone",
+    "check_link_up",
     "check_neighbour",
     "check_no_neighbours",
     "check_no_reply",
@@ -323,6 +324,14 @@ def check_no_neighbours(
                  f"neighbours: {table}")
 
 
+def check_link_up(runner: Runner, netns: str | None, ifname: str) -> Check:
+    """``ifname`` in ``netns`` exists and is up (the UP flag, and a carrier: operstate UP)."""
+    info = Link(ifname, netns, runner=runner).info()
+    ok = info is not None and info.is_up and info.operstate == "UP"
+    evidence = f"flags={list(info.flags)}, operstate={info.operstate}" if info else "no such link"
+    return Check(f"{_where(netns)}: {ifname} is up", ok, evidence)
+
+
 def check_link_gone(runner: Runner, netns: str | None, ifname: str) -> Check:
     """``ifname`` no longer exists in ``netns``."""
     names = [info.name for info in links(runner, netns)]
@@ -482,6 +491,8 @@ class Story:
     def step2(self) -> None:
         """Ping across the cable; each side learns the other's MAC; the host learns neither."""
         self.connect_red_blue()
+        self.record(check_link_up(self.read, "red", "veth-red"))
+        self.record(check_link_up(self.read, "blue", "veth-blue"))
         self.record(check_reachable(self.read, "red", _ip("blue")))
         self.record(check_reachable(self.read, "blue", _ip("red")))
         red_mac, blue_mac = self._mac("red", "veth-red"), self._mac("blue", "veth-blue")

@@ -87,6 +87,9 @@ def test_step2_cable_ping_and_neighbour_tables(story: Story, sandbox: Sandbox) -
     story.connect_red_blue()
     assert ipv4(sandbox, "red", "veth-red") == ["192.168.15.1/24"]
     assert ipv4(sandbox, "blue", "veth-blue") == ["192.168.15.2/24"]
+    for ns, end in (("red", "veth-red"), ("blue", "veth-blue")):
+        info = ipj(sandbox, "-n", ns, "link", "show", "dev", end)[0]
+        assert "UP" in info["flags"] and info["operstate"] == "UP"
     assert ping(sandbox.runner, "red", "192.168.15.2").received == 1
     assert ping(sandbox.runner, "blue", "192.168.15.1").received == 1
     red_neigh = {d["dst"]: d.get("lladdr") for d in ipj(sandbox, "-n", "red", "neigh", "show")}
