@@ -17,8 +17,10 @@ from pathlib import Path
 
 import pytest
 
+from netnskit.batch import BatchExecutor
 from netnskit.errors import StepError
 from netnskit.network import Network
+from netnskit.plan import Executor, SerialExecutor
 from netnskit.runner import Result, Runner
 from netnskit.sandbox import Sandbox
 from netnskit.snapshot import HostState
@@ -61,15 +63,19 @@ class FailAt(Recording):
         return super().run(argv, input=input, timeout=timeout)
 
 
+EXECUTORS = [pytest.param(SerialExecutor, id="serial"), pytest.param(BatchExecutor, id="batch")]
+
+
 def j(box: Sandbox, *argv: str) -> list[dict[str, object]]:
     out = box.run(list(argv)).check().stdout.strip()
     return json.loads(out) if out else []
 
 
-def test_seed_up_check_down_leaves_the_host_identical(sandbox: Sandbox) -> None:
+@pytest.mark.parametrize("executor", EXECUTORS)
+def test_seed_up_check_down_leaves_the_host_identical(sandbox: Sandbox, executor: type[Executor]) -> None:
     before = HostState.capture(sandbox.runner)
     net = Network.from_toml(SEED, runner=sandbox.runner)
-    net.up()
+    net.up(executor=executor())
 
     # what the kernel did, read independently
     assert sorted(d["name"] for d in j(sandbox, "ip", "-j", "netns", "list")) == [
@@ -81,7 +87,8 @@ def test_seed_up_check_down_leaves_the_host_identical(sandbox: Sandbox) -> None:
         assert links[name]["ifalias"] == "netnskit:seed"
         assert links[name]["group"] == str(net.group)
     red = j(sandbox, "ip", "-n", "red", "-j", "addr", "show", "dev", "eth0")
-    assert [(a["local"], a["prefixlen"]) for a in red[0]["addr_info"] if a["family"] == "inet"] == [("192.168.15.1", 24)]
+    inet = [(a["local"], a["prefixlen"]) for a in red[0]["addr_info"] if a["family"] == "inet"]
+    assert inet == [("192.168.15.1", 24)]
     assert j(sandbox, "ip", "-n", "red", "-j", "route", "show", "default")[0]["gateway"] == "192.168.15.5"
     saved = sandbox.run(["iptables-save"]).check().stdout
     assert '--comment "netnskit:seed" -j MASQUERADE' in saved or "--comment netnskit:seed -j MASQUERADE" in saved
@@ -104,7 +111,7 @@ def test_seed_up_check_down_leaves_the_host_identical(sandbox: Sandbox) -> None:
     reply = sandbox.namespace("lan").exec([sys.executable, "-m", "netnskit.probe", "connect", "192.168.1.2", "80"])
     assert json.loads(reply.stdout)["reply"] == "netnskit-probe 192.168.15.2 192.168.1.3"
 
-    teardown = net.down()
+    teardown = net.down(executor=executor())
     assert teardown.already_gone == () and teardown.left == ()
     assert HostState.capture(sandbox.runner).diff(before) == []
 
@@ -154,19 +161,23 @@ def test_context_manager_tears_down(sandbox: Sandbox) -> None:
     assert HostState.capture(sandbox.runner).diff(before) == []
 
 
-def test_a_failure_at_every_command_of_up_leaves_the_host_identical(sandbox: Sandbox) -> None:
+@pytest.mark.parametrize("executor", EXECUTORS)
+def test_a_failure_at_every_command_of_up_leaves_the_host_identical(
+    sandbox: Sandbox, executor: type[Executor]
+) -> None:
     before = HostState.capture(sandbox.runner)
     counting = Recording(sandbox.runner)
     net = Network.from_toml(SEED, runner=counting)
-    net.up()
+    net.up(executor=executor())
     total = len(counting.writes)
     net.down()
-    assert total >= len(net.plan())
+    # serial: one command per step (52); batched: one per batch
+    assert total >= (len(net.plan()) if executor is SerialExecutor else 10)
     assert HostState.capture(sandbox.runner).diff(before) == []
     for k in range(total):
         failing = FailAt(sandbox.runner, k)
         with pytest.raises(StepError) as info:
-            Network.from_toml(SEED, runner=failing).up()
+            Network.from_toml(SEED, runner=failing).up(executor=executor())
         assert failing.failed is not None
         assert "injected failure" in str(info.value), (k, str(info.value))
         assert info.value.rollback_errors == (), (k, info.value.rollback_errors)
