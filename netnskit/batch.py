@@ -8,8 +8,12 @@ Each command of a plan is routed by its argv:
   take ``-n``); these run in parallel threads, as they touch different namespaces;
 * ``iptables|ip6tables [-w] [-t TABLE] -A|-I|-D CHAIN ...`` goes into one
   ``iptables-restore -w --noflush`` per tool, a ``*TABLE ... COMMIT`` block per table;
-* anything else (a sysctl, ``ip netns exec``, a command with stdin, a word a batch line cannot
-  carry) runs alone, in plan order, as a barrier between segments.
+* a command no batch can carry runs alone, in its place in the order of the lane it belongs to:
+  ``sysctl`` in the host's, ``ip netns exec NS sysctl`` in NS's, an ``ip`` line with a word a batch
+  cannot carry in its namespace's, the plan's own ``iptables-restore`` (with its stdin) in that
+  tool's;
+* anything else (``ip netns exec NS PROGRAM``, unknown programs) is a barrier: everything before it
+  finishes, it runs, then the rest.
 
 Order is kept by placing commands in *waves*: within a wave the host batch runs first, then the
 namespace batches and the firewall batches together. A command never moves before one it may
@@ -220,13 +224,15 @@ def _route(index: int, step: int, command: Command, link_ns: dict[str, frozenset
             touches: frozenset[str] = frozenset()
             creates = False
             if netns is None:
-                spaces = _named_namespaces(words)
-                for word in words:
-                    spaces.update(link_ns.get(word, ()))
-                touches = frozenset(spaces)
-                creates = words[:2] in (["netns", "add"], ["link", "add"]) or (
-                    words[:2] == ["link", "set"] and "netns" in words
-                )
+                moves = words[:2] == ["link", "set"] and "netns" in words
+                creates = words[:2] in (["netns", "add"], ["link", "add"]) or moves
+                destroys = words[:2] in (["netns", "del"], ["netns", "delete"], ["link", "del"], ["link", "delete"])
+                if creates or destroys:
+                    # only these reach into a namespace; setting the host end of a veth does not
+                    spaces = _named_namespaces(words)
+                    for word in words:
+                        spaces.update(link_ns.get(word, ()))
+                    touches = frozenset(spaces)
             line = " ".join(words)
             return _Op(index, step, command, "ip", netns, prefix, line=line, touches=touches, creates=creates)
     if command.input is None and argv:
