@@ -5,10 +5,12 @@ from __future__ import annotations
 import json
 import pickle
 import re
+import tomllib
 from pathlib import Path
 
 import pytest
 
+import netnskit
 from netnskit.errors import NetnskitError, StepError, ValidationError
 from netnskit.network import (
     ConfigError,
@@ -416,3 +418,30 @@ def test_context_manager_tears_down_on_exit() -> None:
 
 def test_render_script_heredoc_for_commands_with_input() -> None:
     assert Command(["iptables-restore"], "x\n").shell() == "iptables-restore <<'NETNSKIT_EOF'\nx\nNETNSKIT_EOF"
+
+
+# --- the README's network section -----------------------------------------------------------
+
+README = ROOT / "README.md"
+
+
+def readme_block(lang: str, marker: str) -> str:
+    blocks = re.findall(rf"^```{lang}\n(.*?)^```", README.read_text(), flags=re.S | re.M)
+    found = [b for b in blocks if marker in b]
+    assert len(found) == 1, f"expected one {lang} block with {marker!r} in README.md"
+    return found[0]
+
+
+def test_readme_toml_is_the_seed_file() -> None:
+    data = tomllib.loads(readme_block("toml", 'name = "seed"'))
+    assert Network.from_dict(data) == Network.from_toml(SEED)
+
+
+def test_readme_python_builds_the_seed_and_brings_it_up_and_down(monkeypatch: pytest.MonkeyPatch) -> None:
+    fake = FakeRunner()
+    monkeypatch.setattr(netnskit, "LiveRunner", lambda: fake)
+    scope: dict[str, object] = {}
+    exec(compile(readme_block("python", "seed = Network("), "README.md", "exec"), scope)
+    assert scope["seed"] == Network.from_toml(SEED)
+    plan = [list(c.argv) for s in Network.from_toml(SEED).plan() for c in s.do]
+    assert writes(fake)[: len(plan)] == plan
