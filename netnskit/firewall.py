@@ -91,16 +91,18 @@ _OURS = re.compile(r"^NETNSKIT-")
 
 
 def _shared(*spec: str) -> tuple[str, ...]:
-    return (*spec, "-m", "comment", "--comment", SHARED)
+    """Match words, then the shared comment, then the target (``-j ...``)."""
+    at = spec.index("-j")
+    return (*spec[:at], "-m", "comment", "--comment", SHARED, *spec[at:])
 
 
 _SHARED_RULES: dict[str, tuple[tuple[str, tuple[str, ...]], ...]] = {
     "raw": (("PREROUTING", _shared("-j", "NETNSKIT-PREROUTING")),),
     "nat": (
         ("NETNSKIT-MARK", _shared("-j", "MARK", "--set-xmark", MARK)),
-        ("NETNSKIT-POSTROUTING", ("-m", "mark", "--mark", MARK, *_shared("-j", "MASQUERADE"))),
-        ("PREROUTING", ("-m", "addrtype", "--dst-type", "LOCAL", *_shared("-j", "NETNSKIT-PREROUTING"))),
-        ("OUTPUT", ("-m", "addrtype", "--dst-type", "LOCAL", *_shared("-j", "NETNSKIT-OUTPUT"))),
+        ("NETNSKIT-POSTROUTING", _shared("-m", "mark", "--mark", MARK, "-j", "MASQUERADE")),
+        ("PREROUTING", _shared("-m", "addrtype", "--dst-type", "LOCAL", "-j", "NETNSKIT-PREROUTING")),
+        ("OUTPUT", _shared("-m", "addrtype", "--dst-type", "LOCAL", "-j", "NETNSKIT-OUTPUT")),
         ("POSTROUTING", _shared("-j", "NETNSKIT-POSTROUTING")),
     ),
     "filter": (("FORWARD", _shared("-j", "NETNSKIT-FORWARD")),),
