@@ -189,7 +189,7 @@ iptables-restore -w --noflush <<'NETNSKIT_EOF'
 -N NETNSKIT-PREROUTING
 -A NETNSKIT-PREROUTING -i v-net-0 -s 127.0.0.0/8 -m comment --comment netnskit:seed -j DROP
 -A NETNSKIT-PREROUTING -i v-net-0 -d 127.0.0.0/8 -m comment --comment netnskit:seed -j DROP
--A PREROUTING -j NETNSKIT-PREROUTING -m comment --comment netnskit
+-A PREROUTING -m comment --comment netnskit -j NETNSKIT-PREROUTING
 COMMIT
 *nat
 -N NETNSKIT-PREROUTING
@@ -201,18 +201,18 @@ COMMIT
 -A NETNSKIT-PREROUTING -p tcp -m tcp --dport 80 -m comment --comment netnskit:seed -j DNAT --to-destination 192.168.15.2:80
 -A NETNSKIT-OUTPUT -s 127.0.0.0/8 -p tcp -m tcp --dport 80 -m comment --comment netnskit:seed -j NETNSKIT-MARK
 -A NETNSKIT-OUTPUT -p tcp -m tcp --dport 80 -m comment --comment netnskit:seed -j DNAT --to-destination 192.168.15.2:80
--A NETNSKIT-MARK -j MARK --set-xmark 0x1000000/0x1000000 -m comment --comment netnskit
--A NETNSKIT-POSTROUTING -m mark --mark 0x1000000/0x1000000 -j MASQUERADE -m comment --comment netnskit
--A PREROUTING -m addrtype --dst-type LOCAL -j NETNSKIT-PREROUTING -m comment --comment netnskit
--A OUTPUT -m addrtype --dst-type LOCAL -j NETNSKIT-OUTPUT -m comment --comment netnskit
--A POSTROUTING -j NETNSKIT-POSTROUTING -m comment --comment netnskit
+-A NETNSKIT-MARK -m comment --comment netnskit -j MARK --set-xmark 0x1000000/0x1000000
+-A NETNSKIT-POSTROUTING -m mark --mark 0x1000000/0x1000000 -m comment --comment netnskit -j MASQUERADE
+-A PREROUTING -m addrtype --dst-type LOCAL -m comment --comment netnskit -j NETNSKIT-PREROUTING
+-A OUTPUT -m addrtype --dst-type LOCAL -m comment --comment netnskit -j NETNSKIT-OUTPUT
+-A POSTROUTING -m comment --comment netnskit -j NETNSKIT-POSTROUTING
 COMMIT
 *filter
 -N NETNSKIT-FORWARD
 -N NETNSKIT-STATE
 -A NETNSKIT-STATE -m comment --comment "netnskit sysctl net.ipv4.ip_forward=0"
 -A NETNSKIT-STATE -m comment --comment "netnskit sysctl net.ipv4.conf.v-net-0.route_localnet=0"
--A FORWARD -j NETNSKIT-FORWARD -m comment --comment netnskit
+-A FORWARD -m comment --comment netnskit -j NETNSKIT-FORWARD
 COMMIT
 NETNSKIT_EOF
 
