@@ -4,20 +4,27 @@ Run as root::
 
     .venv/bin/python benchmarks/bench_netns.py [--sizes 10,100,200,1000] [--repeat 3]
 
-The topology, per namespace ``nbI``: a veth ``vIb``/``vI`` with ``vI`` in the namespace and ``vIb``
-on bridge ``nbr0`` (10.88.0.1/16), an address, loopback up, a default route via the bridge, one
-masquerade rule and one port forward (host port 20000+I to the namespace's port 80).
+Per namespace ``nbI``: a veth ``vIb``/``eth0`` with ``eth0`` in the namespace and ``vIb`` on bridge
+``nbr0`` (10.88.0.1/16), an address, loopback up, a default route via the bridge, and a port
+forward (host port 20000+I to the namespace's port 80).
 
-The ways:
+The topology is a :class:`netnskit.network.Network` (``bench``): the bridge, N namespaces with
+their veth, address and default route, masquerade of the subnet and N port forwards (the firewall
+rules are netnskit.firewall's: its own chains, hairpin and loopback paths). The ways:
 
-* ``netnskit``: the plan run by :class:`netnskit.batch.BatchExecutor` (``apply`` / ``remove``);
+* ``netnskit``: ``Network.up(BatchExecutor())`` / ``Network.down(BatchExecutor())``, reading the
+  host included;
+* ``executor``: ``BatchExecutor().apply(plan)`` / ``.remove(plan)`` on ``Network.plan()``;
 * ``serial``: the same plan, one process per command (:class:`netnskit.plan.SerialExecutor`);
 * ``bash``: the script :func:`netnskit.plan.render_script` prints, run by bash (teardown: the
   plan's undo commands in reverse, one per line);
-* ``pyroute2``: pyroute2's usual API (IPRoute, ``netns=``), rules with one ``iptables`` each
-  (pyroute2 has no iptables API); skipped with a note if pyroute2 is not installed
-  (``pip install 'netnskit[bench]'``);
-* ``reference``: the cheaper operations batched by hand, one namespace batch after another.
+* ``pyroute2``: pyroute2's usual API (IPRoute, ``netns=``), the plan's rules with one ``iptables``
+  each (pyroute2 has no iptables API), sysctls written to /proc/sys; skipped with a note if
+  pyroute2 is not installed (``pip install 'netnskit[bench]'``);
+* ``reference``: the cheaper operations batched by hand, one process after another: one
+  ``ip -batch`` for namespaces, bridge and veths, one ``ip -n NS -batch`` per namespace, the plan's
+  firewall restore and sysctls; teardown ``ip link del group G``, one ``ip -batch`` of
+  ``netns del``, the plan's undo restore and sysctls.
 
 Each run is its own process (so peak memory is its own) making its own sandbox; the figures are
 medians over ``--repeat`` runs. Process counts: the processes each way starts (runner calls; for
@@ -517,6 +524,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeat", type=int, default=3, help="runs per way and N; medians are printed")
     parser.add_argument("--ways", default=",".join(WAYS), help=f"comma-separated subset of {','.join(WAYS)}")
     parser.add_argument("--workers", type=int, default=None, help="BatchExecutor workers (default: its own)")
+    parser.add_argument("--pause", type=float, default=1.0, help="seconds between runs (not timed)")
     parser.add_argument("--json", type=Path, default=None, help="also write every run's figures to this file")
     parser.add_argument("--worker", nargs=2, metavar=("WAY", "N"), help=argparse.SUPPRESS)
     parser.add_argument("--pyroute2-inner", type=int, metavar="N", help=argparse.SUPPRESS)
@@ -535,14 +543,20 @@ def main(argv: list[str] | None = None) -> int:
     results: dict[int, dict[str, dict[str, Any]]] = {}
     raw: dict[str, Any] = {}
     print(f"netnskit benchmark: sizes {sizes}, {args.repeat} runs each, "
-          f"{os.cpu_count()} CPUs, kernel {os.uname().release}", flush=True)
+          f"{os.cpu_count()} CPUs, kernel {os.uname().release}, load average {os.getloadavg()[0]:.1f}", flush=True)
     for n in sizes:
         results[n] = {}
         for way in ways:
-            runs = [one_run(way, n, args.workers) for _ in range(args.repeat)]
+            runs = []
+            for _ in range(args.repeat):
+                runs.append(one_run(way, n, args.workers))
+                # the kernel frees a deleted namespace's links after `ip netns del` returns: let it
+                # finish before the next run, which it would otherwise slow down
+                time.sleep(args.pause)
             raw[f"{way}/{n}"] = runs
             results[n][way] = median_of(runs)
         print("\n" + table(n, results[n], args.repeat), flush=True)
+    print(f"\nload average at the end: {os.getloadavg()[0]:.1f} (other work on the machine skews the timings)")
     print("\ntargets (issue 6):")
     for text in verdicts(results):
         print("  " + text)

@@ -485,10 +485,16 @@ class BatchExecutor:
 
     ``workers`` bounds the namespace batches run at once (1: one after another, in plan order).
     ``group_teardown`` allows ``ip link del group G`` for the links a plan put in group G.
+    ``pipeline`` (with ``workers`` > 1) starts the firewall batches with the host batch, and each
+    namespace's batch as soon as the host lines it waits for are done: the host batch is then cut
+    in up to ``chunks`` processes of at least ``chunk`` lines.
     """
 
     workers: int = attrs.field(factory=_default_workers)
     group_teardown: bool = True
+    pipeline: bool = True
+    chunks: int = 4
+    chunk: int = 50
 
     # --- the Executor protocol -------------------------------------------------------------
 
@@ -618,6 +624,8 @@ class BatchExecutor:
     def _run_wave(
         self, wave: _Wave, runner: Runner, force: bool, pool: ThreadPoolExecutor | None
     ) -> _Outcome:
+        if pool is not None and self.pipeline:
+            return self._run_wave_pipelined(wave, runner, force, pool)
         outcome = _Outcome()
         for run in _runs(wave.host):
             outcome.merge(_run_ip(run, runner, force))
@@ -628,6 +636,44 @@ class BatchExecutor:
         parallel = pool is not None and len(jobs) > 1
         for result in pool.map(lambda job: job(), jobs) if pool and parallel else (job() for job in jobs):
             outcome.merge(result)
+        return outcome
+
+    def _run_wave_pipelined(self, wave: _Wave, runner: Runner, force: bool, pool: ThreadPoolExecutor) -> _Outcome:
+        """The firewall batches from the start, each namespace's batch once the host lines it waits for are done.
+
+        The host batch is cut in a few chunks so that namespaces whose veth is made early start
+        while the kernel is still making the others.
+        """
+        outcome = _Outcome()
+        futures = [pool.submit(_run_firewall, members, runner, force) for members in wave.firewalls.values()]
+        gate: dict[str, int] = {}  # namespace -> the last host op of this wave it waits for
+        for position, op in enumerate(wave.host):
+            for space in op.touches:
+                if space in wave.spaces:
+                    gate[space] = position
+        waiting = sorted(wave.spaces, key=lambda lane: gate.get(lane, -1))
+
+        def release(done_through: int) -> None:
+            while waiting and gate.get(waiting[0], -1) <= done_through:
+                futures.append(pool.submit(_run_lane, wave.spaces[waiting.pop(0)], runner, force))
+
+        release(-1)
+        position = -1
+        for run in _runs(wave.host):
+            size = max(self.chunk, -(-len(run) // self.chunks)) if len(run) > 1 else 1
+            for start in range(0, len(run), size):
+                piece = run[start : start + size]
+                outcome.merge(_run_ip(piece, runner, force))
+                if outcome.failed and not force:
+                    break
+                position += len(piece)
+                release(position)
+            if outcome.failed and not force:
+                break
+        else:
+            release(len(wave.host))
+        for future in futures:
+            outcome.merge(future.result())
         return outcome
 
 

@@ -197,3 +197,32 @@ def test_group_teardown_is_one_request_and_remove_twice_is_harmless(sandbox):
     gone = BatchExecutor().remove(steps, sandbox.runner)
     assert len(gone) == len(NAMES) + 9 + 4  # namespaces, rules, links (the group is empty)
     assert HostState.capture(sandbox.runner).diff(before) == []
+
+
+def test_a_network_plan_batched_gives_the_serial_state_and_down_leaves_the_host_as_before(sandbox):
+    from netnskit.network import ForwardSpec, NamespaceSpec, Network
+
+    spaces = ("n-a", "n-b", "n-c")
+    net = Network(name="batchtest", bridge="bt0", subnet="10.77.0.0/24", gateway="10.77.0.1",
+                  namespaces=[NamespaceSpec(name=n, host_ifname=f"bt-{n}") for n in spaces], masquerade=True,
+                  port_forwards=[ForwardSpec(18080 + i, n, 80) for i, n in enumerate(spaces)], runner=sandbox.runner)
+
+    def state() -> tuple[HostState, dict[str, dict[str, object]]]:
+        host = HostState.capture(sandbox.runner)
+        host = attrs.evolve(host, addresses=tuple(a for a in host.addresses if " fe80:" not in a),
+                            routes=tuple(r for r in host.routes if "fe80:" not in r))
+        return host, {n: inside(sandbox, n) for n in spaces}
+
+    before = HostState.capture(sandbox.runner)
+    net.up(SerialExecutor())
+    serial = state()
+    net.down(SerialExecutor())
+    assert HostState.capture(sandbox.runner).diff(before) == []
+
+    net.up(BatchExecutor())
+    batched = state()
+    assert batched == serial
+    assert batched[1]["n-b"]["addresses"] == ["eth0 10.77.0.3/24", "lo 127.0.0.1/8"]
+    assert "DNAT" in batched[0].iptables and "10.77.0.4:80" in batched[0].iptables
+    net.down(BatchExecutor())
+    assert HostState.capture(sandbox.runner).diff(before) == []

@@ -84,13 +84,27 @@ def test_apply_runs_exactly_those_processes_in_order():
 
 
 def test_apply_in_parallel_runs_the_same_processes():
+    for pipeline in (False, True):
+        fake = FakeRunner()
+        BatchExecutor(workers=4, pipeline=pipeline).apply(plan(), fake)
+        assert sorted(map(tuple, fake.argvs)) == sorted(
+            [("ip", "-batch", "-"), ("ip", "-n", "red", "-batch", "-"), ("ip", "-n", "blue", "-batch", "-"),
+             ("iptables-restore", "-w", "--noflush")]
+        )
+        # a namespace's batch starts only after the host lines that make its veth
+        host = fake.argvs.index(["ip", "-batch", "-"])
+        assert host < fake.argvs.index(["ip", "-n", "red", "-batch", "-"])
+        assert host < fake.argvs.index(["ip", "-n", "blue", "-batch", "-"])
+
+
+def test_a_pipelined_host_batch_is_cut_in_chunks_and_namespaces_start_as_their_veth_is_made():
+    steps = [s for i in range(8) for s in namespace_steps(f"n{i}", i)]
     fake = FakeRunner()
-    BatchExecutor(workers=4).apply(plan(), fake)
-    assert fake.argvs[0] == ["ip", "-batch", "-"]
-    assert sorted(map(tuple, fake.argvs[1:])) == sorted(
-        [("ip", "-n", "red", "-batch", "-"), ("ip", "-n", "blue", "-batch", "-"),
-         ("iptables-restore", "-w", "--noflush")]
-    )
+    BatchExecutor(workers=2, chunks=4, chunk=4).apply(steps, fake)
+    hosts = [i for i, argv in enumerate(fake.argvs) if argv == ["ip", "-batch", "-"]]
+    assert [fake.inputs[i].count("\n") for i in hosts] == [4, 4, 4, 4]  # type: ignore[union-attr]
+    # n0 and n1 are made by the first chunk: their batches may start before the last chunk runs
+    assert len([a for a in fake.argvs if a[:2] == ["ip", "-n"]]) == 8
 
 
 def test_a_failing_namespace_line_names_its_step_command_and_message_then_rolls_back():
