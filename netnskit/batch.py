@@ -48,7 +48,7 @@ import attrs
 
 from netnskit.errors import CommandError, NotFoundError, StepError, error_for
 from netnskit.plan import Command, Step
-from netnskit.runner import Runner
+from netnskit.runner import Result, Runner
 
 __all__ = ["BatchExecutor", "Batch", "batches"]
 
@@ -465,6 +465,14 @@ class _Outcome:
         self.failed.update(other.failed)
 
 
+def _run(command: Command, runner: Runner) -> Result:
+    """Run ``command``; a runner's own CommandError (a timeout) becomes a failed Result, so rollback still runs."""
+    try:
+        return command.run(runner)
+    except CommandError as exc:
+        return Result(command.argv, exc.returncode or -1, exc.stdout, str(exc))
+
+
 def _split_errors(stderr: str) -> list[tuple[int, str]]:
     """``ip -batch`` stderr -> (line, message) for each ``Command failed -:LINE``."""
     found: list[tuple[int, str]] = []
@@ -604,7 +612,7 @@ class BatchExecutor:
         try:
             for segment in _schedule(ops):
                 if isinstance(segment, _Op):
-                    result = segment.command.run(runner)
+                    result = _run(segment.command, runner)
                     if result.ok:
                         total.done.add(segment.index)
                     else:
@@ -694,7 +702,7 @@ def _run_ip(run: Sequence[_Op], runner: Runner, force: bool) -> _Outcome:
     """One ip process for ``run``; map each failing line back to its op."""
     outcome = _Outcome()
     command = _ip_batch(run, force)
-    result = command.run(runner)
+    result = _run(command, runner)
     if result.ok:
         outcome.done.update(op.index for op in run)
         return outcome
@@ -734,7 +742,7 @@ def _run_restore(ops: Sequence[_Op], runner: Runner, force: bool) -> _Outcome:
     pending = list(ops)
     while pending:
         text, by_line, commits = _restore_input(pending)
-        result = _restore_command(pending, text).run(runner)
+        result = _run(_restore_command(pending, text), runner)
         if result.ok:
             outcome.done.update(op.index for op in pending)
             return outcome
@@ -765,14 +773,14 @@ def _bisect(ops: Sequence[_Op], runner: Runner, message: str) -> tuple[list[_Op]
     span = list(ops)
     while len(span) > 1:
         half = span[: len(span) // 2]
-        result = _restore_command(half, _restore_input(half)[0]).run(runner)
+        result = _run(_restore_command(half, _restore_input(half)[0]), runner)
         if result.ok:
             applied += half
             span = span[len(half) :]
         else:
             span = half
             message = _restore_message(result.stderr) or message
-    alone = _restore_command(span, _restore_input(span)[0]).run(runner)
+    alone = _run(_restore_command(span, _restore_input(span)[0]), runner)
     if alone.ok:
         applied.append(span[0])  # it failed only together with others: blame it, and undo it too
     else:

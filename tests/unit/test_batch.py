@@ -313,3 +313,26 @@ def test_deletions_go_oldest_first_so_nft_finds_each_rule_at_the_front():
         "-D POSTROUTING -s 10.9.0.3/24 -m comment --comment netnskit:t -j MASQUERADE\n"
         "COMMIT\n"
     )
+
+
+class TimesOut(FakeRunner):
+    """A runner that raises CommandTimeoutError for blue's batch, as LiveRunner does."""
+
+    def run(self, argv, *, input=None, timeout=None):  # type: ignore[no-untyped-def]
+        if list(argv) == ["ip", "-n", "blue", "-batch", "-"]:
+            from netnskit.errors import CommandTimeoutError
+
+            self.calls.append(list(argv))
+            self.inputs.append(input)
+            raise CommandTimeoutError(list(argv), -1, "", "")
+        return super().run(argv, input=input, timeout=timeout)
+
+
+def test_a_timeout_is_a_failure_of_its_step_and_still_rolls_back():
+    runner = TimesOut()
+    runner.on(["ip", "-j", "link", "show", "group", GROUP], stdout="[]")
+    with pytest.raises(StepError) as info:
+        BatchExecutor(workers=1).apply(plan(), runner)
+    assert info.value.step == "namespace blue"
+    assert "timed out" in info.value.cause
+    assert runner.argvs[-2:] == [["ip", "-force", "-batch", "-"], ["iptables-restore", "-w", "--noflush"]]
