@@ -301,6 +301,10 @@ class _Saved:
         return found
 
 
+def _unique(rules: Iterable[Rule]) -> list[Rule]:
+    return list(dict.fromkeys(rules))
+
+
 def _words(spec: Sequence[str]) -> list[str]:
     return list(spec)
 
@@ -720,5 +724,23 @@ class PortForward(_Ruleset):
         return self
 
     def remove(self) -> None:
-        """Delete this forward's rules, then sweep what nothing needs any more."""
-        _Ruleset.remove(self.resolve())
+        """Delete this forward's rules, then sweep what nothing needs any more.
+
+        Without ``bridge`` (and once the bridge is gone, so ``ip route get`` cannot find it),
+        the hairpin rules of this forward are found by their ``-i`` in ``iptables-save``.
+        """
+        resolved = self.resolve()
+        fw = self.firewall
+        rules = resolved._exclusive(resolved.rules(forward_accept=True))
+        if self.bridge is None:
+            saved = fw.save(self.family)
+            bridges = {
+                _after(_words(r.spec), "-i")
+                for r in saved.owner_rules("nat")
+                if r.comment == self.comment and r.chain == "NETNSKIT-PREROUTING"
+            }
+            for bridge in sorted(b for b in bridges if b and b != resolved.bridge):
+                other = attrs.evolve(self, bridge=bridge)
+                rules += other._exclusive(other.rules(forward_accept=True))
+        fw.delete(self.family, _unique(rules))
+        fw.sweep(self.family)

@@ -102,7 +102,8 @@ def saves(runner: Runner, backend: str) -> dict[str, str]:
 
 def sysctls(runner: Runner) -> dict[str, str]:
     names = ["net.ipv4.ip_forward", "net.ipv6.conf.all.forwarding", f"net.ipv4.conf.{BRIDGE}.route_localnet"]
-    return {n: runner.run(["sysctl", "-n", n]).check().stdout.strip() for n in names}
+    results = {n: runner.run(["sysctl", "-n", n]) for n in names}
+    return {n: r.stdout.strip() if r.ok else "(absent)" for n, r in results.items()}
 
 
 def the_rules(box: Sandbox, backend: str) -> list[NatRule | PortForward]:
@@ -385,6 +386,18 @@ def test_bridge_is_found_by_route_when_not_given(fresh):
     assert "NETNSKIT" not in box.run([Backend(backend).binary(4, "save")]).check().stdout
 
 
+def test_remove_after_the_bridge_is_gone_still_removes_everything(fresh):
+    box, backend = fresh
+    before = saves(box.runner, backend)
+    fwd = PortForward(8080, RED, 80, owner=OWNER, runner=box.runner, backend=backend)
+    fwd.apply()  # the bridge is found by ip route get: hairpin and loopback rules on nkbr0
+    assert f"-i {BRIDGE}" in box.run([Backend(backend).binary(4, "save"), "-t", "nat"]).check().stdout
+    box.run(["ip", "link", "del", BRIDGE]).check()
+    fwd.remove()
+    assert saves(box.runner, backend) == before
+    assert sysctls(box.runner)["net.ipv4.ip_forward"] == "0"
+
+
 def test_purge_removes_every_rule_of_an_owner(fresh):
     box, backend = fresh
     for rule in the_rules(box, backend):
@@ -401,6 +414,8 @@ def test_ipv6_forward_from_the_lan_goes_through_ip6tables(fresh):
         ["ip", "addr", "add", "fd00:15::1/64", "dev", BRIDGE, "nodad"],
         ["ip", "-n", "red", "addr", "add", "fd00:15::2/64", "dev", "red-n", "nodad"],
         ["ip", "-n", "red", "route", "add", "default", "via", "fd00:15::1"],
+        ["ip", "-n", "blue", "addr", "add", "fd00:15::3/64", "dev", "blue-n", "nodad"],
+        ["ip", "-n", "blue", "route", "add", "default", "via", "fd00:15::1"],
         ["ip", "addr", "add", "fd00:1::1/64", "dev", "lan-h", "nodad"],
         ["ip", "-n", "lan", "addr", "add", "fd00:1::2/64", "dev", "lan-n", "nodad"],
     ):
@@ -417,6 +432,13 @@ def test_ipv6_forward_from_the_lan_goes_through_ip6tables(fresh):
     assert server.stdout is not None
     record = json.loads(server.stdout.readline())
     assert record["peer"][0] == "fd00:1::2"
+    server.wait(timeout=10)
+    # hairpin works in IPv6 too: blue calls the host's LAN address, red sees the bridge address
+    server = serve(box, "red", "tcp", 80, bind="::")
+    client = connect(box, "blue", "tcp", "fd00:1::1", 8080)
+    assert client["ok"], client
+    assert server.stdout is not None
+    assert json.loads(server.stdout.readline())["peer"][0] == "fd00:15::1"
     fwd.remove()
     assert saves(box.runner, backend) == before
     assert sysctls(box.runner)["net.ipv6.conf.all.forwarding"] == "0"

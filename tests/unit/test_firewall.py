@@ -489,3 +489,24 @@ def test_resolve_finds_the_bridge_with_ip_route_get():
     fwd = PortForward(8080, "192.168.15.2", owner="lab", runner=fake)
     assert fwd.resolve().bridge == "br0"
     assert PortForward(8080, "192.168.15.2", runner=fake, bridge="nk0").resolve().bridge == "nk0"
+
+
+def test_remove_without_a_bridge_finds_the_hairpin_rules_by_their_interface():
+    saved = (
+        "*nat\n:NETNSKIT-PREROUTING - [0:0]\n"
+        "-A NETNSKIT-PREROUTING -i gone0 -p tcp -m tcp --dport 8080 -m comment --comment netnskit:lab "
+        "-j NETNSKIT-MARK\nCOMMIT\n"
+    )
+    fake = FakeRunner(strict=True)
+    unreachable = "RTNETLINK answers: Network is unreachable\n"
+    fake.on(["ip", "-j", "route", "get", "192.168.15.2"], returncode=2, stderr=unreachable)
+    fake.on(["iptables-save"], stdout=saved)
+    fake.on(lambda argv: "-C" in argv, returncode=1)
+    fake.on(lambda argv: "-C" in argv and "-i" in argv and "gone0" in argv, returncode=0)
+    fake.on(["iptables-restore", "-w", "--noflush"])
+    PortForward(8080, "192.168.15.2", 80, owner="lab", runner=fake).remove()
+    restores = [i for a, i in zip(fake.argvs, fake.inputs, strict=True) if a[0] == "iptables-restore"]
+    assert restores[0] == (
+        "*nat\n-D NETNSKIT-PREROUTING -i gone0 -p tcp -m tcp --dport 8080 -m comment --comment netnskit:lab "
+        "-j NETNSKIT-MARK\nCOMMIT\n"
+    )
