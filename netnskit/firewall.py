@@ -68,6 +68,7 @@ __all__ = [
     "NatRule",
     "PortForward",
     "Rule",
+    "SavedRules",
     "Sysctl",
     "detect_backend",
     "split_brain_warning",
@@ -255,7 +256,7 @@ def _shared_rules(family: int, tables: Iterable[str]) -> list[Rule]:
 
 
 @attrs.frozen
-class _Saved:
+class SavedRules:
     """One family's ``iptables-save`` output, parsed: chains, rules (as Rule) and policies."""
 
     chains: frozenset[tuple[str, str]]
@@ -263,7 +264,8 @@ class _Saved:
     policies: dict[tuple[str, str], str] = attrs.field(eq=False)
 
     @classmethod
-    def parse(cls, family: int, text: str) -> _Saved:
+    def parse(cls, family: int, text: str) -> SavedRules:
+        """Parse the text of ``iptables-save`` (rules keep the words iptables printed)."""
         chains: set[tuple[str, str]] = set()
         rules: list[Rule] = []
         policies: dict[tuple[str, str], str] = {}
@@ -338,18 +340,18 @@ class Firewall:
         """``iptables-restore -w --noflush`` fed the given lines per table."""
         return Command([self.backend.binary(family, "restore"), "-w", "--noflush"], _restore_input(sections))
 
-    def save(self, family: int) -> _Saved:
+    def save(self, family: int) -> SavedRules:
         """Read ``iptables-save`` of ``family`` (raises if it fails)."""
         out = self.runner.run([self.backend.binary(family, "save")]).check("reading the firewall").stdout
-        return _Saved.parse(family, out)
+        return SavedRules.parse(family, out)
 
-    def has(self, rule: Rule, saved: _Saved | None = None) -> bool:
+    def has(self, rule: Rule, saved: SavedRules | None = None) -> bool:
         """``iptables -C``: is the rule there? (False when its chain is missing.)"""
         if saved is not None and (rule.table, rule.chain) not in saved.chains:
             return False
         return self.runner.run(rule.argv(self.backend, "-C")).ok
 
-    def forward_policy_drop(self, saved: _Saved) -> bool:
+    def forward_policy_drop(self, saved: SavedRules) -> bool:
         """True where the FORWARD chain's policy is DROP (as on hosts with Docker)."""
         return saved.policies.get(("filter", "FORWARD"), "ACCEPT") == "DROP"
 
@@ -364,7 +366,7 @@ class Firewall:
         sysctls: Sequence[Sysctl],
         description: str,
         *,
-        saved: _Saved | None = None,
+        saved: SavedRules | None = None,
         values: dict[str, str] | None = None,
     ) -> list[Step]:
         """Steps adding what is missing of ``rules`` (and our chains/jumps) and setting ``sysctls``.
@@ -375,7 +377,7 @@ class Firewall:
         """
         clean = values is not None
         if saved is None:
-            saved = _Saved(frozenset(), (), {}) if clean else self.save(family)
+            saved = SavedRules(frozenset(), (), {}) if clean else self.save(family)
         tables = {r.table for r in rules} | ({"filter"} if sysctls else set())
         memos = saved.memos()
         to_set: list[tuple[Sysctl, str]] = []
@@ -387,7 +389,7 @@ class Firewall:
                 if s.name not in memos:
                     memo_rules.append(s.memo(family, current))
         wanted = [*rules, *memo_rules, *_shared_rules(family, tables)]
-        added = [r for r in wanted if not (not clean and self.has(r, saved))]
+        added = [r for r in wanted if clean or not self.has(r, saved)]
         new_chains = [(t, c) for t in _TABLE_ORDER if t in tables for c in _CHAINS[t] if (t, c) not in saved.chains]
         steps: list[Step] = []
         if added or new_chains:
@@ -422,7 +424,7 @@ class Firewall:
             self.restore_command(family, lines).run(self.runner).check("deleting netnskit rules")
         return gone
 
-    def sweep_commands(self, family: int, saved: _Saved) -> list[Command]:
+    def sweep_commands(self, family: int, saved: SavedRules) -> list[Command]:
         """What to run so nothing of ours outlives its need (read from ``saved``; pure)."""
         deletes: list[Rule] = []
         owned = saved.owner_rules()

@@ -439,6 +439,15 @@ def test_ipv6_forward_from_the_lan_goes_through_ip6tables(fresh):
     assert client["ok"], client
     assert server.stdout is not None
     assert json.loads(server.stdout.readline())["peer"][0] == "fd00:15::1"
+    # and NAT66: the LAN machine sees the host's LAN address
+    nat = NatRule("fd00:15::/64", BRIDGE, owner=OWNER, runner=box.runner, backend=backend)
+    nat.apply()
+    server = serve(box, "lan", "tcp", 7000, bind="::")
+    client = connect(box, "red", "tcp", "fd00:1::2", 7000)
+    assert client["ok"], client
+    assert server.stdout is not None
+    assert json.loads(server.stdout.readline())["peer"][0] == "fd00:1::1"
+    nat.remove()
     fwd.remove()
     assert saves(box.runner, backend) == before
     assert sysctls(box.runner)["net.ipv6.conf.all.forwarding"] == "0"

@@ -7,7 +7,7 @@ import logging
 import pytest
 
 from netnskit import NatRule, PortForward, ValidationError
-from netnskit.firewall import Backend, Firewall, Rule, Sysctl, _Saved, detect_backend, split_brain_warning
+from netnskit.firewall import Backend, Firewall, Rule, SavedRules, Sysctl, detect_backend, split_brain_warning
 from netnskit.plan import Command
 from netnskit.testing import FakeRunner
 
@@ -400,7 +400,7 @@ COMMIT
 
 
 def test_sweep_drops_an_unneeded_guard_and_its_sysctl_but_keeps_what_another_owner_uses():
-    saved = _Saved.parse(4, SAVED_TWO_OWNERS)
+    saved = SavedRules.parse(4, SAVED_TWO_OWNERS)
     commands = Firewall("nft").sweep_commands(4, saved)
     assert commands == [
         Command(["sysctl", "-w", "net.ipv4.conf.br0.route_localnet=0"]),
@@ -421,7 +421,7 @@ def test_sweep_with_no_owner_left_removes_every_shared_chain_and_puts_forwarding
     text = SAVED_TWO_OWNERS.replace(
         "-A NETNSKIT-POSTROUTING -s 192.168.16.0/24 ! -o br1 -m comment --comment netnskit:other -j MASQUERADE\n", ""
     )
-    commands = Firewall().sweep_commands(4, _Saved.parse(4, text))
+    commands = Firewall().sweep_commands(4, SavedRules.parse(4, text))
     assert [c.argv for c in commands[:2]] == [
         ("sysctl", "-w", "net.ipv4.conf.br0.route_localnet=0"), ("sysctl", "-w", "net.ipv4.ip_forward=0"),
     ]
@@ -441,7 +441,7 @@ def test_sweep_keeps_a_guard_while_the_owner_still_hairpins_on_that_bridge():
         "-A NETNSKIT-PREROUTING -i br0 -p tcp -m tcp --dport 8081 -m comment --comment netnskit:lab -j NETNSKIT-MARK\n"
         "-A NETNSKIT-MARK -m comment",
     )
-    assert Firewall().sweep_commands(4, _Saved.parse(4, text)) == []
+    assert Firewall().sweep_commands(4, SavedRules.parse(4, text)) == []
 
 
 def test_remove_deletes_only_the_rules_that_exist_then_sweeps():
@@ -475,7 +475,7 @@ def test_purge_deletes_every_rule_of_the_owner_by_its_comment():
 
 
 def test_saved_parse_reads_policies_chains_and_comments():
-    saved = _Saved.parse(4, SAVED_WITH_OURS)
+    saved = SavedRules.parse(4, SAVED_WITH_OURS)
     assert ("filter", "NETNSKIT-STATE") in saved.chains
     assert Firewall().forward_policy_drop(saved)
     assert saved.memos()["net.ipv4.ip_forward"][1] == "0"
