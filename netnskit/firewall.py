@@ -32,6 +32,14 @@ step's undo removes exactly what its do added. ``setup_commands()``/``teardown_c
 ``plan(assume_clean=True)``) are the same commands for a host with no netnskit rules, FORWARD
 policy ACCEPT and forwarding off, without reading anything: for review and ``render_script``.
 ``apply()`` runs ``plan()`` (rolling back on failure); ``remove()`` deletes and sweeps.
+A step's undo also deletes the shared chains that step created, so it is exact only while no other
+owner has added rules to them since; ``remove()`` (or :meth:`Firewall.sweep`) decides from what
+``iptables-save`` shows instead. Several objects as one ruleset: :meth:`Firewall.plan` takes any
+rules and sysctls; :meth:`Firewall.sweep_commands` computes the sweep from a :class:`SavedRules`
+without running anything; :meth:`Firewall.purge` removes every rule of an owner (after a crash).
+
+``PortForward(bridge=...)`` names the interface the destination sits behind: it enables the
+hairpin and (IPv4) 127.0.0.1 rules. Left out, ``apply()`` finds it with ``ip route get``.
 
 Backends
 --------
@@ -280,7 +288,10 @@ class SavedRules:
                 if policy != "-":
                     policies[(table, name)] = policy
             elif line.startswith("-A "):
-                words = shlex.split(line)
+                try:
+                    words = shlex.split(line)
+                except ValueError:  # a foreign rule quoted in a way shlex does not read
+                    words = line.split()
                 rules.append(Rule(family, table, words[1], words[2:]))
         return cls(frozenset(chains), tuple(rules), policies)
 

@@ -705,6 +705,8 @@ def _validate_network(net: Network) -> None:
                 raise ValidationError("route namespace", route.namespace, f"differs from its namespace {ns.name!r}")
             if ns.default_route and route.to == "default":
                 raise ValidationError("route", "default", f"namespace {ns.name!r} already has default_route = true")
+            if route.via is not None and not any(route.via in s for s in _subnets_at(net, ns.name)):
+                raise ValidationError("route gateway", str(route.via), f"is not on a subnet connected to {ns.name!r}")
     for route in net.routes:
         if route.namespace is not None and route.namespace not in known:
             raise ValidationError("route namespace", route.namespace, f"is not a namespace of network {net.name!r}")
