@@ -25,6 +25,21 @@ _NAME_RULE = (
     "use letters, digits, '_', '.' and '-' only, starting with a letter, digit or '_'"
 )
 PROTOCOLS = ("tcp", "udp")
+# Words `ip link set NAME ...`, `ip link del NAME` and `ip link add NAME ...` read as a keyword (or
+# a keyword abbreviation) instead of the name: found by trying each with iproute2 6.1 in a sandbox
+# (tests/unit/test_injection.py). Such a name would fail, or create a link under another name.
+_IP_LINK_KEYWORD_TEXT = (
+    "a ad add addr addre addres address addrg addrge addrgen addrgenm addrgenmo addrgenmod addrgenmode "
+    "al ali alia alias all allmulticast arp b br bro broa broad broadc broadca broadcas broadcast "
+    "carrier d default dev down dy dyn dyna dynam dynami dynamic gro_max_size group gso_max_segs "
+    "gso_max_size h he hel help index l li lin link link- link-n link-ne link-net link-netn link-netns "
+    "link-netnsi link-netnsid m ma mas mast maste master mode mtu multicast n name netns no nom noma "
+    "nomas nomast nomaste nomaster nu num numr numrx numrxq numrxqu numrxque numrxqueu numrxqueue "
+    "numrxqueues numt numtx numtxq numtxqu numtxque numtxqueu numtxqueue numtxqueues parentdev promisc "
+    "protodown state t trailers tx txq txqu txque txqueu txqueue txqueuel txqueuele txqueuelen ty typ "
+    "type up vf vrf xdp xdpdrv xdpgeneric xdpoffload"
+)
+_IP_LINK_KEYWORDS = frozenset(_IP_LINK_KEYWORD_TEXT.split())
 
 
 def _name(what: str, value: object, limit: int) -> str:
@@ -44,8 +59,11 @@ def _name(what: str, value: object, limit: int) -> str:
 
 
 def ifname(value: object) -> str:
-    """An interface name: 1 to 15 characters of [A-Za-z0-9_.-], not starting with '-' or '.'."""
-    return _name("interface name", value, IFNAME_MAX)
+    """An interface name: 1 to 15 characters of [A-Za-z0-9_.-], not starting with '-' or '.', not an ip keyword."""
+    name = _name("interface name", value, IFNAME_MAX)
+    if name in _IP_LINK_KEYWORDS:
+        raise ValidationError("interface name", value, "is a word `ip link` reads as a keyword; choose another name")
+    return name
 
 
 def netns_name(value: object) -> str:
@@ -112,6 +130,7 @@ def port(value: object) -> int:
 
 def port_range(value: object) -> tuple[int, int]:
     """A port or an inclusive range: 80, (8000, 8010) or '8000-8010'."""
+    given = value  # errors name the value as written, not its parsed form
     if isinstance(value, str) and "-" in value:
         low_text, _, high_text = value.partition("-")
         try:
@@ -124,7 +143,7 @@ def port_range(value: object) -> tuple[int, int]:
             raise ValidationError("port range", value, "must be two ports (low, high)")
         low, high = port(value[0]), port(value[1])
         if low > high:
-            raise ValidationError("port range", value, "low port must not exceed high port")
+            raise ValidationError("port range", given, "low port must not exceed high port")
         return (low, high)
     if isinstance(value, str) and value.isdigit():
         value = int(value)
