@@ -76,7 +76,7 @@ G = group_for("t1")
 def script_empty_host(fake: FakeRunner) -> None:
     """A host with nothing but lo, no namespaces and an empty firewall."""
     fake.on(["ip", "-j", "netns", "list"], stdout="")
-    fake.on(["ip", "-d", "-j", "link", "show"], stdout=json.dumps([{"ifname": "lo", "flags": ["UP"]}]))
+    fake.on(["ip", "-j", "link", "show"], stdout=json.dumps([{"ifname": "lo", "flags": ["UP"]}]))
 
 
 def script_small_up(fake: FakeRunner) -> None:
@@ -87,7 +87,7 @@ def script_small_up(fake: FakeRunner) -> None:
         {"ifname": "br-t1", "group": str(G), "ifalias": "netnskit:t1", "flags": ["UP"]},
         {"ifname": "veth-a", "group": str(G), "ifalias": "netnskit:t1", "flags": ["UP"], "link_netnsid": 0},
     ]
-    fake.on(["ip", "-d", "-j", "link", "show"], stdout=json.dumps(host))
+    fake.on(["ip", "-j", "link", "show"], stdout=json.dumps(host))
     gw = {"family": "inet", "local": "10.9.0.1", "prefixlen": 24}
     fake.on(["ip", "-j", "addr", "show"], stdout=json.dumps([{"ifname": "br-t1", "addr_info": [gw]}]))
     fake.on(["ip", "-4", "-j", "netconf", "show"], stdout=json.dumps([{"interface": "br-t1", "forwarding": True}]))
@@ -95,7 +95,7 @@ def script_small_up(fake: FakeRunner) -> None:
         {"ifname": "lo", "flags": ["LOOPBACK", "UP"], "ifalias": "netnskit:t1"},
         {"ifname": "eth0", "flags": ["UP"]},
     ]
-    fake.on(["ip", "-n", "a", "-d", "-j", "link", "show"], stdout=json.dumps(inside))
+    fake.on(["ip", "-n", "a", "-j", "link", "show"], stdout=json.dumps(inside))
     a = {"family": "inet", "local": "10.9.0.2", "prefixlen": 24}
     fake.on(["ip", "-n", "a", "-j", "addr", "show"], stdout=json.dumps([{"ifname": "eth0", "addr_info": [a]}]))
     route = {"dst": "default", "gateway": "10.9.0.1"}
@@ -237,7 +237,7 @@ def test_up_refuses_a_foreign_link_with_our_name_before_any_change() -> None:
     fake = FakeRunner()
     script_empty_host(fake)
     fake.on(
-        ["ip", "-d", "-j", "link", "show"],
+        ["ip", "-j", "link", "show"],
         stdout=json.dumps([{"ifname": "lo"}, {"ifname": "br-t1", "group": "default", "ifalias": "theirs"}]),
     )
     with pytest.raises(NetnskitError, match="link 'br-t1' exists on the host but is not marked netnskit:t1"):
@@ -250,7 +250,7 @@ def test_up_refuses_a_foreign_namespace_with_our_name() -> None:
     script_empty_host(fake)
     fake.on(["ip", "-j", "netns", "list"], stdout=json.dumps([{"name": "a"}]))
     used = [{"ifname": "lo", "flags": ["UP"]}, {"ifname": "eth9", "flags": []}]
-    fake.on(["ip", "-n", "a", "-d", "-j", "link", "show"], stdout=json.dumps(used))
+    fake.on(["ip", "-n", "a", "-j", "link", "show"], stdout=json.dumps(used))
     with pytest.raises(NetnskitError, match="namespace 'a' exists but is not marked"):
         small(fake).up()
     assert writes(fake) == []
@@ -265,7 +265,7 @@ def test_up_adopts_a_link_left_unmarked_by_a_crash() -> None:
         {"ifname": "br-t1", "group": str(G), "flags": ["UP"]},
         {"ifname": "veth-a", "group": str(G), "ifalias": "netnskit:t1", "link_netnsid": 0},
     ]
-    fake.on(["ip", "-d", "-j", "link", "show"], stdout=json.dumps(host))
+    fake.on(["ip", "-j", "link", "show"], stdout=json.dumps(host))
     net = small(fake)
     fake.clear()
     net.up()
@@ -292,13 +292,13 @@ def test_down_deletes_one_by_one_when_a_foreign_link_shares_the_group() -> None:
         {"ifname": "veth-a", "group": str(G), "ifalias": "netnskit:t1", "link_netnsid": 0},
         {"ifname": "other0", "group": str(G)},
     ]
-    fake.on(["ip", "-d", "-j", "link", "show"], stdout=json.dumps(host))
+    fake.on(["ip", "-j", "link", "show"], stdout=json.dumps(host))
     small(fake).down()
     assert writes(fake) == [
         ["ip", "link", "del", "veth-a"],
         ["ip", "link", "del", "br-t1"],
         ["ip", "netns", "del", "a"],
-    ]
+    ]  # undone in reverse: sorted by name, then the namespace
 
 
 def test_down_on_a_clean_host_runs_nothing_and_reports_what_was_gone() -> None:
