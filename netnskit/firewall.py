@@ -314,6 +314,11 @@ class SavedRules:
         return found
 
 
+def _is_ours(rule: Rule) -> bool:
+    comment = rule.comment or ""
+    return comment == SHARED or comment.startswith((SHARED + ":", SHARED + " sysctl "))
+
+
 def _unique(rules: Iterable[Rule]) -> list[Rule]:
     return list(dict.fromkeys(rules))
 
@@ -466,6 +471,12 @@ class Firewall:
         for table in _TABLE_ORDER:
             ours = [c for c in _CHAINS[table] if (table, c) in saved.chains]
             if not ours or any(r.table == table for r in owned) or (table == "filter" and memos_left):
+                continue
+            foreign = [r for r in saved.rules if r.table == table and r.chain in ours and not _is_ours(r)]
+            if foreign:
+                # someone added rules to our chains: leave the chains (and the jumps) to them
+                log.warning("not removing netnskit's %s chains: they hold %d rule(s) not made by netnskit",
+                            table, len(foreign))
                 continue
             jumps = [r for r in saved.rules if r.table == table and r.comment == SHARED and not _OURS.match(r.chain)]
             lines.setdefault(table, []).extend(r.line("-D") for r in jumps)

@@ -342,6 +342,19 @@ def test_foreign_rules_stay_in_place_around_ours(fresh):
     assert "-P FORWARD DROP" in box.run([ipt, "-S", "FORWARD"]).check().stdout
 
 
+def test_a_foreign_rule_inside_our_chain_keeps_the_chain(fresh):
+    box, backend = fresh
+    ipt = Backend(backend).binary(4)
+    nat = NatRule(SUBNET, BRIDGE, owner=OWNER, runner=box.runner, backend=backend)
+    nat.apply()
+    box.run([ipt, "-w", "-t", "nat", "-A", "NETNSKIT-POSTROUTING", "-s", "10.5.0.0/24", "-j", "MASQUERADE"]).check()
+    nat.remove()
+    chain = box.run([ipt, "-w", "-t", "nat", "-S", "NETNSKIT-POSTROUTING"]).check().stdout
+    assert "-A NETNSKIT-POSTROUTING -s 10.5.0.0/24 -j MASQUERADE" in chain
+    assert "netnskit:" not in chain
+    assert not nat.is_applied()
+
+
 def test_one_owner_leaves_the_other_owners_rules_and_shared_chains(fresh):
     box, backend = fresh
     a = PortForward(8080, RED, 80, owner="one", runner=box.runner, backend=backend, bridge=BRIDGE)

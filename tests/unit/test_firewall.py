@@ -510,3 +510,14 @@ def test_remove_without_a_bridge_finds_the_hairpin_rules_by_their_interface():
         "*nat\n-D NETNSKIT-PREROUTING -i gone0 -p tcp -m tcp --dport 8080 -m comment --comment netnskit:lab "
         "-j NETNSKIT-MARK\nCOMMIT\n"
     )
+
+
+def test_sweep_leaves_our_chains_alone_when_someone_else_put_rules_in_them(caplog):
+    text = (
+        "*nat\n:POSTROUTING ACCEPT [0:0]\n:NETNSKIT-POSTROUTING - [0:0]\n"
+        "-A POSTROUTING -m comment --comment netnskit -j NETNSKIT-POSTROUTING\n"
+        "-A NETNSKIT-POSTROUTING -s 10.5.0.0/24 -j MASQUERADE\nCOMMIT\n"
+    )
+    with caplog.at_level(logging.WARNING, logger="netnskit"):
+        assert Firewall().sweep_commands(4, SavedRules.parse(4, text)) == []
+    assert "1 rule(s) not made by netnskit" in caplog.text
