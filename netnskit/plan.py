@@ -43,7 +43,15 @@ class Command:
         if self.input is None:
             return line
         body = self.input if self.input.endswith("\n") else self.input + "\n"
-        return f"{line} <<'NETNSKIT_EOF'\n{body}NETNSKIT_EOF"
+        # a body line equal to the delimiter would end the here-document early and run the
+        # rest as shell: pick a delimiter that no line of the body is
+        lines = set(body.split("\n"))
+        tag = "NETNSKIT_EOF"
+        n = 0
+        while tag in lines:
+            n += 1
+            tag = f"NETNSKIT_EOF_{n}"
+        return f"{line} <<'{tag}'\n{body}{tag}"
 
 
 def _commands(items: Iterable[Command | Sequence[str]]) -> tuple[Command, ...]:
@@ -117,11 +125,16 @@ class SerialExecutor:
 
 def render_script(steps: Sequence[Step], *, title: str = "netnskit plan") -> str:
     """The plan as a bash script a person can review and run (stops at the first error)."""
-    lines = ["#!/usr/bin/env bash", f"# {title}", "set -euo pipefail", ""]
+    lines = ["#!/usr/bin/env bash", _comment(f"# {title}"), "set -euo pipefail", ""]
     for index, step in enumerate(steps, 1):
-        lines.append(f"# step {index}: {step.description}")
+        lines.append(_comment(f"# step {index}: {step.description}"))
         lines.extend(c.shell() for c in step.do)
         if step.undo:
-            lines.extend(f"#   undo: {c.shell()}" for c in step.undo if c.input is None)
+            lines.extend(_comment(f"#   undo: {c.shell()}") for c in step.undo if c.input is None)
         lines.append("")
     return "\n".join(lines)
+
+
+def _comment(text: str) -> str:
+    # a newline in a comment (a description, a quoted word of an undo) must not start a command
+    return text.replace("\n", "\n# ")
