@@ -45,7 +45,7 @@ import attrs
 from netnskit import _validate as v
 from netnskit.errors import NetnskitError, StepError, ValidationError
 from netnskit.firewall import Firewall, NatRule, PortForward, Rule, Sysctl
-from netnskit.link import Bridge, VethPair, ip_argv
+from netnskit.link import AddressInfo, Bridge, LinkInfo, Neighbour, RouteInfo, VethPair, ip_argv, neighbours
 from netnskit.plan import Executor, SerialExecutor, Step, render_script, undo_all
 from netnskit.runner import LiveRunner, Runner
 
@@ -320,6 +320,7 @@ class _Facts:
     forwarding: dict[str | None, dict[str, bool]]  # where -> ifname/"all" -> on
     rules: tuple[str, ...]  # our firewall rules, as iptables-restore lines
     read: frozenset[str | None]  # places read in full (host = None)
+    raw: dict[str | None, dict[str, list[dict[str, Any]]]] = attrs.field(factory=dict)  # where -> addr/route
 
 
 def _read_links(runner: Runner, where: str | None) -> dict[str, dict[str, Any]]:
@@ -330,15 +331,15 @@ def _read_links(runner: Runner, where: str | None) -> dict[str, dict[str, Any]]:
 def _read_place(runner: Runner, where: str | None, facts: dict[str, Any]) -> None:
     facts["links"][where] = _read_links(runner, where)
     entries = _json(runner, ip_argv(where, "-j", "addr", "show"))
+    route_entries = _json(runner, ip_argv(where, "-4", "-j", "route", "show"))
+    facts.setdefault("raw", {})[where] = {"addr": entries, "route": route_entries}
     facts["addresses"][where] = {
         (str(d["ifname"]), f"{a['local']}/{a['prefixlen']}")
         for d in entries
         for a in d.get("addr_info", ())
         if a.get("family") == "inet" and "local" in a
     }
-    facts["routes"][where] = {
-        (str(r.get("dst", "")), r.get("gateway")) for r in _json(runner, ip_argv(where, "-4", "-j", "route", "show"))
-    }
+    facts["routes"][where] = {(str(r.get("dst", "")), r.get("gateway")) for r in route_entries}
     facts["forwarding"][where] = {
         str(d.get("interface", "")): bool(d.get("forwarding"))
         for d in _json(runner, ip_argv(where, "-4", "-j", "netconf", "show"))
@@ -398,14 +399,15 @@ def _firewall_removal(runner: Runner, owns: Callable[[str], bool], families: Seq
 
 @attrs.frozen
 class NamespaceStatus:
-    """One namespace of the network as the kernel shows it."""
+    """One namespace of the network as the kernel shows it (``ip -j`` parsed into typed objects)."""
 
     name: str
     present: bool
     ours: bool
-    links: tuple[str, ...] = ()
-    addresses: tuple[str, ...] = ()
-    routes: tuple[str, ...] = ()
+    links: tuple[LinkInfo, ...] = ()
+    addresses: tuple[AddressInfo, ...] = ()
+    routes: tuple[RouteInfo, ...] = ()
+    neighbours: tuple[Neighbour, ...] = ()
 
 
 @attrs.frozen
@@ -415,14 +417,21 @@ class NetworkStatus:
     name: str
     up: bool
     namespaces: tuple[NamespaceStatus, ...]
-    host_links: tuple[str, ...]
-    host_addresses: tuple[str, ...]
+    host_links: tuple[LinkInfo, ...]
+    host_addresses: tuple[AddressInfo, ...]
+    host_routes: tuple[RouteInfo, ...]
     rules: tuple[str, ...]
     missing: tuple[str, ...]
 
     def to_json(self) -> dict[str, Any]:
-        """A plain dict for ``netnskit status --json``."""
-        return attrs.asdict(self, recurse=True)
+        """A plain dict (addresses as strings) for ``netnskit status --json``."""
+        return attrs.asdict(self, recurse=True, value_serializer=_plain)
+
+
+def _plain(instance: object, field: object, value: object) -> object:
+    if isinstance(value, ipaddress.IPv4Interface | ipaddress.IPv6Interface):
+        return str(value)
+    return value
 
 
 @attrs.frozen
@@ -978,6 +987,7 @@ def _gather(net: Network, full: bool) -> _Facts:
         forwarding=facts["forwarding"],
         rules=tuple(r.line() for r in Firewall(runner=runner).save(4).rules if r.comment == net.mark) if full else (),
         read=frozenset(read),
+        raw=facts.get("raw", {}),
     )
 
 
@@ -1018,26 +1028,35 @@ def _missing(net: Network, f: _Facts) -> list[Step]:
 
 
 def _status(net: Network, f: _Facts) -> NetworkStatus:
+    def typed(where: str | None, only: Iterable[str] | None = None) -> tuple[Any, ...]:
+        keep = None if only is None else set(only)
+        links = tuple(
+            LinkInfo.from_json(d) for n, d in sorted(f.links.get(where, {}).items()) if keep is None or n in keep
+        )
+        raw = f.raw.get(where, {})
+        addrs = tuple(
+            a for d in raw.get("addr", []) for a in AddressInfo.from_json(d) if keep is None or a.ifname in keep
+        )
+        routes = tuple(
+            RouteInfo.from_json(r) for r in raw.get("route", []) if keep is None or r.get("dev") in keep
+        )
+        return links, addrs, routes
+
     spaces = []
     for name in net.namespace_names():
         present = name in f.netns
-        spaces.append(
-            NamespaceStatus(
-                name=name,
-                present=present,
-                ours=present and _namespace_ours(net, f, name),
-                links=tuple(sorted(f.links.get(name, {}))),
-                addresses=tuple(sorted(f"{i} {a}" for i, a in f.addresses.get(name, set()))),
-                routes=tuple(sorted(f"{d} via {g}" if g else d for d, g in f.routes.get(name, set()))),
-            )
-        )
+        links, addrs, routes = typed(name) if present else ((), (), ())
+        neigh = tuple(neighbours(net.runner, name)) if present else ()
+        ours_ns = present and _namespace_ours(net, f, name)
+        spaces.append(NamespaceStatus(name, present, ours_ns, links, addrs, routes, neigh))
     names = net.host_ifnames()
     host = f.links.get(None, {})
-    host_links = tuple(sorted(n for n, d in host.items() if _host_link_ours(d, net.mark, net.group, names)))
-    host_addresses = tuple(sorted(f"{i} {a}" for i, a in f.addresses.get(None, set()) if i in host_links))
+    ours = sorted(n for n, d in host.items() if _host_link_ours(d, net.mark, net.group, names))
+    host_links, host_addresses, host_routes = typed(None, ours)
     missing = tuple(step.description for step in _missing(net, f))
-    rules = f.rules
-    return NetworkStatus(net.name, not missing, tuple(spaces), host_links, host_addresses, rules, missing)
+    return NetworkStatus(
+        net.name, not missing, tuple(spaces), host_links, host_addresses, host_routes, f.rules, missing
+    )
 
 
 # --- teardown -------------------------------------------------------------------------------

@@ -83,22 +83,23 @@ def script_small_up(fake: FakeRunner) -> None:
     """What the kernel shows when small() is fully up."""
     fake.on(["ip", "-j", "netns", "list"], stdout=json.dumps([{"name": "a", "id": 0}]))
     host = [
-        {"ifname": "lo", "flags": ["UP"]},
-        {"ifname": "br-t1", "group": str(G), "ifalias": "netnskit:t1", "flags": ["UP"]},
-        {"ifname": "veth-a", "group": str(G), "ifalias": "netnskit:t1", "flags": ["UP"], "link_netnsid": 0},
+        {"ifindex": 1, "ifname": "lo", "flags": ["UP"]},
+        {"ifindex": 2, "ifname": "br-t1", "group": str(G), "ifalias": "netnskit:t1", "flags": ["UP"]},
+        {"ifindex": 3, "ifname": "veth-a", "group": str(G), "ifalias": "netnskit:t1", "flags": ["UP"],
+         "link_netnsid": 0},
     ]
     fake.on(["ip", "-j", "link", "show"], stdout=json.dumps(host))
     gw = {"family": "inet", "local": "10.9.0.1", "prefixlen": 24}
     fake.on(["ip", "-j", "addr", "show"], stdout=json.dumps([{"ifname": "br-t1", "addr_info": [gw]}]))
     fake.on(["ip", "-4", "-j", "netconf", "show"], stdout=json.dumps([{"interface": "br-t1", "forwarding": True}]))
     inside = [
-        {"ifname": "lo", "flags": ["LOOPBACK", "UP"], "ifalias": "netnskit:t1"},
-        {"ifname": "eth0", "flags": ["UP"]},
+        {"ifindex": 1, "ifname": "lo", "flags": ["LOOPBACK", "UP"], "ifalias": "netnskit:t1"},
+        {"ifindex": 2, "ifname": "eth0", "flags": ["UP"]},
     ]
     fake.on(["ip", "-n", "a", "-j", "link", "show"], stdout=json.dumps(inside))
     a = {"family": "inet", "local": "10.9.0.2", "prefixlen": 24}
     fake.on(["ip", "-n", "a", "-j", "addr", "show"], stdout=json.dumps([{"ifname": "eth0", "addr_info": [a]}]))
-    route = {"dst": "default", "gateway": "10.9.0.1"}
+    route = {"dst": "default", "gateway": "10.9.0.1", "dev": "eth0"}
     fake.on(["ip", "-n", "a", "-4", "-j", "route", "show"], stdout=json.dumps([route]))
 
 
@@ -198,7 +199,14 @@ def test_up_when_already_up_changes_nothing() -> None:
     fake.clear()
     net.up()
     assert writes(fake) == []
-    assert net.status().up
+    status = net.status()
+    assert status.up and status.missing == ()
+    assert [link.name for link in status.host_links] == ["br-t1", "veth-a"]
+    assert [str(a.address) for a in status.host_addresses] == ["10.9.0.1/24"]
+    (a,) = status.namespaces
+    assert (a.present, a.ours) == (True, True)
+    assert [(r.dst, r.gateway) for r in a.routes] == [("default", "10.9.0.1")]
+    assert json.loads(json.dumps(status.to_json()))["host_addresses"][0]["address"] == "10.9.0.1/24"
 
 
 def test_up_completes_a_partly_made_network() -> None:
