@@ -46,7 +46,7 @@ from netnskit import _validate as v
 from netnskit.errors import NetnskitError, StepError, ValidationError
 from netnskit.firewall import Firewall, NatRule, PortForward, Rule, Sysctl
 from netnskit.link import AddressInfo, Bridge, LinkInfo, Neighbour, RouteInfo, VethPair, ip_argv, neighbours
-from netnskit.plan import Executor, SerialExecutor, Step, render_script, undo_all
+from netnskit.plan import Executor, SerialExecutor, Step, render_script
 from netnskit.runner import LiveRunner, Runner
 
 __all__ = [
@@ -606,10 +606,10 @@ class Network:
             if firewall:
                 run.apply(firewall, self.runner)
         except StepError as exc:
-            _, failed = undo_all(todo, self.runner)
+            failed = _remove(run, todo, self.runner)
             raise StepError(exc.step, len(todo) + exc.index, exc.cause, [*exc.rollback_errors, *failed]) from exc
         except BaseException:
-            undo_all(todo, self.runner)
+            _remove(run, todo, self.runner)
             raise
         return self
 
@@ -641,6 +641,15 @@ class Network:
 
     def _facts(self, *, full: bool = False) -> _Facts:
         return _gather(self, full)
+
+
+def _remove(executor: Executor, steps: Sequence[Step], runner: Runner) -> list[str]:
+    """Undo ``steps`` through the executor; returns the real failures instead of raising them."""
+    try:
+        executor.remove(steps, runner)
+    except StepError as exc:
+        return [exc.cause]
+    return []
 
 
 # --- validation -----------------------------------------------------------------------------

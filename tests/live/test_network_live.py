@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from netnskit.batch import BatchExecutor
-from netnskit.errors import StepError
+from netnskit.errors import NetnskitError, StepError
 from netnskit.network import Network
 from netnskit.plan import Executor, SerialExecutor
 from netnskit.runner import Result, Runner
@@ -254,3 +254,14 @@ def test_sigkill_after_every_command_of_down_then_down_again_restores_the_host(s
         assert teardown.left == (), (k, teardown.left)
         diff = HostState.capture(sandbox.runner).diff(before)
         assert diff == [], (k, diff)
+
+
+def test_up_refuses_a_link_with_our_name_that_is_not_ours(sandbox: Sandbox) -> None:
+    sandbox.run(["ip", "link", "add", "v-net-0", "type", "bridge"]).check()
+    before = HostState.capture(sandbox.runner)
+    net = Network.from_toml(SEED, runner=sandbox.runner)
+    with pytest.raises(NetnskitError, match="link 'v-net-0' exists on the host but is not marked netnskit:seed"):
+        net.up()
+    net.down()  # and down leaves it alone
+    assert HostState.capture(sandbox.runner).diff(before) == []
+    assert [d["ifname"] for d in j(sandbox, "ip", "-j", "link", "show", "v-net-0")] == ["v-net-0"]
