@@ -1027,6 +1027,18 @@ def _refuse_foreign(net: Network, f: _Facts) -> None:
                 f"link {ifname!r} exists on the host but is not marked {net.mark} (alias "
                 f"{entry.get('ifalias')!r}); refusing to adopt it"
             )
+    # a subnet of ours that overlaps an address on someone else's link would break both
+    mine = set(net.host_ifnames())
+    for ifname, address in sorted(f.addresses.get(None, set())):
+        if ifname in mine:
+            continue
+        theirs = ipaddress.ip_interface(address).network
+        for subnet in _subnets_at(net, None):
+            if theirs.version == 4 and theirs.prefixlen > 0 and subnet.overlaps(theirs) and not theirs.is_loopback:
+                raise NetnskitError(
+                    f"subnet {subnet} of network {net.name!r} overlaps {theirs} on {ifname!r} (not ours); "
+                    "refusing to bring it up"
+                )
 
 
 def _missing(net: Network, f: _Facts) -> list[Step]:

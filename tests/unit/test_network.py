@@ -264,6 +264,16 @@ def test_up_refuses_a_foreign_namespace_with_our_name() -> None:
     assert writes(fake) == []
 
 
+def test_up_refuses_a_subnet_overlapping_a_foreign_address() -> None:
+    fake = FakeRunner()
+    script_empty_host(fake)
+    lan = {"family": "inet", "local": "10.9.0.77", "prefixlen": 16}
+    fake.on(["ip", "-j", "addr", "show"], stdout=json.dumps([{"ifname": "eth0", "addr_info": [lan]}]))
+    with pytest.raises(NetnskitError, match=r"subnet 10.9.0.0/24 of network 't1' overlaps 10.9.0.0/16 on 'eth0'"):
+        small(fake).up()
+    assert writes(fake) == []
+
+
 def test_up_adopts_a_link_left_unmarked_by_a_crash() -> None:
     # created with our group and name, killed before the alias: ours, and only the alias is missing
     fake = FakeRunner()
