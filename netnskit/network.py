@@ -328,10 +328,34 @@ def _read_links(runner: Runner, where: str | None) -> dict[str, dict[str, Any]]:
     return {str(d["ifname"]): d for d in _json(runner, ip_argv(where, "-j", "link", "show"))}
 
 
+_PLACE_READS = ("link show", "addr show", "route show", "netconf show")
+
+
+def _json_arrays(text: str) -> list[list[dict[str, Any]]]:
+    """The JSON arrays printed one after another by ``ip -j -batch``."""
+    decoder = json.JSONDecoder()
+    arrays: list[list[dict[str, Any]]] = []
+    at = 0
+    text = text.strip()
+    while at < len(text):
+        data, end = decoder.raw_decode(text, at)
+        arrays.append([d for d in data if isinstance(d, dict) and d] if isinstance(data, list) else [])
+        at = end
+        while at < len(text) and text[at].isspace():
+            at += 1
+    return arrays
+
+
 def _read_place(runner: Runner, where: str | None, facts: dict[str, Any]) -> None:
-    facts["links"][where] = _read_links(runner, where)
-    entries = _json(runner, ip_argv(where, "-j", "addr", "show"))
-    route_entries = _json(runner, ip_argv(where, "-4", "-j", "route", "show"))
+    """Links, IPv4 addresses, routes and forwarding of the host or a namespace, in one ``ip -batch``."""
+    result = runner.run(ip_argv(where, "-4", "-j", "-batch", "-"), input="\n".join(_PLACE_READS) + "\n")
+    arrays = _json_arrays(result.check(f"reading the state of {where or 'the host'}").stdout)
+    if not arrays:  # no output at all (a fake runner): nothing there
+        arrays = [[] for _ in _PLACE_READS]
+    if len(arrays) != len(_PLACE_READS):
+        raise NetnskitError(f"reading the state of {where or 'the host'}: expected {len(_PLACE_READS)} JSON lists")
+    links, entries, route_entries, netconf = arrays
+    facts["links"][where] = {str(d["ifname"]): d for d in links}
     facts.setdefault("raw", {})[where] = {"addr": entries, "route": route_entries}
     facts["addresses"][where] = {
         (str(d["ifname"]), f"{a['local']}/{a['prefixlen']}")
@@ -340,10 +364,7 @@ def _read_place(runner: Runner, where: str | None, facts: dict[str, Any]) -> Non
         if a.get("family") == "inet" and "local" in a
     }
     facts["routes"][where] = {(str(r.get("dst", "")), r.get("gateway")) for r in route_entries}
-    facts["forwarding"][where] = {
-        str(d.get("interface", "")): bool(d.get("forwarding"))
-        for d in _json(runner, ip_argv(where, "-4", "-j", "netconf", "show"))
-    }
+    facts["forwarding"][where] = {str(d.get("interface", "")): bool(d.get("forwarding")) for d in netconf}
 
 
 def _dedupe(items: Iterable[Any]) -> list[Any]:

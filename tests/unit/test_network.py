@@ -73,34 +73,49 @@ def small(runner: FakeRunner, **kw: object) -> Network:
 G = group_for("t1")
 
 
+def place(
+    fake: FakeRunner,
+    where: str | None = None,
+    *,
+    links: list[dict[str, object]] | None = None,
+    addrs: list[dict[str, object]] | None = None,
+    routes: list[dict[str, object]] | None = None,
+    netconf: list[dict[str, object]] | None = None,
+) -> None:
+    """Script what the kernel shows in one place: the batched read (link, addr, route, netconf) and link show."""
+    prefix = ["ip"] if where is None else ["ip", "-n", where]
+    lists = [links or [], addrs or [], routes or [], netconf or []]
+    fake.on([*prefix, "-4", "-j", "-batch", "-"], stdout="\n".join(json.dumps(x) for x in lists) + "\n")
+    fake.on([*prefix, "-j", "link", "show"], stdout=json.dumps(links or []))
+
+
+LO = {"ifindex": 1, "ifname": "lo", "flags": ["LOOPBACK", "UP"]}
+HOST_UP = [
+    LO,
+    {"ifindex": 2, "ifname": "br-t1", "group": str(G), "ifalias": "netnskit:t1", "flags": ["UP"]},
+    {"ifindex": 3, "ifname": "veth-a", "group": str(G), "ifalias": "netnskit:t1", "flags": ["UP"], "link_netnsid": 0},
+]
+HOST_ADDRS = [{"ifname": "br-t1", "addr_info": [{"family": "inet", "local": "10.9.0.1", "prefixlen": 24}]}]
+HOST_NETCONF = [{"interface": "br-t1", "forwarding": True}]
+A_LINKS = [
+    {"ifindex": 1, "ifname": "lo", "flags": ["LOOPBACK", "UP"], "ifalias": "netnskit:t1"},
+    {"ifindex": 2, "ifname": "eth0", "flags": ["UP"]},
+]
+A_ADDRS = [{"ifname": "eth0", "addr_info": [{"family": "inet", "local": "10.9.0.2", "prefixlen": 24}]}]
+A_ROUTES = [{"dst": "default", "gateway": "10.9.0.1", "dev": "eth0"}]
+
+
 def script_empty_host(fake: FakeRunner) -> None:
     """A host with nothing but lo, no namespaces and an empty firewall."""
     fake.on(["ip", "-j", "netns", "list"], stdout="")
-    fake.on(["ip", "-j", "link", "show"], stdout=json.dumps([{"ifname": "lo", "flags": ["UP"]}]))
+    place(fake, links=[LO])
 
 
-def script_small_up(fake: FakeRunner) -> None:
-    """What the kernel shows when small() is fully up."""
+def script_small_up(fake: FakeRunner, *, routes: bool = True) -> None:
+    """What the kernel shows when small() is fully up (``routes=False``: a's route is missing)."""
     fake.on(["ip", "-j", "netns", "list"], stdout=json.dumps([{"name": "a", "id": 0}]))
-    host = [
-        {"ifindex": 1, "ifname": "lo", "flags": ["UP"]},
-        {"ifindex": 2, "ifname": "br-t1", "group": str(G), "ifalias": "netnskit:t1", "flags": ["UP"]},
-        {"ifindex": 3, "ifname": "veth-a", "group": str(G), "ifalias": "netnskit:t1", "flags": ["UP"],
-         "link_netnsid": 0},
-    ]
-    fake.on(["ip", "-j", "link", "show"], stdout=json.dumps(host))
-    gw = {"family": "inet", "local": "10.9.0.1", "prefixlen": 24}
-    fake.on(["ip", "-j", "addr", "show"], stdout=json.dumps([{"ifname": "br-t1", "addr_info": [gw]}]))
-    fake.on(["ip", "-4", "-j", "netconf", "show"], stdout=json.dumps([{"interface": "br-t1", "forwarding": True}]))
-    inside = [
-        {"ifindex": 1, "ifname": "lo", "flags": ["LOOPBACK", "UP"], "ifalias": "netnskit:t1"},
-        {"ifindex": 2, "ifname": "eth0", "flags": ["UP"]},
-    ]
-    fake.on(["ip", "-n", "a", "-j", "link", "show"], stdout=json.dumps(inside))
-    a = {"family": "inet", "local": "10.9.0.2", "prefixlen": 24}
-    fake.on(["ip", "-n", "a", "-j", "addr", "show"], stdout=json.dumps([{"ifname": "eth0", "addr_info": [a]}]))
-    route = {"dst": "default", "gateway": "10.9.0.1", "dev": "eth0"}
-    fake.on(["ip", "-n", "a", "-4", "-j", "route", "show"], stdout=json.dumps([route]))
+    place(fake, links=HOST_UP, addrs=HOST_ADDRS, netconf=HOST_NETCONF)
+    place(fake, "a", links=A_LINKS, addrs=A_ADDRS, routes=A_ROUTES if routes else [])
 
 
 def writes(fake: FakeRunner) -> list[list[str]]:
@@ -211,9 +226,7 @@ def test_up_when_already_up_changes_nothing() -> None:
 
 def test_up_completes_a_partly_made_network() -> None:
     fake = FakeRunner()
-    script_small_up(fake)
-    # the namespace has no route yet (as after a crash)
-    fake.on(["ip", "-n", "a", "-4", "-j", "route", "show"], stdout="[]")
+    script_small_up(fake, routes=False)  # the namespace has no route yet (as after a crash)
     net = small(fake)
     fake.clear()
     net.up()
@@ -244,10 +257,7 @@ def test_up_failure_rolls_back_in_reverse_and_names_the_step() -> None:
 def test_up_refuses_a_foreign_link_with_our_name_before_any_change() -> None:
     fake = FakeRunner()
     script_empty_host(fake)
-    fake.on(
-        ["ip", "-j", "link", "show"],
-        stdout=json.dumps([{"ifname": "lo"}, {"ifname": "br-t1", "group": "default", "ifalias": "theirs"}]),
-    )
+    place(fake, links=[LO, {"ifindex": 5, "ifname": "br-t1", "group": "default", "ifalias": "theirs"}])
     with pytest.raises(NetnskitError, match="link 'br-t1' exists on the host but is not marked netnskit:t1"):
         small(fake).up()
     assert writes(fake) == []
@@ -257,8 +267,7 @@ def test_up_refuses_a_foreign_namespace_with_our_name() -> None:
     fake = FakeRunner()
     script_empty_host(fake)
     fake.on(["ip", "-j", "netns", "list"], stdout=json.dumps([{"name": "a"}]))
-    used = [{"ifname": "lo", "flags": ["UP"]}, {"ifname": "eth9", "flags": []}]
-    fake.on(["ip", "-n", "a", "-j", "link", "show"], stdout=json.dumps(used))
+    place(fake, "a", links=[LO, {"ifindex": 2, "ifname": "eth9", "flags": []}])
     with pytest.raises(NetnskitError, match="namespace 'a' exists but is not marked"):
         small(fake).up()
     assert writes(fake) == []
@@ -268,7 +277,7 @@ def test_up_refuses_a_subnet_overlapping_a_foreign_address() -> None:
     fake = FakeRunner()
     script_empty_host(fake)
     lan = {"family": "inet", "local": "10.9.0.77", "prefixlen": 16}
-    fake.on(["ip", "-j", "addr", "show"], stdout=json.dumps([{"ifname": "eth0", "addr_info": [lan]}]))
+    place(fake, links=[LO], addrs=[{"ifname": "eth0", "addr_info": [lan]}])
     with pytest.raises(NetnskitError, match=r"subnet 10.9.0.0/24 of network 't1' overlaps 10.9.0.0/16 on 'eth0'"):
         small(fake).up()
     assert writes(fake) == []
@@ -278,12 +287,8 @@ def test_up_adopts_a_link_left_unmarked_by_a_crash() -> None:
     # created with our group and name, killed before the alias: ours, and only the alias is missing
     fake = FakeRunner()
     script_small_up(fake)
-    host = [
-        {"ifname": "lo"},
-        {"ifname": "br-t1", "group": str(G), "flags": ["UP"]},
-        {"ifname": "veth-a", "group": str(G), "ifalias": "netnskit:t1", "link_netnsid": 0},
-    ]
-    fake.on(["ip", "-j", "link", "show"], stdout=json.dumps(host))
+    unmarked = {"ifindex": 2, "ifname": "br-t1", "group": str(G), "flags": ["UP"]}
+    place(fake, links=[LO, unmarked, HOST_UP[2]], addrs=HOST_ADDRS, netconf=HOST_NETCONF)
     net = small(fake)
     fake.clear()
     net.up()
@@ -304,13 +309,7 @@ def test_down_removes_ours_by_group_and_namespace() -> None:
 def test_down_deletes_one_by_one_when_a_foreign_link_shares_the_group() -> None:
     fake = FakeRunner()
     script_small_up(fake)
-    host = [
-        {"ifname": "lo"},
-        {"ifname": "br-t1", "group": str(G), "ifalias": "netnskit:t1", "linkinfo": {"info_kind": "bridge"}},
-        {"ifname": "veth-a", "group": str(G), "ifalias": "netnskit:t1", "link_netnsid": 0},
-        {"ifname": "other0", "group": str(G)},
-    ]
-    fake.on(["ip", "-j", "link", "show"], stdout=json.dumps(host))
+    place(fake, links=[*HOST_UP, {"ifindex": 9, "ifname": "other0", "group": str(G)}])
     small(fake).down()
     assert writes(fake) == [
         ["ip", "link", "del", "veth-a"],
@@ -331,8 +330,7 @@ def test_down_leaves_a_namespace_with_our_name_that_is_not_ours() -> None:
     fake = FakeRunner()
     script_empty_host(fake)
     fake.on(["ip", "-j", "netns", "list"], stdout=json.dumps([{"name": "a"}]))
-    used = [{"ifname": "lo", "flags": ["UP"]}, {"ifname": "eth9"}]
-    fake.on(["ip", "-n", "a", "-j", "link", "show"], stdout=json.dumps(used))
+    place(fake, "a", links=[LO, {"ifindex": 2, "ifname": "eth9"}])
     teardown = small(fake).down()
     assert writes(fake) == []
     assert teardown.left and "namespace a" in teardown.left[0]
@@ -342,7 +340,7 @@ def test_down_removes_an_empty_namespace_left_by_an_interrupted_up() -> None:
     fake = FakeRunner()
     script_empty_host(fake)
     fake.on(["ip", "-j", "netns", "list"], stdout=json.dumps([{"name": "a"}]))
-    fake.on(["ip", "-n", "a", "-j", "link", "show"], stdout=json.dumps([{"ifname": "lo", "flags": ["LOOPBACK"]}]))
+    place(fake, "a", links=[{"ifindex": 1, "ifname": "lo", "flags": ["LOOPBACK"]}])
     small(fake).down()
     assert writes(fake) == [["ip", "netns", "del", "a"]]
 
