@@ -14,15 +14,26 @@ and extra namespaces and veth links (a LAN or an "internet" stand-in).
   named in the description that carry the mark (``lo`` aliased ``netnskit:<name>``) or are still
   empty from an interrupted ``up``. It works after a crash, on a partly-removed network, twice.
 
-Ownership marks, all set in the same request that creates the object where the kernel allows:
+Ownership marks:
 
-- host-side links: ``group G`` (derived from the name, see :func:`group_for`) and ``alias netnskit:NAME``;
-- namespaces: their ``lo`` gets ``alias netnskit:NAME`` (one command after ``ip netns add``);
-- iptables rules: ``-m comment --comment netnskit:NAME``.
+- host-side links: ``group G`` (derived from the name, see :func:`group_for`), set by the request
+  that creates the link, and ``alias netnskit:NAME``, set by the next command (the kernel ignores
+  an alias given to ``ip link add``). A link with one of our names, our group and no alias at all
+  is what a crash between those two commands leaves: it counts as ours. ``down`` removes them
+  with one ``ip link del group G`` when the group holds nothing else, else one by one;
+- namespaces: their ``lo`` gets ``alias netnskit:NAME`` (the command after ``ip netns add``); a
+  namespace with one of our names that is still exactly as ``ip netns add`` left it (only ``lo``,
+  down, no alias) is what a crash between those two leaves: ``down`` removes it, nothing else;
+- firewall rules: ``-m comment --comment netnskit:NAME`` (see :mod:`netnskit.firewall`, whose
+  sweep also puts back the sysctls it changed and removes its shared chains when unused).
 
-Forwarding is switched on per interface (``net/ipv4/conf/IF/forwarding``) on the host-side links
-the network creates, never globally, so nothing is left when those links go. On a real host
-whose uplink must forward the masqueraded replies, enable forwarding on that uplink yourself.
+``up`` refuses to adopt a namespace or host link with one of our names that is not ours, and a
+subnet that overlaps an address on someone else's link.
+
+Forwarding is also switched on per interface (``net/ipv4/conf/IF/forwarding``) on the host-side
+links the network creates, so routing works without NAT; it goes with those links. The firewall
+sets ``net.ipv4.ip_forward`` for masquerade and forwards, and its sweep puts the old value back.
+IPv4 only for now.
 """
 
 from __future__ import annotations
