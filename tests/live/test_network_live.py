@@ -265,3 +265,16 @@ def test_up_refuses_a_link_with_our_name_that_is_not_ours(sandbox: Sandbox) -> N
     net.down()  # and down leaves it alone
     assert HostState.capture(sandbox.runner).diff(before) == []
     assert [d["ifname"] for d in j(sandbox, "ip", "-j", "link", "show", "v-net-0")] == ["v-net-0"]
+
+
+def test_the_rendered_script_run_by_bash_builds_the_same_network(sandbox: Sandbox) -> None:
+    before = HostState.capture(sandbox.runner)
+    net = Network.from_toml(SEED, runner=sandbox.runner)
+    done = sandbox.run(["bash", "-s"], input=net.render_script())
+    assert done.returncode == 0, done.stderr
+    assert net.missing_steps() == []  # up() would change nothing
+    assert net.status().up
+    report = net.check()
+    assert report.ok, "\n".join(report.lines())
+    net.down()
+    assert HostState.capture(sandbox.runner).diff(before) == []
