@@ -112,3 +112,28 @@ def test_a_table_where_an_array_of_tables_belongs() -> None:
     data = {"network": {"name": "x", "bridge": "b", "subnet": "10.0.0.0/24", "gateway": "10.0.0.1"}, "namespace": 3}
     with pytest.raises(ConfigError, match=r"<dict>: namespace = 3: must be an array of tables \(\[\[namespace\]\]\)"):
         Network.from_dict(data)
+
+
+SEED = Path(__file__).resolve().parents[2] / "examples" / "seed.toml"
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "key", "reason"),
+    [
+        ('forwarding = true', 'forwarding = 1', "extra_namespace[0].forwarding", "must be true or false"),
+        ('peer_namespace = "lan"', 'peer_namespace = "lan"\nmtu = 9000', "link[0].mtu", "unknown key"),
+        ('peer = "eth0"\npeer_namespace = "lan"', 'peer_namespace = "lan"', "link[0].peer", "missing required key"),
+        ('peer_address = "192.168.1.3/24"', 'peer_address = "192.168.1.3"', "link[0].peer_address", "prefix"),
+        ('to = "203.0.113.0/24"', 'to = "203.0.113.0/33"', "route[0].to", "subnet"),
+        ('via = "192.168.1.3"', 'via = "10.1.1.1"', "route[0].via", "not on a subnet connected to the host"),
+        ('namespace = "internet"\nto', 'namespace = "nowhere"\nto', "route[1].namespace", "is not a namespace"),
+        ('name = "wan"\nnamespace = "lan"', 'name = "wan"\nnamespace = "lan "', "link[1].namespace", "letters"),
+    ],
+)
+def test_bad_seed_variants(tmp_path: Path, old: str, new: str, key: str, reason: str) -> None:
+    text = SEED.read_text()
+    assert old in text
+    with pytest.raises(ConfigError) as info:
+        load(tmp_path, text.replace(old, new, 1))
+    assert str(info.value).startswith(f"{tmp_path / 'net.toml'}: {key}"), str(info.value)
+    assert reason in str(info.value)
