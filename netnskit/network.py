@@ -38,6 +38,8 @@ IPv4 only for now.
 
 from __future__ import annotations
 
+import concurrent.futures
+import functools
 import ipaddress
 import json
 import os
@@ -1213,14 +1215,22 @@ def _ping(net: Network, source: str | None, target: IPv4Address, timeout: float)
 
 
 def _exchange(
-    net: Network, kind: str, source: str | None, server_ns: str, target: IPv4Address, port: int, timeout: float
+    net: Network,
+    kind: str,
+    source: str | None,
+    server_ns: str,
+    target: IPv4Address,
+    port: int,
+    timeout: float,
+    server_port: int | None = None,
 ) -> Probe:
-    """A TCP exchange through netnskit.probe: a server in ``server_ns``, a client from ``source``."""
+    """A TCP exchange through netnskit.probe: a server in ``server_ns`` on ``server_port`` (``port``
+    unless forwarded), a client from ``source`` to ``target``:``port``."""
     start = getattr(net.runner, "start", None)
     label = f"{target}:{port}"
     if start is None:
         return Probe(kind, source or "host", label, False, "the runner cannot start a probe server")
-    serve = [sys.executable, "-m", "netnskit.probe", "serve", "--proto", "tcp", "--port", str(port)]
+    serve = [sys.executable, "-m", "netnskit.probe", "serve", "--proto", "tcp", "--port", str(server_port or port)]
     serve += ["--count", "1", "--timeout", str(timeout + 3)]
     server: subprocess.Popen[str] = start(["ip", "netns", "exec", server_ns, *serve])
     try:
@@ -1264,13 +1274,14 @@ _PROBE_PORT = 47001
 
 
 def _check(net: Network, timeout: float) -> CheckReport:
-    probes: list[Probe] = []
     addrs = net.addresses()
+    # independent probes run a few at a time: each NAT probe has its own server port
+    jobs: list[Callable[[], Probe]] = []
     for ns in net.namespaces:
-        probes.append(_ping(net, ns.name, net.gateway, timeout))
+        jobs.append(functools.partial(_ping, net, ns.name, net.gateway, timeout))
         for other in net.namespaces:
             if other.name != ns.name:
-                probes.append(_ping(net, ns.name, addrs[other.name].ip, timeout))
+                jobs.append(functools.partial(_ping, net, ns.name, addrs[other.name].ip, timeout))
     # NAT: from each namespace on the bridge to the first address of each extra namespace
     if net.masquerade:
         for extra in net.extra_namespaces:
@@ -1280,25 +1291,31 @@ def _check(net: Network, timeout: float) -> CheckReport:
             if target is None:
                 continue
             for ns in net.namespaces:
-                probe = _exchange(net, "nat", ns.name, extra.name, target, _PROBE_PORT, timeout)
-                if probe.ok and probe.detail.endswith(f" {addrs[ns.name].ip}"):
-                    probe = attrs.evolve(probe, ok=False, detail=probe.detail + " (not masqueraded)")
-                probes.append(probe)
-    # port forwards: from the host to the gateway, and from each namespace linked to the host
+                port = _PROBE_PORT + len(jobs)
+                jobs.append(functools.partial(_nat_probe, net, ns.name, extra.name, target, port, timeout))
+    with concurrent.futures.ThreadPoolExecutor(max_workers=8) as pool:
+        probes = list(pool.map(lambda job: job(), jobs))
+    # port forwards, one at a time (they share the destination port): from the host to the
+    # gateway, and from each namespace linked to the host to the host's address on that link
     for fwd in net.port_forwards:
-        port = (fwd.port or fwd.host_port)[0]
         if fwd.protocol != "tcp":
             continue
         sources: list[tuple[str | None, IPv4Address]] = [(None, net.gateway)]
         for link in net.links:
             if link.namespace is None and link.address is not None and link.peer_namespace is not None:
                 sources.append((link.peer_namespace, link.address.ip))
+        dest_port = (fwd.port or fwd.host_port)[0]
         for source, address in sources:
-            probe = _exchange(net, "forward", source, fwd.namespace, address, fwd.host_port[0], timeout)
-            if port != fwd.host_port[0]:
-                probe = attrs.evolve(probe, detail=probe.detail + f" (to port {port})")
+            probe = _exchange(net, "forward", source, fwd.namespace, address, fwd.host_port[0], timeout, dest_port)
             probes.append(probe)
     return CheckReport(tuple(probes))
+
+
+def _nat_probe(net: Network, source: str, server_ns: str, target: IPv4Address, port: int, timeout: float) -> Probe:
+    probe = _exchange(net, "nat", source, server_ns, target, port, timeout)
+    if probe.ok and probe.detail.endswith(f" {net.addresses()[source].ip}"):
+        return attrs.evolve(probe, ok=False, detail=probe.detail + " (not masqueraded)")
+    return probe
 
 
 # --- TOML -----------------------------------------------------------------------------------
