@@ -1231,10 +1231,10 @@ def _exchange(
     if start is None:
         return Probe(kind, source or "host", label, False, "the runner cannot start a probe server")
     serve = [sys.executable, "-m", "netnskit.probe", "serve", "--proto", "tcp", "--port", str(server_port or port)]
-    serve += ["--count", "1", "--timeout", str(timeout + 3)]
+    serve += ["--count", "1", "--timeout", str(max(10.0, timeout + 3) + timeout)]
     server: subprocess.Popen[str] = start(["ip", "netns", "exec", server_ns, *serve])
     try:
-        if _readline(server, timeout + 3) != "ready":
+        if _readline(server, max(10.0, timeout + 3)) != "ready":
             stderr = getattr(server, "stderr", None)
             err = stderr.read() if server.poll() is not None and stderr is not None else ""
             why = f"probe server in {server_ns} did not start {err}".strip()
@@ -1293,8 +1293,8 @@ def _check(net: Network, timeout: float) -> CheckReport:
             for ns in net.namespaces:
                 port = _PROBE_PORT + len(jobs)
                 jobs.append(functools.partial(_nat_probe, net, ns.name, extra.name, target, port, timeout))
-    with concurrent.futures.ThreadPoolExecutor(max_workers=8) as pool:
-        probes = list(pool.map(lambda job: job(), jobs))
+    with concurrent.futures.ThreadPoolExecutor(max_workers=4) as pool:
+        probes = list(pool.map(_twice, jobs))
     # port forwards, one at a time (they share the destination port): from the host to the
     # gateway, and from each namespace linked to the host to the host's address on that link
     for fwd in net.port_forwards:
@@ -1306,9 +1306,17 @@ def _check(net: Network, timeout: float) -> CheckReport:
                 sources.append((link.peer_namespace, link.address.ip))
         dest_port = (fwd.port or fwd.host_port)[0]
         for source, address in sources:
-            probe = _exchange(net, "forward", source, fwd.namespace, address, fwd.host_port[0], timeout, dest_port)
-            probes.append(probe)
+            job = functools.partial(
+                _exchange, net, "forward", source, fwd.namespace, address, fwd.host_port[0], timeout, dest_port
+            )
+            probes.append(_twice(job))
     return CheckReport(tuple(probes))
+
+
+def _twice(job: Callable[[], Probe]) -> Probe:
+    """Run a probe; a failed one is tried once more (a loaded host can drop a first ARP or be slow)."""
+    probe = job()
+    return probe if probe.ok else job()
 
 
 def _nat_probe(net: Network, source: str, server_ns: str, target: IPv4Address, port: int, timeout: float) -> Probe:
