@@ -19,7 +19,7 @@ import pytest
 
 from netnskit.batch import BatchExecutor
 from netnskit.errors import NetnskitError, StepError
-from netnskit.network import Network
+from netnskit.network import Network, cleanup
 from netnskit.plan import Executor, SerialExecutor
 from netnskit.runner import Result, Runner
 from netnskit.sandbox import Sandbox
@@ -278,3 +278,21 @@ def test_the_rendered_script_run_by_bash_builds_the_same_network(sandbox: Sandbo
     assert report.ok, "\n".join(report.lines())
     net.down()
     assert HostState.capture(sandbox.runner).diff(before) == []
+
+
+def test_cleanup_removes_every_netnskit_leftover_and_nothing_else(sandbox: Sandbox) -> None:
+    # someone else's namespace, link and rule, which cleanup must leave alone
+    sandbox.run(["ip", "netns", "add", "theirs"]).check()
+    sandbox.run(["ip", "link", "add", "br-theirs", "type", "bridge"]).check()
+    sandbox.run(["iptables", "-w", "-t", "nat", "-A", "POSTROUTING", "-s", "10.99.0.0/24", "-j", "MASQUERADE"]).check()
+    before = HostState.capture(sandbox.runner)
+    Network.from_toml(SEED, runner=sandbox.runner).up()
+    other = Network(
+        name="other", bridge="br-other", subnet="10.77.0.0/24", gateway="10.77.0.1",
+        namespaces=["o1", "o2"], masquerade=True, runner=sandbox.runner,
+    )
+    other.up()
+    teardown = cleanup(sandbox.runner)
+    assert "namespace o1" in teardown.removed and "namespace red" in teardown.removed
+    assert HostState.capture(sandbox.runner).diff(before) == []
+    assert cleanup(sandbox.runner).removed == ()
