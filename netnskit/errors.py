@@ -9,7 +9,7 @@
     ├─ StepError(NetnskitError)                        a plan step failed (after rollback)
     └─ CommandError(NetnskitError)                     a command exited non-zero
        ├─ AlreadyExistsError     "File exists", "already assigned", "Chain already exists"
-       ├─ NotFoundError          "Cannot find device", "No such file", "does not exist", "Address not found"
+       ├─ NotFoundError          "Cannot find device", "No such device", "No such file", "does not exist", ...
        ├─ PermissionDeniedError  "Operation not permitted", "Permission denied"
        └─ CommandTimeoutError    the command did not finish in time
 
@@ -143,6 +143,7 @@ _STDERR_CLASSES: tuple[tuple[str, type[CommandError]], ...] = (
     ("already assigned", AlreadyExistsError),
     ("chain already exists", AlreadyExistsError),
     ("cannot find device", NotFoundError),
+    ("no such device", NotFoundError),  # ENODEV: e.g. `ip link del group G` after the kernel removed its links
     ("no such file or directory", NotFoundError),
     ("does not exist", NotFoundError),
     ("no such process", NotFoundError),
