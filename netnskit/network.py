@@ -34,22 +34,33 @@ Forwarding is also switched on per interface (``net/ipv4/conf/IF/forwarding``) o
 links the network creates, so routing works without NAT; it goes with those links. The firewall
 sets ``net.ipv4.ip_forward`` for masquerade and forwards, and its sweep puts the old value back.
 IPv4 only for now.
+
+Concurrency: with a :class:`~netnskit.runner.LiveRunner` (commands run in this process's own
+namespaces, as from the command line), ``up``, ``down`` and ``cleanup`` hold two locks, both
+released by the kernel if the process dies: a per-network claim (an abstract unix socket named
+``netnskit:NAME`` in this network namespace; a second process changing the same network fails at
+once with a clear error) and a host-wide claim, waited for (networks changed at the same time by
+different processes take turns, as they share the firewall's chains and sysctls).
+Other runners (ssh, nsenter, sudo prefixes) take no lock: serialize those callers yourself.
 """
 
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
+import errno
 import functools
 import ipaddress
 import json
 import os
 import select
+import socket
 import subprocess
 import sys
 import time
 import tomllib
 import zlib
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from types import TracebackType
 from typing import Any
 
@@ -629,6 +640,10 @@ class Network:
         The firewall's steps are read from the host once the bridge exists (they depend on it),
         and a failure there rolls back this call's earlier steps too.
         """
+        with _exclusive(self.runner, self.name):
+            return self._up(executor)
+
+    def _up(self, executor: Executor | None) -> Network:
         run = executor or SerialExecutor()
         facts = self._facts()
         _refuse_foreign(self, facts)
@@ -653,7 +668,8 @@ class Network:
 
     def down(self, executor: Executor | None = None) -> Teardown:
         """Remove everything this network owns on the host; safe after a crash, when partly gone, twice."""
-        return _down(self, executor or SerialExecutor())
+        with _exclusive(self.runner, self.name):
+            return _down(self, executor or SerialExecutor())
 
     def __enter__(self) -> Network:
         """``with network.up(): ...``: the network as it is."""
@@ -1182,6 +1198,50 @@ def _families(runner: Runner) -> tuple[int, ...]:
     return (4, 6) if runner.run(["ip6tables-save"]).ok else (4,)
 
 
+_HOST_CLAIM = "netnskit host lock"
+_LOCK_WAIT = 120.0
+
+
+def _claim(name: str) -> socket.socket | None:
+    """Bind the abstract unix socket ``name``: the socket while held by nobody else, else None."""
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        sock.bind("\0" + name)  # abstract: per network namespace, gone with the process, nothing on disk
+    except OSError as exc:
+        sock.close()
+        if exc.errno != errno.EADDRINUSE:
+            raise
+        return None
+    return sock
+
+
+@contextlib.contextmanager
+def _exclusive(runner: Runner, name: str | None) -> Iterator[None]:
+    """Claim network ``name`` (fail at once if another process has it), then take the host lock.
+
+    Only for a plain LiveRunner: other runners act elsewhere (see the module docstring).
+    """
+    if type(runner) is not LiveRunner:
+        yield
+        return
+    with contextlib.ExitStack() as stack:
+        if name is not None:
+            mine = _claim(mark_for(name))
+            if mine is None:
+                raise NetnskitError(
+                    f"network {name!r} is being changed by another process on this host (it holds the "
+                    f"claim {mark_for(name)!r}); try again when that process is done"
+                )
+            stack.callback(mine.close)
+        deadline = time.monotonic() + _LOCK_WAIT
+        while (host := _claim(_HOST_CLAIM)) is None:
+            if time.monotonic() > deadline:
+                raise NetnskitError(f"another netnskit process has held the host lock for {_LOCK_WAIT:.0f} s")
+            time.sleep(0.01)
+        stack.callback(host.close)
+        yield
+
+
 def cleanup(runner: Runner | None = None, executor: Executor | None = None) -> Teardown:
     """Remove every leftover netnskit marked on this host (any network), and nothing else.
 
@@ -1190,6 +1250,11 @@ def cleanup(runner: Runner | None = None, executor: Executor | None = None) -> T
     removes it, since the file names it.
     """
     run = runner or LiveRunner()
+    with _exclusive(run, None):
+        return _cleanup(run, executor)
+
+
+def _cleanup(run: Runner, executor: Executor | None) -> Teardown:
     host = _read_links(run, None)
     marked = [str(d["name"]) for d in _json(run, ["ip", "-j", "netns", "list"])]
     marked = [n for n in marked if _marked_or_pristine(run, n, None)]
