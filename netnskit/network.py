@@ -53,6 +53,7 @@ import functools
 import ipaddress
 import json
 import os
+import re
 import select
 import socket
 import subprocess
@@ -70,7 +71,7 @@ from netnskit import _validate as v
 from netnskit.errors import NetnskitError, StepError, ValidationError
 from netnskit.firewall import Firewall, NatRule, PortForward, Rule, Sysctl
 from netnskit.link import AddressInfo, Bridge, LinkInfo, Neighbour, RouteInfo, VethPair, ip_argv, neighbours
-from netnskit.plan import Executor, SerialExecutor, Step, render_script
+from netnskit.plan import Command, Executor, SerialExecutor, Step, render_script
 from netnskit.runner import LiveRunner, Runner
 
 __all__ = [
@@ -416,7 +417,28 @@ def _firewall_steps(net: Network, *, live: bool) -> list[Step]:
     sysctls: list[Sysctl] = _dedupe(s for o in objects for s in o.sysctls())
     if saved is None:
         return fw.plan(4, rules, sysctls, description, values={})
-    return fw.plan(4, rules, sysctls, description, saved=saved)
+    steps = fw.plan(4, rules, sysctls, description, saved=saved)
+    return [attrs.evolve(s, undo=_keep_link_forwarding(net.runner, s.undo)) for s in steps]
+
+
+_IP_FORWARD = re.compile(r"net[./]ipv4[./](ip_forward|conf[./]all[./]forwarding)=")
+
+
+def _keep_link_forwarding(runner: Runner, commands: Sequence[Command]) -> tuple[Command, ...]:
+    """``commands``, and after one that writes net.ipv4.ip_forward, the per-link forwarding put back.
+
+    The kernel copies a write of ip_forward to every interface's ``conf.IF.forwarding``: setting
+    it back to 0 would also switch off forwarding on links of *other* networks (their per-link
+    forwarding, set by their own steps). Reads which links forward now, only when needed.
+    """
+    if not any(c.argv[:2] == ("sysctl", "-w") and _IP_FORWARD.match(c.argv[-1]) for c in commands):
+        return tuple(commands)
+    entries = _json(runner, ["ip", "-4", "-j", "netconf", "show"])
+    forwarding = [str(d["interface"]) for d in entries if d.get("forwarding") and d.get("interface") not in _CONF_ALL]
+    return (*commands, *(Command(_sysctl_forwarding(name)) for name in forwarding))
+
+
+_CONF_ALL = {None, "all", "default", "lo"}
 
 
 def _firewall_removal(runner: Runner, owns: Callable[[str], bool], families: Sequence[int] = (4,)) -> list[Step]:
@@ -429,6 +451,8 @@ def _firewall_removal(runner: Runner, owns: Callable[[str], bool], families: Seq
         doomed = set(mine)
         after = attrs.evolve(saved, rules=tuple(r for r in saved.rules if r not in doomed))
         sweep = fw.sweep_commands(family, after)
+        if family == 4:
+            sweep = list(_keep_link_forwarding(runner, sweep))
         if sweep:
             steps.append(Step(f"sweep netnskit's shared firewall state (IPv{family})", [], sweep))
         if mine:

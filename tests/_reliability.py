@@ -7,16 +7,21 @@ file, one JSON line is appended to it (tests in several processes may write; eac
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
+import subprocess
 import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import attrs
+from hypothesis import strategies as st
 
+from netnskit._validate import _IP_LINK_KEYWORDS
+from netnskit.plan import Step
 from netnskit.runner import Result, Runner
 from netnskit.sandbox import Sandbox
 from netnskit.snapshot import HostState, _clean_save
@@ -174,3 +179,132 @@ def spread(
     for i in range(len(items)):
         out.append(done[i % 2][i // 2])
     return out
+
+
+# --- rendered scripts ---------------------------------------------------------------------
+
+# Run a rendered script with every command replaced by a recorder: PATH points nowhere, so bash
+# calls command_not_found_handle, which writes each word and the stdin it got, length-prefixed.
+_RECORDER = r"""
+export LC_ALL=C
+PATH=/nonexistent
+command_not_found_handle() {
+    local data='' word
+    if [ ! -t 0 ]; then IFS= read -r -d '' data || true; fi
+    for word in "$@"; do printf 'A%d:%s' "${#word}" "$word" >>"$NETNSKIT_LOG"; done
+    printf 'I%d:%s' "${#data}" "$data" >>"$NETNSKIT_LOG"
+    printf 'E' >>"$NETNSKIT_LOG"
+    return 0
+}
+source "$1"
+"""
+
+
+def run_script(script: str, tmp_path: Path) -> list[tuple[list[str], str]]:
+    """Run ``script`` with bash, commands recorded not run; returns [(argv, stdin)]."""
+    path = tmp_path / "plan.sh"
+    log = tmp_path / "calls.log"
+    path.write_text(script)
+    log.write_bytes(b"")
+    subprocess.run(
+        ["bash", "-c", _RECORDER, "recorder", str(path)],
+        env={"NETNSKIT_LOG": str(log), "HOME": str(tmp_path)},
+        stdin=subprocess.DEVNULL,
+        check=True,
+        capture_output=True,
+    )
+    return parse_log(log.read_bytes())
+
+
+def parse_log(data: bytes) -> list[tuple[list[str], str]]:
+    calls: list[tuple[list[str], str]] = []
+    argv: list[str] = []
+    i = 0
+    while i < len(data):
+        kind = data[i : i + 1]
+        i += 1
+        if kind == b"E":
+            continue
+        colon = data.index(b":", i)
+        size = int(data[i:colon])
+        value = data[colon + 1 : colon + 1 + size].decode()
+        i = colon + 1 + size
+        if kind == b"A":
+            argv.append(value)
+        else:
+            calls.append((argv, value))
+            argv = []
+    return calls
+
+
+def expected_calls(steps: Sequence[Step]) -> list[tuple[list[str], str]]:
+    out = []
+    for step in steps:
+        for c in step.do:
+            body = "" if c.input is None else (c.input if c.input.endswith("\n") else c.input + "\n")
+            out.append((list(c.argv), body))
+    return out
+
+
+# --- random valid topologies (hypothesis) ---------------------------------------------------
+
+_TOKEN = r"[a-z][a-z0-9]{0,4}"
+
+
+def _word(draw: st.DrawFn, regex: str = _TOKEN) -> str:
+    return draw(st.from_regex(regex, fullmatch=True).filter(lambda w: w not in _IP_LINK_KEYWORDS))
+
+
+@st.composite
+def topologies(draw: st.DrawFn) -> dict[str, Any]:
+    """A valid Network description (the TOML structure): 1-3 namespaces on a bridge, given or
+    allocated addresses, maybe masquerade, port forwards, an extra namespace linked to the host
+    with a route through it."""
+    name = _word(draw)
+    count = draw(st.integers(1, 3))
+    spaces = draw(st.lists(st.from_regex(_TOKEN, fullmatch=True), min_size=count, max_size=count, unique=True))
+    prefix = draw(st.sampled_from([24, 26, 28]))
+    subnet = ipaddress.IPv4Network(f"10.{draw(st.integers(0, 255))}.{draw(st.integers(0, 255))}.0/{prefix}")
+    hosts = list(subnet.hosts())
+    picks = draw(st.permutations(hosts))[: count + 1]
+    gateway = picks[0]
+    namespaces = []
+    for space, addr in zip(spaces, picks[1:], strict=True):
+        table: dict[str, Any] = {"name": space}
+        if draw(st.booleans()):
+            table["address"] = str(addr)
+        if draw(st.booleans()):
+            table["ifname"] = _word(draw, r"[a-z]{1,3}[0-9]")
+        namespaces.append(table)
+    data: dict[str, Any] = {
+        "network": {
+            "name": name,
+            "bridge": f"br-{name}",
+            "subnet": str(subnet),
+            "gateway": str(gateway),
+            "masquerade": draw(st.booleans()),
+        },
+        "namespace": namespaces,
+    }
+    ports = draw(st.lists(st.integers(8000, 8010), max_size=2, unique=True))
+    if ports:
+        data["port_forward"] = [
+            {"host_port": p, "namespace": draw(st.sampled_from(spaces)), "port": draw(st.sampled_from([80, p]))}
+            for p in ports
+        ]
+    if draw(st.booleans()):
+        extra = draw(st.from_regex(_TOKEN, fullmatch=True).filter(lambda w: w not in spaces))
+        c = draw(st.integers(0, 63))
+        data["extra_namespace"] = [{"name": extra, "forwarding": draw(st.booleans())}]
+        data["link"] = [
+            {
+                "name": f"l-{name}",
+                "address": f"172.16.{c}.1/30",
+                "peer": "eth0",
+                "peer_namespace": extra,
+                "peer_address": f"172.16.{c}.2/30",
+            }
+        ]
+        if draw(st.booleans()):
+            data["route"] = [{"to": f"198.18.{c}.0/24", "via": f"172.16.{c}.2"}]
+    return data

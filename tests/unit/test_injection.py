@@ -12,10 +12,10 @@ from __future__ import annotations
 import shlex
 import subprocess
 import sys
-from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
+from _reliability import expected_calls, run_script
 
 from netnskit import LiveRunner, Network, ShRunner, SshRunner, netns_runner, nsenter_runner, sudo_runner
 from netnskit._validate import _IP_LINK_KEYWORDS, ifname, netns_name
@@ -221,68 +221,6 @@ def test_plan_keeps_every_name_one_word() -> None:
 
 
 # --- rendered scripts -----------------------------------------------------------------------
-
-# Run a rendered script with every command replaced by a recorder: PATH points nowhere, so bash
-# calls command_not_found_handle, which writes each word and the stdin it got, length-prefixed.
-_RECORDER = r"""
-export LC_ALL=C
-PATH=/nonexistent
-command_not_found_handle() {
-    local data='' word
-    if [ ! -t 0 ]; then IFS= read -r -d '' data || true; fi
-    for word in "$@"; do printf 'A%d:%s' "${#word}" "$word" >>"$NETNSKIT_LOG"; done
-    printf 'I%d:%s' "${#data}" "$data" >>"$NETNSKIT_LOG"
-    printf 'E' >>"$NETNSKIT_LOG"
-    return 0
-}
-source "$1"
-"""
-
-
-def run_script(script: str, tmp_path: Path) -> list[tuple[list[str], str]]:
-    """Run ``script`` with bash, commands recorded not run; returns [(argv, stdin)]."""
-    path = tmp_path / "plan.sh"
-    log = tmp_path / "calls.log"
-    path.write_text(script)
-    log.write_bytes(b"")
-    subprocess.run(
-        ["bash", "-c", _RECORDER, "recorder", str(path)],
-        env={"NETNSKIT_LOG": str(log), "HOME": str(tmp_path)},
-        stdin=subprocess.DEVNULL,
-        check=True,
-        capture_output=True,
-    )
-    return parse_log(log.read_bytes())
-
-
-def parse_log(data: bytes) -> list[tuple[list[str], str]]:
-    calls: list[tuple[list[str], str]] = []
-    argv: list[str] = []
-    i = 0
-    while i < len(data):
-        kind = data[i : i + 1]
-        i += 1
-        if kind == b"E":
-            continue
-        colon = data.index(b":", i)
-        size = int(data[i:colon])
-        value = data[colon + 1 : colon + 1 + size].decode()
-        i = colon + 1 + size
-        if kind == b"A":
-            argv.append(value)
-        else:
-            calls.append((argv, value))
-            argv = []
-    return calls
-
-
-def expected_calls(steps: Sequence[Step]) -> list[tuple[list[str], str]]:
-    out = []
-    for step in steps:
-        for c in step.do:
-            body = "" if c.input is None else (c.input if c.input.endswith("\n") else c.input + "\n")
-            out.append((list(c.argv), body))
-    return out
 
 
 def test_bash_accepts_the_rendered_seed_and_odd_plans(tmp_path: Path) -> None:
