@@ -146,7 +146,7 @@ def test_a_write_that_took_effect_yet_failed_is_undone_by_up_or_by_down(
         lambda box: full_run(box, executor),
     )
     assert outcomes.count("nobody") == len(KNOWN_UNRESTORED)
-    record("effect_then_failure_points", len(writes), executor=executor.__name__)
+    record("injection_points", len(writes), executor=executor.__name__, kind="fails after acting")
     record("effect_then_failure_restored_by_down", outcomes.count("down"), executor=executor.__name__)
     record("effect_then_failure_unrestored", outcomes.count("nobody"), executor=executor.__name__)
 
