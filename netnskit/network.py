@@ -50,6 +50,7 @@ import concurrent.futures
 import contextlib
 import errno
 import functools
+import hashlib
 import ipaddress
 import json
 import os
@@ -1230,7 +1231,9 @@ def _claim(name: str) -> socket.socket | None:
     """Bind the abstract unix socket ``name``: the socket while held by nobody else, else None."""
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
-        sock.bind("\0" + name)  # abstract: per network namespace, gone with the process, nothing on disk
+        # abstract: per network namespace, gone with the process, nothing on disk; at most 107 bytes
+        key = name if len(name.encode()) <= 100 else "netnskit:#" + hashlib.sha256(name.encode()).hexdigest()
+        sock.bind("\0" + key)
     except OSError as exc:
         sock.close()
         if exc.errno != errno.EADDRINUSE:
