@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import sys
 import textwrap
+import time
 
 import pytest
 from _reliability import SEED, Counting, Snapshot, record, spread
@@ -63,6 +64,12 @@ def child(box: Sandbox, verb: str, k: int, executor: type[Executor]) -> int:
     kind = "batch" if executor is BatchExecutor else "serial"
     result = box.runner.run([sys.executable, "-c", CHILD, str(SEED), verb, str(k), kind], timeout=120)
     assert result.returncode in (0, -9), (verb, k, result.returncode, result.stderr)
+    # A command the dead process had started (the batch executor runs batches side by side) runs
+    # on to its end, as it would after a real crash: recovery starts once it has finished.
+    deadline = time.monotonic() + 30
+    while box.pids_inside() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert not box.pids_inside(), "a command of the killed process is still running after 30 s"
     return result.returncode
 
 
