@@ -15,24 +15,30 @@ Each command of a plan is routed by its argv:
 * anything else (``ip netns exec NS PROGRAM``, unknown programs) is a barrier: everything before it
   finishes, it runs, then the rest.
 
-Order is kept by placing commands in *waves*: within a wave the host batch runs first, then the
-namespace batches and the firewall batches together. A command never moves before one it may
-depend on: a namespace's commands come after every host command that names that namespace (or a
-link with an end there), and a host command that changes or deletes something in a namespace
-comes after that namespace's earlier commands (one that only adds to it, ``netns add`` or
-``link add ... netns NS``, need not). A plan built namespace by namespace is still one wave.
+Order is kept by placing commands in *waves*. A command never moves before one it may depend on:
+a namespace's commands wait for every host command that adds to that namespace (``netns add``,
+``link add ... netns NS``) or deletes from it (``netns del``, ``link del`` of a veth with an end
+there); a host command that deletes or moves something of a namespace waits for that namespace's
+earlier commands (one that only adds to it need not: those earlier commands cannot need it).
+Firewall commands depend on no ``ip`` command. A plan built namespace by namespace is one wave.
+Within a wave the host batch runs first (cut in a few chunks); each namespace's batch starts as
+soon as the host lines it waits for are done, the firewall batches at once, on up to ``workers``
+threads.
 
 ``ip -batch`` stops at its first failing line and says ``Command failed -:LINE``;
-``iptables-restore`` says ``line N`` and applies none of the failing table. The failing line is
-mapped back to its command and step, so :class:`~netnskit.errors.StepError` names the step, the
-command as the plan wrote it and what the tool said. Every step that had a command done is then
-undone (batched too, with ``-force``), so the host is as it was.
+``iptables-restore`` says ``line N`` and applies nothing of the failing table (iptables-nft
+finds some errors only at ``COMMIT`` and names that line: the table's rules are then applied in
+halves to find the one that fails). The failing line is mapped back to its command and step, so
+:class:`~netnskit.errors.StepError` names the step, the command as the plan wrote it and what the
+tool said. Every step that had a command done is then undone (batched too, ``ip -force -batch``,
+a restore retried without each rule already gone), so the host is as it was.
 
 Teardown uses cheaper operations where the plan allows: the links a plan put in a link group
 (``ip link add ... group G``) go in one ``ip link del group G`` after ``ip -j link show group G``
 showed only links of this plan (otherwise one ``link del`` line each); commands inside a
 namespace that the same teardown deletes are skipped, since ``ip netns del`` takes everything in
-it along.
+it along. A restore of deletions lists them oldest first: iptables-nft finds each rule by
+scanning its chain from the start, so this is linear where newest first is quadratic.
 """
 
 from __future__ import annotations
@@ -193,10 +199,16 @@ def _link_namespaces(steps: Sequence[Step]) -> dict[str, frozenset[str]]:
         if names is None:
             continue
         reached = _named_namespaces(words)
-        if reached:
-            for name in names:
-                if name is not None:
-                    found.setdefault(name, set()).update(reached)
+        if not reached:
+            continue
+        # only names that live on the host: an end made inside a namespace ("peer name eth0
+        # netns X") is not a host link, and its name may be every namespace's
+        peer_at = words.index("peer") if "peer" in words else len(words)
+        on_host = [names[0]] if words[:2] == ["link", "set"] or "netns" not in words[:peer_at] else []
+        if names[1] is not None and "netns" not in words[peer_at:]:
+            on_host.append(names[1])
+        for name in on_host:
+            found.setdefault(name, set()).update(reached)
     return {name: frozenset(spaces) for name, spaces in found.items()}
 
 

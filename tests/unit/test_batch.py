@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import threading
 
 import pytest
 
@@ -336,3 +337,39 @@ def test_a_timeout_is_a_failure_of_its_step_and_still_rolls_back():
     assert info.value.step == "namespace blue"
     assert "timed out" in info.value.cause
     assert runner.argvs[-2:] == [["ip", "-force", "-batch", "-"], ["iptables-restore", "-w", "--noflush"]]
+
+
+class WaitsForFirstNamespace(FakeRunner):
+    """Holds every host chunk after the first until namespace n0's batch has started (or 5 s pass)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.n0_started = threading.Event()
+        self.host_chunks = 0
+        self.saw_n0_early: list[bool] = []
+
+    def run(self, argv, *, input=None, timeout=None):  # type: ignore[no-untyped-def]
+        if list(argv[:3]) == ["ip", "-n", "n0"]:
+            self.n0_started.set()
+        elif list(argv) == ["ip", "-batch", "-"]:
+            self.host_chunks += 1
+            if self.host_chunks > 1:
+                self.saw_n0_early.append(self.n0_started.wait(5))
+        return super().run(argv, input=input, timeout=timeout)
+
+
+def test_a_namespace_starts_once_its_own_veth_is_made_even_when_every_peer_is_called_eth0():
+    steps = []
+    for i in range(8):
+        name = f"n{i}"
+        steps += [
+            Step(f"namespace {name}", [["ip", "netns", "add", name]], [["ip", "netns", "del", name]]),
+            Step(f"veth {name}",
+                 [["ip", "link", "add", f"v{i}b", "type", "veth", "peer", "name", "eth0", "netns", name],
+                  ["ip", "-n", name, "link", "set", "eth0", "up"]],
+                 [["ip", "link", "del", f"v{i}b"]]),
+        ]
+    runner = WaitsForFirstNamespace()
+    BatchExecutor(workers=2, chunks=4, chunk=2).apply(steps, runner)
+    assert runner.host_chunks == 4
+    assert runner.saw_n0_early and all(runner.saw_n0_early)
