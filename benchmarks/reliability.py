@@ -98,14 +98,32 @@ means "absent") failed; `up` then added the rule anyway, and the network was com
 - **A write that acted and still reported failure** is not undone by `up`'s rollback (the tool
   said it did not happen; undoing it could delete someone else's object). `down` removes it for
   every command but one: `sysctl -w net.ipv4.ip_forward=1`, whose previous value the firewall
-  remembers in a rule that the rollback removes with its step. Points left unrestored in the last
-  run: {unrestored} (the test asserts it is exactly that command).
+  remembers in a rule that the rollback removes with its step; the same when the undo of that
+  sysctl (`net.ipv4.ip_forward=0`) is the rollback command that fails. Points left unrestored in
+  the last run: {unrestored} (the tests assert they are exactly those commands, then reset it).
+- **Recovery racing the dead process's last command**: a batched run has commands in flight side
+  by side; after SIGKILL they run on. A `down` started before they end may find a namespace being
+  deleted, fail to read it and report it "not ours, left alone". The crash test waits for them.
 - **A crash during a batched `up`** (BatchExecutor): namespaces get their mark in their own batch,
   after the host batch has put veth ends into them; killed in between, `up` refuses to adopt them
   and `down` leaves the one no host link proves ours. Strict xfail in the crash test; the serial
   executor is covered at every crash point.
 - Locks are taken only with a plain `LiveRunner` (commands in the caller's own namespaces, as from
   the command line); with ssh, sudo or nsenter runners, serialize callers yourself.
+
+## Found and fixed while writing this suite
+
+- Interface names that `ip link set/del/add NAME` reads as keywords or their abbreviations (`up`,
+  `type`, `help`, `h`, `a`, `master`, ...; 123 words found live) were accepted:
+  `ip link add up type veth ...` made a link under another name. They are now rejected.
+- `render_script` could run code: a stdin line equal to the here-document delimiter, or a newline
+  in a title, description or quoted undo word, started a command line.
+- A network's `down` (or its rollback) switched off forwarding on other networks' links (a write
+  of `net.ipv4.ip_forward` is copied to every `conf.IF.forwarding`).
+- Two processes changing networks at once raced on the firewall's shared chains ("Chain already
+  exists"): `up`/`down`/`cleanup` now take a per-network claim and a host-wide lock.
+- `ip link del group G` answering "No such device" failed `down` after a failed rollback.
+- A namespace route's gateway was not checked against the namespace's subnets.
 
 ## Real host after the run
 

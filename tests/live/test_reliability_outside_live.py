@@ -119,3 +119,32 @@ def test_up_refuses_to_adopt_an_object_with_our_name_and_down_leaves_it(
     assert Snapshot.capture(sandbox.runner).diff(before) == [], (teardown, "down removed what is not ours")
     assert name in links(sandbox) or name in netns(sandbox)
     record("outside_changes", 1, kind="foreign object with our name")
+
+
+def test_up_refuses_a_network_whose_subnet_overlaps_another_networks(sandbox: Sandbox) -> None:
+    """Two networks with overlapping subnets on one host: the second is refused before any change."""
+    first = Network.from_dict(
+        {
+            "network": {"name": "one", "bridge": "br-one", "subnet": "10.77.0.0/24", "gateway": "10.77.0.1"},
+            "namespace": [{"name": "one-a"}],
+        },
+        runner=sandbox.runner,
+    )
+    second = Network.from_dict(
+        {
+            "network": {"name": "two", "bridge": "br-two", "subnet": "10.77.0.128/25", "gateway": "10.77.0.129"},
+            "namespace": [{"name": "two-a"}],
+        },
+        runner=sandbox.runner,
+    )
+    empty = Snapshot.capture(sandbox.runner)
+    first.up()
+    before = Snapshot.capture(sandbox.runner)
+    with pytest.raises(NetnskitError) as info:
+        second.up()
+    assert "10.77.0.128/25" in str(info.value) and "overlaps" in str(info.value), str(info.value)
+    assert Snapshot.capture(sandbox.runner).diff(before) == []
+    assert first.missing_steps() == []
+    first.down()
+    assert Snapshot.capture(sandbox.runner).diff(empty) == []
+    record("outside_changes", 1, kind="overlapping network")
