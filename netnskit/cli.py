@@ -3,16 +3,31 @@
 ``netnskit demo`` walks the whole namespace story inside a throwaway sandbox (see
 :mod:`netnskit.demo`); it exits 0 only if every check held. ``-v`` logs every command run,
 evidence reads included, on stderr.
+
+``plan FILE``, ``up FILE``, ``down FILE``, ``status FILE [--json]``, ``check FILE [--json]`` and
+``cleanup`` work on a :class:`~netnskit.network.Network` described in a TOML file. ``--sandbox``
+runs any of them inside a throwaway sandbox (``status`` and ``check`` bring the network up there
+first); ``--batch`` applies and removes with :class:`~netnskit.batch.BatchExecutor`. Errors are
+one line on stderr (with the traceback under ``-v``) and a non-zero exit status.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import json
 import logging
 import sys
-from collections.abc import Callable, Sequence
+import traceback
+from collections.abc import Callable, Iterator, Sequence
+from typing import TYPE_CHECKING
 
 from netnskit.errors import NetnskitError
+from netnskit.runner import LiveRunner, Runner
+
+if TYPE_CHECKING:
+    from netnskit.network import Network
+    from netnskit.plan import Executor
 
 __all__ = ["build_parser", "main"]
 
@@ -31,6 +46,124 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0 if run_demo() else 1
 
 
+# --- the network verbs (plan, up, down, status, check, cleanup): thin over netnskit.network ---
+
+
+def _executor(args: argparse.Namespace) -> Executor:
+    from netnskit.batch import BatchExecutor
+    from netnskit.plan import SerialExecutor
+
+    return BatchExecutor() if args.batch else SerialExecutor()
+
+
+@contextlib.contextmanager
+def _runner(args: argparse.Namespace) -> Iterator[Runner]:
+    """The host's runner, or with ``--sandbox`` a throwaway sandbox's (destroyed on leaving)."""
+    if not args.sandbox:
+        yield LiveRunner()
+        return
+    from netnskit.sandbox import Sandbox
+
+    with Sandbox() as box:
+        yield box.runner
+
+
+def _load(args: argparse.Namespace, runner: Runner) -> Network:
+    from netnskit.network import Network
+
+    return Network.from_toml(args.file, runner=runner)
+
+
+def cmd_plan(args: argparse.Namespace) -> int:
+    """``netnskit plan FILE``: print the script ``up`` would run on a clean host (runs nothing)."""
+    from netnskit.network import Network
+
+    print(Network.from_toml(args.file).render_script(), end="")
+    return 0
+
+
+def cmd_up(args: argparse.Namespace) -> int:
+    """``netnskit up FILE``: apply what is missing; a failure rolls back and exits 1."""
+    with _runner(args) as runner:
+        net = _load(args, runner)
+        todo = len(net.missing_steps())
+        net.up(executor=_executor(args))
+        print(f"network {net.name} is up ({todo} steps applied)" if todo else f"network {net.name} was already up")
+    return 0
+
+
+def cmd_down(args: argparse.Namespace) -> int:
+    """``netnskit down FILE``: remove what the network owns (after a crash too); safe twice."""
+    with _runner(args) as runner:
+        net = _load(args, runner)
+        teardown = net.down(executor=_executor(args))
+    for item in teardown.removed:
+        print(f"removed: {item}")
+    for item in teardown.already_gone:
+        print(f"already gone: {item}")
+    for item in teardown.left:
+        print(f"left alone: {item}")
+    print(f"network {net.name} is down")
+    return 0
+
+
+def _bring_up_in_sandbox(args: argparse.Namespace, net: Network) -> None:
+    # a fresh sandbox holds nothing: status and check there are of the network brought up in it
+    if args.sandbox:
+        net.up(executor=_executor(args))
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    """``netnskit status FILE [--json]``: what exists and what is missing; exit 3 when not up."""
+    with _runner(args) as runner:
+        net = _load(args, runner)
+        _bring_up_in_sandbox(args, net)
+        status = net.status()
+    if args.json:
+        print(json.dumps(status.to_json(), indent=2, default=str))
+    else:
+        print(f"network {status.name}: {'up' if status.up else 'not up'}")
+        print(f"  host links: {', '.join(link.name for link in status.host_links) or '-'}")
+        for address in status.host_addresses:
+            if address.scope == "global":
+                print(f"  host address: {address.ifname} {address.address}")
+        for ns in status.namespaces:
+            state = "ours" if ns.ours else ("present, NOT ours" if ns.present else "absent")
+            addrs = ", ".join(f"{a.ifname} {a.address}" for a in ns.addresses if a.scope == "global")
+            print(f"  namespace {ns.name}: {state}" + (f"; {addrs}" if addrs else ""))
+        for rule in status.rules:
+            print(f"  rule: {rule}")
+        for step in status.missing:
+            print(f"  missing: {step}")
+    return 0 if status.up else 3
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    """``netnskit check FILE [--json]``: ping-all, NAT and port-forward probes; exit 1 if one fails."""
+    with _runner(args) as runner:
+        net = _load(args, runner)
+        _bring_up_in_sandbox(args, net)
+        report = net.check()
+    if args.json:
+        print(json.dumps(report.to_json(), indent=2))
+    else:
+        print("\n".join(report.lines()))
+        print(f"{len(report.probes) - len(report.failures)}/{len(report.probes)} probes passed")
+    return 0 if report.ok else 1
+
+
+def cmd_cleanup(args: argparse.Namespace) -> int:
+    """``netnskit cleanup``: remove every leftover netnskit marked on this host, and nothing else."""
+    from netnskit.network import cleanup
+
+    with _runner(args) as runner:
+        teardown = cleanup(runner, _executor(args))
+    for item in teardown.removed:
+        print(f"removed: {item}")
+    print(f"{len(teardown.removed)} netnskit leftovers removed")
+    return 0
+
+
 def _verbosity(parser: argparse.ArgumentParser, *, default: object) -> None:
     parser.add_argument("-v", "--verbose", action="store_true", default=default,
                         help="log every command run (on stderr)")
@@ -40,12 +173,42 @@ def build_parser() -> argparse.ArgumentParser:
     """The argument parser: global options and one subcommand per verb."""
     parser = argparse.ArgumentParser(prog="netnskit", description=__doc__.splitlines()[0] if __doc__ else None)
     _verbosity(parser, default=False)
+    _sandbox_flags(parser, default=False)
     verbs = parser.add_subparsers(dest="verb", required=True, metavar="VERB")
     demo = verbs.add_parser("demo", help="walk the whole namespace story live, inside a throwaway sandbox (root)")
     # SUPPRESS: "-v" given before the verb is not reset by the verb's own default
     _verbosity(demo, default=argparse.SUPPRESS)
     demo.set_defaults(func=cmd_demo)
+    _network_verbs(verbs)
     return parser
+
+
+def _network_verbs(verbs: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """The verbs over a network file, each taking -v, --sandbox and --batch before or after it."""
+    specs: list[tuple[str, Verb, str, bool, bool]] = [
+        ("plan", cmd_plan, "print the script that up would run (runs nothing)", True, False),
+        ("up", cmd_up, "bring the network up: apply what is missing, roll back on failure", True, False),
+        ("down", cmd_down, "remove everything the network owns (after a crash too); safe twice", True, False),
+        ("status", cmd_status, "what exists and what is missing; exit 3 when not up", True, True),
+        ("check", cmd_check, "ping-all, NAT and port-forward probes; exit 1 if one fails", True, True),
+        ("cleanup", cmd_cleanup, "remove every netnskit leftover on this host, and nothing else", False, False),
+    ]
+    for name, func, text, takes_file, takes_json in specs:
+        verb = verbs.add_parser(name, help=text)
+        _verbosity(verb, default=argparse.SUPPRESS)
+        _sandbox_flags(verb, default=argparse.SUPPRESS)
+        if takes_json:
+            verb.add_argument("--json", action="store_true", help="print JSON for scripts")
+        if takes_file:
+            verb.add_argument("file", metavar="FILE", help="the network, as a TOML file (see examples/seed.toml)")
+        verb.set_defaults(func=func)
+
+
+def _sandbox_flags(parser: argparse.ArgumentParser, *, default: object) -> None:
+    parser.add_argument("--sandbox", action="store_true", default=default,
+                        help="run inside a throwaway sandbox (fresh network and mount namespaces)")
+    parser.add_argument("--batch", action="store_true", default=default,
+                        help="apply and remove with few processes (ip -batch, iptables-restore)")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -56,8 +219,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     func: Verb = args.func
     try:
         return func(args)
-    except NetnskitError as exc:
-        print(f"netnskit {args.verb}: {exc}", file=sys.stderr)
-        return 1
     except KeyboardInterrupt:
         return 130
+    except (NetnskitError, OSError) as exc:
+        # one line; the traceback only with -v
+        if args.verbose:
+            traceback.print_exc()
+        message = " ".join(str(exc).split()) or type(exc).__name__
+        print(f"netnskit {args.verb}: {message}", file=sys.stderr)
+        return 1

@@ -296,3 +296,38 @@ def test_cleanup_removes_every_netnskit_leftover_and_nothing_else(sandbox: Sandb
     assert "namespace o1" in teardown.removed and "namespace red" in teardown.removed
     assert HostState.capture(sandbox.runner).diff(before) == []
     assert cleanup(sandbox.runner).removed == ()
+
+
+def netnskit_cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "netnskit", *args], capture_output=True, text=True, timeout=300, check=False
+    )
+
+
+def test_cli_verbs_in_a_sandbox_leave_the_real_host_alone(sandbox: Sandbox) -> None:
+    # (the fixture only makes sure a sandbox can be made here; each command makes its own)
+    from netnskit.runner import LiveRunner
+
+    real = HostState.capture(LiveRunner())  # read-only
+    check = netnskit_cli("--sandbox", "check", str(SEED))
+    assert check.returncode == 0, check.stdout + check.stderr
+    assert check.stdout.splitlines()[-1] == "26/26 probes passed"
+    assert "ok   forward lan -> 192.168.1.2:80 blue saw peer 192.168.1.3" in check.stdout
+    status = netnskit_cli("status", "--sandbox", "--json", str(SEED))
+    assert status.returncode == 0, status.stderr
+    data = json.loads(status.stdout)
+    assert data["up"] is True and data["missing"] == []
+    assert sorted(link["name"] for link in data["host_links"]) == [
+        "v-lan", "v-net-0", "veth-blue", "veth-gray", "veth-orange", "veth-red",
+    ]
+    up = netnskit_cli("--sandbox", "--batch", "-v", "up", str(SEED))
+    assert up.returncode == 0, up.stderr
+    assert up.stdout == "network seed is up (52 steps applied)\n"
+    assert "ip -batch -" in up.stderr  # -v shows every command
+    down = netnskit_cli("--sandbox", "down", str(SEED))
+    assert down.returncode == 0 and "already gone: namespace red" in down.stdout
+    bad = netnskit_cli("--sandbox", "up", str(SEED.parent / "missing.toml"))
+    assert bad.returncode == 1
+    missing = SEED.parent / "missing.toml"
+    assert bad.stderr == f"netnskit up: {missing}: file: cannot read it (No such file or directory)\n"
+    assert HostState.capture(LiveRunner()).diff(real) == []

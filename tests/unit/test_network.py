@@ -461,3 +461,93 @@ def test_readme_python_builds_the_seed_and_brings_it_up_and_down(monkeypatch: py
     assert scope["seed"] == Network.from_toml(SEED)
     plan = [list(c.argv) for s in Network.from_toml(SEED).plan() for c in s.do]
     assert writes(fake)[: len(plan)] == plan
+
+
+# --- the command line's network verbs -------------------------------------------------------
+
+
+@pytest.fixture
+def cli_fake(monkeypatch: pytest.MonkeyPatch) -> FakeRunner:
+    """A FakeRunner that the CLI gets instead of a LiveRunner."""
+    import netnskit.cli
+
+    fake = FakeRunner()
+    monkeypatch.setattr(netnskit.cli, "LiveRunner", lambda: fake)
+    return fake
+
+
+def test_cli_plan_prints_the_script_and_runs_nothing(cli_fake: FakeRunner, capsys: pytest.CaptureFixture[str]) -> None:
+    from netnskit.cli import main
+
+    assert main(["plan", str(SEED)]) == 0
+    assert capsys.readouterr().out == Network.from_toml(SEED).render_script()
+    assert cli_fake.argvs == []
+
+
+def test_cli_up_applies_the_plan(cli_fake: FakeRunner, capsys: pytest.CaptureFixture[str]) -> None:
+    from netnskit.cli import main
+
+    script_empty_host(cli_fake)
+    assert main(["up", str(SEED)]) == 0
+    plan = [list(c.argv) for s in Network.from_toml(SEED).plan() for c in s.do]
+    assert writes(cli_fake) == plan
+    assert capsys.readouterr().out == "network seed is up (52 steps applied)\n"
+
+
+def test_cli_bad_file_is_one_line_and_exit_1(tmp_path: Path, cli_fake: FakeRunner,
+                                              capsys: pytest.CaptureFixture[str]) -> None:
+    from netnskit.cli import main
+
+    bad = tmp_path / "bad.toml"
+    bad.write_text(SEED.read_text().replace('gateway = "192.168.15.5"', 'gateway = "10.0.0.1"'))
+    assert main(["up", str(bad)]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Traceback" not in err
+    assert err.startswith(f"netnskit up: {bad}: network.gateway = '10.0.0.1': gateway: must be a host address")
+    assert cli_fake.argvs == []
+    assert main(["-v", "up", str(bad)]) == 1
+    assert "Traceback" in capsys.readouterr().err
+
+
+def test_cli_failed_step_is_one_line(cli_fake: FakeRunner, capsys: pytest.CaptureFixture[str]) -> None:
+    from netnskit.cli import main
+
+    script_empty_host(cli_fake)
+    cli_fake.fail(["ip", "link", "add", "name", "v-net-0", *["group", "237438951", "up", "type", "bridge"]],
+                  STDERR["not_permitted"], returncode=2)
+    assert main(["up", str(SEED)]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1
+    assert "step 14 (create bridge v-net-0 (link group 237438951)) failed" in err
+    assert "Operation not permitted" in err and "rolled back" in err
+
+
+def test_cli_status_json_and_exit_3_when_not_up(cli_fake: FakeRunner, capsys: pytest.CaptureFixture[str]) -> None:
+    from netnskit.cli import main
+
+    script_empty_host(cli_fake)
+    assert main(["status", "--json", str(SEED)]) == 3
+    data = json.loads(capsys.readouterr().out)
+    assert data["up"] is False and data["name"] == "seed" and len(data["missing"]) == 52
+    assert writes(cli_fake) == []
+
+
+def test_cli_check_exit_1_when_a_probe_fails(cli_fake: FakeRunner, capsys: pytest.CaptureFixture[str]) -> None:
+    from netnskit.cli import main
+
+    cli_fake.fail("ip netns exec red ping *", "", returncode=1)
+    assert main(["check", str(SEED)]) == 1
+    out = capsys.readouterr().out
+    assert "FAIL ping    red -> 192.168.15.5" in out
+    assert "ok   ping    blue -> 192.168.15.5" in out
+
+
+def test_cli_down_and_cleanup_on_a_clean_host(cli_fake: FakeRunner, capsys: pytest.CaptureFixture[str]) -> None:
+    from netnskit.cli import main
+
+    script_empty_host(cli_fake)
+    assert main(["down", str(SEED)]) == 0
+    assert "already gone: namespace red" in capsys.readouterr().out
+    assert main(["cleanup"]) == 0
+    assert capsys.readouterr().out == "0 netnskit leftovers removed\n"
+    assert writes(cli_fake) == []
