@@ -1075,15 +1075,25 @@ def _gather(net: Network, full: bool) -> _Facts:
     )
 
 
-def _pristine(links: dict[str, dict[str, Any]]) -> bool:
-    """A namespace as ``ip netns add`` left it: only ``lo``, down, unmarked."""
+def _pristine(links: dict[str, dict[str, Any]], expected: Iterable[str] = ()) -> bool:
+    """A namespace as an interrupted ``up`` leaves it before its mark: ``lo`` down and unmarked,
+    and no other interface than veth ends the plan puts there (``expected``), which a batching
+    executor may create before it marks the namespace."""
     lo = links.get("lo", {})
-    return set(links) == {"lo"} and "UP" not in lo.get("flags", ()) and not lo.get("ifalias")
+    return set(links) - {"lo"} <= set(expected) and "UP" not in lo.get("flags", ()) and not lo.get("ifalias")
+
+
+def _ifnames_in(net: Network, name: str) -> set[str]:
+    """The interfaces the plan creates inside namespace ``name``."""
+    found = {ns.ifname for ns in net.namespaces if ns.name == name}
+    for link in net.links:
+        found |= {ifname for place, ifname, _ in link.ends() if place == name}
+    return found
 
 
 def _namespace_ours(net: Network, f: _Facts, name: str) -> bool:
     lo = f.links.get(name, {}).get("lo", {})
-    return lo.get("ifalias") == net.mark or _pristine(f.links.get(name, {}))
+    return lo.get("ifalias") == net.mark or _pristine(f.links.get(name, {}), _ifnames_in(net, name))
 
 
 def _refuse_foreign(net: Network, f: _Facts) -> None:
@@ -1175,7 +1185,7 @@ def _link_removal(
     return steps
 
 
-def _marked_or_pristine(runner: Runner, name: str, mark: str | None) -> bool:
+def _marked_or_pristine(runner: Runner, name: str, mark: str | None, expected: Iterable[str] = ()) -> bool:
     """Read a namespace's links: True if lo carries ``mark`` (any netnskit mark for None) or it is pristine."""
     result = runner.run(ip_argv(name, "-j", "link", "show"))
     if not result.ok:
@@ -1186,7 +1196,7 @@ def _marked_or_pristine(runner: Runner, name: str, mark: str | None) -> bool:
     alias = str(links.get("lo", {}).get("ifalias", ""))
     if (alias == mark) if mark is not None else alias.startswith(MARK_PREFIX):
         return True
-    return mark is not None and _pristine(links)
+    return mark is not None and _pristine(links, expected)
 
 
 def _down(net: Network, executor: Executor) -> Teardown:
@@ -1204,7 +1214,8 @@ def _down(net: Network, executor: Executor) -> Teardown:
         if name not in netns:
             continue
         proven = netns[name] is not None and netns[name] in linked
-        (ours if proven or _marked_or_pristine(runner, name, net.mark) else left).append(name)
+        mine = proven or _marked_or_pristine(runner, name, net.mark, _ifnames_in(net, name))
+        (ours if mine else left).append(name)
     steps = [Step(f"namespace {n}", [], [["ip", "netns", "del", n]]) for n in ours]
     steps += _link_removal(host, net.mark, net.group, names_on_host)
     steps += _firewall_removal(runner, lambda comment: comment == net.mark)

@@ -206,23 +206,28 @@ _KILLER = textwrap.dedent(
                 Killer.writes += 1
             return inner.run(argv, input=input, timeout=timeout)
 
+    if sys.argv[6] == "batch":
+        from netnskit.batch import BatchExecutor as Executor
+    else:
+        from netnskit.plan import SerialExecutor as Executor
     net = Network.from_toml(sys.argv[3], runner=Killer())
-    net.up() if sys.argv[5] == "up" else net.down()
+    net.up(executor=Executor()) if sys.argv[5] == "up" else net.down(executor=Executor())
     print("finished")
     """
 )
 
 
-def test_sigkill_after_every_command_of_up_then_down_restores_the_host(sandbox: Sandbox) -> None:
+@pytest.mark.parametrize("executor", ["serial", "batch"])
+def test_sigkill_after_every_command_of_up_then_down_restores_the_host(sandbox: Sandbox, executor: str) -> None:
     before = HostState.capture(sandbox.runner)
     counting = Recording(sandbox.runner)
     net = Network.from_toml(SEED, runner=counting)
-    net.up()
+    net.up(executor=BatchExecutor() if executor == "batch" else SerialExecutor())
     total = len(counting.writes)
     net.down()
     for k in range(total + 1):
         child = subprocess.run(
-            [sys.executable, "-c", _KILLER, str(sandbox.pid), str(k), str(SEED), _READ.pattern, "up"],
+            [sys.executable, "-c", _KILLER, str(sandbox.pid), str(k), str(SEED), _READ.pattern, "up", executor],
             capture_output=True, text=True, timeout=120, check=False,
         )
         if k < total:
@@ -246,7 +251,7 @@ def test_sigkill_after_every_command_of_down_then_down_again_restores_the_host(s
     for k in range(total):
         net.up()
         child = subprocess.run(
-            [sys.executable, "-c", _KILLER, str(sandbox.pid), str(k), str(SEED), _READ.pattern, "down"],
+            [sys.executable, "-c", _KILLER, str(sandbox.pid), str(k), str(SEED), _READ.pattern, "down", "serial"],
             capture_output=True, text=True, timeout=120, check=False,
         )
         assert child.returncode == -9, (k, child.stdout, child.stderr)

@@ -345,6 +345,16 @@ def test_down_removes_an_empty_namespace_left_by_an_interrupted_up() -> None:
     assert writes(fake) == [["ip", "netns", "del", "a"]]
 
 
+def test_down_removes_a_namespace_a_batched_up_left_before_marking_it() -> None:
+    # the host batch made the namespace and put the veth end in; killed before the mark
+    fake = FakeRunner()
+    script_empty_host(fake)
+    fake.on(["ip", "-j", "netns", "list"], stdout=json.dumps([{"name": "a"}]))
+    place(fake, "a", links=[{"ifindex": 1, "ifname": "lo", "flags": ["LOOPBACK"]}, {"ifindex": 2, "ifname": "eth0"}])
+    small(fake).down()
+    assert writes(fake) == [["ip", "netns", "del", "a"]]
+
+
 def test_down_deletes_our_rules_by_comment_in_one_restore() -> None:
     fake = FakeRunner()
     script_empty_host(fake)
