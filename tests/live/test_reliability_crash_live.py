@@ -122,7 +122,7 @@ BATCH_UP_CRASH = pytest.mark.xfail(
 
 @pytest.mark.parametrize(
     "executor",
-    [pytest.param(SerialExecutor, id="serial"), pytest.param(BatchExecutor, id="batch", marks=BATCH_UP_CRASH)],
+    [pytest.param(SerialExecutor, id="serial"), pytest.param(BatchExecutor, id="batch")],
 )
 def test_sigkill_after_every_command_of_up_then_recovery_restores_the_host(
     sandbox: Sandbox, executor: type[Executor]
