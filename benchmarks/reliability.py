@@ -104,10 +104,6 @@ means "absent") failed; `up` then added the rule anyway, and the network was com
 - **Recovery racing the dead process's last command**: a batched run has commands in flight side
   by side; after SIGKILL they run on. A `down` started before they end may find a namespace being
   deleted, fail to read it and report it "not ours, left alone". The crash test waits for them.
-- **A crash during a batched `up`** (BatchExecutor): namespaces get their mark in their own batch,
-  after the host batch has put veth ends into them; killed in between, `up` refuses to adopt them
-  and `down` leaves the one no host link proves ours. Strict xfail in the crash test; the serial
-  executor is covered at every crash point.
 - Locks are taken only with a plain `LiveRunner` (commands in the caller's own namespaces, as from
   the command line); with ssh, sudo or nsenter runners, serialize callers yourself.
 
@@ -123,6 +119,9 @@ means "absent") failed; `up` then added the rule anyway, and the network was com
 - Two processes changing networks at once raced on the firewall's shared chains ("Chain already
   exists"): `up`/`down`/`cleanup` now take a per-network claim and a host-wide lock.
 - `ip link del group G` answering "No such device" failed `down` after a failed rollback.
+- A crash during a batched `up` (namespaces marked in their own batch, after the host batch put
+  veth ends into them) left namespaces that neither `up` nor `down` would touch; fixed in
+  `network.py` by the Network work (557b29c), now covered at every crash point.
 - A namespace route's gateway was not checked against the namespace's subnets.
 
 ## Real host after the run

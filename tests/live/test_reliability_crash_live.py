@@ -109,21 +109,7 @@ def crash_in_down(box: Sandbox, executor: type[Executor], before: Snapshot, k: i
     return "down"
 
 
-BATCH_UP_CRASH = pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "known gap: BatchExecutor runs a namespace's mark (`ip -n NS link set lo up alias netnskit:NAME`) in "
-        "that namespace's batch, after the host batch has put veth ends into it; killed in between, the "
-        "namespace is neither marked nor pristine, so `up` refuses to adopt it and `down` leaves a namespace "
-        "that no host link proves ours (internet, linked only through lan). See RELIABILITY.md."
-    ),
-)
-
-
-@pytest.mark.parametrize(
-    "executor",
-    [pytest.param(SerialExecutor, id="serial"), pytest.param(BatchExecutor, id="batch")],
-)
+@pytest.mark.parametrize("executor", EXECUTORS)
 def test_sigkill_after_every_command_of_up_then_recovery_restores_the_host(
     sandbox: Sandbox, executor: type[Executor]
 ) -> None:
