@@ -1069,7 +1069,9 @@ def _gather(net: Network, full: bool) -> _Facts:
         addresses=facts["addresses"],
         routes=facts["routes"],
         forwarding=facts["forwarding"],
-        rules=tuple(r.line() for r in Firewall(runner=runner).save(4).rules if r.comment == net.mark) if full else (),
+        rules=tuple(f"-t {r.table} {r.line()}" for r in Firewall(runner=runner).save(4).rules if r.comment == net.mark)
+        if full
+        else (),
         read=frozenset(read),
         raw=facts.get("raw", {}),
     )
