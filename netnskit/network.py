@@ -419,31 +419,56 @@ def _firewall_steps(net: Network, *, live: bool) -> list[Step]:
     if saved is None:
         return fw.plan(4, rules, sysctls, description, values={})
     steps = fw.plan(4, rules, sysctls, description, saved=saved)
-    return [attrs.evolve(s, undo=_keep_link_forwarding(net.runner, s.undo)) for s in steps]
+    return [attrs.evolve(s, undo=_keep_link_forwarding(net.runner, s.undo, _any_network)) for s in steps]
+
+
+def _any_network(alias: str) -> bool:
+    """Does a link alias mark a netnskit network's link?"""
+    return alias.startswith(MARK_PREFIX)
 
 
 _IP_FORWARD = re.compile(r"net[./]ipv4[./](ip_forward|conf[./]all[./]forwarding)=")
 
 
-def _keep_link_forwarding(runner: Runner, commands: Sequence[Command]) -> tuple[Command, ...]:
-    """``commands``, and after one that writes net.ipv4.ip_forward, the per-link forwarding put back.
+def _keep_link_forwarding(
+    runner: Runner, commands: Sequence[Command], stays: Callable[[str], bool]
+) -> tuple[Command, ...]:
+    """``commands``, and after one that writes net.ipv4.ip_forward, other networks' per-link forwarding put back.
 
     The kernel copies a write of ip_forward to every interface's ``conf.IF.forwarding``: setting
-    it back to 0 would also switch off forwarding on links of *other* networks (their per-link
-    forwarding, set by their own steps). Reads which links forward now, only when needed.
+    it back to 0 would also switch off the per-link forwarding that netnskit networks set on their
+    bridges and host link ends (links whose alias ``stays`` accepts, not enslaved to a bridge; this
+    network's own too, so that the undo of the firewall's step reverses exactly that step). Only
+    those: a link of no network (an uplink) gets exactly what the write gave it, as before ``up``.
+    Reads which links forward now, only when needed.
     """
     if not any(c.argv[:2] == ("sysctl", "-w") and _IP_FORWARD.match(c.argv[-1]) for c in commands):
         return tuple(commands)
+    theirs = {
+        name
+        for name, d in _read_links(runner, None).items()
+        if stays(str(d.get("ifalias", ""))) and not d.get("master")
+    }
     entries = _json(runner, ["ip", "-4", "-j", "netconf", "show"])
-    forwarding = [str(d["interface"]) for d in entries if d.get("forwarding") and d.get("interface") not in _CONF_ALL]
+    forwarding = [
+        str(d["interface"])
+        for d in entries
+        if d.get("forwarding") and d.get("interface") not in _CONF_ALL and d.get("interface") in theirs
+    ]
     return (*commands, *(Command(_sysctl_forwarding(name)) for name in forwarding))
 
 
 _CONF_ALL = {None, "all", "default", "lo"}
 
 
-def _firewall_removal(runner: Runner, owns: Callable[[str], bool], families: Sequence[int] = (4,)) -> list[Step]:
-    """Steps (undo order) deleting every rule whose comment ``owns`` accepts, then the firewall's sweep."""
+def _firewall_removal(
+    runner: Runner,
+    owns: Callable[[str], bool],
+    families: Sequence[int] = (4,),
+    stays: Callable[[str], bool] | None = None,
+) -> list[Step]:
+    """Steps (undo order) deleting every rule whose comment ``owns`` accepts, then the firewall's sweep
+    (``stays``: the link aliases of networks that stay, see _keep_link_forwarding)."""
     fw = Firewall(runner=runner)
     steps: list[Step] = []
     for family in families:
@@ -453,7 +478,7 @@ def _firewall_removal(runner: Runner, owns: Callable[[str], bool], families: Seq
         after = attrs.evolve(saved, rules=tuple(r for r in saved.rules if r not in doomed))
         sweep = fw.sweep_commands(family, after)
         if family == 4:
-            sweep = list(_keep_link_forwarding(runner, sweep))
+            sweep = list(_keep_link_forwarding(runner, sweep, stays or (lambda _: False)))
         if sweep:
             steps.append(Step(f"sweep netnskit's shared firewall state (IPv{family})", [], sweep))
         if mine:
@@ -1220,7 +1245,8 @@ def _down(net: Network, executor: Executor) -> Teardown:
         (ours if mine else left).append(name)
     steps = [Step(f"namespace {n}", [], [["ip", "netns", "del", n]]) for n in ours]
     steps += _link_removal(host, net.mark, net.group, names_on_host)
-    steps += _firewall_removal(runner, lambda comment: comment == net.mark)
+    # (our own links go right after the sweep: putting their forwarding back too is harmless)
+    steps += _firewall_removal(runner, lambda comment: comment == net.mark, stays=_any_network)
     gone = [f"namespace {n}" for n in net.namespace_names() if n not in netns]
     gone += [f"link {n}" for n in net.host_ifnames() if n not in host]
     already = executor.remove(steps, runner) if steps else []
@@ -1302,7 +1328,8 @@ def _cleanup(run: Runner, executor: Executor | None) -> Teardown:
     steps = [Step(f"namespace {n}", [], [["ip", "netns", "del", n]]) for n in marked]
     for mark in sorted(marks):
         steps += _link_removal(host, mark, None)
-    steps += _firewall_removal(run, lambda comment: comment.startswith(MARK_PREFIX), _families(run))
+    # every network goes: no other network's forwarding to keep
+    steps += _firewall_removal(run, lambda comment: comment.startswith(MARK_PREFIX), _families(run), lambda _: False)
     already = (executor or SerialExecutor()).remove(steps, run) if steps else []
     return Teardown(removed=tuple(s.description for s in steps), already_gone=tuple(already))
 

@@ -336,3 +336,29 @@ def test_cli_verbs_in_a_sandbox_leave_the_real_host_alone(sandbox: Sandbox) -> N
     missing = SEED.parent / "missing.toml"
     assert bad.stderr == f"netnskit up: {missing}: file: cannot read it (No such file or directory)\n"
     assert HostState.capture(LiveRunner()).diff(real) == []
+
+
+def test_per_link_forwarding_of_others_is_kept_and_of_no_one_put_back(sandbox: Sandbox) -> None:
+    # no IPv6 in this throwaway sandbox: link-local routes of the freshly made bridge settle late
+    for conf in ("all", "default"):
+        sandbox.run(["sysctl", "-w", f"net.ipv6.conf.{conf}.disable_ipv6=1"]).check()
+    # an uplink of no network, forwarding off; another netnskit network whose bridge forwards
+    sandbox.run(["ip", "link", "add", "uplink0", "type", "veth", "peer", "name", "uplink1"]).check()
+
+    def forwarding(ifname: str) -> str:
+        return sandbox.run(["sysctl", "-n", f"net/ipv4/conf/{ifname}/forwarding"]).check().stdout.strip()
+
+    other = Network(
+        name="other", bridge="br-other", subnet="10.77.0.0/24", gateway="10.77.0.1", namespaces=["o1"],
+        runner=sandbox.runner,
+    )
+    other.up()
+    before = HostState.capture(sandbox.runner)
+    assert (forwarding("uplink0"), forwarding("br-other")) == ("0", "1")
+    net = Network.from_toml(SEED, runner=sandbox.runner)
+    net.up()
+    assert forwarding("uplink0") == "1"  # the firewall's ip_forward=1 reaches every link
+    net.down()
+    assert (forwarding("uplink0"), forwarding("br-other")) == ("0", "1")
+    assert HostState.capture(sandbox.runner).diff(before) == []
+    other.down()
