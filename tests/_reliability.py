@@ -12,6 +12,7 @@ import json
 import os
 import subprocess
 import threading
+import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -83,7 +84,8 @@ class Snapshot:
         names = [*_GLOBAL_SYSCTLS]
         for link in ["all", "default", *(json.loads(d)["ifname"] for d in links)]:
             names += [f"net/ipv4/conf/{link}/{key}" for key in _PER_LINK_SYSCTLS]
-        sysctls = tuple(sorted(runner.run(["sysctl", *names]).check().stdout.splitlines()))
+        # -e: a link may go while we read (the kernel frees a deleted namespace's veths a bit later)
+        sysctls = tuple(sorted(runner.run(["sysctl", "-e", *names]).check().stdout.splitlines()))
         legacy = tuple(
             _clean_save(runner.run([tool]).stdout) for tool in ("iptables-legacy-save", "ip6tables-legacy-save")
         )
@@ -96,6 +98,20 @@ class Snapshot:
             if getattr(self, name) != getattr(other, name):
                 out.append(f"{name}: before={getattr(self, name)!r} after={getattr(other, name)!r}")
         return out
+
+
+def settled_diff(runner: Runner, before: Snapshot, timeout: float = 3.0) -> list[str]:
+    """The host's differences from ``before``, given the kernel up to ``timeout`` s to settle.
+
+    ``ip netns del`` returns before the kernel has destroyed the namespace's devices: the host end
+    of a veth can show for a moment after its namespace is gone. A leftover stays; that does not.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        diff = Snapshot.capture(runner).diff(before)
+        if not diff or time.monotonic() > deadline:
+            return diff
+        time.sleep(0.05)
 
 
 class Counting:

@@ -15,7 +15,7 @@ import textwrap
 import time
 from pathlib import Path
 
-from _reliability import Snapshot, record
+from _reliability import Snapshot, record, settled_diff
 
 from netnskit.network import Network
 from netnskit.sandbox import Sandbox
@@ -118,7 +118,7 @@ def test_distinct_networks_up_and_down_in_parallel_for_many_rounds(sandbox: Sand
         assert [d.get("error") for d in done] == [None] * ROUNDS, (path.name, done)
         assert all(d["missing"] == [] and d["left"] == [] for d in done), (path.name, done)
         rounds += len(done)
-    diff = Snapshot.capture(sandbox.runner).diff(before)
+    diff = settled_diff(sandbox.runner, before)
     assert diff == []
     record("concurrent_rounds", rounds, processes=PROCESSES)
     record("leftovers", len(diff), check="concurrent distinct networks")
@@ -150,6 +150,6 @@ def test_two_processes_bringing_up_the_same_network_one_wins_the_other_fails_cle
         assert report.ok, report.lines()
         teardown = net.down()
         assert teardown.left == ()
-        assert Snapshot.capture(sandbox.runner).diff(before) == []
+        assert settled_diff(sandbox.runner, before) == []
     assert contested, "in no attempt did the two processes overlap"
     record("concurrent_rounds", tries * 2, processes=2, kind="same network")

@@ -16,7 +16,7 @@ import textwrap
 import time
 
 import pytest
-from _reliability import SEED, Counting, Snapshot, record, spread
+from _reliability import SEED, Counting, Snapshot, record, settled_diff, spread
 
 from netnskit.batch import BatchExecutor
 from netnskit.network import Network
@@ -82,7 +82,7 @@ def count_commands(box: Sandbox, executor: type[Executor]) -> tuple[int, int]:
         seed(up).up(executor())
         seed(down).down(executor())
         counts = (len(up.argvs), len(down.argvs))
-        assert Snapshot.capture(box.runner).diff(before) == []
+        assert settled_diff(box.runner, before) == []
     return counts
 
 
@@ -98,7 +98,7 @@ def crash_in_up(box: Sandbox, executor: type[Executor], before: Snapshot, k: int
         assert seed(box.runner).missing_steps() == [], k
     teardown = seed(box.runner).down(executor())
     assert teardown.left == (), (k, teardown.left)
-    diff = Snapshot.capture(box.runner).diff(before)
+    diff = settled_diff(box.runner, before)
     assert diff == [], (k, diff)
     if not killed:
         return "finished"
@@ -110,7 +110,7 @@ def crash_in_down(box: Sandbox, executor: type[Executor], before: Snapshot, k: i
     killed = child(box, "down", k, executor) == -9  # else it finished in fewer commands this time
     teardown = seed(box.runner).down(executor())
     assert teardown.left == (), (k, teardown.left)
-    diff = Snapshot.capture(box.runner).diff(before)
+    diff = settled_diff(box.runner, before)
     assert diff == [], (k, diff)
     return "down" if killed else "finished"
 
@@ -144,7 +144,7 @@ def test_sigkill_after_every_command_of_down_then_down_again_restores_the_host(
     _, total = count_commands(sandbox, executor)
     seed(sandbox.runner).up(executor())
     assert child(sandbox, "down", 10 * total, executor) == 0
-    assert Snapshot.capture(sandbox.runner).diff(before) == []
+    assert settled_diff(sandbox.runner, before) == []
     outcomes = spread(
         sandbox,
         range(1, total),

@@ -16,7 +16,7 @@ from __future__ import annotations
 import os
 
 import pytest
-from _reliability import SEED, Counting, Faulty, Snapshot, record, spread
+from _reliability import SEED, Counting, Faulty, Snapshot, record, settled_diff, spread
 
 from netnskit.batch import BatchExecutor
 from netnskit.errors import CommandError, NetnskitError, StepError
@@ -63,7 +63,7 @@ def full_run(box: Sandbox, executor: type[Executor]) -> list[list[str]]:
         seed(counting).up(executor())
         commands = list(counting.argvs)
         seed(box.runner).down(executor())
-        assert Snapshot.capture(box.runner).diff(before) == []
+        assert settled_diff(box.runner, before) == []
     return commands
 
 
@@ -80,7 +80,7 @@ def fail_instead(box: Sandbox, executor: type[Executor], before: Snapshot, k: in
         else:
             # a read failed before any change was made, or while reading the firewall's state
             assert isinstance(exc, CommandError) and is_read(failed), (k, failed, exc)
-        diff = Snapshot.capture(box.runner).diff(before)
+        diff = settled_diff(box.runner, before)
         assert diff == [], (k, failed, diff)
         return "rolled back"
     # only a read may fail without failing up (``iptables -C`` exits 1 for "absent"): then the
@@ -90,7 +90,7 @@ def fail_instead(box: Sandbox, executor: type[Executor], before: Snapshot, k: in
     assert failed is None or is_read(failed), (k, failed, "a write failed and up still succeeded")
     assert seed(box.runner).missing_steps() == [], (k, failed)
     seed(box.runner).down(executor())
-    diff = Snapshot.capture(box.runner).diff(before)
+    diff = settled_diff(box.runner, before)
     assert diff == [], (k, failed, diff)
     return "tolerated" if failed else "short"
 
@@ -134,12 +134,12 @@ def fail_after(box: Sandbox, executor: type[Executor], before: Snapshot, writes:
     # the failing step's own effect stays (the tool said it did not happen): down removes it
     teardown = seed(box.runner).down()
     assert teardown.left == (), (k, teardown.left)
-    diff = Snapshot.capture(box.runner).diff(before)
+    diff = settled_diff(box.runner, before)
     if not diff:
         return "down"
     assert faulty.failed[:1] == KNOWN_UNRESTORED, (k, faulty.failed, diff)
     box.runner.run(["sysctl", "-w", "net.ipv4.ip_forward=0"]).check()
-    assert Snapshot.capture(box.runner).diff(before) == [], (k, faulty.failed)
+    assert settled_diff(box.runner, before) == [], (k, faulty.failed)
     return "nobody"
 
 
@@ -182,12 +182,12 @@ def test_a_fault_whose_rollback_fails_too_is_reported_and_down_restores(
             assert isinstance(info.value, StepError)
             assert info.value.rollback_errors, (k, faulty.failed, "the failed rollback must be reported")
         seed(sandbox.runner).down()
-        diff = Snapshot.capture(sandbox.runner).diff(before)
+        diff = settled_diff(sandbox.runner, before)
         if diff and faulty.failed[1:] == KNOWN_UNRESTORED_UNDO:
             # the same gap as above: ip_forward stays 1 and its remembered value went with the rules
             unrestored += 1
             sandbox.runner.run(["sysctl", "-w", "net.ipv4.ip_forward=0"]).check()
-            diff = Snapshot.capture(sandbox.runner).diff(before)
+            diff = settled_diff(sandbox.runner, before)
         assert diff == [], (k, faulty.failed, diff)
         tried += 1
     record("injection_points", tried, executor=executor.__name__, kind="rollback fails too")

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from _reliability import SEED, Snapshot, record
+from _reliability import SEED, Snapshot, record, settled_diff
 
 from netnskit.errors import NetnskitError
 from netnskit.network import Network
@@ -59,10 +59,10 @@ def test_down_finishes_when_someone_removed_part_of_the_network(
     for item in gone:
         assert item in teardown.already_gone, (item, teardown)
     assert teardown.left == ()
-    diff = Snapshot.capture(sandbox.runner).diff(before)
+    diff = settled_diff(sandbox.runner, before)
     assert diff == []
     again = seed(sandbox).down()
-    assert again.removed == () and Snapshot.capture(sandbox.runner).diff(before) == []
+    assert again.removed == () and settled_diff(sandbox.runner, before) == []
     record("outside_changes", 1, kind="removed by someone else")
     record("leftovers", len(diff), check=f"outside removal: {what}")
 
@@ -114,9 +114,9 @@ def test_up_refuses_to_adopt_an_object_with_our_name_and_down_leaves_it(
         seed(sandbox).up()
     message = str(info.value)
     assert repr(name) in message and "refusing to adopt" in message, message
-    assert Snapshot.capture(sandbox.runner).diff(before) == [], "up changed something before refusing"
+    assert settled_diff(sandbox.runner, before) == [], "up changed something before refusing"
     teardown = seed(sandbox).down()
-    assert Snapshot.capture(sandbox.runner).diff(before) == [], (teardown, "down removed what is not ours")
+    assert settled_diff(sandbox.runner, before) == [], (teardown, "down removed what is not ours")
     assert name in links(sandbox) or name in netns(sandbox)
     record("outside_changes", 1, kind="foreign object with our name")
 
@@ -143,8 +143,8 @@ def test_up_refuses_a_network_whose_subnet_overlaps_another_networks(sandbox: Sa
     with pytest.raises(NetnskitError) as info:
         second.up()
     assert "10.77.0.128/25" in str(info.value) and "overlaps" in str(info.value), str(info.value)
-    assert Snapshot.capture(sandbox.runner).diff(before) == []
+    assert settled_diff(sandbox.runner, before) == []
     assert first.missing_steps() == []
     first.down()
-    assert Snapshot.capture(sandbox.runner).diff(empty) == []
+    assert settled_diff(sandbox.runner, empty) == []
     record("outside_changes", 1, kind="overlapping network")

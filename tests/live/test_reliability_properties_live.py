@@ -14,7 +14,7 @@ import re
 from typing import Any
 
 import attrs
-from _reliability import Snapshot, record, topologies
+from _reliability import Snapshot, record, settled_diff, topologies
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
@@ -155,7 +155,7 @@ def test_up_then_down_restores_the_host(sandbox: Sandbox) -> None:
         finally:
             teardown = net.down(executor)
         assert teardown.left == ()
-        diff = Snapshot.capture(runner).diff(before)
+        diff = settled_diff(runner, before)
         assert diff == []
         assert inside(runner) == {}
         examples += 1
