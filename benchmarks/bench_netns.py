@@ -249,8 +249,10 @@ def run_bash(n: int, box: Sandbox) -> dict[str, Any]:
     """The script ``render_script`` prints, and the undo commands in reverse, each run by bash."""
     plan = network_plan(n)
     up_script, down_script = render_script(plan), teardown_script(plan)
-    result = timed(n, box, lambda: box.runner.run(["bash", "-s"], input=up_script).check("running the plan script"),
-                   lambda: box.runner.run(["bash", "-s"], input=down_script), plan_rules(plan))
+    # a whole script is one command for the runner: give it more than the default 60 s
+    result = timed(n, box,
+                   lambda: box.runner.run(["bash", "-s"], input=up_script, timeout=3600).check("running the script"),
+                   lambda: box.runner.run(["bash", "-s"], input=down_script, timeout=3600), plan_rules(plan))
     up_cmds = sum(len(s.do) for s in plan)
     down_cmds = sum(len(s.undo) for s in plan)
     return {**result, "procs_up": 1 + up_cmds, "procs_down": 1 + down_cmds}
