@@ -1,5 +1,6 @@
 # Sourced by scripts/demo and scripts/test: install what is missing, idempotently.
-# Debian packages: ip (iproute2), iptables (both backends), ping, unshare/nsenter (util-linux), sysctl (procps).
+# Debian packages: ip/ss (iproute2), iptables (both backends), ping, unshare/nsenter (util-linux), mount,
+# sysctl (procps), python3 with its venv module (python3-venv: Debian's python3 lacks ensurepip).
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 need_pkgs=()
@@ -8,8 +9,10 @@ command -v iptables >/dev/null || need_pkgs+=(iptables)
 command -v iptables-legacy >/dev/null || need_pkgs+=(iptables)
 command -v ping >/dev/null || need_pkgs+=(iputils-ping)
 command -v unshare >/dev/null || need_pkgs+=(util-linux)
+command -v mount >/dev/null || need_pkgs+=(mount)
 command -v sysctl >/dev/null || need_pkgs+=(procps)
-command -v python3 >/dev/null || need_pkgs+=(python3 python3-venv)
+command -v python3 >/dev/null || need_pkgs+=(python3)
+[ -x "$root/.venv/bin/python" ] || python3 -c 'import ensurepip, venv' 2>/dev/null || need_pkgs+=(python3-venv)
 if [ ${#need_pkgs[@]} -gt 0 ]; then
   if [ "$(id -u)" -ne 0 ]; then
     echo "missing Debian packages: ${need_pkgs[*]}; run as root or install them" >&2
@@ -17,13 +20,19 @@ if [ ${#need_pkgs[@]} -gt 0 ]; then
   fi
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq
-  apt-get install -y -qq --no-install-recommends iproute2 iptables iputils-ping util-linux procps python3 python3-venv >/dev/null
+  apt-get install -y -qq --no-install-recommends \
+    iproute2 iptables iputils-ping util-linux mount procps python3 python3-venv >/dev/null
 fi
 venv="$root/.venv"
-if [ ! -x "$venv/bin/python" ] || ! "$venv/bin/python" -c 'import netnskit, pytest, pytest_subprocess, mypy, ruff, sh, hypothesis' 2>/dev/null; then
+# Reinstall when pyproject.toml changed since the last install (new dependency, entry point, extra).
+stamp="$venv/.pyproject.sha256"
+want="$(sha256sum "$root/pyproject.toml" | cut -d' ' -f1)"
+if [ ! -x "$venv/bin/python" ] || [ "$(cat "$stamp" 2>/dev/null)" != "$want" ] \
+  || ! "$venv/bin/python" -c 'import netnskit, pytest, pytest_subprocess, mypy, ruff, sh, hypothesis' 2>/dev/null; then
   python3 -m venv "$venv"
   "$venv/bin/python" -m pip install -q --upgrade pip >/dev/null
   "$venv/bin/python" -m pip install -q -e "$root[test]"
+  echo "$want" >"$stamp"
 fi
 export PATH="$venv/bin:$PATH"
 cd "$root"
