@@ -18,7 +18,6 @@ WATCHED_SYSCTLS = (
     "net.ipv6.conf.all.forwarding",
 )
 
-_VOLATILE_LINK_KEYS = {"operstate", "linkmode", "stats", "stats64", "carrier_changes", "qdisc"}
 # Counts down on routes learnt from router advertisements or DHCP: not a change of the host.
 _VOLATILE_ROUTE_KEYS = {"expires"}
 _SAVE_NOISE = re.compile(r"^#.*$|\[\d+:\d+\]", re.MULTILINE)
