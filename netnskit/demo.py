@@ -15,7 +15,6 @@ from __future__ import annotations
 import contextlib
 import json
 import re
-import select
 import shlex
 import shutil
 import subprocess
@@ -23,14 +22,14 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Sequence
-from typing import IO, Any
+from typing import Any
 
 import attrs
 
 from netnskit.firewall import NatRule, PortForward
 from netnskit.link import Bridge, Link, Route, VethPair, addresses, links, neighbours, routes
 from netnskit.netns import Namespace
-from netnskit.runner import LiveRunner, Result, Runner
+from netnskit.runner import LiveRunner, Result, Runner, end_process, read_line
 from netnskit.sandbox import Sandbox
 from netnskit.snapshot import HostState
 
@@ -173,13 +172,6 @@ def icmp_echo_requests(runner: Runner, netns: str | None) -> int:
     return int(values[names.index("InEchos")])
 
 
-def _readline(stream: IO[str] | None, timeout: float) -> str:
-    if stream is None:
-        return ""
-    ready, _, _ = select.select([stream], [], [], timeout)
-    return stream.readline().strip() if ready else ""
-
-
 def _end(proc: subprocess.Popen[str]) -> str:
     """End a background process started in the sandbox (by its own handle); return its stderr."""
     if proc.poll() is None:
@@ -189,9 +181,7 @@ def _end(proc: subprocess.Popen[str]) -> str:
     if proc.stderr is not None:
         with contextlib.suppress(OSError, ValueError):
             err = proc.stderr.read()
-    for stream in (proc.stdout, proc.stderr):
-        if stream is not None:
-            stream.close()
+    end_process(proc)
     return err.strip()
 
 
@@ -217,7 +207,7 @@ def tcp_exchange(
     serve = _probe("serve", "--proto", "tcp", "--port", str(port), "--count", "1", "--timeout", str(timeout + 10))
     server = box.start(serve, netns=server_netns)
     try:
-        if _readline(server.stdout, 10) != "ready":
+        if read_line(server.stdout, 10) != "ready":
             return Exchange(False, "", None, f"the probe server did not start: {_end(server)}")
         connect = _probe("connect", "--proto", "tcp", "--timeout", str(timeout), address, str(port))
         result = box.runner.run(in_netns(client_netns, connect), timeout=timeout + 10)
@@ -225,7 +215,7 @@ def tcp_exchange(
         answer: dict[str, Any] = json.loads(lines[-1]) if lines else {"ok": False, "error": result.stderr.strip()}
         peer = None
         if answer.get("ok"):
-            line = _readline(server.stdout, 5)
+            line = read_line(server.stdout, 5)
             peer = str(json.loads(line)["peer"][0]) if line else None
         return Exchange(bool(answer.get("ok")), str(answer.get("reply", "")), peer, str(answer.get("error", "")))
     finally:
@@ -387,7 +377,7 @@ def check_fetch(
     got = http_fetch(runner, netns, url)
     seen = None
     if got.ok:
-        found = _ACCESS_LOG.match(_readline(server.stderr, 5))
+        found = _ACCESS_LOG.match(read_line(server.stderr, 5))
         seen = found.group(1) if found else None
     ok = got.ok and got.status == 200 and got.body == body and seen == peer
     evidence = f"HTTP {got.status} {got.body.strip()!r}; the server logged client {seen}" if got.ok else got.error
@@ -608,7 +598,7 @@ class Story:
                                  "--bind", "0.0.0.0", "--directory", self._webroot])
         self.out(f"  $ {shlex.join(argv)} &")
         self.web = self.box.start(argv)
-        if not _readline(self.web.stdout, 10).startswith("Serving HTTP"):
+        if not read_line(self.web.stdout, 10).startswith("Serving HTTP"):
             raise RuntimeError(f"the web server in blue did not start: {_end(self.web)}")
         return self.web
 

@@ -55,7 +55,6 @@ import ipaddress
 import json
 import os
 import re
-import select
 import socket
 import subprocess
 import sys
@@ -73,7 +72,7 @@ from netnskit.errors import NetnskitError, StepError, ValidationError
 from netnskit.firewall import Firewall, NatRule, PortForward, Rule, Sysctl
 from netnskit.link import AddressInfo, Bridge, LinkInfo, Neighbour, RouteInfo, VethPair, ip_argv, neighbours
 from netnskit.plan import Command, Executor, SerialExecutor, Step, render_script
-from netnskit.runner import LiveRunner, Runner
+from netnskit.runner import LiveRunner, Runner, end_process, read_line
 
 __all__ = [
     "CheckReport",
@@ -1382,24 +1381,12 @@ def _exchange(
         peer = json.loads(seen)["peer"][0] if seen.startswith("{") else "?"
         return Probe(kind, source or "host", label, True, f"{server_ns} saw peer {peer}")
     finally:
-        if server.poll() is None:
-            server.kill()
-        server.wait()
-        for stream in (getattr(server, "stdout", None), getattr(server, "stderr", None)):
-            if stream is not None:
-                stream.close()
+        end_process(server)
 
 
 def _readline(proc: subprocess.Popen[str], timeout: float) -> str:
-    if getattr(proc, "stdout", None) is None:
-        return ""  # a runner whose processes have no output pipe (a fake one)
-    assert proc.stdout is not None
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        ready, _, _ = select.select([proc.stdout], [], [], max(0.0, deadline - time.monotonic()))
-        if ready:
-            return proc.stdout.readline().strip()
-    return ""
+    # a runner's stand-in processes may have no output pipe (a fake one)
+    return read_line(getattr(proc, "stdout", None), timeout)
 
 
 _PROBE_PORT = 47001

@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import logging
 import os
+import select
 import shlex
 import subprocess
 from collections.abc import Iterable, Sequence
-from typing import Any, Protocol, runtime_checkable
+from typing import IO, Any, Protocol, runtime_checkable
 
 import attrs
 
@@ -26,9 +27,11 @@ __all__ = [
     "Runner",
     "ShRunner",
     "SshRunner",
+    "end_process",
     "netns_runner",
     "nsenter_runner",
     "package_for",
+    "read_line",
     "sudo_runner",
 ]
 
@@ -159,6 +162,24 @@ class LiveRunner:
             )
         except FileNotFoundError as exc:
             raise CommandNotFoundError(args[0], package_for(args[0])) from exc
+
+
+def read_line(stream: IO[str] | None, timeout: float) -> str:
+    """The next line of a started process's output, stripped; "" after ``timeout`` s, at EOF or without a pipe."""
+    if stream is None:
+        return ""
+    ready, _, _ = select.select([stream], [], [], max(0.0, timeout))
+    return stream.readline().strip() if ready else ""
+
+
+def end_process(proc: subprocess.Popen[str]) -> None:
+    """Kill a started process if it still runs, reap it and close its pipes (a stand-in may have none)."""
+    if proc.poll() is None:
+        proc.kill()
+    proc.wait()
+    for stream in (getattr(proc, "stdin", None), getattr(proc, "stdout", None), getattr(proc, "stderr", None)):
+        if stream is not None:
+            stream.close()
 
 
 def _text(data: bytes | str | None) -> str:

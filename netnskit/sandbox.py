@@ -23,7 +23,7 @@ from types import TracebackType
 
 from netnskit.errors import SandboxError
 from netnskit.netns import Namespace
-from netnskit.runner import LiveRunner, PrefixRunner, Result, nsenter_runner, package_for
+from netnskit.runner import LiveRunner, PrefixRunner, Result, end_process, nsenter_runner, package_for
 
 __all__ = ["Sandbox", "sandbox_problem"]
 
@@ -155,12 +155,7 @@ class Sandbox:
         if self._holder is None:
             return
         for proc in self._started:
-            if proc.poll() is None:
-                proc.kill()
-            proc.wait()
-            for stream in (proc.stdin, proc.stdout, proc.stderr):
-                if stream is not None:
-                    stream.close()
+            end_process(proc)
         self._started.clear()
         # Anything else still running in the sandbox's namespaces was started by us inside it.
         for pid in self.pids_inside():

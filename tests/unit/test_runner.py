@@ -30,7 +30,7 @@ from netnskit import (
     nsenter_runner,
     sudo_runner,
 )
-from netnskit.runner import package_for
+from netnskit.runner import end_process, package_for, read_line
 from netnskit.testing import FakeRunner
 
 MISSING = "/nonexistent/netnskit-test/ip"
@@ -186,6 +186,25 @@ def test_live_runner_survives_bytes_that_are_not_utf8():
     result = LiveRunner().run(["printf", r"a\377b\n"])
     assert result.ok
     assert result.stdout == "a\ufffdb\n"
+
+
+def test_read_line_then_end_process_on_a_real_process():
+    # A real, harmless process: one line, then silence until it is killed.
+    proc = LiveRunner().start(["sh", "-c", "echo ready; exec sleep 30"])
+    assert read_line(proc.stdout, 10) == "ready"
+    assert read_line(proc.stdout, 0.1) == ""  # nothing more came
+    end_process(proc)
+    assert proc.returncode == -9  # killed and reaped
+    assert proc.stdout is not None and proc.stdout.closed
+    assert proc.stderr is not None and proc.stderr.closed
+    end_process(proc)  # ending it again changes nothing
+
+
+def test_read_line_and_end_process_take_a_stand_in_without_pipes():
+    proc = FakeRunner().start(["sleep", "9"])
+    assert read_line(getattr(proc, "stdout", None), 5) == ""
+    end_process(proc)  # type: ignore[arg-type]
+    assert proc.returncode == -15
 
 
 def test_runners_satisfy_the_protocol():
