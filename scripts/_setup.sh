@@ -27,8 +27,12 @@ venv="$root/.venv"
 # Reinstall when pyproject.toml changed since the last install (new dependency, entry point, extra).
 stamp="$venv/.pyproject.sha256"
 want="$(sha256sum "$root/pyproject.toml" | cut -d' ' -f1)"
-if [ ! -x "$venv/bin/python" ] || [ "$(cat "$stamp" 2>/dev/null)" != "$want" ] \
-  || ! "$venv/bin/python" -c 'import netnskit, pytest, pytest_subprocess, mypy, ruff, sh, hypothesis' 2>/dev/null; then
+imports_ok() { "$venv/bin/python" -c 'import netnskit, pytest, pytest_subprocess, mypy, ruff, sh, hypothesis' 2>/dev/null; }
+# A working venv made before the stamp existed is taken as current (no reinstall, no network needed).
+if [ -x "$venv/bin/python" ] && [ ! -e "$stamp" ] && imports_ok; then
+  echo "$want" >"$stamp"
+fi
+if [ ! -x "$venv/bin/python" ] || [ "$(cat "$stamp" 2>/dev/null)" != "$want" ] || ! imports_ok; then
   python3 -m venv "$venv"
   "$venv/bin/python" -m pip install -q --upgrade pip >/dev/null
   "$venv/bin/python" -m pip install -q -e "$root[test]"
