@@ -226,13 +226,19 @@ def _link_groups(steps: Sequence[Step]) -> dict[str, str]:
     return found
 
 
+NETNS_RUN_DIR = "/run/netns"
+
+
 def _route(index: int, step: int, command: Command, link_ns: dict[str, frozenset[str]]) -> _Op:
     argv = command.argv
     if command.input is None and argv and argv[0] == "ip":
         parts = _ip_parts(argv)
         if parts is not None:
             netns, flags, words = parts
-            prefix = ("ip", *(("-n", netns) if netns is not None else ()), *flags)
+            # Inside a namespace: nsenter --net, not ip -n. ``ip -n`` also unshares a mount namespace
+            # (to remount /sys), which copies every mount, one per named namespace: O(N) per process.
+            enter = () if netns is None else ("nsenter", f"--net={NETNS_RUN_DIR}/{netns}", "--")
+            prefix = (*enter, "ip", *flags)
             touches: frozenset[str] = frozenset()
             creates = False
             if netns is None:

@@ -15,6 +15,11 @@ from netnskit.testing import FakeRunner
 GROUP = "77"
 
 
+
+def ns_batch(name: str) -> tuple[str, ...]:
+    """The argv of one namespace's batch: nsenter --net (not ip -n, which copies every mount)."""
+    return ("nsenter", f"--net=/run/netns/{name}", "--", "ip", "-batch", "-")
+
 def namespace_steps(name: str, index: int) -> list[Step]:
     """One namespace on bridge br0, interleaved host and namespace commands, as a Network would plan it."""
     host, inner = f"v{index}b", f"v{index}"
@@ -62,9 +67,9 @@ def test_an_interleaved_plan_becomes_one_host_batch_then_one_batch_per_namespace
     assert [[b.command for b in stage] for stage in stages] == [
         [Command(["ip", "-batch", "-"], input=HOST_UP)],
         [
-            Command(["ip", "-n", "red", "-batch", "-"],
+            Command(list(ns_batch("red")),
                     input="link set lo up\nlink set v0 up\naddr add 10.9.0.2/24 dev v0\n"),
-            Command(["ip", "-n", "blue", "-batch", "-"],
+            Command(list(ns_batch("blue")),
                     input="link set lo up\nlink set v1 up\naddr add 10.9.0.3/24 dev v1\n"),
             Command(["iptables-restore", "-w", "--noflush"], input=RESTORE_ADD),
         ],
@@ -76,8 +81,8 @@ def test_apply_runs_exactly_those_processes_in_order():
     BatchExecutor(workers=1).apply(plan(), fake)
     assert fake.argvs == [
         ["ip", "-batch", "-"],
-        ["ip", "-n", "red", "-batch", "-"],
-        ["ip", "-n", "blue", "-batch", "-"],
+        list(ns_batch("red")),
+        list(ns_batch("blue")),
         ["iptables-restore", "-w", "--noflush"],
     ]
     assert fake.inputs[0] == HOST_UP
@@ -89,13 +94,13 @@ def test_apply_in_parallel_runs_the_same_processes():
         fake = FakeRunner()
         BatchExecutor(workers=4, pipeline=pipeline).apply(plan(), fake)
         assert sorted(map(tuple, fake.argvs)) == sorted(
-            [("ip", "-batch", "-"), ("ip", "-n", "red", "-batch", "-"), ("ip", "-n", "blue", "-batch", "-"),
+            [("ip", "-batch", "-"), ns_batch("red"), ns_batch("blue"),
              ("iptables-restore", "-w", "--noflush")]
         )
         # a namespace's batch starts only after the host lines that make its veth
         host = fake.argvs.index(["ip", "-batch", "-"])
-        assert host < fake.argvs.index(["ip", "-n", "red", "-batch", "-"])
-        assert host < fake.argvs.index(["ip", "-n", "blue", "-batch", "-"])
+        assert host < fake.argvs.index(list(ns_batch("red")))
+        assert host < fake.argvs.index(list(ns_batch("blue")))
 
 
 def test_a_pipelined_host_batch_is_cut_in_chunks_and_namespaces_start_as_their_veth_is_made():
@@ -105,12 +110,12 @@ def test_a_pipelined_host_batch_is_cut_in_chunks_and_namespaces_start_as_their_v
     hosts = [i for i, argv in enumerate(fake.argvs) if argv == ["ip", "-batch", "-"]]
     assert [fake.inputs[i].count("\n") for i in hosts] == [4, 4, 4, 4]  # type: ignore[union-attr]
     # n0 and n1 are made by the first chunk: their batches may start before the last chunk runs
-    assert len([a for a in fake.argvs if a[:2] == ["ip", "-n"]]) == 8
+    assert len([a for a in fake.argvs if a[0] == "nsenter" and a[-3:] == ["ip", "-batch", "-"]]) == 8
 
 
 def test_a_failing_namespace_line_names_its_step_command_and_message_then_rolls_back():
     fake = FakeRunner()
-    fake.fail(["ip", "-n", "blue", "-batch", "-"], "Error: ipv4: Address already assigned.\nCommand failed -:3\n")
+    fake.fail(list(ns_batch("blue")), "Error: ipv4: Address already assigned.\nCommand failed -:3\n")
     fake.on(["ip", "-j", "link", "show", "group", GROUP], stdout=json.dumps(
         [{}, {"ifname": "br0"}, {"ifname": "v0b"}, {"ifname": "v1b"}]))
     with pytest.raises(StepError) as info:
@@ -271,7 +276,7 @@ def test_batch_records_which_plan_commands_each_process_carries():
 def test_undo_batches_skip_commands_inside_namespaces_the_teardown_deletes():
     stages = batches(plan(), undo=True)
     flat = [b.command for stage in stages for b in stage]
-    assert not any(c.argv[:2] == ("ip", "-n") for c in flat)
+    assert not any(c.argv[:2] == ("ip", "-n") or c.argv[0] == "nsenter" for c in flat)
     assert Command(["ip", "-force", "-batch", "-"],
                    input="link del v1b\nnetns del blue\nlink del v0b\nnetns del red\nlink del br0\n") in flat
 
@@ -320,7 +325,7 @@ class TimesOut(FakeRunner):
     """A runner that raises CommandTimeoutError for blue's batch, as LiveRunner does."""
 
     def run(self, argv, *, input=None, timeout=None):  # type: ignore[no-untyped-def]
-        if list(argv) == ["ip", "-n", "blue", "-batch", "-"]:
+        if list(argv) == list(ns_batch("blue")):
             from netnskit.errors import CommandTimeoutError
 
             self.calls.append(list(argv))
@@ -349,7 +354,7 @@ class WaitsForFirstNamespace(FakeRunner):
         self.saw_n0_early: list[bool] = []
 
     def run(self, argv, *, input=None, timeout=None):  # type: ignore[no-untyped-def]
-        if list(argv[:3]) == ["ip", "-n", "n0"]:
+        if list(argv[:3]) == ["ip", "-n", "n0"] or list(argv[:2]) == ["nsenter", "--net=/run/netns/n0"]:
             self.n0_started.set()
         elif list(argv) == ["ip", "-batch", "-"]:
             self.host_chunks += 1
