@@ -464,13 +464,6 @@ def _undo_ops(steps: Sequence[Step], link_ns: dict[str, frozenset[str]]) -> list
     return kept
 
 
-def _gone(exc: CommandError) -> bool:
-    low = exc.stderr.lower()
-    return isinstance(exc, NotFoundError) or any(
-        s in low for s in ("no such process", "cannot find", "no such device")
-    )
-
-
 @attrs.define
 class _Outcome:
     """What running some batches did: ops done, and each failed op's error text."""
@@ -564,7 +557,7 @@ class BatchExecutor:
         failures: list[str] = []
         for op, message in sorted(failed_ops.values(), key=lambda item: item[0].index):
             error = error_for(op.command.argv, 1, "", message, f"undoing {_description(steps, op)}")
-            (gone if _gone(error) else failures).append(str(error))
+            (gone if isinstance(error, NotFoundError) else failures).append(str(error))
         return gone, failures
 
     def _group_deletes(

@@ -142,7 +142,7 @@ _STDERR_CLASSES: tuple[tuple[str, type[CommandError]], ...] = (
     ("file exists", AlreadyExistsError),
     ("already assigned", AlreadyExistsError),
     ("chain already exists", AlreadyExistsError),
-    ("cannot find device", NotFoundError),
+    ("cannot find", NotFoundError),  # "Cannot find device", and iproute2's other "Cannot find ..."
     ("no such device", NotFoundError),  # ENODEV: e.g. `ip link del group G` after the kernel removed its links
     ("no such file or directory", NotFoundError),
     ("does not exist", NotFoundError),

@@ -14,7 +14,7 @@ from typing import Any
 import attrs
 
 from netnskit import _validate as v
-from netnskit.errors import AlreadyExistsError, CommandError, NotFoundError, ValidationError
+from netnskit.errors import AlreadyExistsError, NotFoundError, ValidationError
 from netnskit.runner import LiveRunner, Result, Runner
 
 __all__ = [
@@ -388,12 +388,8 @@ class Route:
         """Delete the route; ``missing_ok`` accepts one already gone."""
         try:
             _run(self.runner, self.delete_argv(), f"deleting route {' '.join(self._spec())} {_where(self.netns)}")
-        except NotFoundError:
+        except NotFoundError:  # iproute2 says "No such process" (ESRCH) for a missing route
             if not missing_ok:
-                raise
-        except CommandError as exc:
-            # iproute2 says "No such process" (ESRCH) for a missing route
-            if not (missing_ok and "no such process" in exc.stderr.lower()):
                 raise
 
 

@@ -79,11 +79,6 @@ class Executor(Protocol):
         ...
 
 
-def _gone(exc: CommandError) -> bool:
-    low = exc.stderr.lower()
-    return isinstance(exc, NotFoundError) or "no such process" in low or "cannot find" in low
-
-
 def undo_all(steps: Sequence[Step], runner: Runner) -> tuple[list[str], list[str]]:
     """Run the undo commands of ``steps`` in reverse; returns (already gone, real failures)."""
     gone: list[str] = []
@@ -93,7 +88,7 @@ def undo_all(steps: Sequence[Step], runner: Runner) -> tuple[list[str], list[str
             try:
                 command.run(runner).check(f"undoing {step.description}")
             except CommandError as exc:
-                (gone if _gone(exc) else failed).append(str(exc))
+                (gone if isinstance(exc, NotFoundError) else failed).append(str(exc))
     return gone, failed
 
 
