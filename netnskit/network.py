@@ -71,6 +71,7 @@ from netnskit import _validate as v
 from netnskit.errors import NetnskitError, StepError, ValidationError
 from netnskit.firewall import Firewall, NatRule, PortForward, Rule, Sysctl
 from netnskit.link import AddressInfo, Bridge, LinkInfo, Neighbour, RouteInfo, VethPair, ip_argv, neighbours
+from netnskit.netns import Namespace
 from netnskit.plan import Command, Executor, SerialExecutor, Step, render_script
 from netnskit.runner import LiveRunner, Runner, end_process, read_line
 
@@ -1336,11 +1337,14 @@ def _cleanup(run: Runner, executor: Executor | None) -> Teardown:
 # --- check ----------------------------------------------------------------------------------
 
 
+def _inside(netns: str | None, argv: list[str]) -> list[str]:
+    """``argv`` run inside ``netns`` (``ip netns exec``), or on the host for None."""
+    return argv if netns is None else Namespace(netns).exec_argv(argv)
+
+
 def _ping(net: Network, source: str | None, target: IPv4Address, timeout: float) -> Probe:
-    argv = ["ping", "-n", "-c", "1", "-W", str(max(1, int(timeout)))]
-    if source is not None:
-        argv = ["ip", "netns", "exec", source, *argv]
-    result = net.runner.run([*argv, str(target)], timeout=timeout + 5)
+    argv = _inside(source, ["ping", "-n", "-c", "1", "-W", str(max(1, int(timeout))), str(target)])
+    result = net.runner.run(argv, timeout=timeout + 5)
     detail = "" if result.ok else (result.stdout.strip().splitlines() or [result.stderr.strip()])[-1]
     return Probe("ping", source or "host", str(target), result.ok, detail)
 
@@ -1363,7 +1367,7 @@ def _exchange(
         return Probe(kind, source or "host", label, False, "the runner cannot start a probe server")
     serve = [sys.executable, "-m", "netnskit.probe", "serve", "--proto", "tcp", "--port", str(server_port or port)]
     serve += ["--count", "1", "--timeout", str(max(10.0, timeout + 3) + timeout)]
-    server: subprocess.Popen[str] = start(["ip", "netns", "exec", server_ns, *serve])
+    server: subprocess.Popen[str] = start(_inside(server_ns, serve))
     try:
         if _readline(server, max(10.0, timeout + 3)) != "ready":
             stderr = getattr(server, "stderr", None)
@@ -1372,9 +1376,7 @@ def _exchange(
             return Probe(kind, source or "host", label, False, why)
         connect = [sys.executable, "-m", "netnskit.probe", "connect", "--proto", "tcp", str(target), str(port)]
         connect += ["--timeout", str(timeout)]
-        if source is not None:
-            connect = ["ip", "netns", "exec", source, *connect]
-        result = net.runner.run(connect, timeout=timeout + 10)
+        result = net.runner.run(_inside(source, connect), timeout=timeout + 10)
         if not result.ok:
             return Probe(kind, source or "host", label, False, result.stdout.strip() or result.stderr.strip())
         seen = _readline(server, timeout)
