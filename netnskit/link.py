@@ -60,6 +60,12 @@ def _group(value: object) -> int | None:
     return value
 
 
+def _opt_flag(value: object) -> bool | None:
+    if value is not None and not isinstance(value, bool):
+        raise ValidationError("multicast snooping", value, "must be true, false or None (the kernel's default)")
+    return value
+
+
 @attrs.frozen
 class Link:
     """An existing interface on the host or in a namespace: up/down, addresses, master."""
@@ -261,16 +267,20 @@ class Bridge:
     name: str = attrs.field(converter=v.ifname)
     netns: str | None = attrs.field(default=None, converter=v.optional_netns)
     group: int | None = attrs.field(default=None, converter=_group)
+    mcast_snooping: bool | None = attrs.field(default=None, converter=_opt_flag)
     runner: Runner = _runner_field()
 
     def create_argv(self, *, up: bool = False) -> list[str]:
-        """``ip link add name NAME [group G] [up] type bridge``."""
+        """``ip link add name NAME [group G] [up] type bridge [mcast_snooping 0|1]``."""
         argv = ip_argv(self.netns, "link", "add", "name", self.name)
         if self.group is not None:
             argv += ["group", str(self.group)]
         if up:
             argv.append("up")
-        return [*argv, "type", "bridge"]
+        argv += ["type", "bridge"]
+        if self.mcast_snooping is not None:
+            argv += ["mcast_snooping", "1" if self.mcast_snooping else "0"]
+        return argv
 
     def attach_argv(self, ifname: str) -> list[str]:
         """``ip link set IFNAME master NAME``."""

@@ -35,6 +35,18 @@ links the network creates, so routing works without NAT; it goes with those link
 sets ``net.ipv4.ip_forward`` for masquerade and forwards, and its sweep puts the old value back.
 IPv4 only for now.
 
+Two bridge-wide choices make a network of many namespaces cost the same per namespace at any size
+(measured in ``benchmarks/bench_netns.py``; both can be turned back on):
+
+- ``ipv6_link_local=False`` (the default): each namespace end gets ``addrgenmode none`` before it
+  comes up, so it has no IPv6 link-local address and sends no IPv6 duplicate-address probe, router
+  solicitation or MLD report. The bridge floods those to every port, so with N namespaces each one
+  costs O(N) and bring-up O(N²). The network is IPv4 only, as Docker's IPv4-only networks, which
+  disable IPv6 on the container's interface. ``lo`` keeps ``::1``.
+- ``multicast_snooping=False`` (the default): the bridge is made with ``mcast_snooping 0`` and
+  floods multicast like a plain switch. With snooping on, every port that comes up or goes
+  re-arms the multicast timers of every other port (O(N²) at bring-up and teardown).
+
 Concurrency: with a :class:`~netnskit.runner.LiveRunner` (commands run in this process's own
 namespaces, as from the command line), ``up``, ``down`` and ``cleanup`` hold two locks, both
 released by the kernel if the process dies: a per-network claim (an abstract unix socket named
@@ -594,6 +606,8 @@ class Network:
     links: tuple[LinkSpec, ...] = attrs.field(default=(), converter=_links)
     routes: tuple[RouteSpec, ...] = attrs.field(default=(), converter=_routes)
     group: int = attrs.field(converter=_group_field)
+    ipv6_link_local: bool = attrs.field(default=False, converter=_flag)
+    multicast_snooping: bool = attrs.field(default=False, converter=_flag)
     runner: Runner = attrs.field(factory=LiveRunner, eq=False, repr=False, kw_only=True)
 
     @group.default
@@ -955,7 +969,7 @@ def _entries(net: Network) -> list[tuple[Step, Callable[[_Facts], bool]]]:
             )
 
     # the bridge and the host's gateway address on it
-    bridge = Bridge(net.bridge, group=net.group)
+    bridge = Bridge(net.bridge, group=net.group, mcast_snooping=net.multicast_snooping)
     add(
         f"create bridge {net.bridge} (link group {net.group})",
         [bridge.create_argv(up=True)],
@@ -988,9 +1002,10 @@ def _entries(net: Network) -> list[tuple[Step, Callable[[_Facts], bool]]]:
             link_there(None, ns.host_ifname),
         )
         mark_link(ns.host_ifname)
+        quiet = [] if net.ipv6_link_local else [ip_argv(ns.name, "link", "set", ns.ifname, "addrgenmode", "none")]
         add(
-            f"bring up {ns.ifname} in {ns.name}",
-            [ip_argv(ns.name, "link", "set", ns.ifname, "up")],
+            f"bring up {ns.ifname} in {ns.name}" + ("" if net.ipv6_link_local else " (no IPv6 link-local address)"),
+            [*quiet, ip_argv(ns.name, "link", "set", ns.ifname, "up")],
             [ip_argv(ns.name, "link", "set", ns.ifname, "down")],
             link_up(ns.name, ns.ifname),
         )
@@ -1459,6 +1474,8 @@ _KEYS: dict[str, dict[str, tuple[type | tuple[type, ...], bool]]] = {
         "gateway": (str, True),
         "masquerade": (bool, False),
         "group": (int, False),
+        "ipv6_link_local": (bool, False),
+        "multicast_snooping": (bool, False),
     },
     "namespace": {
         "name": (str, True),

@@ -116,6 +116,34 @@ def test_seed_up_check_down_leaves_the_host_identical(sandbox: Sandbox, executor
     assert HostState.capture(sandbox.runner).diff(before) == []
 
 
+@pytest.mark.parametrize("executor", EXECUTORS)
+@pytest.mark.parametrize("keep", [False, True], ids=["defaults", "ipv6-and-snooping-kept"])
+def test_ipv6_link_local_and_multicast_snooping_as_chosen(
+    sandbox: Sandbox, executor: type[Executor], keep: bool
+) -> None:
+    before = HostState.capture(sandbox.runner)
+    net = Network(name="v6", bridge="br-v6", subnet="10.77.0.0/24", gateway="10.77.0.1",
+                  namespaces=[{"name": "a", "host_ifname": "v6-a"}, {"name": "b", "host_ifname": "v6-b"}],
+                  ipv6_link_local=keep, multicast_snooping=keep, runner=sandbox.runner)
+    net.up(executor=executor())
+    bridge = j(sandbox, "ip", "-d", "-j", "link", "show", "br-v6")[0]
+    assert bridge["linkinfo"]["info_data"]["mcast_snooping"] == (1 if keep else 0)
+    for name in ("a", "b"):
+        link = j(sandbox, "ip", "-n", name, "-d", "-j", "link", "show", "eth0")[0]
+        assert link["inet6_addr_gen_mode"] == ("eui64" if keep else "none")
+        assert link["operstate"] == "UP"
+        families = sorted(a["family"] for a in j(sandbox, "ip", "-n", name, "-j", "addr", "show", "dev", "eth0")[0]
+                          ["addr_info"])
+        assert families == (["inet", "inet6"] if keep else ["inet"])
+        # lo keeps ::1 either way
+        lo = j(sandbox, "ip", "-n", name, "-j", "addr", "show", "dev", "lo")[0]["addr_info"]
+        assert "::1" in [a["local"] for a in lo]
+    ping = sandbox.namespace("a").exec(["ping", "-c", "1", "-W", "2", "10.77.0.3"])
+    assert ping.ok and " 0% packet loss" in ping.stdout
+    net.down(executor=executor())
+    assert HostState.capture(sandbox.runner).diff(before) == []
+
+
 def test_up_twice_changes_nothing_the_second_time(sandbox: Sandbox) -> None:
     before = HostState.capture(sandbox.runner)
     net = Network.from_toml(SEED, runner=sandbox.runner)

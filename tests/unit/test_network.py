@@ -8,6 +8,7 @@ import re
 import tomllib
 from pathlib import Path
 
+import attrs
 import pytest
 
 import netnskit
@@ -148,14 +149,15 @@ def test_small_plan_exact_commands() -> None:
     assert [[c.argv for c in s.do] for s in steps] == [
         [("ip", "netns", "add", "a")],
         [("ip", "-n", "a", "link", "set", "lo", "up", "alias", "netnskit:t1")],
-        [("ip", "link", "add", "name", "br-t1", "group", str(G), "up", "type", "bridge")],
+        [("ip", "link", "add", "name", "br-t1", "group", str(G), "up", "type", "bridge", "mcast_snooping", "0")],
         [("ip", "link", "set", "br-t1", "alias", "netnskit:t1")],
         [("ip", "addr", "add", "10.9.0.1/24", "dev", "br-t1")],
         [("sysctl", "-w", "net/ipv4/conf/br-t1/forwarding=1")],
         [("ip", "link", "add", "veth-a", "group", str(G), "up", "master", "br-t1",
           "type", "veth", "peer", "name", "eth0", "netns", "a")],
         [("ip", "link", "set", "veth-a", "alias", "netnskit:t1")],
-        [("ip", "-n", "a", "link", "set", "eth0", "up")],
+        [("ip", "-n", "a", "link", "set", "eth0", "addrgenmode", "none"),
+         ("ip", "-n", "a", "link", "set", "eth0", "up")],
         [("ip", "-n", "a", "addr", "add", "10.9.0.2/24", "dev", "eth0")],
         [("ip", "-n", "a", "route", "add", "default", "via", "10.9.0.1")],
     ]
@@ -172,6 +174,28 @@ def test_small_plan_exact_commands() -> None:
         [("ip", "-n", "a", "addr", "del", "10.9.0.2/24", "dev", "eth0")],
         [("ip", "-n", "a", "route", "del", "default", "via", "10.9.0.1")],
     ]
+
+
+def test_ipv6_link_local_and_multicast_snooping_can_be_kept() -> None:
+    net = attrs.evolve(small(FakeRunner()), ipv6_link_local=True, multicast_snooping=True)
+    steps = net.plan()
+    assert [c.argv for c in steps[2].do] == [
+        ("ip", "link", "add", "name", "br-t1", "group", str(G), "up", "type", "bridge", "mcast_snooping", "1")
+    ]
+    assert [c.argv for c in steps[8].do] == [("ip", "-n", "a", "link", "set", "eth0", "up")]
+    assert steps[8].description == "bring up eth0 in a"
+
+
+@pytest.mark.parametrize("key", ["ipv6_link_local", "multicast_snooping"])
+def test_bridge_choices_from_toml_must_be_booleans(tmp_path: Path, key: str) -> None:
+    path = tmp_path / "net.toml"
+    head = '[network]\nname = "t"\nbridge = "br-t"\nsubnet = "10.9.0.0/24"\ngateway = "10.9.0.1"\n'
+    path.write_text(f'{head}{key} = "yes"\n')
+    with pytest.raises(ConfigError) as info:
+        Network.from_toml(path)
+    assert f"network.{key}" in str(info.value) and "true or false" in str(info.value)
+    path.write_text(path.read_text().replace('"yes"', "true"))
+    assert getattr(Network.from_toml(path, runner=FakeRunner()), key) is True
 
 
 def test_seed_plan_has_no_duplicate_interface_per_place() -> None:
@@ -523,7 +547,8 @@ def test_cli_failed_step_is_one_line(cli_fake: FakeRunner, capsys: pytest.Captur
     from netnskit.cli import main
 
     script_empty_host(cli_fake)
-    cli_fake.fail(["ip", "link", "add", "name", "v-net-0", *["group", "237438951", "up", "type", "bridge"]],
+    cli_fake.fail(["ip", "link", "add", "name", "v-net-0", *["group", "237438951", "up", "type", "bridge"],
+                   "mcast_snooping", "0"],
                   STDERR["not_permitted"], returncode=2)
     assert main(["up", str(SEED)]) == 1
     err = capsys.readouterr().err

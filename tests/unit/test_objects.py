@@ -749,3 +749,17 @@ def test_readers_validate_the_namespace_first(fake, reader):
 def test_ip_argv():
     assert link_mod.ip_argv(None, "link") == ["ip", "link"]
     assert link_mod.ip_argv("red", "link") == ["ip", "-n", "red", "link"]
+
+
+@pytest.mark.parametrize(
+    ("snooping", "tail"), [(None, []), (False, ["mcast_snooping", "0"]), (True, ["mcast_snooping", "1"])]
+)
+def test_bridge_mcast_snooping_argv(snooping: bool | None, tail: list[str]) -> None:
+    bridge = Bridge("br0", group=7, mcast_snooping=snooping)
+    head = ["ip", "link", "add", "name", "br0", "group", "7", "up", "type", "bridge"]
+    assert bridge.create_argv(up=True) == [*head, *tail]
+
+
+def test_bridge_mcast_snooping_must_be_a_flag() -> None:
+    with pytest.raises(ValidationError, match="multicast snooping"):
+        Bridge("br0", mcast_snooping="off")  # type: ignore[arg-type]

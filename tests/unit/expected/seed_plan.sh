@@ -48,7 +48,7 @@ ip -n internet link set lo up alias netnskit:seed
 ip netns exec lan sysctl -w net.ipv4.ip_forward=1
 
 # step 14: create bridge v-net-0 (link group 237438951)
-ip link add name v-net-0 group 237438951 up type bridge
+ip link add name v-net-0 group 237438951 up type bridge mcast_snooping 0
 #   undo: ip link del v-net-0
 
 # step 15: mark v-net-0 as netnskit:seed
@@ -68,7 +68,8 @@ ip link add veth-red group 237438951 up master v-net-0 type veth peer name eth0 
 # step 19: mark veth-red as netnskit:seed
 ip link set veth-red alias netnskit:seed
 
-# step 20: bring up eth0 in red
+# step 20: bring up eth0 in red (no IPv6 link-local address)
+ip -n red link set eth0 addrgenmode none
 ip -n red link set eth0 up
 #   undo: ip -n red link set eth0 down
 
@@ -87,7 +88,8 @@ ip link add veth-blue group 237438951 up master v-net-0 type veth peer name eth0
 # step 24: mark veth-blue as netnskit:seed
 ip link set veth-blue alias netnskit:seed
 
-# step 25: bring up eth0 in blue
+# step 25: bring up eth0 in blue (no IPv6 link-local address)
+ip -n blue link set eth0 addrgenmode none
 ip -n blue link set eth0 up
 #   undo: ip -n blue link set eth0 down
 
@@ -106,7 +108,8 @@ ip link add veth-orange group 237438951 up master v-net-0 type veth peer name et
 # step 29: mark veth-orange as netnskit:seed
 ip link set veth-orange alias netnskit:seed
 
-# step 30: bring up eth0 in orange
+# step 30: bring up eth0 in orange (no IPv6 link-local address)
+ip -n orange link set eth0 addrgenmode none
 ip -n orange link set eth0 up
 #   undo: ip -n orange link set eth0 down
 
@@ -125,7 +128,8 @@ ip link add veth-gray group 237438951 up master v-net-0 type veth peer name eth0
 # step 34: mark veth-gray as netnskit:seed
 ip link set veth-gray alias netnskit:seed
 
-# step 35: bring up eth0 in gray
+# step 35: bring up eth0 in gray (no IPv6 link-local address)
+ip -n gray link set eth0 addrgenmode none
 ip -n gray link set eth0 up
 #   undo: ip -n gray link set eth0 down
 
