@@ -26,9 +26,16 @@ rules are netnskit.firewall's: its own chains, hairpin and loopback paths). The 
   firewall restore and sysctls; teardown ``ip link del group G``, one ``ip -batch`` of
   ``netns del``, the plan's undo restore and sysctls.
 
-Each run is its own process (so peak memory is its own) making its own sandbox; the figures are
-medians over ``--repeat`` runs. Process counts: the processes each way starts (runner calls; for
-bash, bash and one per command; for pyroute2, its forks plus one per iptables command).
+Each run has its own fresh sandbox and its own process (so peak memory is its own): the driver
+makes the sandbox and starts the run's process inside it (:meth:`Sandbox.enter_argv`, one
+``nsenter`` for the whole run); that process runs every command directly with a plain
+:class:`LiveRunner`, as a user on a host would, with no ``nsenter`` per command. It refuses to
+start unless its network and mount namespaces are the sandbox's, not the real host's. After each
+run's sandbox is closed the driver waits until the CPUs are mostly idle (the kernel frees deleted
+namespaces after ``ip netns del`` has returned, and that work would slow the next run), and prints
+how long it waited; each run records the load average at its start. The figures are medians over
+``--repeat`` runs. Process counts: the processes each way starts (runner calls; for bash, bash and
+one per command; for pyroute2, its forks plus one per iptables command).
 """
 
 from __future__ import annotations
@@ -52,7 +59,7 @@ from netnskit.firewall import Backend, NatRule, PortForward, Rule
 from netnskit.link import Bridge, Route, VethPair
 from netnskit.netns import Namespace
 from netnskit.plan import Command, SerialExecutor, Step, render_script
-from netnskit.runner import Result, Runner
+from netnskit.runner import LiveRunner, Result, Runner
 from netnskit.sandbox import Sandbox
 
 WAYS = ("netnskit", "executor", "serial", "bash", "pyroute2", "reference")
@@ -61,6 +68,8 @@ GROUP = 4242
 SUBNET = ipaddress.ip_network("10.88.0.0/16")
 GATEWAY = ipaddress.ip_address("10.88.0.1")
 OWNER = "bench"
+# The driver tells each run which namespaces are the real host's and which the sandbox's.
+HOST_NET, HOST_MNT, SANDBOX_NET = "BENCH_HOST_NET", "BENCH_HOST_MNT", "BENCH_SANDBOX_NET"
 
 
 def address(i: int) -> ipaddress.IPv4Address:
@@ -210,49 +219,49 @@ def expect(n: int, found: dict[str, int], up: bool, rules: int) -> str:
 # --- the ways -------------------------------------------------------------------------------
 
 
-def timed(n: int, box: Sandbox, up: Any, down: Any, rules: int) -> dict[str, Any]:
+def timed(n: int, runner: Runner, up: Any, down: Any, rules: int) -> dict[str, Any]:
     """Time ``up()`` then ``down()``, checking what each left (outside the timings)."""
     t0 = time.perf_counter()
     up()
     t1 = time.perf_counter()
-    problem = expect(n, census(box.runner), True, rules)
+    problem = expect(n, census(runner), True, rules)
     t2 = time.perf_counter()
     down()
     t3 = time.perf_counter()
-    problem += expect(n, census(box.runner), False, rules)
+    problem += expect(n, census(runner), False, rules)
     return {"up": t1 - t0, "down": t3 - t2, "problem": problem}
 
 
-def run_network(n: int, box: Sandbox, executor: Any) -> dict[str, Any]:
+def run_network(n: int, live: Runner, executor: Any) -> dict[str, Any]:
     """netnskit's own ``Network.up()``/``down()`` (reading the host included) with ``executor``."""
-    runner = CountingRunner(box.runner)
+    runner = CountingRunner(live)
     net = network(n, runner)
     if net is None:
-        return run_executor(executor, n, box)
+        return run_executor(executor, n, live)
     counts: list[int] = []
-    result = timed(n, box, lambda: (net.up(executor), counts.append(len(runner.calls))),
+    result = timed(n, live, lambda: (net.up(executor), counts.append(len(runner.calls))),
                    lambda: net.down(executor), plan_rules(net.plan()))
     return {**result, "procs_up": counts[0], "procs_down": len(runner.calls) - counts[0]}
 
 
-def run_executor(executor: Any, n: int, box: Sandbox) -> dict[str, Any]:
+def run_executor(executor: Any, n: int, live: Runner) -> dict[str, Any]:
     """The plan applied and removed by ``executor`` alone (``apply``/``remove``)."""
     plan = network_plan(n)
-    runner = CountingRunner(box.runner)
+    runner = CountingRunner(live)
     counts: list[int] = []
-    result = timed(n, box, lambda: (executor.apply(plan, runner), counts.append(len(runner.calls))),
+    result = timed(n, live, lambda: (executor.apply(plan, runner), counts.append(len(runner.calls))),
                    lambda: executor.remove(plan, runner), plan_rules(plan))
     return {**result, "procs_up": counts[0], "procs_down": len(runner.calls) - counts[0]}
 
 
-def run_bash(n: int, box: Sandbox) -> dict[str, Any]:
+def run_bash(n: int, runner: Runner) -> dict[str, Any]:
     """The script ``render_script`` prints, and the undo commands in reverse, each run by bash."""
     plan = network_plan(n)
     up_script, down_script = render_script(plan), teardown_script(plan)
     # a whole script is one command for the runner: give it more than the default 60 s
-    result = timed(n, box,
-                   lambda: box.runner.run(["bash", "-s"], input=up_script, timeout=3600).check("running the script"),
-                   lambda: box.runner.run(["bash", "-s"], input=down_script, timeout=3600), plan_rules(plan))
+    result = timed(n, runner,
+                   lambda: runner.run(["bash", "-s"], input=up_script, timeout=3600).check("running the script"),
+                   lambda: runner.run(["bash", "-s"], input=down_script, timeout=3600), plan_rules(plan))
     up_cmds = sum(len(s.do) for s in plan)
     down_cmds = sum(len(s.undo) for s in plan)
     return {**result, "procs_up": 1 + up_cmds, "procs_down": 1 + down_cmds}
@@ -294,32 +303,27 @@ def reference_commands(n: int) -> tuple[list[Command], list[Command]]:
     return up, down
 
 
-def run_reference(n: int, box: Sandbox) -> dict[str, Any]:
+def run_reference(n: int, runner: Runner) -> dict[str, Any]:
     """The hand-written cheaper-operations batch, one process after another."""
     up, down = reference_commands(n)
 
     def run_all(commands: list[Command], what: str) -> None:
         for command in commands:
-            command.run(box.runner).check(what)
+            command.run(runner).check(what)
 
-    result = timed(n, box, lambda: run_all(up, "reference bring-up"), lambda: run_all(down, "reference teardown"),
+    result = timed(n, runner, lambda: run_all(up, "reference bring-up"), lambda: run_all(down, "reference teardown"),
                    plan_rules(network_plan(n)))
     return {**result, "procs_up": len(up), "procs_down": len(down)}
 
 
-def run_pyroute2(n: int, box: Sandbox) -> dict[str, Any]:
-    """pyroute2 works in its own process's namespaces: run it inside the sandbox with nsenter."""
+def run_pyroute2(n: int, runner: Runner) -> dict[str, Any]:
+    """pyroute2 works in its own process's namespaces: this run's process, already inside the sandbox."""
     try:
         import pyroute2  # noqa: F401
     except ImportError:
         return {"skipped": "pyroute2 is not installed (pip install 'netnskit[bench]')"}
-    argv = ["nsenter", f"--target={box.pid}", "--net", "--mount", "--",
-            sys.executable, __file__, "--pyroute2-inner", str(n)]
-    done = subprocess.run(argv, capture_output=True, text=True, check=False)
-    if done.returncode != 0:
-        return {"skipped": f"pyroute2 run failed: {done.stderr.strip()[-400:]}"}
-    result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
-    result["problem"] = expect(n, census(box.runner), False, 0)
+    result = pyroute2_inner(n)
+    result["problem"] = expect(n, census(runner), False, 0)
     return result
 
 
@@ -346,11 +350,9 @@ def pyroute2_inner(n: int) -> dict[str, Any]:
     """Inside the sandbox: pyroute2's usual API for the same topology, timed.
 
     Rules: the plan's own, one ``iptables`` process per rule (pyroute2 has no iptables API);
-    sysctls written to /proc/sys directly.
+    sysctls written to /proc/sys directly. Forks are counted while it runs.
     """
     import multiprocessing
-
-    from pyroute2 import IPRoute, netns
 
     forks = [0]
     real_fork, real_start = os.fork, multiprocessing.Process.start
@@ -365,6 +367,15 @@ def pyroute2_inner(n: int) -> dict[str, Any]:
 
     os.fork = fork
     multiprocessing.Process.start = start  # type: ignore[method-assign]
+    try:
+        return _pyroute2_timed(n, forks)
+    finally:
+        os.fork = real_fork
+        multiprocessing.Process.start = real_start  # type: ignore[method-assign]
+
+
+def _pyroute2_timed(n: int, forks: list[int]) -> dict[str, Any]:
+    from pyroute2 import IPRoute, netns
 
     plan = network_plan(n)
     group = int(_group_of(plan))
@@ -416,24 +427,44 @@ def pyroute2_inner(n: int) -> dict[str, Any]:
             "rss_child_kb": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss}
 
 
+def _ns(kind: str, pid: int | str = "self") -> str:
+    return os.readlink(f"/proc/{pid}/ns/{kind}")
+
+
+def inside_problem() -> str | None:
+    """Why this process is not inside the run's sandbox (None if it is): it must never touch the real host."""
+    host_net, host_mnt, box_net = (os.environ.get(k) for k in (HOST_NET, HOST_MNT, SANDBOX_NET))
+    if not (host_net and host_mnt and box_net):
+        return f"a run starts only inside a sandbox, from the driver ({HOST_NET} etc. are not set)"
+    net, mnt = _ns("net"), _ns("mnt")
+    if net == host_net or mnt == host_mnt:
+        return f"this process shares the real host's namespaces ({net}, {mnt})"
+    if net != box_net:
+        return f"this process is in network namespace {net}, not the sandbox's {box_net}"
+    return None
+
+
 def worker(way: str, n: int, workers: int | None) -> dict[str, Any]:
-    """One run of one way, in a fresh sandbox."""
+    """One run of one way, in this process, which the driver started inside a fresh sandbox."""
+    problem = inside_problem()
+    if problem:
+        raise SystemExit(f"refusing to run: {problem}")
+    live = LiveRunner()
     batch = BatchExecutor() if workers is None else BatchExecutor(workers=workers)
-    with Sandbox() as box:
-        if way == "netnskit":
-            result = run_network(n, box, batch)
-        elif way == "executor":
-            result = run_executor(batch, n, box)
-        elif way == "serial":
-            result = run_executor(SerialExecutor(), n, box)
-        elif way == "bash":
-            result = run_bash(n, box)
-        elif way == "reference":
-            result = run_reference(n, box)
-        elif way == "pyroute2":
-            result = run_pyroute2(n, box)
-        else:
-            raise SystemExit(f"unknown way {way!r}")
+    if way == "netnskit":
+        result = run_network(n, live, batch)
+    elif way == "executor":
+        result = run_executor(batch, n, live)
+    elif way == "serial":
+        result = run_executor(SerialExecutor(), n, live)
+    elif way == "bash":
+        result = run_bash(n, live)
+    elif way == "reference":
+        result = run_reference(n, live)
+    elif way == "pyroute2":
+        result = run_pyroute2(n, live)
+    else:
+        raise SystemExit(f"unknown way {way!r}")
     result.setdefault("rss_self_kb", resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
     # the largest process this run waited for (its ru_maxrss counts a forked child's pages before exec)
     result.setdefault("rss_child_kb", resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)
@@ -443,15 +474,54 @@ def worker(way: str, n: int, workers: int | None) -> dict[str, Any]:
 # --- the driver -----------------------------------------------------------------------------
 
 
-def one_run(way: str, n: int, workers: int | None) -> dict[str, Any]:
+def cpu_times() -> tuple[int, int]:
+    """(idle, total) jiffies of all CPUs since boot, from /proc/stat (iowait counts as idle)."""
+    fields = [int(f) for f in Path("/proc/stat").read_text().splitlines()[0].split()[1:9]]
+    return fields[3] + fields[4], sum(fields)
+
+
+def settle(idle: float, limit: float, window: float = 0.3) -> tuple[float, float]:
+    """Wait until the CPUs were at least ``idle`` (0-1) idle over one ``window``, at most ``limit`` s.
+
+    Returns (seconds waited, idle share of the last window).
+    """
+    start = time.monotonic()
+    share = 0.0
+    while True:
+        idle0, total0 = cpu_times()
+        time.sleep(window)
+        idle1, total1 = cpu_times()
+        share = (idle1 - idle0) / max(1, total1 - total0)
+        waited = time.monotonic() - start
+        if share >= idle or waited >= limit:
+            return waited, share
+
+
+def one_run(way: str, n: int, workers: int | None, idle: float, limit: float) -> dict[str, Any]:
+    """One run in its own fresh sandbox: its process starts inside; then wait for the CPUs to settle."""
+    load = os.getloadavg()
     argv = [sys.executable, __file__, "--worker", way, str(n)]
     if workers is not None:
         argv += ["--workers", str(workers)]
-    done = subprocess.run(argv, capture_output=True, text=True, check=False)
-    if done.returncode != 0:
-        return {"failed": done.stderr.strip()[-600:]}
-    result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+    with Sandbox() as box:
+        env = {**os.environ, HOST_NET: _ns("net"), HOST_MNT: _ns("mnt"), SANDBOX_NET: _ns("net", box.pid)}
+        done = subprocess.run(box.enter_argv(argv), capture_output=True, text=True, check=False, env=env)
+    # the kernel frees the sandbox's namespaces after it is closed: let it finish before the next run
+    waited, share = settle(idle, limit)
+    result: dict[str, Any] = {"failed": done.stderr.strip()[-600:]} if done.returncode != 0 else json.loads(
+        done.stdout.strip().splitlines()[-1])
+    result.update(load_start=list(load), settle_s=waited, settle_idle=share)
     return result
+
+
+def run_line(way: str, n: int, i: int, repeat: int, run: dict[str, Any]) -> str:
+    """One line of progress: the run's figures, the load average at its start and the wait after it."""
+    if "up" in run:
+        figures = f"up {run['up']:.3f} s, down {run['down']:.3f} s"
+    else:
+        figures = (run.get("skipped") or run.get("failed") or "no result").splitlines()[-1][:80]
+    return (f"  N={n} {way:<10} run {i}/{repeat}: {figures}; load {run['load_start'][0]:.2f} at start;"
+            f" then waited {run['settle_s']:.1f} s for the CPUs to settle ({100 * run['settle_idle']:.0f}% idle)")
 
 
 def median_of(runs: list[dict[str, Any]]) -> dict[str, Any]:
@@ -526,14 +596,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeat", type=int, default=3, help="runs per way and N; medians are printed")
     parser.add_argument("--ways", default=",".join(WAYS), help=f"comma-separated subset of {','.join(WAYS)}")
     parser.add_argument("--workers", type=int, default=None, help="BatchExecutor workers (default: its own)")
-    parser.add_argument("--pause", type=float, default=1.0, help="seconds between runs (not timed)")
+    parser.add_argument("--idle", type=float, default=85.0,
+                        help="after each run, wait until the CPUs are this %% idle over 0.3 s (default 85)")
+    parser.add_argument("--settle", type=float, default=30.0,
+                        help="but wait at most this many seconds (default 30)")
     parser.add_argument("--json", type=Path, default=None, help="also write every run's figures to this file")
     parser.add_argument("--worker", nargs=2, metavar=("WAY", "N"), help=argparse.SUPPRESS)
-    parser.add_argument("--pyroute2-inner", type=int, metavar="N", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
-    if args.pyroute2_inner is not None:
-        print(json.dumps(pyroute2_inner(args.pyroute2_inner)))
-        return 0
     if args.worker:
         print(json.dumps(worker(args.worker[0], int(args.worker[1]), args.workers)))
         return 0
@@ -550,11 +619,9 @@ def main(argv: list[str] | None = None) -> int:
         results[n] = {}
         for way in ways:
             runs = []
-            for _ in range(args.repeat):
-                runs.append(one_run(way, n, args.workers))
-                # the kernel frees a deleted namespace's links after `ip netns del` returns: let it
-                # finish before the next run, which it would otherwise slow down
-                time.sleep(args.pause)
+            for i in range(1, args.repeat + 1):
+                runs.append(one_run(way, n, args.workers, args.idle / 100, args.settle))
+                print(run_line(way, n, i, args.repeat, runs[-1]), flush=True)
             raw[f"{way}/{n}"] = runs
             results[n][way] = median_of(runs)
         print("\n" + table(n, results[n], args.repeat), flush=True)

@@ -2,7 +2,8 @@
 
 A small holder process (``unshare --net --mount --propagation private``) keeps both alive; a
 tmpfs on ``/run/netns`` makes named namespaces private to the sandbox. Every command runs in it
-through ``nsenter``. The holder reads its stdin, so it exits when the sandbox closes it, or when
+through ``nsenter`` (``box.runner``); ``box.enter_argv(argv)`` runs a whole process inside, whose own
+commands then need no prefix. The holder reads its stdin, so it exits when the sandbox closes it, or when
 the process that made the sandbox dies. Leaving the sandbox ends the processes started inside it
 (by pid, and only those: they live in namespaces that exist nowhere else), then the holder; the
 kernel frees every namespace, link, address, route and firewall rule made inside.
@@ -78,6 +79,12 @@ class Sandbox:
         if self._runner is None:
             raise SandboxError("the sandbox is not open")
         return self._runner
+
+    def enter_argv(self, argv: Sequence[str]) -> list[str]:
+        """``argv`` prefixed to run as a whole process inside the sandbox (``nsenter --net --mount``)."""
+        if isinstance(argv, str):
+            raise TypeError("argv must be a list of strings, not a string")
+        return [*nsenter_runner(self._live, self.pid).prefix, *argv]
 
     def open(self) -> Sandbox:
         """Make the sandbox; raises SandboxError with the reason if it cannot."""
