@@ -21,9 +21,11 @@ a namespace's commands wait for every host command that adds to that namespace (
 there); a host command that deletes or moves something of a namespace waits for that namespace's
 earlier commands (one that only adds to it need not: those earlier commands cannot need it).
 Firewall commands depend on no ``ip`` command. A plan built namespace by namespace is one wave.
-Within a wave the host batch runs first (cut in a few chunks); each namespace's batch starts as
-soon as the host lines it waits for are done, the firewall batches at once, on up to ``workers``
-threads.
+Within a wave the host batch runs first, then the namespaces' batches and the firewall batches
+on up to ``workers`` threads. (``pipeline=True`` starts each namespace's batch as soon as the host
+lines it waits for are done instead; measured at 200 and 1000 namespaces it is slower, 0.82 against
+0.59 s and 4.7 against 3.7 s: the namespaces' requests then contend with the host batch for the
+kernel's rtnl lock.)
 
 ``ip -batch`` stops at its first failing line and says ``Command failed -:LINE``;
 ``iptables-restore`` says ``line N`` and applies nothing of the failing table (iptables-nft
@@ -80,7 +82,9 @@ _RESTORE_LINE = re.compile(r"line:? (\d+)")
 
 
 def _default_workers() -> int:
-    return max(2, min(16, (os.cpu_count() or 1) * 4))
+    # each batch is mostly process start-up and rtnl-locked kernel work: 2 per core kept both busy;
+    # 16 threads on 2 cores were slower (5.6 s against 3.5 s for 1000 namespaces)
+    return max(2, min(16, (os.cpu_count() or 1) * 2))
 
 
 @attrs.frozen
@@ -506,12 +510,13 @@ class BatchExecutor:
     ``group_teardown`` allows ``ip link del group G`` for the links a plan put in group G.
     ``pipeline`` (with ``workers`` > 1) starts the firewall batches with the host batch, and each
     namespace's batch as soon as the host lines it waits for are done: the host batch is then cut
-    in up to ``chunks`` processes of at least ``chunk`` lines.
+    in up to ``chunks`` processes of at least ``chunk`` lines (off by default: slower, see the
+    module doc).
     """
 
     workers: int = attrs.field(factory=_default_workers)
     group_teardown: bool = True
-    pipeline: bool = True
+    pipeline: bool = False
     chunks: int = 4
     chunk: int = 50
 

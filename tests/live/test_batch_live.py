@@ -90,7 +90,8 @@ def kernel_state(box: Sandbox) -> tuple[HostState, dict[str, dict[str, object]],
     return state, {n: inside(box, n) for n in NAMES}, group
 
 
-def test_batched_apply_gives_the_same_kernel_state_as_serial_and_remove_leaves_the_host_as_before(sandbox):
+@pytest.mark.parametrize("pipeline", [False, True], ids=["waves", "pipelined"])
+def test_batched_apply_gives_the_same_kernel_state_as_serial_and_remove_leaves_the_host_as_before(sandbox, pipeline):
     before = HostState.capture(sandbox.runner)
     steps = plan()
     SerialExecutor().apply(steps, sandbox.runner)
@@ -98,7 +99,7 @@ def test_batched_apply_gives_the_same_kernel_state_as_serial_and_remove_leaves_t
     SerialExecutor().remove(steps, sandbox.runner)
     assert HostState.capture(sandbox.runner).diff(before) == []
 
-    BatchExecutor().apply(steps, sandbox.runner)
+    BatchExecutor(pipeline=pipeline).apply(steps, sandbox.runner)
     batched = kernel_state(sandbox)
     assert batched == serial
     assert batched[0].namespaces == tuple(sorted(NAMES))
@@ -106,7 +107,7 @@ def test_batched_apply_gives_the_same_kernel_state_as_serial_and_remove_leaves_t
     assert "10.9.0.3/24" in " ".join(batched[1]["blue"]["addresses"])  # type: ignore[arg-type]
     assert batched[0].iptables.count("netnskit:t") == 9
 
-    gone = BatchExecutor().remove(steps, sandbox.runner)
+    gone = BatchExecutor(pipeline=pipeline).remove(steps, sandbox.runner)
     assert gone == []
     assert HostState.capture(sandbox.runner).diff(before) == []
     assert sandbox.runner.run(["ip", "-j", "netns", "list"]).stdout.strip() in ("", "[]")

@@ -106,7 +106,7 @@ def test_apply_in_parallel_runs_the_same_processes():
 def test_a_pipelined_host_batch_is_cut_in_chunks_and_namespaces_start_as_their_veth_is_made():
     steps = [s for i in range(8) for s in namespace_steps(f"n{i}", i)]
     fake = FakeRunner()
-    BatchExecutor(workers=2, chunks=4, chunk=4).apply(steps, fake)
+    BatchExecutor(workers=2, pipeline=True, chunks=4, chunk=4).apply(steps, fake)
     hosts = [i for i, argv in enumerate(fake.argvs) if argv == ["ip", "-batch", "-"]]
     assert [fake.inputs[i].count("\n") for i in hosts] == [4, 4, 4, 4]  # type: ignore[union-attr]
     # n0 and n1 are made by the first chunk: their batches may start before the last chunk runs
@@ -375,6 +375,6 @@ def test_a_namespace_starts_once_its_own_veth_is_made_even_when_every_peer_is_ca
                  [["ip", "link", "del", f"v{i}b"]]),
         ]
     runner = WaitsForFirstNamespace()
-    BatchExecutor(workers=2, chunks=4, chunk=2).apply(steps, runner)
+    BatchExecutor(workers=2, pipeline=True, chunks=4, chunk=2).apply(steps, runner)
     assert runner.host_chunks == 4
     assert runner.saw_n0_early and all(runner.saw_n0_early)
