@@ -122,9 +122,13 @@ def _owner(value: object) -> str:
     return v.netns_name(value)
 
 
+# ``\s`` in a str pattern is exactly str.isspace() (a unit test checks every code point).
+_NEEDS_QUOTES = re.compile(r"[\s\"'#]")
+
+
 def _word(word: str) -> str:
     """One word of an iptables-restore line (its parser knows double quotes, not shell quoting)."""
-    if word and not any(c.isspace() or c in "\"'#" for c in word):
+    if word and not _NEEDS_QUOTES.search(word):
         return word
     if '"' in word:
         raise ValidationError("iptables word", word, "must not contain a double quote")
@@ -227,7 +231,7 @@ class Rule:
 
     def line(self, action: str = "-A") -> str:
         """The rule as an ``iptables-restore`` line."""
-        return " ".join([action, self.chain, *(_word(w) for w in self.spec)])
+        return " ".join([action, self.chain, *map(_word, self.spec)])
 
 
 @attrs.frozen
@@ -263,6 +267,32 @@ def _shared_rules(family: int, tables: Iterable[str]) -> list[Rule]:
 # --- reading iptables-save -------------------------------------------------------------------
 
 
+# shlex.split (posix, no comments) separates words by exactly these four characters; str.split()
+# would also split on others (\x1f, \xa0, \u2000...), which an interface name may hold.
+_PLAIN_WORD = re.compile(r"[^ \t\r\n]+")
+# A word of plain runs and "..." parts; its value is the word without the quotes. Exact only for a
+# line with no backslash and no single quote, whose double quotes pair up.
+_QUOTED_WORD = re.compile(r'(?:[^ \t\r\n"]+|"[^"]*")+')
+
+
+def _save_words(line: str) -> list[str]:
+    """The words of an ``iptables-save`` line, as ``shlex.split`` reads them (else split on spaces).
+
+    iptables-save double-quotes every value with a character outside ``[A-Za-z0-9_-]`` (so every
+    ``netnskit:<owner>`` comment) and escapes ``"``, ``\\`` and ``'`` in it with a backslash. Lines
+    without a backslash or a single quote are split here, without shlex's per-character loop.
+    """
+    if "\\" not in line and "'" not in line:
+        if '"' not in line:
+            return _PLAIN_WORD.findall(line)
+        if line.count('"') % 2 == 0:
+            return [w.replace('"', "") for w in _QUOTED_WORD.findall(line)]
+    try:
+        return shlex.split(line)
+    except ValueError:  # a foreign rule quoted in a way shlex does not read
+        return line.split()
+
+
 @attrs.frozen
 class SavedRules:
     """One family's ``iptables-save`` output, parsed: chains, rules (as Rule) and policies."""
@@ -288,10 +318,7 @@ class SavedRules:
                 if policy != "-":
                     policies[(table, name)] = policy
             elif line.startswith("-A "):
-                try:
-                    words = shlex.split(line)
-                except ValueError:  # a foreign rule quoted in a way shlex does not read
-                    words = line.split()
+                words = _save_words(line)
                 rules.append(Rule(family, table, words[1], words[2:]))
         return cls(frozenset(chains), tuple(rules), policies)
 
