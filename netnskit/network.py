@@ -443,7 +443,10 @@ _IP_FORWARD = re.compile(r"net[./]ipv4[./](ip_forward|conf[./]all[./]forwarding)
 
 
 def _keep_link_forwarding(
-    runner: Runner, commands: Sequence[Command], stays: Callable[[str], bool]
+    runner: Runner,
+    commands: Sequence[Command],
+    stays: Callable[[str], bool],
+    host: dict[str, dict[str, Any]] | None = None,
 ) -> tuple[Command, ...]:
     """``commands``, and after one that writes net.ipv4.ip_forward, other networks' per-link forwarding put back.
 
@@ -452,13 +455,13 @@ def _keep_link_forwarding(
     bridges and host link ends (links whose alias ``stays`` accepts, not enslaved to a bridge; this
     network's own too, so that the undo of the firewall's step reverses exactly that step). Only
     those: a link of no network (an uplink) gets exactly what the write gave it, as before ``up``.
-    Reads which links forward now, only when needed.
+    Reads which links forward now, only when needed (``host``: the host's links, if just read).
     """
     if not any(c.argv[:2] == ("sysctl", "-w") and _IP_FORWARD.match(c.argv[-1]) for c in commands):
         return tuple(commands)
     theirs = {
         name
-        for name, d in _read_links(runner, None).items()
+        for name, d in (_read_links(runner, None) if host is None else host).items()
         if stays(str(d.get("ifalias", ""))) and not d.get("master")
     }
     entries = _json(runner, ["ip", "-4", "-j", "netconf", "show"])
@@ -478,9 +481,11 @@ def _firewall_removal(
     owns: Callable[[str], bool],
     families: Sequence[int] = (4,),
     stays: Callable[[str], bool] | None = None,
+    host: dict[str, dict[str, Any]] | None = None,
 ) -> list[Step]:
     """Steps (undo order) deleting every rule whose comment ``owns`` accepts, then the firewall's sweep
-    (``stays``: the link aliases of networks that stay, see _keep_link_forwarding)."""
+    (``stays``: the link aliases of networks that stay, see _keep_link_forwarding; ``host``: the
+    host's links, if just read)."""
     fw = Firewall(runner=runner)
     steps: list[Step] = []
     for family in families:
@@ -490,7 +495,7 @@ def _firewall_removal(
         after = attrs.evolve(saved, rules=tuple(r for r in saved.rules if r not in doomed))
         sweep = fw.sweep_commands(family, after)
         if family == 4:
-            sweep = list(_keep_link_forwarding(runner, sweep, stays or (lambda _: False)))
+            sweep = list(_keep_link_forwarding(runner, sweep, stays or (lambda _: False), host))
         if sweep:
             steps.append(Step(f"sweep netnskit's shared firewall state (IPv{family})", [], sweep))
         if mine:
@@ -1261,7 +1266,7 @@ def _down(net: Network, executor: Executor) -> Teardown:
     steps = [Step(f"namespace {n}", [], [["ip", "netns", "del", n]]) for n in ours]
     steps += _link_removal(host, net.mark, net.group, names_on_host)
     # (our own links go right after the sweep: putting their forwarding back too is harmless)
-    steps += _firewall_removal(runner, lambda comment: comment == net.mark, stays=_any_network)
+    steps += _firewall_removal(runner, lambda comment: comment == net.mark, stays=_any_network, host=host)
     gone = [f"namespace {n}" for n in net.namespace_names() if n not in netns]
     gone += [f"link {n}" for n in net.host_ifnames() if n not in host]
     already = executor.remove(steps, runner) if steps else []
@@ -1344,7 +1349,9 @@ def _cleanup(run: Runner, executor: Executor | None) -> Teardown:
     for mark in sorted(marks):
         steps += _link_removal(host, mark, None)
     # every network goes: no other network's forwarding to keep
-    steps += _firewall_removal(run, lambda comment: comment.startswith(MARK_PREFIX), _families(run), lambda _: False)
+    steps += _firewall_removal(
+        run, lambda comment: comment.startswith(MARK_PREFIX), _families(run), lambda _: False, host
+    )
     already = (executor or SerialExecutor()).remove(steps, run) if steps else []
     return Teardown(removed=tuple(s.description for s in steps), already_gone=tuple(already))
 
