@@ -7,6 +7,8 @@ absent). ``Result.check()`` raises the mapped :class:`~netnskit.errors.CommandEr
 
 from __future__ import annotations
 
+import ctypes
+import errno
 import logging
 import os
 import select
@@ -17,7 +19,7 @@ from typing import IO, Any, Protocol, runtime_checkable
 
 import attrs
 
-from netnskit.errors import CommandNotFoundError, CommandTimeoutError, error_for
+from netnskit.errors import CommandNotFoundError, CommandTimeoutError, NetnskitError, error_for
 
 __all__ = [
     "DEFAULT_TIMEOUT",
@@ -28,6 +30,7 @@ __all__ = [
     "ShRunner",
     "SshRunner",
     "end_process",
+    "net_target",
     "netns_runner",
     "nsenter_runner",
     "package_for",
@@ -109,12 +112,84 @@ def _argv(argv: Sequence[str]) -> list[str]:
     return [str(a) for a in argv]
 
 
+def _result(args: list[str], returncode: int, stdout: str, stderr: str) -> Result:
+    if returncode != 0:
+        log.debug("exit %d: %s", returncode, stderr.strip())
+    return Result(args, returncode, stdout, stderr)
+
+
+_CLONE_NEWNET = 0x40000000
+_NET_PREFIX = "--net="
+
+
+def net_target(argv: Sequence[str]) -> tuple[str, list[str]] | None:
+    """``(FILE, COMMAND)`` of an argv ``nsenter --net=FILE -- COMMAND...``; None for any other argv."""
+    if len(argv) > 3 and argv[0] == "nsenter" and argv[1].startswith(_NET_PREFIX) and argv[2] == "--":
+        path = argv[1][len(_NET_PREFIX) :]
+        return (path, list(argv[3:])) if path else None
+    return None
+
+
+def _setns(fd: int) -> None:
+    """Move the calling thread into the network namespace ``fd`` refers to."""
+    setns = getattr(os, "setns", None)  # Python 3.12+
+    if setns is not None:
+        setns(fd, _CLONE_NEWNET)
+        return
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.setns(fd, _CLONE_NEWNET) != 0:
+        code = ctypes.get_errno()
+        raise OSError(code, os.strerror(code))
+
+
+def _spawn_in_netns(path: str, args: list[str], **popen: Any) -> subprocess.Popen[str] | str | None:
+    """Start ``args`` in the network namespace at ``path`` without an ``nsenter`` process.
+
+    This thread enters the namespace (setns), forks the child there, and comes back before
+    returning: the child is where ``nsenter --net=PATH -- ARGS`` would put it. Returns the
+    process; nsenter's own message if ``path`` cannot be opened; None if this process may not
+    enter namespaces (the caller then runs nsenter itself).
+    """
+    try:
+        target = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except OSError as exc:
+        return f"nsenter: cannot open {path}: {exc.strerror}\n"
+    try:
+        home = os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
+    except OSError:
+        os.close(target)
+        return None
+    try:
+        try:
+            _setns(target)
+        except OSError as exc:
+            if exc.errno in (errno.EPERM, errno.EINVAL, errno.ENOSYS):
+                return None  # not allowed here (no CAP_SYS_ADMIN), or not a namespace: let nsenter say why
+            raise
+        try:
+            return subprocess.Popen(args, **popen)
+        finally:
+            try:
+                _setns(home)
+            except OSError as exc:  # pragma: no cover - re-entering our own namespace cannot fail
+                raise NetnskitError(f"could not return this thread to its network namespace: {exc}") from exc
+    finally:
+        os.close(target)
+        os.close(home)
+
+
 @attrs.define
 class LiveRunner:
-    """Runs commands on this host with :mod:`subprocess`, never through a shell."""
+    """Runs commands on this host with :mod:`subprocess`, never through a shell.
+
+    ``nsenter --net=FILE -- COMMAND`` is run without the nsenter process when this process may
+    enter namespaces (``setns=True``): the calling thread enters FILE's network namespace, starts
+    COMMAND there and comes back, which saves one program start per namespace batch.
+    """
 
     timeout: float = DEFAULT_TIMEOUT
     env: dict[str, str] | None = None
+    setns: bool = True
 
     def run(
         self, argv: Sequence[str], *, input: str | None = None, timeout: float | None = None
@@ -122,14 +197,20 @@ class LiveRunner:
         """Run ``argv`` and return its Result."""
         args = _argv(argv)
         log.debug("run: %s", shlex.join(args))
+        limit = self.timeout if timeout is None else timeout
+        target = net_target(args) if self.setns else None
+        if target is not None:
+            done = self._run_in_netns(args, target, input, limit)
+            if done is not None:
+                return done
         try:
-            done = subprocess.run(
+            finished = subprocess.run(
                 args,
                 input=input,
                 capture_output=True,
                 text=True,
                 errors="replace",  # a stray non-UTF-8 byte must not lose the whole Result
-                timeout=self.timeout if timeout is None else timeout,
+                timeout=limit,
                 env=self.env,
                 check=False,
                 stdin=None if input is not None else subprocess.DEVNULL,
@@ -138,9 +219,39 @@ class LiveRunner:
             raise CommandNotFoundError(args[0], package_for(args[0])) from exc
         except subprocess.TimeoutExpired as exc:
             raise CommandTimeoutError(args, -1, _text(exc.stdout), _text(exc.stderr)) from exc
-        if done.returncode != 0:
-            log.debug("exit %d: %s", done.returncode, done.stderr.strip())
-        return Result(args, done.returncode, done.stdout, done.stderr)
+        return _result(args, finished.returncode, finished.stdout, finished.stderr)
+
+    def _run_in_netns(
+        self, args: list[str], target: tuple[str, list[str]], input: str | None, limit: float
+    ) -> Result | None:
+        """``nsenter --net=FILE -- COMMAND`` without nsenter; None if this process may not enter namespaces."""
+        path, command = target
+        try:
+            proc = _spawn_in_netns(
+                path,
+                command,
+                stdin=subprocess.PIPE if input is not None else subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+                errors="replace",
+                env=self.env,
+            )
+        except FileNotFoundError as exc:
+            raise CommandNotFoundError(command[0], package_for(command[0])) from exc
+        if proc is None or isinstance(proc, str):
+            return None if proc is None else _result(args, 1, "", proc)
+        with proc:
+            try:
+                stdout, stderr = proc.communicate(input, timeout=limit)
+            except subprocess.TimeoutExpired as exc:
+                proc.kill()
+                proc.communicate()
+                raise CommandTimeoutError(args, -1, _text(exc.stdout), _text(exc.stderr)) from exc
+            except BaseException:
+                proc.kill()
+                raise
+        return _result(args, proc.returncode, stdout, stderr)
 
     def start(self, argv: Sequence[str], *, stdin_pipe: bool = False) -> subprocess.Popen[str]:
         """Start ``argv`` in the background (a server, a holder); the caller ends it by pid.

@@ -20,6 +20,7 @@ from netnskit import (
     CommandNotFoundError,
     CommandTimeoutError,
     LiveRunner,
+    NotFoundError,
     PrefixRunner,
     Result,
     Runner,
@@ -395,3 +396,110 @@ def test_timeout_error_pickles():
     again = pickle.loads(pickle.dumps(err))
     assert again.argv == ("sleep", "10")
     assert str(again) == str(err)
+
+
+# --- LiveRunner: nsenter --net=FILE -- COMMAND without the nsenter process ------------------------
+
+
+@pytest.mark.parametrize(
+    ("argv", "expected"),
+    [
+        (["nsenter", "--net=/run/netns/red", "--", "ip", "-batch", "-"], ("/run/netns/red", ["ip", "-batch", "-"])),
+        (["nsenter", "--net=/proc/42/ns/net", "--", "true"], ("/proc/42/ns/net", ["true"])),
+        (["nsenter", "--net=", "--", "true"], None),  # no file: nsenter's own meaning, left to it
+        (["nsenter", "--net=/run/netns/red", "ip", "link"], None),  # no "--"
+        (["nsenter", "--net=/run/netns/red", "--"], None),  # no command
+        (["nsenter", "--target=1", "--net", "--", "ip"], None),
+        (["nsenter", "--net=/run/netns/red", "--mount=/x", "--", "ip"], None),  # more than the network
+        (["ip", "-n", "red", "link"], None),
+    ],
+)
+def test_net_target_recognizes_only_a_plain_network_nsenter(argv, expected):
+    from netnskit.runner import net_target
+
+    assert net_target(argv) == expected
+
+
+class _Setns:
+    """Records the fds the runner enters (instead of calling setns)."""
+
+    def __init__(self):
+        self.paths: list[str] = []
+
+    def __call__(self, fd: int) -> None:
+        import os
+
+        self.paths.append(os.readlink(f"/proc/self/fd/{fd}"))
+
+
+def test_live_runner_enters_the_namespace_itself_and_starts_only_the_command(fp, monkeypatch, tmp_path):
+    import os
+
+    from netnskit import runner as runner_mod
+
+    spy = _Setns()
+    monkeypatch.setattr(runner_mod, "_setns", spy)
+    space = tmp_path / "red"
+    space.write_text("")
+    fp.register(["ip", "-batch", "-"], stdout="done\n")
+    result = LiveRunner().run(["nsenter", f"--net={space}", "--", "ip", "-batch", "-"], input="link set lo up\n")
+    assert result == Result(("nsenter", f"--net={space}", "--", "ip", "-batch", "-"), 0, "done\n", "")
+    assert fp.call_count(["ip", "-batch", "-"]) == 1  # no nsenter process
+    assert spy.paths == [str(space), os.readlink("/proc/thread-self/ns/net")]  # in, then back
+
+
+def test_live_runner_missing_namespace_file_answers_as_nsenter_does(fp, monkeypatch, tmp_path):
+    from netnskit import runner as runner_mod
+
+    spy = _Setns()
+    monkeypatch.setattr(runner_mod, "_setns", spy)
+    gone = tmp_path / "gone"
+    result = LiveRunner().run(["nsenter", f"--net={gone}", "--", "ip", "link"])
+    assert (result.returncode, result.stdout, result.stderr) == (
+        1, "", f"nsenter: cannot open {gone}: No such file or directory\n"
+    )
+    assert spy.paths == []
+    with pytest.raises(NotFoundError):
+        result.check()
+
+
+def test_live_runner_runs_nsenter_when_it_may_not_enter_namespaces(fp, monkeypatch, tmp_path):
+    import errno
+
+    from netnskit import runner as runner_mod
+
+    def refuse(fd: int) -> None:
+        raise PermissionError(errno.EPERM, "Operation not permitted")
+
+    monkeypatch.setattr(runner_mod, "_setns", refuse)
+    space = tmp_path / "red"
+    space.write_text("")
+    argv = ["nsenter", f"--net={space}", "--", "ip", "link"]
+    fp.register(argv, stdout="via nsenter\n")
+    assert LiveRunner().run(argv).stdout == "via nsenter\n"
+    assert fp.call_count(argv) == 1
+
+
+def test_live_runner_setns_false_always_runs_nsenter(fp, monkeypatch, tmp_path):
+    from netnskit import runner as runner_mod
+
+    spy = _Setns()
+    monkeypatch.setattr(runner_mod, "_setns", spy)
+    argv = ["nsenter", f"--net={tmp_path}", "--", "ip", "link"]
+    fp.register(argv)
+    LiveRunner(setns=False).run(argv)
+    assert fp.call_count(argv) == 1 and spy.paths == []
+
+
+def test_live_runner_missing_command_in_a_namespace_names_its_package(fp, monkeypatch, tmp_path):
+    from netnskit import runner as runner_mod
+
+    spy = _Setns()
+    monkeypatch.setattr(runner_mod, "_setns", spy)
+    space = tmp_path / "red"
+    space.write_text("")
+    fp.pass_command([MISSING, "link"])
+    with pytest.raises(CommandNotFoundError) as info:
+        LiveRunner().run(["nsenter", f"--net={space}", "--", MISSING, "link"])
+    assert info.value.program == MISSING
+    assert len(spy.paths) == 2  # came back even though the start failed
