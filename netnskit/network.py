@@ -38,11 +38,13 @@ IPv4 only for now.
 Two bridge-wide choices make a network of many namespaces cost the same per namespace at any size
 (measured in ``benchmarks/bench_netns.py``; both can be turned back on):
 
-- ``ipv6_link_local=False`` (the default): each namespace end gets ``addrgenmode none`` before it
-  comes up, so it has no IPv6 link-local address and sends no IPv6 duplicate-address probe, router
-  solicitation or MLD report. The bridge floods those to every port, so with N namespaces each one
-  costs O(N) and bring-up O(N²). The network is IPv4 only, as Docker's IPv4-only networks, which
-  disable IPv6 on the container's interface. ``lo`` keeps ``::1``.
+- ``ipv6_link_local=False`` (the default): both ends of each namespace's veth get ``addrgenmode
+  none`` before they come up, so they have no IPv6 link-local address and send no IPv6
+  duplicate-address probe, router solicitation or MLD report. The bridge floods those to every
+  port, so with N namespaces each one costs O(N) and bring-up O(N²); and every host end going
+  down walks the host's IPv6 routes, which held two per host end (O(N²) at teardown). The network
+  is IPv4 only, as Docker's IPv4-only networks, which disable IPv6 on the container's interface.
+  ``lo`` keeps ``::1``; the bridge keeps its own link-local address.
 - ``multicast_snooping=False`` (the default): the bridge is made with ``mcast_snooping 0`` and
   floods multicast like a plain switch. With snooping on, every port that comes up or goes
   re-arms the multicast timers of every other port (O(N²) at bring-up and teardown).
@@ -81,7 +83,7 @@ import attrs
 
 from netnskit import _validate as v
 from netnskit.errors import NetnskitError, StepError, ValidationError
-from netnskit.firewall import Firewall, NatRule, PortForward, Rule, Sysctl
+from netnskit.firewall import Firewall, NatRule, PortForward, Rule, SavedRules, Sysctl
 from netnskit.link import AddressInfo, Bridge, LinkInfo, Neighbour, RouteInfo, VethPair, ip_argv, neighbours
 from netnskit.netns import Namespace
 from netnskit.plan import Command, Executor, SerialExecutor, Step, render_script
@@ -482,14 +484,16 @@ def _firewall_removal(
     families: Sequence[int] = (4,),
     stays: Callable[[str], bool] | None = None,
     host: dict[str, dict[str, Any]] | None = None,
+    read: dict[int, SavedRules] | None = None,
 ) -> list[Step]:
     """Steps (undo order) deleting every rule whose comment ``owns`` accepts, then the firewall's sweep
     (``stays``: the link aliases of networks that stay, see _keep_link_forwarding; ``host``: the
-    host's links, if just read)."""
+    host's links and ``read``: the saved rules of a family, if just read)."""
     fw = Firewall(runner=runner)
     steps: list[Step] = []
     for family in families:
-        saved = fw.save(family)
+        given = (read or {}).get(family)
+        saved = fw.save(family) if given is None else given
         mine = [r for r in saved.rules if r.comment is not None and owns(r.comment)]
         doomed = set(mine)
         after = attrs.evolve(saved, rules=tuple(r for r in saved.rules if r not in doomed))
@@ -917,13 +921,19 @@ def _entries(net: Network) -> list[tuple[Step, Callable[[_Facts], bool]]]:
     def link_marked(ifname: str) -> Callable[[_Facts], bool]:
         return lambda f: f.links.get(None, {}).get(ifname, {}).get("ifalias") == mark
 
-    def mark_link(ifname: str) -> None:
-        # the kernel ignores an alias given to `ip link add`: it takes its own request
+    def mark_link(ifname: str, *, quiet_up: bool = False) -> None:
+        # the kernel ignores an alias given to `ip link add`: it takes its own request. quiet_up: in
+        # the same request, no IPv6 link-local address, then up (the link was made down for this)
+        if not quiet_up:
+            argv = ip_argv(None, "link", "set", ifname, "alias", mark)
+            add(f"mark {ifname} as {mark}", [argv], [], link_marked(ifname))
+            return
+        marked, up = link_marked(ifname), link_up(None, ifname)
         add(
-            f"mark {ifname} as {mark}",
-            [ip_argv(None, "link", "set", ifname, "alias", mark)],
+            f"mark {ifname} as {mark} and bring it up (no IPv6 link-local address)",
+            [ip_argv(None, "link", "set", ifname, "alias", mark, "addrgenmode", "none", "up")],
             [],
-            link_marked(ifname),
+            lambda f: marked(f) and up(f),
         )
 
     def link_up(where: str | None, ifname: str) -> Callable[[_Facts], bool]:
@@ -1002,11 +1012,11 @@ def _entries(net: Network) -> list[tuple[Step, Callable[[_Facts], bool]]]:
         pair = VethPair(ns.host_ifname, ns.ifname, peer_netns=ns.name, master=net.bridge, group=net.group)
         add(
             f"connect namespace {ns.name} to {net.bridge} ({ns.host_ifname} <-> {ns.ifname})",
-            [pair.create_argv(up=True)],
+            [pair.create_argv(up=net.ipv6_link_local)],
             [["ip", "link", "del", ns.host_ifname]],
             link_there(None, ns.host_ifname),
         )
-        mark_link(ns.host_ifname)
+        mark_link(ns.host_ifname, quiet_up=not net.ipv6_link_local)
         quiet = [] if net.ipv6_link_local else [ip_argv(ns.name, "link", "set", ns.ifname, "addrgenmode", "none")]
         add(
             f"bring up {ns.ifname} in {ns.name}" + ("" if net.ipv6_link_local else " (no IPv6 link-local address)"),
@@ -1248,8 +1258,14 @@ def _marked_or_pristine(runner: Runner, name: str, mark: str | None, expected: I
 
 def _down(net: Network, executor: Executor) -> Teardown:
     runner = net.runner
-    host = _read_links(runner, None)
-    netns = {str(d["name"]): d.get("id") for d in _json(runner, ["ip", "-j", "netns", "list"])}
+    # three independent reads at once (runners are used from several threads by BatchExecutor too)
+    with concurrent.futures.ThreadPoolExecutor(max_workers=3) as pool:
+        reading_host = pool.submit(_read_links, runner, None)
+        reading_netns = pool.submit(_json, runner, ["ip", "-j", "netns", "list"])
+        reading_rules = pool.submit(Firewall(runner=runner).save, 4)
+        host = reading_host.result()
+        netns = {str(d["name"]): d.get("id") for d in reading_netns.result()}
+        saved = reading_rules.result()
     # a namespace is ours if one of our host links has its other end there (by nsid), if its lo
     # carries our mark, or if it is still empty from an interrupted up
     names_on_host = net.host_ifnames()
@@ -1266,7 +1282,8 @@ def _down(net: Network, executor: Executor) -> Teardown:
     steps = [Step(f"namespace {n}", [], [["ip", "netns", "del", n]]) for n in ours]
     steps += _link_removal(host, net.mark, net.group, names_on_host)
     # (our own links go right after the sweep: putting their forwarding back too is harmless)
-    steps += _firewall_removal(runner, lambda comment: comment == net.mark, stays=_any_network, host=host)
+    steps += _firewall_removal(runner, lambda comment: comment == net.mark, stays=_any_network, host=host,
+                               read={4: saved})
     gone = [f"namespace {n}" for n in net.namespace_names() if n not in netns]
     gone += [f"link {n}" for n in net.host_ifnames() if n not in host]
     already = executor.remove(steps, runner) if steps else []

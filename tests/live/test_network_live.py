@@ -138,6 +138,12 @@ def test_ipv6_link_local_and_multicast_snooping_as_chosen(
         # lo keeps ::1 either way
         lo = j(sandbox, "ip", "-n", name, "-j", "addr", "show", "dev", "lo")[0]["addr_info"]
         assert "::1" in [a["local"] for a in lo]
+        # the host end, a bridge port: the same choice
+        port = j(sandbox, "ip", "-d", "-j", "link", "show", f"v6-{name}")[0]
+        assert port["inet6_addr_gen_mode"] == ("eui64" if keep else "none")
+        assert port["operstate"] == "UP" and port["ifalias"] == "netnskit:v6" and port["master"] == "br-v6"
+        port_addrs = j(sandbox, "ip", "-6", "-j", "addr", "show", "dev", f"v6-{name}")
+        assert bool(port_addrs and port_addrs[0].get("addr_info")) == keep
     ping = sandbox.namespace("a").exec(["ping", "-c", "1", "-W", "2", "10.77.0.3"])
     assert ping.ok and " 0% packet loss" in ping.stdout
     net.down(executor=executor())

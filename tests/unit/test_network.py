@@ -153,9 +153,9 @@ def test_small_plan_exact_commands() -> None:
         [("ip", "link", "set", "br-t1", "alias", "netnskit:t1")],
         [("ip", "addr", "add", "10.9.0.1/24", "dev", "br-t1")],
         [("sysctl", "-w", "net/ipv4/conf/br-t1/forwarding=1")],
-        [("ip", "link", "add", "veth-a", "group", str(G), "up", "master", "br-t1",
+        [("ip", "link", "add", "veth-a", "group", str(G), "master", "br-t1",
           "type", "veth", "peer", "name", "eth0", "netns", "a")],
-        [("ip", "link", "set", "veth-a", "alias", "netnskit:t1")],
+        [("ip", "link", "set", "veth-a", "alias", "netnskit:t1", "addrgenmode", "none", "up")],
         [("ip", "-n", "a", "link", "set", "eth0", "addrgenmode", "none"),
          ("ip", "-n", "a", "link", "set", "eth0", "up")],
         [("ip", "-n", "a", "addr", "add", "10.9.0.2/24", "dev", "eth0")],
@@ -182,6 +182,11 @@ def test_ipv6_link_local_and_multicast_snooping_can_be_kept() -> None:
     assert [c.argv for c in steps[2].do] == [
         ("ip", "link", "add", "name", "br-t1", "group", str(G), "up", "type", "bridge", "mcast_snooping", "1")
     ]
+    assert [c.argv for c in steps[6].do] == [
+        ("ip", "link", "add", "veth-a", "group", str(G), "up", "master", "br-t1",
+         "type", "veth", "peer", "name", "eth0", "netns", "a")
+    ]
+    assert [c.argv for c in steps[7].do] == [("ip", "link", "set", "veth-a", "alias", "netnskit:t1")]
     assert [c.argv for c in steps[8].do] == [("ip", "-n", "a", "link", "set", "eth0", "up")]
     assert steps[8].description == "bring up eth0 in a"
 

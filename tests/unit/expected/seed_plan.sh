@@ -62,11 +62,11 @@ ip addr add 192.168.15.5/24 dev v-net-0
 sysctl -w net/ipv4/conf/v-net-0/forwarding=1
 
 # step 18: connect namespace red to v-net-0 (veth-red <-> eth0)
-ip link add veth-red group 237438951 up master v-net-0 type veth peer name eth0 netns red
+ip link add veth-red group 237438951 master v-net-0 type veth peer name eth0 netns red
 #   undo: ip link del veth-red
 
-# step 19: mark veth-red as netnskit:seed
-ip link set veth-red alias netnskit:seed
+# step 19: mark veth-red as netnskit:seed and bring it up (no IPv6 link-local address)
+ip link set veth-red alias netnskit:seed addrgenmode none up
 
 # step 20: bring up eth0 in red (no IPv6 link-local address)
 ip -n red link set eth0 addrgenmode none
@@ -82,11 +82,11 @@ ip -n red route add default via 192.168.15.5
 #   undo: ip -n red route del default via 192.168.15.5
 
 # step 23: connect namespace blue to v-net-0 (veth-blue <-> eth0)
-ip link add veth-blue group 237438951 up master v-net-0 type veth peer name eth0 netns blue
+ip link add veth-blue group 237438951 master v-net-0 type veth peer name eth0 netns blue
 #   undo: ip link del veth-blue
 
-# step 24: mark veth-blue as netnskit:seed
-ip link set veth-blue alias netnskit:seed
+# step 24: mark veth-blue as netnskit:seed and bring it up (no IPv6 link-local address)
+ip link set veth-blue alias netnskit:seed addrgenmode none up
 
 # step 25: bring up eth0 in blue (no IPv6 link-local address)
 ip -n blue link set eth0 addrgenmode none
@@ -102,11 +102,11 @@ ip -n blue route add default via 192.168.15.5
 #   undo: ip -n blue route del default via 192.168.15.5
 
 # step 28: connect namespace orange to v-net-0 (veth-orange <-> eth0)
-ip link add veth-orange group 237438951 up master v-net-0 type veth peer name eth0 netns orange
+ip link add veth-orange group 237438951 master v-net-0 type veth peer name eth0 netns orange
 #   undo: ip link del veth-orange
 
-# step 29: mark veth-orange as netnskit:seed
-ip link set veth-orange alias netnskit:seed
+# step 29: mark veth-orange as netnskit:seed and bring it up (no IPv6 link-local address)
+ip link set veth-orange alias netnskit:seed addrgenmode none up
 
 # step 30: bring up eth0 in orange (no IPv6 link-local address)
 ip -n orange link set eth0 addrgenmode none
@@ -122,11 +122,11 @@ ip -n orange route add default via 192.168.15.5
 #   undo: ip -n orange route del default via 192.168.15.5
 
 # step 33: connect namespace gray to v-net-0 (veth-gray <-> eth0)
-ip link add veth-gray group 237438951 up master v-net-0 type veth peer name eth0 netns gray
+ip link add veth-gray group 237438951 master v-net-0 type veth peer name eth0 netns gray
 #   undo: ip link del veth-gray
 
-# step 34: mark veth-gray as netnskit:seed
-ip link set veth-gray alias netnskit:seed
+# step 34: mark veth-gray as netnskit:seed and bring it up (no IPv6 link-local address)
+ip link set veth-gray alias netnskit:seed addrgenmode none up
 
 # step 35: bring up eth0 in gray (no IPv6 link-local address)
 ip -n gray link set eth0 addrgenmode none
