@@ -10,6 +10,7 @@ import pytest
 from netnskit.batch import Batch, BatchExecutor, batches
 from netnskit.errors import StepError
 from netnskit.plan import Command, Step
+from netnskit.runner import Result
 from netnskit.testing import FakeRunner
 
 GROUP = "77"
@@ -378,3 +379,58 @@ def test_a_namespace_starts_once_its_own_veth_is_made_even_when_every_peer_is_ca
     BatchExecutor(workers=2, pipeline=True, chunks=4, chunk=2).apply(steps, runner)
     assert runner.host_chunks == 4
     assert runner.saw_n0_early and all(runner.saw_n0_early)
+
+
+def _many(n: int) -> list[Step]:
+    """As a Network plans them: every namespace first, then every veth and what goes inside."""
+    steps = [namespace_steps(f"n{i}", i) for i in range(n)]
+    return [group[0] for group in steps] + [s for group in steps for s in group[1:]]
+
+
+@pytest.mark.parametrize("pipeline", [False, True], ids=["waves", "pipelined"])
+def test_many_namespaces_are_made_by_a_few_processes_at_once(monkeypatch, pipeline):
+    monkeypatch.setattr("netnskit.batch.os.cpu_count", lambda: 2)
+    fake = FakeRunner()
+    BatchExecutor(workers=4, pipeline=pipeline).apply(_many(60), fake)
+    host = [fake.inputs[i] for i, a in enumerate(fake.argvs) if a == ["ip", "-batch", "-"]]
+    adds = [text for text in host if text.startswith("netns add")]
+    # two processes (2 CPUs), every other namespace each, and nothing else in them
+    assert sorted(adds) == sorted(
+        "".join(f"netns add n{i}\n" for i in range(k, 60, 2)) for k in (0, 1)
+    )
+    rest = "".join(text for text in host if not text.startswith("netns add"))
+    assert "netns add" not in rest and rest.count("link add") == 60
+
+
+def test_few_namespaces_or_one_worker_keep_one_host_process(monkeypatch):
+    monkeypatch.setattr("netnskit.batch.os.cpu_count", lambda: 8)
+    for n, workers in ((49, 4), (60, 1)):
+        fake = FakeRunner()
+        BatchExecutor(workers=workers, pipeline=False).apply(_many(n), fake)
+        host = [fake.inputs[i] for i, a in enumerate(fake.argvs) if a == ["ip", "-batch", "-"]]
+        assert len(host) == 1 and host[0].count("netns add") == n
+
+
+def test_a_failing_netns_add_in_one_process_names_its_step_and_undoes_the_others(monkeypatch):
+    monkeypatch.setattr("netnskit.batch.os.cpu_count", lambda: 2)
+
+    class FailsN13(FakeRunner):
+        def run(self, argv, *, input=None, timeout=None):
+            result = super().run(argv, input=input, timeout=timeout)
+            if list(argv) == ["ip", "-batch", "-"] and input and "netns add n13\n" in input:
+                line = input.splitlines().index("netns add n13") + 1
+                return Result(argv, 1, "", f'Cannot create namespace file "/run/netns/n13": File exists\n'
+                                           f"Command failed -:{line}\n")
+            return result
+
+    fake = FailsN13()
+    with pytest.raises(StepError) as info:
+        BatchExecutor(workers=4, pipeline=False).apply(_many(60), fake)
+    assert info.value.step == "namespace n13"
+    assert "ip netns add n13" in info.value.cause and "File exists" in info.value.cause
+    # nothing after the host's namespaces ran; rollback deletes every namespace made but n13 and
+    # those after it in n13's own process (ip -batch stops at its first failing line)
+    assert not any(a[0] == "nsenter" for a in fake.argvs)
+    undo = "".join(fake.inputs[i] for i, a in enumerate(fake.argvs) if a == ["ip", "-force", "-batch", "-"])
+    deleted = {line.split()[-1] for line in undo.splitlines() if line.startswith("netns del")}
+    assert deleted == {f"n{i}" for i in range(0, 60, 2)} | {f"n{i}" for i in range(1, 13, 2)}
