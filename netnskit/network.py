@@ -1017,10 +1017,11 @@ def _entries(net: Network) -> list[tuple[Step, Callable[[_Facts], bool]]]:
             link_there(None, ns.host_ifname),
         )
         mark_link(ns.host_ifname, quiet_up=not net.ipv6_link_local)
-        quiet = [] if net.ipv6_link_local else [ip_argv(ns.name, "link", "set", ns.ifname, "addrgenmode", "none")]
+        # one request: the kernel applies addrgenmode before the link comes up (no address is made)
+        quiet = () if net.ipv6_link_local else ("addrgenmode", "none")
         add(
             f"bring up {ns.ifname} in {ns.name}" + ("" if net.ipv6_link_local else " (no IPv6 link-local address)"),
-            [*quiet, ip_argv(ns.name, "link", "set", ns.ifname, "up")],
+            [ip_argv(ns.name, "link", "set", ns.ifname, *quiet, "up")],
             [ip_argv(ns.name, "link", "set", ns.ifname, "down")],
             link_up(ns.name, ns.ifname),
         )

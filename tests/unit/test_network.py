@@ -156,8 +156,7 @@ def test_small_plan_exact_commands() -> None:
         [("ip", "link", "add", "veth-a", "group", str(G), "master", "br-t1",
           "type", "veth", "peer", "name", "eth0", "netns", "a")],
         [("ip", "link", "set", "veth-a", "alias", "netnskit:t1", "addrgenmode", "none", "up")],
-        [("ip", "-n", "a", "link", "set", "eth0", "addrgenmode", "none"),
-         ("ip", "-n", "a", "link", "set", "eth0", "up")],
+        [("ip", "-n", "a", "link", "set", "eth0", "addrgenmode", "none", "up")],
         [("ip", "-n", "a", "addr", "add", "10.9.0.2/24", "dev", "eth0")],
         [("ip", "-n", "a", "route", "add", "default", "via", "10.9.0.1")],
     ]

@@ -69,8 +69,7 @@ ip link add veth-red group 237438951 master v-net-0 type veth peer name eth0 net
 ip link set veth-red alias netnskit:seed addrgenmode none up
 
 # step 20: bring up eth0 in red (no IPv6 link-local address)
-ip -n red link set eth0 addrgenmode none
-ip -n red link set eth0 up
+ip -n red link set eth0 addrgenmode none up
 #   undo: ip -n red link set eth0 down
 
 # step 21: address red's eth0 as 192.168.15.1/24
@@ -89,8 +88,7 @@ ip link add veth-blue group 237438951 master v-net-0 type veth peer name eth0 ne
 ip link set veth-blue alias netnskit:seed addrgenmode none up
 
 # step 25: bring up eth0 in blue (no IPv6 link-local address)
-ip -n blue link set eth0 addrgenmode none
-ip -n blue link set eth0 up
+ip -n blue link set eth0 addrgenmode none up
 #   undo: ip -n blue link set eth0 down
 
 # step 26: address blue's eth0 as 192.168.15.2/24
@@ -109,8 +107,7 @@ ip link add veth-orange group 237438951 master v-net-0 type veth peer name eth0 
 ip link set veth-orange alias netnskit:seed addrgenmode none up
 
 # step 30: bring up eth0 in orange (no IPv6 link-local address)
-ip -n orange link set eth0 addrgenmode none
-ip -n orange link set eth0 up
+ip -n orange link set eth0 addrgenmode none up
 #   undo: ip -n orange link set eth0 down
 
 # step 31: address orange's eth0 as 192.168.15.3/24
@@ -129,8 +126,7 @@ ip link add veth-gray group 237438951 master v-net-0 type veth peer name eth0 ne
 ip link set veth-gray alias netnskit:seed addrgenmode none up
 
 # step 35: bring up eth0 in gray (no IPv6 link-local address)
-ip -n gray link set eth0 addrgenmode none
-ip -n gray link set eth0 up
+ip -n gray link set eth0 addrgenmode none up
 #   undo: ip -n gray link set eth0 down
 
 # step 36: address gray's eth0 as 192.168.15.4/24
