@@ -1,4 +1,4 @@
-"""Bring up and tear down N namespaces, five ways, each in its own throwaway sandbox; print them side by side.
+"""Bring up and tear down N namespaces, seven ways, each in its own throwaway sandbox; print them side by side.
 
 Run as root::
 
@@ -24,7 +24,11 @@ rules are netnskit.firewall's: its own chains, hairpin and loopback paths). The 
 * ``reference``: the cheaper operations batched by hand, one process after another: one
   ``ip -batch`` for namespaces, bridge and veths, one ``ip -n NS -batch`` per namespace, the plan's
   firewall restore and sysctls; teardown ``ip link del group G``, one ``ip -batch`` of
-  ``netns del``, the plan's undo restore and sysctls.
+  ``netns del``, the plan's undo restore and sysctls (issue 6's "cheaper kernel operations,
+  batched");
+* ``handmade``: the same, with this release's choices written by hand (bridge ``mcast_snooping
+  0``, veth ends ``addrgenmode none``, ``nsenter --net`` instead of ``ip -n``): the best the
+  hand-written batch does one process after another, to compare netnskit's overhead with.
 
 Each run has its own fresh sandbox and its own process (so peak memory is its own): the driver
 makes the sandbox and starts the run's process inside it (:meth:`Sandbox.enter_argv`, one
@@ -62,7 +66,7 @@ from netnskit.plan import Command, SerialExecutor, Step, render_script
 from netnskit.runner import LiveRunner, Result, Runner
 from netnskit.sandbox import Sandbox
 
-WAYS = ("netnskit", "executor", "serial", "bash", "pyroute2", "reference")
+WAYS = ("netnskit", "executor", "serial", "bash", "pyroute2", "reference", "handmade")
 BRIDGE = "nbr0"
 GROUP = 4242
 SUBNET = ipaddress.ip_network("10.88.0.0/16")
@@ -276,25 +280,36 @@ def _group_of(plan: Sequence[Step]) -> str:
     return str(GROUP)
 
 
-def reference_commands(n: int) -> tuple[list[Command], list[Command]]:
+def reference_commands(n: int, *, quiet: bool = False) -> tuple[list[Command], list[Command]]:
     """The cheaper operations batched by hand: (bring-up, teardown) processes, run in order.
 
     The links, addresses and routes are written here; the firewall and sysctl commands are the
-    plan's own (one ``iptables-restore`` each way), run as they are.
+    plan's own (one ``iptables-restore`` each way), run as they are. ``quiet`` (the ``handmade``
+    way): also this release's choices, written by hand: a bridge without multicast snooping, both
+    veth ends without IPv6 link-local addresses, namespaces entered with ``nsenter --net``.
     """
     plan = network_plan(n)
     group = _group_of(plan)
     mark = f"netnskit:{OWNER}"
-    host = [f"link add name {BRIDGE} alias {mark} group {group} up type bridge", f"addr add {GATEWAY}/16 dev {BRIDGE}"]
+    snooping = " mcast_snooping 0" if quiet else ""
+    host = [f"link add name {BRIDGE} alias {mark} group {group} up type bridge{snooping}",
+            f"addr add {GATEWAY}/16 dev {BRIDGE}"]
     inner: list[Command] = []
     for i in range(n):
         space, host_end, _ = names(i)
-        host += [f"netns add {space}",
-                 f"link add {host_end} alias {mark} group {group} up master {BRIDGE} type veth peer name eth0"
-                 f" netns {space}"]
-        body = f"link set lo up alias {mark}\nlink set eth0 up\naddr add {address(i)}/16 dev eth0\n"
+        host.append(f"netns add {space}")
+        if quiet:
+            host += [f"link add {host_end} group {group} master {BRIDGE} type veth peer name eth0 netns {space}",
+                     f"link set {host_end} alias {mark} addrgenmode none up"]
+        else:
+            host.append(f"link add {host_end} alias {mark} group {group} up master {BRIDGE} type veth peer name eth0"
+                        f" netns {space}")
+        up_line = "link set eth0 addrgenmode none up" if quiet else "link set eth0 up"
+        body = f"link set lo up alias {mark}\n{up_line}\naddr add {address(i)}/16 dev eth0\n"
         body += f"route add default via {GATEWAY}\n"
-        inner.append(Command(["ip", "-n", space, "-batch", "-"], input=body))
+        enter = ["nsenter", f"--net=/run/netns/{space}", "--", "ip", "-batch", "-"] if quiet else \
+            ["ip", "-n", space, "-batch", "-"]
+        inner.append(Command(enter, input=body))
     others = [c for s in plan for c in s.do if c.argv[0] != "ip"]
     undo_others = [c for s in reversed(plan) for c in s.undo if c.argv[0] != "ip"]
     up = [Command(["ip", "-batch", "-"], input="\n".join(host) + "\n"), *inner, *others]
@@ -303,9 +318,9 @@ def reference_commands(n: int) -> tuple[list[Command], list[Command]]:
     return up, down
 
 
-def run_reference(n: int, runner: Runner) -> dict[str, Any]:
+def run_reference(n: int, runner: Runner, *, quiet: bool = False) -> dict[str, Any]:
     """The hand-written cheaper-operations batch, one process after another."""
-    up, down = reference_commands(n)
+    up, down = reference_commands(n, quiet=quiet)
 
     def run_all(commands: list[Command], what: str) -> None:
         for command in commands:
@@ -461,6 +476,8 @@ def worker(way: str, n: int, workers: int | None) -> dict[str, Any]:
         result = run_bash(n, live)
     elif way == "reference":
         result = run_reference(n, live)
+    elif way == "handmade":
+        result = run_reference(n, live, quiet=True)
     elif way == "pyroute2":
         result = run_pyroute2(n, live)
     else:
@@ -587,6 +604,11 @@ def verdicts(results: dict[int, dict[str, dict[str, Any]]]) -> list[str]:
             grow_down = (down1k / 1000) / (down100 / 100)
             line(grow_up <= 1.3, f"up cost per namespace N=1000 / N=100 = {grow_up:.2f} (target <= 1.3)")
             line(grow_down <= 1.3, f"down cost per namespace N=1000 / N=100 = {grow_down:.2f} (target <= 1.3)")
+    for n in (200, 1000):  # not a target: netnskit against the same operations written by hand
+        hm_up, hm_down = get(n, "handmade", "up"), get(n, "handmade", "down")
+        nk_up, nk_down = get(n, "netnskit", "up"), get(n, "netnskit", "down")
+        if hm_up and hm_down and nk_up and nk_down:
+            out.append(f"[info] N={n} netnskit / handmade: up {nk_up / hm_up:.2f}x, down {nk_down / hm_down:.2f}x")
     return out
 
 
