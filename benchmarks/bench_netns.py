@@ -456,7 +456,23 @@ def inside_problem() -> str | None:
         return f"this process shares the real host's namespaces ({net}, {mnt})"
     if net != box_net:
         return f"this process is in network namespace {net}, not the sandbox's {box_net}"
+    if not _sandbox_netns_dir():
+        return "/run/netns here is not a sandbox's tmpfs (netnskit-sandbox): this is not a sandbox's mount namespace"
     return None
+
+
+def _sandbox_netns_dir() -> bool:
+    """Does this mount namespace have the sandbox's own tmpfs on /run/netns (whatever the environment says)?"""
+    try:
+        with open("/proc/self/mountinfo", encoding="utf-8") as handle:
+            for line in handle:
+                fields = line.split()
+                # ... mount point (5th) ... " - " fstype source options
+                if len(fields) > 4 and fields[4] == "/run/netns" and " - tmpfs netnskit-sandbox " in line:
+                    return True
+    except OSError:
+        return False
+    return False
 
 
 def worker(way: str, n: int, workers: int | None) -> dict[str, Any]:

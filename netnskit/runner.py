@@ -14,6 +14,7 @@ import os
 import select
 import shlex
 import subprocess
+import threading
 from collections.abc import Iterable, Sequence
 from typing import IO, Any, Protocol, runtime_checkable
 
@@ -97,7 +98,11 @@ class Result:
 
 @runtime_checkable
 class Runner(Protocol):
-    """Runs one argv to completion and returns its Result; never raises on a non-zero exit."""
+    """Runs one argv to completion and returns its Result; never raises on a non-zero exit.
+
+    netnskit calls a runner from several threads at once (BatchExecutor's namespace batches,
+    Network.down's reads): an implementation must allow that.
+    """
 
     def run(
         self, argv: Sequence[str], *, input: str | None = None, timeout: float | None = None
@@ -145,37 +150,44 @@ def _setns(fd: int) -> None:
 def _spawn_in_netns(path: str, args: list[str], **popen: Any) -> subprocess.Popen[str] | str | None:
     """Start ``args`` in the network namespace at ``path`` without an ``nsenter`` process.
 
-    This thread enters the namespace (setns), forks the child there, and comes back before
-    returning: the child is where ``nsenter --net=PATH -- ARGS`` would put it. Returns the
-    process; nsenter's own message if ``path`` cannot be opened; None if this process may not
-    enter namespaces (the caller then runs nsenter itself).
+    A short-lived thread of its own enters the namespace (setns), forks the child there and ends:
+    the child is where ``nsenter --net=PATH -- ARGS`` would put it, and the caller's thread never
+    changes namespace (a signal handler or an exception in the middle cannot strand it). Returns
+    the process; nsenter's own message if ``path`` cannot be opened or ``args`` cannot be run; None
+    if this process may not enter namespaces (the caller then runs nsenter itself).
     """
     try:
         target = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
     except OSError as exc:
         return f"nsenter: cannot open {path}: {exc.strerror}\n"
-    try:
-        home = os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
-    except OSError:
-        os.close(target)
-        return None
-    try:
+    outcome: list[subprocess.Popen[str] | str | None | BaseException] = []
+
+    def enter_and_start() -> None:
         try:
             _setns(target)
         except OSError as exc:
             if exc.errno in (errno.EPERM, errno.EINVAL, errno.ENOSYS):
-                return None  # not allowed here (no CAP_SYS_ADMIN), or not a namespace: let nsenter say why
-            raise
+                outcome.append(None)  # not allowed here (no CAP_SYS_ADMIN), or not a namespace: nsenter says why
+            else:
+                outcome.append(exc)
+            return
         try:
-            return subprocess.Popen(args, **popen)
-        finally:
-            try:
-                _setns(home)
-            except OSError as exc:  # pragma: no cover - re-entering our own namespace cannot fail
-                raise NetnskitError(f"could not return this thread to its network namespace: {exc}") from exc
+            outcome.append(subprocess.Popen(args, **popen))
+        except OSError as exc:  # as nsenter: 127 for a missing program, 126 for any other exec failure
+            outcome.append(f"nsenter: failed to execute {args[0]}: {exc.strerror}\n")
+        except BaseException as exc:  # pragma: no cover - handed to the caller below
+            outcome.append(exc)
+
+    try:
+        worker = threading.Thread(target=enter_and_start, name="netnskit-setns", daemon=True)
+        worker.start()
+        worker.join()
     finally:
         os.close(target)
-        os.close(home)
+    found = outcome[0] if outcome else NetnskitError(f"entering {path} to start {args[0]!r} failed")
+    if isinstance(found, BaseException):
+        raise found
+    return found
 
 
 @attrs.define
@@ -183,8 +195,10 @@ class LiveRunner:
     """Runs commands on this host with :mod:`subprocess`, never through a shell.
 
     ``nsenter --net=FILE -- COMMAND`` is run without the nsenter process when this process may
-    enter namespaces (``setns=True``): the calling thread enters FILE's network namespace, starts
-    COMMAND there and comes back, which saves one program start per namespace batch.
+    enter namespaces (``setns=True``): a short-lived thread enters FILE's network namespace and
+    starts COMMAND there, which saves one program start per namespace batch. The Result is
+    nsenter's: exit 1 and its message for a FILE that cannot be opened, 127 for a missing COMMAND,
+    126 for one that cannot be run.
     """
 
     timeout: float = DEFAULT_TIMEOUT
@@ -226,21 +240,21 @@ class LiveRunner:
     ) -> Result | None:
         """``nsenter --net=FILE -- COMMAND`` without nsenter; None if this process may not enter namespaces."""
         path, command = target
-        try:
-            proc = _spawn_in_netns(
-                path,
-                command,
-                stdin=subprocess.PIPE if input is not None else subprocess.DEVNULL,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
-                text=True,
-                errors="replace",
-                env=self.env,
-            )
-        except FileNotFoundError as exc:
-            raise CommandNotFoundError(command[0], package_for(command[0])) from exc
+        proc = _spawn_in_netns(
+            path,
+            command,
+            stdin=subprocess.PIPE if input is not None else subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            errors="replace",
+            env=self.env,
+        )
         if proc is None or isinstance(proc, str):
-            return None if proc is None else _result(args, 1, "", proc)
+            if proc is None:
+                return None
+            code = 1 if proc.startswith("nsenter: cannot open") else 127 if "No such file" in proc else 126
+            return _result(args, code, "", proc)
         with proc:
             try:
                 stdout, stderr = proc.communicate(input, timeout=limit)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import fnmatch
 import re
 import shlex
+import threading
 from collections.abc import Callable, Sequence
 
 import attrs
@@ -99,7 +100,9 @@ class FakeProcess:
 class FakeRunner:
     """Records every argv and answers from scripted replies; unmatched argv succeed silently.
 
-    With ``strict=True`` an argv that no reply matches raises AssertionError instead.
+    With ``strict=True`` an argv that no reply matches raises AssertionError instead. Safe to call
+    from several threads (as BatchExecutor and Network.down do): a call's argv and input are
+    recorded at the same position, and a reply scripted ``times=k`` answers exactly k calls.
     """
 
     strict: bool = False
@@ -107,6 +110,7 @@ class FakeRunner:
     inputs: list[str | None] = attrs.field(factory=list)
     replies: list[Reply] = attrs.field(factory=list)
     started: list[FakeProcess] = attrs.field(factory=list)
+    _lock: threading.Lock = attrs.field(factory=threading.Lock, init=False, repr=False, eq=False)
 
     def on(
         self,
@@ -132,14 +136,15 @@ class FakeRunner:
     ) -> Result:
         """Record ``argv`` and return the scripted Result."""
         args = [str(a) for a in argv]
-        self.calls.append(args)
-        self.inputs.append(input)
-        for reply in reversed(self.replies):
-            if reply.times == 0 or not reply.matches(args):
-                continue
-            if reply.times is not None:
-                reply.times -= 1
-            return Result(args, reply.returncode, reply.stdout, reply.stderr)
+        with self._lock:
+            self.calls.append(args)
+            self.inputs.append(input)
+            for reply in reversed(self.replies):
+                if reply.times == 0 or not reply.matches(args):
+                    continue
+                if reply.times is not None:
+                    reply.times -= 1
+                return Result(args, reply.returncode, reply.stdout, reply.stderr)
         if self.strict:
             raise AssertionError(f"FakeRunner: no reply scripted for {shlex.join(args)}")
         return Result(args, 0, "", "")
@@ -147,9 +152,10 @@ class FakeRunner:
     def start(self, argv: Sequence[str]) -> FakeProcess:
         """Record a background start and return a FakeProcess."""
         proc = FakeProcess([str(a) for a in argv])
-        self.calls.append(proc.argv)
-        self.inputs.append(None)
-        self.started.append(proc)
+        with self._lock:
+            self.calls.append(proc.argv)
+            self.inputs.append(None)
+            self.started.append(proc)
         return proc
 
     @property

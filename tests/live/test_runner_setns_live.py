@@ -33,6 +33,14 @@ _THREADS = textwrap.dedent(
 
     with ThreadPoolExecutor(8) as pool:
         seen = list(pool.map(probe, range(n)))
+    # signal handlers run on the main thread, at any point of a run: never inside a namespace
+    import signal
+    in_handler = []
+    signal.signal(signal.SIGALRM, lambda *_: in_handler.append(os.readlink("/proc/thread-self/ns/net")))
+    signal.setitimer(signal.ITIMER_REAL, 0.0005, 0.0005)
+    for _ in range(150):
+        run.run(["nsenter", "--net=/run/netns/s0", "--", "true"]).check()
+    signal.setitimer(signal.ITIMER_REAL, 0)
     missing = run.run(["nsenter", "--net=/run/netns/nope", "--", "ip", "link", "show"])
     plain = LiveRunner(setns=False).run(["nsenter", "--net=/run/netns/s3", "--", "ip", "-j", "link", "show"])
     host = sorted(d["ifname"] for d in json.loads(run.run(["ip", "-j", "link", "show"]).check().stdout))
@@ -41,6 +49,8 @@ _THREADS = textwrap.dedent(
         "seen": seen, "home": os.readlink("/proc/self/ns/net"),
         "missing": [missing.returncode, missing.stderr],
         "plain": sorted(d["ifname"] for d in json.loads(plain.check().stdout)), "host": host,
+        "handler": sorted(set(in_handler)), "handled": len(in_handler),
+        "main": os.readlink("/proc/thread-self/ns/net"),
     }))
     """
 )
@@ -81,6 +91,7 @@ def test_commands_land_in_their_namespace_and_every_thread_comes_back(sandbox: S
     seen = _inside(sandbox, _THREADS)
     assert [names for names, _ in seen["seen"]] == [sorted(["lo", f"d{i}", f"e{i}"]) for i in range(40)]  # type: ignore[union-attr]
     assert {thread for _, thread in seen["seen"]} == {seen["home"]}  # type: ignore[union-attr]
+    assert seen["handled"] > 0 and seen["handler"] == [seen["home"]] and seen["main"] == seen["home"]
     assert seen["missing"] == [1, "nsenter: cannot open /run/netns/nope: No such file or directory\n"]
     assert seen["plain"] == ["d3", "e3", "lo"]  # the nsenter process itself, same answer
     assert not any(name.startswith("d") for name in seen["host"])  # type: ignore[union-attr]

@@ -12,6 +12,7 @@ import logging
 import pickle
 import shlex
 import subprocess
+import threading
 
 import pytest
 
@@ -21,6 +22,7 @@ from netnskit import (
     CommandTimeoutError,
     LiveRunner,
     NotFoundError,
+    PermissionDeniedError,
     PrefixRunner,
     Result,
     Runner,
@@ -425,16 +427,16 @@ class _Setns:
 
     def __init__(self):
         self.paths: list[str] = []
+        self.threads: list[int] = []
 
     def __call__(self, fd: int) -> None:
         import os
 
         self.paths.append(os.readlink(f"/proc/self/fd/{fd}"))
+        self.threads.append(threading.get_ident())
 
 
 def test_live_runner_enters_the_namespace_itself_and_starts_only_the_command(fp, monkeypatch, tmp_path):
-    import os
-
     from netnskit import runner as runner_mod
 
     spy = _Setns()
@@ -445,7 +447,8 @@ def test_live_runner_enters_the_namespace_itself_and_starts_only_the_command(fp,
     result = LiveRunner().run(["nsenter", f"--net={space}", "--", "ip", "-batch", "-"], input="link set lo up\n")
     assert result == Result(("nsenter", f"--net={space}", "--", "ip", "-batch", "-"), 0, "done\n", "")
     assert fp.call_count(["ip", "-batch", "-"]) == 1  # no nsenter process
-    assert spy.paths == [str(space), os.readlink("/proc/thread-self/ns/net")]  # in, then back
+    assert spy.paths == [str(space)]  # entered once, by a thread of its own
+    assert spy.threads != [threading.get_ident()]  # never by the caller's thread
 
 
 def test_live_runner_missing_namespace_file_answers_as_nsenter_does(fp, monkeypatch, tmp_path):
@@ -491,15 +494,22 @@ def test_live_runner_setns_false_always_runs_nsenter(fp, monkeypatch, tmp_path):
     assert fp.call_count(argv) == 1 and spy.paths == []
 
 
-def test_live_runner_missing_command_in_a_namespace_names_its_package(fp, monkeypatch, tmp_path):
+def test_live_runner_command_that_cannot_run_in_a_namespace_answers_as_nsenter_does(fp, monkeypatch, tmp_path):
     from netnskit import runner as runner_mod
 
     spy = _Setns()
     monkeypatch.setattr(runner_mod, "_setns", spy)
     space = tmp_path / "red"
     space.write_text("")
+    plain = tmp_path / "not-executable"
+    plain.write_text("#!/bin/sh\n")
     fp.pass_command([MISSING, "link"])
-    with pytest.raises(CommandNotFoundError) as info:
-        LiveRunner().run(["nsenter", f"--net={space}", "--", MISSING, "link"])
-    assert info.value.program == MISSING
-    assert len(spy.paths) == 2  # came back even though the start failed
+    fp.pass_command([str(plain)])
+    missing = LiveRunner().run(["nsenter", f"--net={space}", "--", MISSING, "link"])
+    assert missing.returncode == 127
+    assert missing.stderr == f"nsenter: failed to execute {MISSING}: No such file or directory\n"
+    refused = LiveRunner().run(["nsenter", f"--net={space}", "--", str(plain)])
+    assert (refused.returncode, refused.stderr) == (126, f"nsenter: failed to execute {plain}: Permission denied\n")
+    with pytest.raises(PermissionDeniedError):
+        refused.check()
+    assert spy.paths == [str(space), str(space)]

@@ -103,3 +103,19 @@ def test_module_doctest_runs():
     result = doctest.testmod(netnskit.testing)
     assert result.attempted > 0
     assert result.failed == 0
+
+
+def test_fake_runner_from_many_threads_keeps_argv_and_input_together_and_counts_times():
+    from concurrent.futures import ThreadPoolExecutor
+
+    fake = FakeRunner()
+    fake.on("ip *", stdout="scripted\n", times=1000)
+
+    def call(i: int) -> str:
+        return fake.run(["ip", str(i)], input=f"input {i}").stdout
+
+    with ThreadPoolExecutor(8) as pool:
+        outs = list(pool.map(call, range(4000)))
+    assert outs.count("scripted\n") == 1000 and outs.count("") == 3000
+    assert len(fake.calls) == len(fake.inputs) == 4000
+    assert all(inp == f"input {argv[1]}" for argv, inp in zip(fake.calls, fake.inputs, strict=True))
