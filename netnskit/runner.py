@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ctypes
 import errno
+import functools
 import logging
 import os
 import select
@@ -135,14 +136,18 @@ def net_target(argv: Sequence[str]) -> tuple[str, list[str]] | None:
     return None
 
 
+@functools.cache
+def _libc() -> ctypes.CDLL:
+    return ctypes.CDLL(None, use_errno=True)
+
+
 def _setns(fd: int) -> None:
     """Move the calling thread into the network namespace ``fd`` refers to."""
     setns = getattr(os, "setns", None)  # Python 3.12+
     if setns is not None:
         setns(fd, _CLONE_NEWNET)
         return
-    libc = ctypes.CDLL(None, use_errno=True)
-    if libc.setns(fd, _CLONE_NEWNET) != 0:
+    if _libc().setns(fd, _CLONE_NEWNET) != 0:
         code = ctypes.get_errno()
         raise OSError(code, os.strerror(code))
 
@@ -178,12 +183,19 @@ def _spawn_in_netns(path: str, args: list[str], **popen: Any) -> subprocess.Pope
         except BaseException as exc:  # pragma: no cover - handed to the caller below
             outcome.append(exc)
 
+    def run_and_close() -> None:
+        try:
+            enter_and_start()
+        finally:
+            os.close(target)  # by this thread, after setns: never while it may still use the fd
+
+    worker = threading.Thread(target=run_and_close, name="netnskit-setns", daemon=True)
     try:
-        worker = threading.Thread(target=enter_and_start, name="netnskit-setns", daemon=True)
         worker.start()
-        worker.join()
-    finally:
+    except BaseException:
         os.close(target)
+        raise
+    worker.join()
     found = outcome[0] if outcome else NetnskitError(f"entering {path} to start {args[0]!r} failed")
     if isinstance(found, BaseException):
         raise found
