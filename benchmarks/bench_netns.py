@@ -64,7 +64,7 @@ from netnskit.link import Bridge, Route, VethPair
 from netnskit.netns import Namespace
 from netnskit.plan import Command, SerialExecutor, Step, render_script
 from netnskit.runner import LiveRunner, Result, Runner
-from netnskit.sandbox import Sandbox
+from netnskit.sandbox import TMPFS_SOURCE, Sandbox
 
 WAYS = ("netnskit", "executor", "serial", "bash", "pyroute2", "reference", "handmade")
 BRIDGE = "nbr0"
@@ -457,7 +457,7 @@ def inside_problem() -> str | None:
     if net != box_net:
         return f"this process is in network namespace {net}, not the sandbox's {box_net}"
     if not _sandbox_netns_dir():
-        return "/run/netns here is not a sandbox's tmpfs (netnskit-sandbox): this is not a sandbox's mount namespace"
+        return f"/run/netns here is not a sandbox's tmpfs ({TMPFS_SOURCE}): this is not a sandbox's mount namespace"
     return None
 
 
@@ -468,7 +468,7 @@ def _sandbox_netns_dir() -> bool:
             for line in handle:
                 fields = line.split()
                 # ... mount point (5th) ... " - " fstype source options
-                if len(fields) > 4 and fields[4] == "/run/netns" and " - tmpfs netnskit-sandbox " in line:
+                if len(fields) > 4 and fields[4] == "/run/netns" and f" - tmpfs {TMPFS_SOURCE} " in line:
                     return True
     except OSError:
         return False

@@ -152,44 +152,44 @@ def _setns(fd: int) -> None:
         raise OSError(code, os.strerror(code))
 
 
-def _spawn_in_netns(path: str, args: list[str], **popen: Any) -> subprocess.Popen[str] | str | None:
+def _spawn_in_netns(
+    path: str, args: list[str], **popen: Any
+) -> subprocess.Popen[str] | tuple[int, str] | None:
     """Start ``args`` in the network namespace at ``path`` without an ``nsenter`` process.
 
     A short-lived thread of its own enters the namespace (setns), forks the child there and ends:
     the child is where ``nsenter --net=PATH -- ARGS`` would put it, and the caller's thread never
     changes namespace (a signal handler or an exception in the middle cannot strand it). Returns
-    the process; nsenter's own message if ``path`` cannot be opened or ``args`` cannot be run; None
-    if this process may not enter namespaces (the caller then runs nsenter itself).
+    the process; nsenter's exit status and message if ``path`` cannot be opened (1) or ``args``
+    cannot be run (127 missing, 126 otherwise); None if this process may not enter namespaces (the
+    caller then runs nsenter itself).
     """
     try:
         target = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
     except OSError as exc:
-        return f"nsenter: cannot open {path}: {exc.strerror}\n"
-    outcome: list[subprocess.Popen[str] | str | None | BaseException] = []
+        return 1, f"nsenter: cannot open {path}: {exc.strerror}\n"
+    outcome: list[subprocess.Popen[str] | tuple[int, str] | None | BaseException] = []
 
     def enter_and_start() -> None:
         try:
-            _setns(target)
-        except OSError as exc:
-            if exc.errno in (errno.EPERM, errno.EINVAL, errno.ENOSYS):
-                outcome.append(None)  # not allowed here (no CAP_SYS_ADMIN), or not a namespace: nsenter says why
-            else:
-                outcome.append(exc)
-            return
-        try:
-            outcome.append(subprocess.Popen(args, **popen))
-        except OSError as exc:  # as nsenter: 127 for a missing program, 126 for any other exec failure
-            outcome.append(f"nsenter: failed to execute {args[0]}: {exc.strerror}\n")
+            try:
+                _setns(target)
+            except OSError as exc:
+                denied = exc.errno in (errno.EPERM, errno.EINVAL, errno.ENOSYS)
+                # not allowed here (no CAP_SYS_ADMIN), or not a namespace: nsenter says why
+                outcome.append(None if denied else exc)
+                return
+            try:
+                outcome.append(subprocess.Popen(args, **popen))
+            except OSError as exc:
+                code = 127 if exc.errno == errno.ENOENT else 126
+                outcome.append((code, f"nsenter: failed to execute {args[0]}: {exc.strerror}\n"))
         except BaseException as exc:  # pragma: no cover - handed to the caller below
             outcome.append(exc)
-
-    def run_and_close() -> None:
-        try:
-            enter_and_start()
         finally:
             os.close(target)  # by this thread, after setns: never while it may still use the fd
 
-    worker = threading.Thread(target=run_and_close, name="netnskit-setns", daemon=True)
+    worker = threading.Thread(target=enter_and_start, name="netnskit-setns", daemon=True)
     try:
         worker.start()
     except BaseException:
@@ -262,11 +262,8 @@ class LiveRunner:
             errors="replace",
             env=self.env,
         )
-        if proc is None or isinstance(proc, str):
-            if proc is None:
-                return None
-            code = 1 if proc.startswith("nsenter: cannot open") else 127 if "No such file" in proc else 126
-            return _result(args, code, "", proc)
+        if proc is None or isinstance(proc, tuple):
+            return None if proc is None else _result(args, proc[0], "", proc[1])
         with proc:
             try:
                 stdout, stderr = proc.communicate(input, timeout=limit)

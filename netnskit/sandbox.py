@@ -26,12 +26,14 @@ from netnskit.errors import SandboxError
 from netnskit.netns import Namespace
 from netnskit.runner import LiveRunner, PrefixRunner, Result, end_process, nsenter_runner, package_for
 
-__all__ = ["Sandbox", "sandbox_problem"]
+__all__ = ["TMPFS_SOURCE", "Sandbox", "sandbox_problem"]
+
+TMPFS_SOURCE = "netnskit-sandbox"  # the source name of the sandbox's tmpfs on /run/netns (its mount table shows it)
 
 # Run by the holder, inside the new namespaces.
 _HOLDER_SCRIPT = (
     "set -e; mkdir -p /run/netns; "
-    "mount -t tmpfs -o mode=0755,size=1m netnskit-sandbox /run/netns; "
+    f"mount -t tmpfs -o mode=0755,size=1m {TMPFS_SOURCE} /run/netns; "
     "ip link set lo up; echo ready; exec cat >/dev/null"
 )
 _TOOLS = ("unshare", "nsenter", "ip", "mount")
