@@ -1,10 +1,14 @@
-"""The demo's pure parts: the echoing runner, ping/snmp parsing, and the story's exact commands."""
+"""The demo's pure parts: the echoing runner, ping/snmp parsing, the story's exact commands, and its import path."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import types
 
-from netnskit.demo import EchoRunner, Story, icmp_echo_requests, in_netns, ping
+from netnskit.demo.echo import EchoRunner
+from netnskit.demo.evidence import icmp_echo_requests, in_netns, ping
+from netnskit.demo.story import Story
 from netnskit.testing import FakeRunner
 
 PING_OK = """PING 192.168.15.2 (192.168.15.2) 56(84) bytes of data.
@@ -115,3 +119,10 @@ def test_the_bridge_step_attaches_each_colour():
             "veth-gray", "netns", "gray"] in fake.argvs
     assert ["ip", "-n", "orange", "addr", "add", "192.168.15.3/24", "dev", "veth-orange"] in fake.argvs
 
+
+
+def test_the_core_and_the_cli_do_not_import_the_demo():
+    code = "import sys, netnskit, netnskit.cli; print(sorted(m for m in sys.modules if m.startswith('netnskit.demo')))"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False)
+    assert (done.returncode, done.stderr) == (0, "")
+    assert done.stdout.strip() == "[]"
