@@ -36,6 +36,7 @@ Verb = Callable[[argparse.Namespace], int]
 
 def cmd_demo(args: argparse.Namespace) -> int:
     """``netnskit demo``: the whole story, live, in a sandbox; 0 only if every check held."""
+    # imported here, not at the top: the demo stays out of the core import path (tests/unit/test_demo.py)
     from netnskit.demo import run_demo
     from netnskit.sandbox import sandbox_problem
 
