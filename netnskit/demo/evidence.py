@@ -81,6 +81,7 @@ def icmp_echo_requests(runner: Runner, netns: str | None) -> int:
 
 def end_server(proc: subprocess.Popen[str]) -> str:
     """End a background process started in the sandbox (by its own handle); return its stderr."""
+    # not just end_process: it closes stderr, which can be read only once the process is dead (else it blocks)
     if proc.poll() is None:
         proc.kill()
     proc.wait()
