@@ -58,11 +58,11 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from netnskit.batch import BatchExecutor
+from netnskit.executors import BatchExecutor, SerialExecutor
 from netnskit.firewall import Backend, NatRule, PortForward, Rule
 from netnskit.link import Bridge, Route, VethPair
 from netnskit.netns import Namespace
-from netnskit.plan import Command, SerialExecutor, Step, render_script
+from netnskit.plan import Command, Step, render_script
 from netnskit.runner import LiveRunner, Result, Runner
 from netnskit.sandbox import TMPFS_SOURCE, Sandbox
 

@@ -151,6 +151,16 @@ def port_range(value: object) -> tuple[int, int]:
     return (p, p)
 
 
+MTU_MIN, MTU_MAX = 68, 65535  # IPv4's minimum; the largest a veth or bridge takes
+
+
+def mtu(value: object) -> int:
+    """A link MTU: an integer from 68 to 65535."""
+    if isinstance(value, bool) or not isinstance(value, int) or not MTU_MIN <= value <= MTU_MAX:
+        raise ValidationError("MTU", value, f"must be an integer from {MTU_MIN} to {MTU_MAX}")
+    return value
+
+
 def protocol(value: object) -> str:
     """A transport protocol: 'tcp' or 'udp'."""
     if value not in PROTOCOLS:

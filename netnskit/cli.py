@@ -26,8 +26,8 @@ from netnskit.errors import NetnskitError
 from netnskit.runner import LiveRunner, Runner
 
 if TYPE_CHECKING:
+    from netnskit.executors import Executor
     from netnskit.network import Network
-    from netnskit.plan import Executor
 
 __all__ = ["build_parser", "main"]
 
@@ -51,8 +51,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def _executor(args: argparse.Namespace) -> Executor:
-    from netnskit.batch import BatchExecutor
-    from netnskit.plan import SerialExecutor
+    from netnskit.executors import BatchExecutor, SerialExecutor
 
     return BatchExecutor() if args.batch else SerialExecutor()
 

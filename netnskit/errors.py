@@ -4,9 +4,12 @@
 
     NetnskitError(Exception)
     ├─ ValidationError(NetnskitError, ValueError)      bad input, raised before any command runs
+    │  └─ ConfigError                                  a network file or mapping: its path and key
     ├─ CommandNotFoundError(NetnskitError, FileNotFoundError)   a binary is missing
-    ├─ SandboxError(NetnskitError)                      the sandbox could not be made
-    ├─ StepError(NetnskitError)                        a plan step failed (after rollback)
+    ├─ SandboxError(NetnskitError)                      the sandbox could not be made, or is gone
+    ├─ BusyError(NetnskitError)                        another process is changing the same network or host
+    ├─ NotOursError(NetnskitError)                     something with one of our names is not ours: refused
+    ├─ StepError(NetnskitError)                        a plan step failed (after rollback); keeps the CommandError
     └─ CommandError(NetnskitError)                     a command exited non-zero
        ├─ AlreadyExistsError     "File exists", "already assigned", "Chain already exists"
        ├─ NotFoundError          "Cannot find device", "No such device", "No such file", "does not exist", ...
@@ -20,14 +23,18 @@ from __future__ import annotations
 
 import shlex
 from collections.abc import Sequence
+from typing import Any
 
 __all__ = [
     "AlreadyExistsError",
+    "BusyError",
     "CommandError",
     "CommandNotFoundError",
     "CommandTimeoutError",
+    "ConfigError",
     "NetnskitError",
     "NotFoundError",
+    "NotOursError",
     "PermissionDeniedError",
     "SandboxError",
     "StepError",
@@ -53,6 +60,32 @@ class ValidationError(NetnskitError, ValueError):
         return f"invalid {self.what} {self.value!r}: {self.rule}"
 
 
+class _Missing:
+    def __repr__(self) -> str:
+        return "<missing>"
+
+    def __reduce__(self) -> str:
+        return "MISSING"
+
+
+MISSING: Any = _Missing()  # ConfigError's value for a key that is absent
+
+
+class ConfigError(ValidationError):
+    """A network description (TOML file or mapping) was rejected: the file, the key and the reason."""
+
+    def __init__(self, path: str, key: str, value: object, reason: str) -> None:
+        ValidationError.__init__(self, f"{path}: {key}", value, reason)
+        self.args = (path, key, value, reason)
+        self.path = path
+        self.key = key
+
+    def __str__(self) -> str:
+        if self.value is MISSING:
+            return f"{self.path}: {self.key}: {self.rule}"
+        return f"{self.path}: {self.key} = {self.value!r}: {self.rule}"
+
+
 class CommandNotFoundError(NetnskitError, FileNotFoundError):
     """A program netnskit needs is not installed."""
 
@@ -70,6 +103,14 @@ class CommandNotFoundError(NetnskitError, FileNotFoundError):
 
 class SandboxError(NetnskitError):
     """The throwaway sandbox could not be created or entered."""
+
+
+class BusyError(NetnskitError):
+    """Another process holds the lock on this network (or the host's, for longer than the wait)."""
+
+
+class NotOursError(NetnskitError):
+    """Something with one of our names exists and carries no mark of ours: refused, nothing changed."""
 
 
 class CommandError(NetnskitError):
@@ -119,11 +160,14 @@ class CommandTimeoutError(CommandError):
 class StepError(NetnskitError):
     """A step of a plan failed; the steps before it were rolled back."""
 
-    def __init__(self, step: str, index: int, cause: str, rollback_errors: Sequence[str] = ()) -> None:
+    def __init__(
+        self, step: str, index: int, cause: CommandError | str, rollback_errors: Sequence[str] = ()
+    ) -> None:
         super().__init__(step, index, cause, tuple(rollback_errors))
         self.step = step
         self.index = index
-        self.cause = cause
+        self.error = cause if isinstance(cause, CommandError) else None  # the failing command, its argv and stderr
+        self.cause = str(cause)
         self.rollback_errors = tuple(rollback_errors)
 
     def __str__(self) -> str:

@@ -65,7 +65,8 @@ import attrs
 
 from netnskit import _validate as v
 from netnskit.errors import ValidationError
-from netnskit.plan import Command, SerialExecutor, Step
+from netnskit.executors import SerialExecutor
+from netnskit.plan import Command, Step
 from netnskit.runner import LiveRunner, Runner
 
 __all__ = [

@@ -14,8 +14,10 @@ from typing import Any
 import attrs
 
 from netnskit import _validate as v
+from netnskit.commands import ip
 from netnskit.errors import AlreadyExistsError, NotFoundError, ValidationError
-from netnskit.runner import LiveRunner, Result, Runner
+from netnskit.plan import Command, Resource
+from netnskit.runner import Result, Runner, default_runner
 
 __all__ = [
     "AddressInfo",
@@ -41,7 +43,15 @@ def ip_argv(netns: str | None, *args: str) -> list[str]:
 
 
 def _runner_field() -> Any:
-    return attrs.field(factory=LiveRunner, eq=False, repr=False, kw_only=True)
+    return attrs.field(factory=default_runner, eq=False, repr=False, kw_only=True)
+
+
+def _link(name: str, netns: str | None, group: int | None = None) -> Resource:
+    return Resource("link", name, netns, group)
+
+
+def _address(address: object, ifname: str, netns: str | None) -> Resource:
+    return Resource("address", f"{address} dev {ifname}", netns)
 
 
 def _where(netns: str | None) -> str:
@@ -74,31 +84,75 @@ class Link:
     netns: str | None = attrs.field(default=None, converter=v.optional_netns)
     runner: Runner = _runner_field()
 
+    # --- plan commands, pure -----------------------------------------------------------------
+
+    def set_command(self, *settings: str) -> Command:
+        """``ip link set NAME SETTINGS...`` (e.g. ``up``, ``mtu 1400``, ``alias TEXT``)."""
+        return ip(self.netns, "link", "set", self.name, *settings)
+
+    def up_command(self) -> Command:
+        """``ip link set NAME up``."""
+        return self.set_command("up")
+
+    def down_command(self) -> Command:
+        """``ip link set NAME down``."""
+        return self.set_command("down")
+
+    def mtu_command(self, mtu: object) -> Command:
+        """``ip link set NAME mtu MTU``."""
+        return self.set_command("mtu", str(v.mtu(mtu)))
+
+    def add_address_command(self, address: object) -> Command:
+        """``ip addr add ADDRESS/PREFIX dev NAME``."""
+        addr = v.ip_interface(address)
+        made = _address(addr, self.name, self.netns)
+        return ip(self.netns, "addr", "add", str(addr), "dev", self.name, creates=[made])
+
+    def del_address_command(self, address: object) -> Command:
+        """``ip addr del ADDRESS/PREFIX dev NAME``."""
+        addr = v.ip_interface(address)
+        gone = _address(addr, self.name, self.netns)
+        return ip(self.netns, "addr", "del", str(addr), "dev", self.name, removes=[gone])
+
+    def set_master_command(self, master: str | None) -> Command:
+        """``ip link set NAME master BRIDGE`` (``nomaster`` for None)."""
+        return self.set_command("nomaster") if master is None else self.set_command("master", v.ifname(master))
+
+    def delete_command(self) -> Command:
+        """``ip link del NAME``."""
+        return ip(self.netns, "link", "del", self.name, removes=[_link(self.name, self.netns)])
+
+    # --- argv, pure ---------------------------------------------------------------------------
+
     def up_argv(self) -> list[str]:
         """``ip link set NAME up``."""
-        return ip_argv(self.netns, "link", "set", self.name, "up")
+        return self.up_command().host_argv()
 
     def down_argv(self) -> list[str]:
         """``ip link set NAME down``."""
-        return ip_argv(self.netns, "link", "set", self.name, "down")
+        return self.down_command().host_argv()
+
+    def mtu_argv(self, mtu: object) -> list[str]:
+        """``ip link set NAME mtu MTU``."""
+        return self.mtu_command(mtu).host_argv()
 
     def add_address_argv(self, address: object) -> list[str]:
         """``ip addr add ADDRESS/PREFIX dev NAME``."""
-        return ip_argv(self.netns, "addr", "add", str(v.ip_interface(address)), "dev", self.name)
+        return self.add_address_command(address).host_argv()
 
     def del_address_argv(self, address: object) -> list[str]:
         """``ip addr del ADDRESS/PREFIX dev NAME``."""
-        return ip_argv(self.netns, "addr", "del", str(v.ip_interface(address)), "dev", self.name)
+        return self.del_address_command(address).host_argv()
 
     def set_master_argv(self, master: str | None) -> list[str]:
         """``ip link set NAME master BRIDGE`` (``nomaster`` for None)."""
-        if master is None:
-            return ip_argv(self.netns, "link", "set", self.name, "nomaster")
-        return ip_argv(self.netns, "link", "set", self.name, "master", v.ifname(master))
+        return self.set_master_command(master).host_argv()
 
     def delete_argv(self) -> list[str]:
         """``ip link del NAME``."""
-        return ip_argv(self.netns, "link", "del", self.name)
+        return self.delete_command().host_argv()
+
+    # --- running ------------------------------------------------------------------------------
 
     def up(self) -> Link:
         """Bring the link up."""
@@ -108,6 +162,11 @@ class Link:
     def down(self) -> Link:
         """Bring the link down."""
         _run(self.runner, self.down_argv(), f"bringing down {self.name!r} {_where(self.netns)}")
+        return self
+
+    def set_mtu(self, mtu: object) -> Link:
+        """Set the link's MTU."""
+        _run(self.runner, self.mtu_argv(mtu), f"setting the MTU of {self.name!r} {_where(self.netns)} to {mtu}")
         return self
 
     def add_address(self, address: object, *, exist_ok: bool = False) -> Link:
@@ -179,36 +238,52 @@ class VethPair:
         if self.name == self.peer and self.netns == self.peer_netns:
             raise ValidationError("veth peer name", self.peer, "must differ from the first end in one namespace")
 
-    def create_argv(self, *, up: bool = False) -> list[str]:
+    def _resources(self) -> list[Resource]:
+        return [_link(self.name, self.netns, self.group), _link(self.peer, self.peer_netns)]
+
+    def create_command(self, *, up: bool = False) -> Command:
         """``ip link add NAME [netns NS] [group G] [up] [master BR] type veth peer name PEER [netns NS2]``.
 
         The first end is created on the host (the runner's namespace) and, with ``netns``,
         placed straight into it; ``master`` attaches the first end to a bridge in one request.
         """
-        argv = ["ip", "link", "add", self.name]
+        words = ["link", "add", self.name]
         if self.netns is not None:
-            argv += ["netns", self.netns]
+            words += ["netns", self.netns]
         if self.group is not None:
-            argv += ["group", str(self.group)]
+            words += ["group", str(self.group)]
         if up:
-            argv.append("up")
+            words.append("up")
         if self.master is not None:
-            argv += ["master", self.master]
-        argv += ["type", "veth", "peer", "name", self.peer]
+            words += ["master", self.master]
+        words += ["type", "veth", "peer", "name", self.peer]
         if self.peer_netns is not None:
-            argv += ["netns", self.peer_netns]
-        return argv
+            words += ["netns", self.peer_netns]
+        return ip(None, *words, creates=self._resources())
 
-    def delete_argv(self) -> list[str]:
+    def delete_command(self) -> Command:
         """``ip [-n NS] link del NAME``: the peer goes with it."""
-        return ip_argv(self.netns, "link", "del", self.name)
+        return ip(self.netns, "link", "del", self.name, removes=self._resources())
 
-    def move_argv(self, end: str, netns: str | None) -> list[str]:
+    def move_command(self, end: str, netns: str | None) -> Command:
         """``ip [-n FROM] link set END netns TO``: move one end to another namespace."""
         here = self._netns_of(end)
         if netns is None:
             raise ValidationError("namespace", netns, "moving back to the host needs the host's namespace name or pid")
-        return ip_argv(here, "link", "set", end, "netns", v.netns_name(netns))
+        there = v.netns_name(netns)
+        return ip(here, "link", "set", end, "netns", there, creates=[_link(end, there)], removes=[_link(end, here)])
+
+    def create_argv(self, *, up: bool = False) -> list[str]:
+        """``ip link add NAME ... type veth peer name PEER ...`` (see :meth:`create_command`)."""
+        return self.create_command(up=up).host_argv()
+
+    def delete_argv(self) -> list[str]:
+        """``ip [-n NS] link del NAME``: the peer goes with it."""
+        return self.delete_command().host_argv()
+
+    def move_argv(self, end: str, netns: str | None) -> list[str]:
+        """``ip [-n FROM] link set END netns TO``: move one end to another namespace."""
+        return self.move_command(end, netns).host_argv()
 
     @property
     def ends(self) -> tuple[Link, Link]:
@@ -270,25 +345,41 @@ class Bridge:
     mcast_snooping: bool | None = attrs.field(default=None, converter=_opt_flag)
     runner: Runner = _runner_field()
 
+    def create_command(self, *, up: bool = False) -> Command:
+        """``ip link add name NAME [group G] [up] type bridge [mcast_snooping 0|1]``."""
+        words = ["link", "add", "name", self.name]
+        if self.group is not None:
+            words += ["group", str(self.group)]
+        if up:
+            words.append("up")
+        words += ["type", "bridge"]
+        if self.mcast_snooping is not None:
+            words += ["mcast_snooping", "1" if self.mcast_snooping else "0"]
+        return ip(self.netns, *words, creates=[_link(self.name, self.netns, self.group)])
+
+    def delete_command(self) -> Command:
+        """``ip link del NAME``."""
+        return ip(self.netns, "link", "del", self.name, removes=[_link(self.name, self.netns, self.group)])
+
+    def attach_command(self, ifname: str) -> Command:
+        """``ip link set IFNAME master NAME``."""
+        return ip(self.netns, "link", "set", v.ifname(ifname), "master", self.name)
+
+    def detach_command(self, ifname: str) -> Command:
+        """``ip link set IFNAME nomaster``."""
+        return ip(self.netns, "link", "set", v.ifname(ifname), "nomaster")
+
     def create_argv(self, *, up: bool = False) -> list[str]:
         """``ip link add name NAME [group G] [up] type bridge [mcast_snooping 0|1]``."""
-        argv = ip_argv(self.netns, "link", "add", "name", self.name)
-        if self.group is not None:
-            argv += ["group", str(self.group)]
-        if up:
-            argv.append("up")
-        argv += ["type", "bridge"]
-        if self.mcast_snooping is not None:
-            argv += ["mcast_snooping", "1" if self.mcast_snooping else "0"]
-        return argv
+        return self.create_command(up=up).host_argv()
 
     def attach_argv(self, ifname: str) -> list[str]:
         """``ip link set IFNAME master NAME``."""
-        return ip_argv(self.netns, "link", "set", v.ifname(ifname), "master", self.name)
+        return self.attach_command(ifname).host_argv()
 
     def detach_argv(self, ifname: str) -> list[str]:
         """``ip link set IFNAME nomaster``."""
-        return ip_argv(self.netns, "link", "set", v.ifname(ifname), "nomaster")
+        return self.detach_command(ifname).host_argv()
 
     @property
     def link(self) -> Link:
@@ -376,17 +467,37 @@ class Route:
         )
         return ["-6"] if six else []
 
+    def _command(self, verb: str) -> Command:
+        route = [Resource("route", " ".join(self._spec()), self.netns)]
+        gone = verb == "del"
+        return ip(
+            self.netns, "route", verb, *self._spec(), flags=self._family(),
+            creates=() if gone else route, removes=route if gone else (),
+        )
+
+    def add_command(self) -> Command:
+        """``ip route add DEST [via GW] [dev DEV]``."""
+        return self._command("add")
+
+    def replace_command(self) -> Command:
+        """``ip route replace ...``: adds or updates, never 'File exists'."""
+        return self._command("replace")
+
+    def delete_command(self) -> Command:
+        """``ip route del DEST [via GW] [dev DEV]``."""
+        return self._command("del")
+
     def add_argv(self) -> list[str]:
         """``ip route add DEST [via GW] [dev DEV]``."""
-        return ip_argv(self.netns, *self._family(), "route", "add", *self._spec())
+        return self.add_command().host_argv()
 
     def replace_argv(self) -> list[str]:
         """``ip route replace ...``: adds or updates, never 'File exists'."""
-        return ip_argv(self.netns, *self._family(), "route", "replace", *self._spec())
+        return self.replace_command().host_argv()
 
     def delete_argv(self) -> list[str]:
         """``ip route del DEST [via GW] [dev DEV]``."""
-        return ip_argv(self.netns, *self._family(), "route", "del", *self._spec())
+        return self.delete_command().host_argv()
 
     def add(self, *, exist_ok: bool = False) -> Route:
         """Add the route; ``exist_ok`` uses ``ip route replace``."""

@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
-from typing import Any
 
 import attrs
 
+from netnskit import _ipjson
 from netnskit import _validate as v
 from netnskit import link as _link
+from netnskit.commands import ip, sysctl
 from netnskit.errors import AlreadyExistsError, NotFoundError
-from netnskit.runner import LiveRunner, PrefixRunner, Result, Runner
+from netnskit.plan import Command, Resource
+from netnskit.runner import PrefixRunner, Result, Runner, default_runner
 
 __all__ = ["Namespace"]
 
@@ -21,17 +22,31 @@ class Namespace:
     """A named network namespace, created with ``ip netns add NAME``."""
 
     name: str = attrs.field(converter=v.netns_name)
-    runner: Runner = attrs.field(factory=LiveRunner, eq=False, repr=False, kw_only=True)
+    runner: Runner = attrs.field(factory=default_runner, eq=False, repr=False, kw_only=True)
+
+    # --- plan commands, pure ----------------------------------------------------------------
+
+    def add_command(self) -> Command:
+        """``ip netns add NAME``."""
+        return ip(None, "netns", "add", self.name, creates=[Resource("netns", self.name)])
+
+    def delete_command(self) -> Command:
+        """``ip netns del NAME``: everything inside goes with it."""
+        return ip(None, "netns", "del", self.name, removes=[Resource("netns", self.name)])
+
+    def sysctl_command(self, name: str, value: str) -> Command:
+        """``sysctl -w NAME=VALUE`` inside the namespace."""
+        return sysctl(self.name, name, value)
 
     # --- argv, pure ------------------------------------------------------------------------
 
     def add_argv(self) -> list[str]:
         """``ip netns add NAME``."""
-        return ["ip", "netns", "add", self.name]
+        return self.add_command().host_argv()
 
     def delete_argv(self) -> list[str]:
         """``ip netns del NAME``."""
-        return ["ip", "netns", "del", self.name]
+        return self.delete_command().host_argv()
 
     def exec_argv(self, argv: Sequence[str]) -> list[str]:
         """``ip netns exec NAME ARGV...``: a command run inside the namespace."""
@@ -50,7 +65,7 @@ class Namespace:
     @staticmethod
     def list_argv() -> list[str]:
         """``ip -j netns list``."""
-        return ["ip", "-j", "netns", "list"]
+        return _ipjson.argv(None, "netns", "list")
 
     # --- running ---------------------------------------------------------------------------
 
@@ -78,11 +93,8 @@ class Namespace:
     @classmethod
     def names(cls, runner: Runner) -> list[str]:
         """The names of every namespace ``ip netns list`` shows."""
-        text = runner.run(cls.list_argv()).check("listing namespaces").stdout.strip()
-        if not text:
-            return []
-        data: list[dict[str, Any]] = json.loads(text)
-        return [str(d["name"]) for d in data if isinstance(d, dict) and "name" in d]
+        listed = _ipjson.read(runner, None, "netns", "list", action="listing namespaces")
+        return [str(d["name"]) for d in listed if "name" in d]
 
     @classmethod
     def all(cls, runner: Runner) -> list[Namespace]:

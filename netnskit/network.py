@@ -83,10 +83,11 @@ import attrs
 
 from netnskit import _validate as v
 from netnskit.errors import NetnskitError, StepError, ValidationError
+from netnskit.executors import Executor, SerialExecutor
 from netnskit.firewall import Firewall, NatRule, PortForward, Rule, SavedRules, Sysctl
 from netnskit.link import AddressInfo, Bridge, LinkInfo, Neighbour, RouteInfo, VethPair, ip_argv, neighbours
 from netnskit.netns import Namespace
-from netnskit.plan import Command, Executor, SerialExecutor, Step, render_script
+from netnskit.plan import Command, Step, render_script
 from netnskit.runner import LiveRunner, Runner, end_process, read_line
 
 __all__ = [

@@ -1,45 +1,92 @@
-"""Plans: ordered steps, each with its undo, as data; executors that apply and roll them back.
+"""The plan language: typed commands, steps with their undo, and the script a person reviews.
 
-A :class:`Step` is what a person reviews: a description, the commands that do it and the
-commands that undo it. A plan renders as a shell script (:func:`render_script`). An executor
-applies a plan through a runner; :class:`SerialExecutor` runs one process per command. If a step
-fails, every step already done (and the failing step's own finished part) is undone in reverse
-order, then :class:`~netnskit.errors.StepError` names the failing step, its command and what the
-tool said.
+A :class:`Command` says, as data, what an executor needs to know: the argv, where it runs (the
+host or a named namespace), the tool, the line a batch of that tool carries it as, the ordered
+channel it belongs to, and the resources it creates or removes. The object that builds a command
+fills these in; executors route and batch on them and never read the argv.
 """
 
 from __future__ import annotations
 
 import shlex
 from collections.abc import Iterable, Sequence
-from typing import Protocol
 
 import attrs
 
-from netnskit.errors import CommandError, NotFoundError, StepError
 from netnskit.runner import Result, Runner
 
-__all__ = ["Command", "Executor", "SerialExecutor", "Step", "render_script", "undo_all"]
+__all__ = ["Batchable", "Command", "Resource", "Step", "render_script"]
 
 
 def _strs(items: Iterable[str]) -> tuple[str, ...]:
+    if isinstance(items, str):
+        raise TypeError(f"argv must be a sequence of strings, not the string {items!r}")
     return tuple(str(i) for i in items)
 
 
 @attrs.frozen
+class Resource:
+    """A thing in the kernel a command creates or removes: a namespace, a link, an address, a rule..."""
+
+    kind: str
+    name: str
+    netns: str | None = None  # where it lives (None: the host); a namespace lives in itself
+    group: int | None = None  # a link's group, set by the request that creates it
+
+    @property
+    def space(self) -> str | None:
+        """The namespace this resource is part of (a namespace is its own), None for the host."""
+        return self.name if self.kind == "netns" else self.netns
+
+
+def _resources(items: Iterable[Resource]) -> tuple[Resource, ...]:
+    return tuple(items)
+
+
+@attrs.frozen
+class Batchable:
+    """How a batch process carries a command: the batch program, its section and the line it reads."""
+
+    program: tuple[str, ...] = attrs.field(converter=_strs)  # e.g. ("ip", "-6"), ("iptables-restore",)
+    line: str
+    section: str = ""  # iptables-restore's table
+    style: str = "lines"  # "lines": PROGRAM -batch -, a line each; "tables": PROGRAM -w --noflush, *SECTION blocks
+
+
+@attrs.frozen
 class Command:
-    """One process to run: its argv and, optionally, what to feed it on stdin."""
+    """One process to run: its argv, where it runs, what it feeds on stdin, and what it does.
+
+    ``channel`` names the ordered lane the command belongs to in its place ("net": ip, sysctl, tc;
+    "iptables-restore" and the like: a firewall): commands of one channel in one place keep their
+    order; different channels are independent except through the resources they create and
+    remove. A command with no channel is a barrier: everything before it finishes first.
+    """
 
     argv: tuple[str, ...] = attrs.field(converter=_strs)
     input: str | None = None
+    netns: str | None = None  # None: the host (the runner's own namespace)
+    tool: str = ""  # "ip", "sysctl", "iptables-restore"...: what the argv runs
+    channel: str = ""
+    batch: Batchable | None = None
+    creates: tuple[Resource, ...] = attrs.field(default=(), converter=_resources)
+    removes: tuple[Resource, ...] = attrs.field(default=(), converter=_resources)
 
     def run(self, runner: Runner) -> Result:
-        """Run the command through ``runner`` (not checked)."""
-        return runner.run(self.argv, input=self.input)
+        """Run the command through ``runner``, in its namespace (not checked)."""
+        return runner.run(self.argv, input=self.input, netns=self.netns)
+
+    def host_argv(self) -> list[str]:
+        """The argv that runs this command from the host: ``ip -n NS ...`` or ``ip netns exec NS ...``."""
+        if self.netns is None:
+            return list(self.argv)
+        if self.tool == "ip":
+            return [self.argv[0], "-n", self.netns, *self.argv[1:]]
+        return ["ip", "netns", "exec", self.netns, *self.argv]
 
     def shell(self) -> str:
         """The command as a line of shell (with a here-document for stdin)."""
-        line = shlex.join(self.argv)
+        line = shlex.join(self.host_argv())
         if self.input is None:
             return line
         body = self.input if self.input.endswith("\n") else self.input + "\n"
@@ -53,9 +100,23 @@ class Command:
             tag = f"NETNSKIT_EOF_{n}"
         return f"{line} <<'{tag}'\n{body}{tag}"
 
+    @property
+    def reaches(self) -> frozenset[str]:
+        """The namespaces, other than its own, whose contents this command adds to or takes from."""
+        return frozenset(s for r in (*self.creates, *self.removes) if (s := r.space) is not None and s != self.netns)
+
+    @property
+    def takes_from(self) -> frozenset[str]:
+        """The namespaces, other than its own, from which this command removes something."""
+        return frozenset(s for r in self.removes if (s := r.space) is not None and s != self.netns)
+
+
+def _command(item: Command | Sequence[str]) -> Command:
+    return item if isinstance(item, Command) else Command(item)
+
 
 def _commands(items: Iterable[Command | Sequence[str]]) -> tuple[Command, ...]:
-    return tuple(c if isinstance(c, Command) else Command(c) for c in items)
+    return tuple(_command(c) for c in items)
 
 
 @attrs.frozen
@@ -65,57 +126,6 @@ class Step:
     description: str
     do: tuple[Command, ...] = attrs.field(converter=_commands)
     undo: tuple[Command, ...] = attrs.field(converter=_commands, default=())
-
-
-class Executor(Protocol):
-    """Applies plans through a runner; a batching executor can replace the serial one."""
-
-    def apply(self, steps: Sequence[Step], runner: Runner) -> None:
-        """Run every step; on failure roll back what was done and raise StepError."""
-        ...
-
-    def remove(self, steps: Sequence[Step], runner: Runner) -> list[str]:
-        """Undo every step in reverse, tolerating what is already gone; return those messages."""
-        ...
-
-
-def undo_all(steps: Sequence[Step], runner: Runner) -> tuple[list[str], list[str]]:
-    """Run the undo commands of ``steps`` in reverse; returns (already gone, real failures)."""
-    gone: list[str] = []
-    failed: list[str] = []
-    for step in reversed(steps):
-        for command in step.undo:
-            try:
-                command.run(runner).check(f"undoing {step.description}")
-            except CommandError as exc:
-                (gone if isinstance(exc, NotFoundError) else failed).append(str(exc))
-    return gone, failed
-
-
-@attrs.define
-class SerialExecutor:
-    """One process per command, in plan order."""
-
-    def apply(self, steps: Sequence[Step], runner: Runner) -> None:
-        """Run every step; on failure undo the done steps in reverse and raise StepError."""
-        for index, step in enumerate(steps):
-            for position, command in enumerate(step.do):
-                try:
-                    command.run(runner).check(step.description)
-                except CommandError as exc:
-                    done = [*steps[:index]]
-                    if position:
-                        # part of this step ran: undo it too (its undo tolerates what is missing)
-                        done.append(step)
-                    _, failed = undo_all(done, runner)
-                    raise StepError(step.description, index, str(exc), failed) from exc
-
-    def remove(self, steps: Sequence[Step], runner: Runner) -> list[str]:
-        """Undo every step in reverse; what is already gone is reported, not raised."""
-        gone, failed = undo_all(steps, runner)
-        if failed:
-            raise StepError("teardown", len(steps) - 1, "; ".join(failed))
-        return gone
 
 
 def render_script(steps: Sequence[Step], *, title: str = "netnskit plan") -> str:

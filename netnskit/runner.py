@@ -1,6 +1,7 @@
-"""Result, the Runner protocol, LiveRunner, and runners that compose.
+"""Result, the Runner protocol (run and start), LiveRunner, and runners that compose.
 
-``Runner.run(argv) -> Result`` is the only place netnskit starts a process. A runner never
+``Runner.run(argv, netns=...) -> Result`` and ``Runner.start(argv, netns=...)`` are the only
+places netnskit starts a process; the runner is told the namespace to run in. A runner never
 raises on a non-zero exit: some failures are answers (``iptables -C`` exits 1 when a rule is
 absent). ``Result.check()`` raises the mapped :class:`~netnskit.errors.CommandError`.
 """
@@ -21,18 +22,21 @@ from typing import IO, Any, Protocol, runtime_checkable
 
 import attrs
 
-from netnskit.errors import CommandNotFoundError, CommandTimeoutError, NetnskitError, error_for
+from netnskit.errors import CommandNotFoundError, CommandTimeoutError, NetnskitError, SandboxError, error_for
 
 __all__ = [
     "DEFAULT_TIMEOUT",
+    "NETNS_RUN_DIR",
     "LiveRunner",
     "PrefixRunner",
+    "Process",
     "Result",
     "Runner",
     "ShRunner",
     "SshRunner",
+    "default_runner",
     "end_process",
-    "net_target",
+    "in_netns",
     "netns_runner",
     "nsenter_runner",
     "package_for",
@@ -97,19 +101,101 @@ class Result:
         return self
 
 
+class Process(Protocol):
+    """A started process, as :class:`subprocess.Popen` is one (text pipes on stdout and stderr)."""
+
+    pid: int
+    stdin: IO[str] | None
+    stdout: IO[str] | None
+    stderr: IO[str] | None
+
+    def poll(self) -> int | None:
+        """The exit status, or None while it runs."""
+        ...
+
+    def wait(self, timeout: float | None = None) -> int:
+        """Wait for it to end; its exit status."""
+        ...
+
+    def terminate(self) -> None:
+        """Ask it to end (SIGTERM)."""
+        ...
+
+    def kill(self) -> None:
+        """End it (SIGKILL)."""
+        ...
+
+    def communicate(self, input: str | None = None, timeout: float | None = None) -> tuple[str, str]:
+        """Feed ``input``, wait for the end; (stdout, stderr)."""
+        ...
+
+
 @runtime_checkable
 class Runner(Protocol):
-    """Runs one argv to completion and returns its Result; never raises on a non-zero exit.
+    """Runs one argv to completion (``run``) or in the background (``start``), where ``netns`` says.
 
-    netnskit calls a runner from several threads at once (BatchExecutor's namespace batches,
-    Network.down's reads): an implementation must allow that.
+    ``netns`` is a namespace name under ``/run/netns`` of the place the runner reaches (None: the
+    runner's own namespace). ``run`` never raises on a non-zero exit. netnskit calls a runner from
+    several threads at once (BatchExecutor's namespace batches, Network.down's reads): an
+    implementation must allow that.
     """
 
     def run(
-        self, argv: Sequence[str], *, input: str | None = None, timeout: float | None = None
+        self,
+        argv: Sequence[str],
+        *,
+        input: str | None = None,
+        timeout: float | None = None,
+        netns: str | None = None,
     ) -> Result:
-        """Run ``argv`` (a list, never a shell string), feeding ``input`` on stdin."""
+        """Run ``argv`` (a list, never a shell string) in ``netns``, feeding ``input`` on stdin."""
         ...
+
+    def start(self, argv: Sequence[str], *, netns: str | None = None, stdin: bool = False) -> Process:
+        """Start ``argv`` in ``netns`` in the background; ``stdin``: a pipe (else /dev/null) on its stdin."""
+        ...
+
+
+NETNS_RUN_DIR = "/run/netns"
+
+
+def in_netns(netns: str, argv: Sequence[str], run_dir: str = NETNS_RUN_DIR) -> list[str]:
+    """``nsenter --net=/run/netns/NETNS -- ARGV``: what running ``argv`` in a named namespace means."""
+    return ["nsenter", f"--net={run_dir}/{netns}", "--", *_argv(argv)]
+
+
+_ACTIVE: list[Any] = []  # the Sandboxes open in this process (see default_runner)
+_ACTIVE_LOCK = threading.Lock()
+
+
+def activate(sandbox: Any) -> None:
+    """Record an open Sandbox, whose runner objects made without one will use."""
+    with _ACTIVE_LOCK:
+        _ACTIVE.append(sandbox)
+
+
+def deactivate(sandbox: Any) -> None:
+    """Forget a Sandbox that is closing."""
+    with _ACTIVE_LOCK:
+        if sandbox in _ACTIVE:
+            _ACTIVE.remove(sandbox)
+
+
+def default_runner() -> Runner:
+    """The runner of an object made without one: the open Sandbox's, else a LiveRunner on this host.
+
+    Inside ``with Sandbox() as box:`` an object that forgot ``runner=box.runner`` must not change
+    the real host: it uses the sandbox. With several sandboxes open there is no right guess, so
+    this refuses.
+    """
+    with _ACTIVE_LOCK:
+        active = list(_ACTIVE)
+    if len(active) > 1:
+        raise SandboxError(f"{len(active)} sandboxes are open: pass runner= explicitly (e.g. box.runner)")
+    if active:
+        runner: Runner = active[0].runner
+        return runner
+    return LiveRunner()
 
 
 def _argv(argv: Sequence[str]) -> list[str]:
@@ -125,15 +211,6 @@ def _result(args: list[str], returncode: int, stdout: str, stderr: str) -> Resul
 
 
 _CLONE_NEWNET = 0x40000000
-_NET_PREFIX = "--net="
-
-
-def net_target(argv: Sequence[str]) -> tuple[str, list[str]] | None:
-    """``(FILE, COMMAND)`` of an argv ``nsenter --net=FILE -- COMMAND...``; None for any other argv."""
-    if len(argv) > 3 and argv[0] == "nsenter" and argv[1].startswith(_NET_PREFIX) and argv[2] == "--":
-        path = argv[1][len(_NET_PREFIX) :]
-        return (path, list(argv[3:])) if path else None
-    return None
 
 
 @functools.cache
@@ -206,27 +283,34 @@ def _spawn_in_netns(
 class LiveRunner:
     """Runs commands on this host with :mod:`subprocess`, never through a shell.
 
-    ``nsenter --net=FILE -- COMMAND`` is run without the nsenter process when this process may
-    enter namespaces (``setns=True``): a short-lived thread enters FILE's network namespace and
-    starts COMMAND there, which saves one program start per namespace batch. The Result is
-    nsenter's: exit 1 and its message for a FILE that cannot be opened, 127 for a missing COMMAND,
-    126 for one that cannot be run.
+    A command for a namespace runs without an nsenter process when this process may enter
+    namespaces (``setns=True``): a short-lived thread enters the namespace and starts the command
+    there, which saves one program start per namespace batch. Otherwise it runs as
+    ``nsenter --net=/run/netns/NS -- ARGV`` (:func:`in_netns`), and the Result is that command's
+    either way: exit 1 and nsenter's message for a namespace that cannot be opened, 127 for a
+    missing program, 126 for one that cannot be run.
     """
 
     timeout: float = DEFAULT_TIMEOUT
     env: dict[str, str] | None = None
     setns: bool = True
+    netns_dir: str = NETNS_RUN_DIR  # where named namespaces are mounted (``ip netns`` uses /run/netns)
 
     def run(
-        self, argv: Sequence[str], *, input: str | None = None, timeout: float | None = None
+        self,
+        argv: Sequence[str],
+        *,
+        input: str | None = None,
+        timeout: float | None = None,
+        netns: str | None = None,
     ) -> Result:
-        """Run ``argv`` and return its Result."""
-        args = _argv(argv)
+        """Run ``argv`` in ``netns`` and return its Result."""
+        command = _argv(argv)
+        args = command if netns is None else in_netns(netns, command, self.netns_dir)
         log.debug("run: %s", shlex.join(args))
         limit = self.timeout if timeout is None else timeout
-        target = net_target(args) if self.setns else None
-        if target is not None:
-            done = self._run_in_netns(args, target, input, limit)
+        if netns is not None and self.setns:
+            done = self._run_in_netns(args, netns, command, input, limit)
             if done is not None:
                 return done
         try:
@@ -248,12 +332,11 @@ class LiveRunner:
         return _result(args, finished.returncode, finished.stdout, finished.stderr)
 
     def _run_in_netns(
-        self, args: list[str], target: tuple[str, list[str]], input: str | None, limit: float
+        self, args: list[str], netns: str, command: list[str], input: str | None, limit: float
     ) -> Result | None:
-        """``nsenter --net=FILE -- COMMAND`` without nsenter; None if this process may not enter namespaces."""
-        path, command = target
+        """Run ``command`` in ``netns`` without nsenter; None if this process may not enter namespaces."""
         proc = _spawn_in_netns(
-            path,
+            f"{self.netns_dir}/{netns}",
             command,
             stdin=subprocess.PIPE if input is not None else subprocess.DEVNULL,
             stdout=subprocess.PIPE,
@@ -276,24 +359,31 @@ class LiveRunner:
                 raise
         return _result(args, proc.returncode, stdout, stderr)
 
-    def start(self, argv: Sequence[str], *, stdin_pipe: bool = False) -> subprocess.Popen[str]:
-        """Start ``argv`` in the background (a server, a holder); the caller ends it by pid.
+    def start(self, argv: Sequence[str], *, netns: str | None = None, stdin: bool = False) -> subprocess.Popen[str]:
+        """Start ``argv`` in ``netns`` in the background (a server, a holder); the caller ends it by pid.
 
-        With ``stdin_pipe`` the process gets a pipe on stdin, so it can be made to exit by
-        closing it, and exits by itself if this process dies.
+        With ``stdin`` the process gets a pipe on stdin, so it can be made to exit by closing it,
+        and exits by itself if this process dies.
         """
-        args = _argv(argv)
+        command = _argv(argv)
+        args = command if netns is None else in_netns(netns, command, self.netns_dir)
         log.debug("start: %s", shlex.join(args))
+        popen: dict[str, Any] = {
+            "stdin": subprocess.PIPE if stdin else subprocess.DEVNULL,
+            "stdout": subprocess.PIPE,
+            "stderr": subprocess.PIPE,
+            "text": True,
+            "errors": "replace",
+            "env": self.env,
+        }
+        if netns is not None and self.setns:
+            proc = _spawn_in_netns(f"{self.netns_dir}/{netns}", command, **popen)
+            if isinstance(proc, tuple):
+                raise error_for(args, proc[0], "", proc[1], f"starting {command[0]!r} in namespace {netns!r}")
+            if proc is not None:
+                return proc
         try:
-            return subprocess.Popen(
-                args,
-                stdin=subprocess.PIPE if stdin_pipe else subprocess.DEVNULL,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
-                text=True,
-                errors="replace",
-                env=self.env,
-            )
+            return subprocess.Popen(args, **popen)
         except FileNotFoundError as exc:
             raise CommandNotFoundError(args[0], package_for(args[0])) from exc
 
@@ -306,7 +396,7 @@ def read_line(stream: IO[str] | None, timeout: float) -> str:
     return stream.readline().strip() if ready else ""
 
 
-def end_process(proc: subprocess.Popen[str]) -> None:
+def end_process(proc: Process) -> None:
     """Kill a started process if it still runs, reap it and close its pipes (a stand-in may have none)."""
     if proc.poll() is None:
         proc.kill()
@@ -329,19 +419,24 @@ class PrefixRunner:
     inner: Runner
     prefix: tuple[str, ...] = attrs.field(converter=_strs)
 
+    def _wrap(self, argv: Sequence[str], netns: str | None) -> list[str]:
+        # the namespace is entered after the prefix: its name is one of the place the prefix reaches
+        return [*self.prefix, *(_argv(argv) if netns is None else in_netns(netns, argv))]
+
     def run(
-        self, argv: Sequence[str], *, input: str | None = None, timeout: float | None = None
+        self,
+        argv: Sequence[str],
+        *,
+        input: str | None = None,
+        timeout: float | None = None,
+        netns: str | None = None,
     ) -> Result:
         """Run ``prefix + argv`` through the inner runner."""
-        return self.inner.run([*self.prefix, *_argv(argv)], input=input, timeout=timeout)
+        return self.inner.run(self._wrap(argv, netns), input=input, timeout=timeout)
 
-    def start(self, argv: Sequence[str]) -> subprocess.Popen[str]:
-        """Start ``prefix + argv`` in the background, where the inner runner can."""
-        start = getattr(self.inner, "start", None)
-        if start is None:
-            raise TypeError(f"{type(self.inner).__name__} cannot start background processes")
-        proc: subprocess.Popen[str] = start([*self.prefix, *_argv(argv)])
-        return proc
+    def start(self, argv: Sequence[str], *, netns: str | None = None, stdin: bool = False) -> Process:
+        """Start ``prefix + argv`` in the background through the inner runner."""
+        return self.inner.start(self._wrap(argv, netns), stdin=stdin)
 
 
 def netns_runner(inner: Runner, netns: str) -> PrefixRunner:
@@ -374,7 +469,7 @@ class SshRunner:
     """Runs each command on ``host`` over ssh, quoted for the remote shell."""
 
     host: str
-    inner: Runner = attrs.field(factory=LiveRunner)
+    inner: Runner = attrs.field(factory=lambda: default_runner())
     options: tuple[str, ...] = attrs.field(default=("-o", "BatchMode=yes"), converter=_strs)
 
     def __attrs_post_init__(self) -> None:
@@ -383,16 +478,27 @@ class SshRunner:
 
             raise ValidationError("ssh host", self.host, "must be non-empty, without spaces, not start with '-'")
 
-    def argv_for(self, argv: Sequence[str]) -> list[str]:
+    def argv_for(self, argv: Sequence[str], netns: str | None = None) -> list[str]:
         """The local argv: ssh re-parses its command with a shell, so quote every word."""
-        return ["ssh", *self.options, self.host, "--", shlex.join(_argv(argv))]
+        remote = _argv(argv) if netns is None else in_netns(netns, argv)
+        return ["ssh", *self.options, self.host, "--", shlex.join(remote)]
 
     def run(
-        self, argv: Sequence[str], *, input: str | None = None, timeout: float | None = None
+        self,
+        argv: Sequence[str],
+        *,
+        input: str | None = None,
+        timeout: float | None = None,
+        netns: str | None = None,
     ) -> Result:
         """Run ``argv`` on the remote host; the Result names the argv as asked."""
-        got = self.inner.run(self.argv_for(argv), input=input, timeout=timeout)
-        return Result(_argv(argv), got.returncode, got.stdout, got.stderr)
+        got = self.inner.run(self.argv_for(argv, netns), input=input, timeout=timeout)
+        asked = _argv(argv) if netns is None else in_netns(netns, argv)
+        return Result(asked, got.returncode, got.stdout, got.stderr)
+
+    def start(self, argv: Sequence[str], *, netns: str | None = None, stdin: bool = False) -> Process:
+        """Start ``argv`` on the remote host in the background (the local ssh process stands for it)."""
+        return self.inner.start(self.argv_for(argv, netns), stdin=stdin)
 
 
 @attrs.define
@@ -402,14 +508,19 @@ class ShRunner:
     timeout: float = DEFAULT_TIMEOUT
 
     def run(
-        self, argv: Sequence[str], *, input: str | None = None, timeout: float | None = None
+        self,
+        argv: Sequence[str],
+        *,
+        input: str | None = None,
+        timeout: float | None = None,
+        netns: str | None = None,
     ) -> Result:
-        """Run ``argv`` with sh; a non-zero exit is a Result, not an exception."""
+        """Run ``argv`` in ``netns`` with sh; a non-zero exit is a Result, not an exception."""
         try:
             import sh
         except ImportError as exc:  # pragma: no cover - depends on the extra
             raise ImportError("ShRunner needs the 'sh' extra: pip install 'netnskit[sh]'") from exc
-        args = _argv(argv)
+        args = _argv(argv) if netns is None else in_netns(netns, argv)
         log.debug("run (sh): %s", shlex.join(args))
         try:
             command = sh.Command(args[0])
@@ -430,3 +541,7 @@ class ShRunner:
         except sh.TimeoutException as exc:
             raise CommandTimeoutError(args, -1, "", "") from exc
         return Result(args, int(done.exit_code), str(done), _text(done.stderr))
+
+    def start(self, argv: Sequence[str], *, netns: str | None = None, stdin: bool = False) -> Process:
+        """Start ``argv`` in the background: sh's background commands are no process handle, so subprocess does it."""
+        return LiveRunner(timeout=self.timeout, setns=False).start(argv, netns=netns, stdin=stdin)

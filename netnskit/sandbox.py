@@ -24,7 +24,17 @@ from types import TracebackType
 
 from netnskit.errors import SandboxError
 from netnskit.netns import Namespace
-from netnskit.runner import LiveRunner, PrefixRunner, Result, end_process, nsenter_runner, package_for
+from netnskit.runner import (
+    LiveRunner,
+    PrefixRunner,
+    Process,
+    Result,
+    activate,
+    deactivate,
+    end_process,
+    nsenter_runner,
+    package_for,
+)
 
 __all__ = ["TMPFS_SOURCE", "Sandbox", "sandbox_problem"]
 
@@ -66,7 +76,7 @@ class Sandbox:
         self._holder: subprocess.Popen[str] | None = None
         self._runner: PrefixRunner | None = None
         self._net: str | None = None
-        self._started: list[subprocess.Popen[str]] = []
+        self._started: list[Process] = []
 
     @property
     def pid(self) -> int:
@@ -94,7 +104,7 @@ class Sandbox:
         if problem:
             raise SandboxError(f"cannot make a sandbox: {problem}")
         argv = ["unshare", "--net", "--mount", "--propagation", "private", "--", "sh", "-c", _HOLDER_SCRIPT]
-        holder = self._live.start(argv, stdin_pipe=True)
+        holder = self._live.start(argv, stdin=True)
         self._holder = holder
         assert holder.stdout is not None
         ready, _, _ = select.select([holder.stdout], [], [], self._timeout)
@@ -110,6 +120,7 @@ class Sandbox:
             self._stop_holder()
             raise SandboxError("cannot make a sandbox: the holder is not in a new network namespace")
         self._runner = nsenter_runner(self._live, holder.pid)
+        activate(self)
         return self
 
     def __enter__(self) -> Sandbox:
@@ -125,15 +136,26 @@ class Sandbox:
         """Destroy the sandbox and everything made inside it."""
         self.close()
 
-    def run(self, argv: Sequence[str], *, input: str | None = None, timeout: float | None = None) -> Result:
-        """Run ``argv`` inside the sandbox."""
-        return self.runner.run(argv, input=input, timeout=timeout)
+    def run(
+        self,
+        argv: Sequence[str],
+        *,
+        input: str | None = None,
+        timeout: float | None = None,
+        netns: str | None = None,
+    ) -> Result:
+        """Run ``argv`` inside the sandbox (in its namespace ``netns`` if given)."""
+        return self.runner.run(argv, input=input, timeout=timeout, netns=netns)
 
-    def start(self, argv: Sequence[str], netns: str | None = None) -> subprocess.Popen[str]:
-        """Start a background process inside the sandbox (in ``netns`` if given)."""
+    def start(self, argv: Sequence[str], *, netns: str | None = None, stdin: bool = False) -> Process:
+        """Start a background process inside the sandbox, ended when it closes.
+
+        In ``netns`` it runs as ``ip netns exec NETNS ARGV``, so the namespace's own files under
+        ``/etc/netns/NETNS`` apply to it, as to a process of a host.
+        """
         if netns is not None:
-            argv = Namespace(netns).exec_argv(argv)
-        proc = self.runner.start(argv)
+            argv = Namespace(netns, runner=self.runner).exec_argv(argv)
+        proc = self.runner.start(argv, stdin=stdin)
         self._started.append(proc)
         return proc
 
@@ -163,6 +185,7 @@ class Sandbox:
         """End the processes started inside, then the holder; safe to call twice."""
         if self._holder is None:
             return
+        deactivate(self)
         for proc in self._started:
             end_process(proc)
         self._started.clear()

@@ -16,10 +16,11 @@ import re
 import shlex
 import threading
 from collections.abc import Callable, Sequence
+from typing import IO
 
 import attrs
 
-from netnskit.runner import Result
+from netnskit.runner import Result, in_netns
 
 __all__ = ["STDERR", "FakeProcess", "FakeRunner", "Reply"]
 
@@ -73,6 +74,9 @@ class FakeProcess:
     argv: list[str]
     pid: int = 0
     returncode: int | None = None
+    stdin: IO[str] | None = None
+    stdout: IO[str] | None = None
+    stderr: IO[str] | None = None
 
     def poll(self) -> int | None:
         """The exit status once ended, else None."""
@@ -90,7 +94,7 @@ class FakeProcess:
             self.returncode = 0
         return self.returncode
 
-    def communicate(self, timeout: float | None = None) -> tuple[str, str]:
+    def communicate(self, input: str | None = None, timeout: float | None = None) -> tuple[str, str]:
         """Return empty output."""
         self.wait()
         return ("", "")
@@ -132,10 +136,15 @@ class FakeRunner:
         return self.on(match, stderr=stderr, returncode=returncode, times=times)
 
     def run(
-        self, argv: Sequence[str], *, input: str | None = None, timeout: float | None = None
+        self,
+        argv: Sequence[str],
+        *,
+        input: str | None = None,
+        timeout: float | None = None,
+        netns: str | None = None,
     ) -> Result:
-        """Record ``argv`` and return the scripted Result."""
-        args = [str(a) for a in argv]
+        """Record ``argv`` (``nsenter --net=/run/netns/NS -- ARGV`` with ``netns``); return the scripted Result."""
+        args = [str(a) for a in argv] if netns is None else in_netns(netns, argv)
         with self._lock:
             self.calls.append(args)
             self.inputs.append(input)
@@ -149,9 +158,9 @@ class FakeRunner:
             raise AssertionError(f"FakeRunner: no reply scripted for {shlex.join(args)}")
         return Result(args, 0, "", "")
 
-    def start(self, argv: Sequence[str]) -> FakeProcess:
-        """Record a background start and return a FakeProcess."""
-        proc = FakeProcess([str(a) for a in argv])
+    def start(self, argv: Sequence[str], *, netns: str | None = None, stdin: bool = False) -> FakeProcess:
+        """Record a background start (as ``run`` records it) and return a FakeProcess."""
+        proc = FakeProcess([str(a) for a in argv] if netns is None else in_netns(netns, argv))
         with self._lock:
             self.calls.append(proc.argv)
             self.inputs.append(None)

@@ -8,7 +8,6 @@ of :mod:`netnskit.demo.evidence`.
 from __future__ import annotations
 
 import re
-import subprocess
 import time
 from collections.abc import Sequence
 
@@ -16,7 +15,7 @@ import attrs
 
 from netnskit.demo.evidence import http_fetch, icmp_echo_requests, ping, tcp_exchange
 from netnskit.link import Link, addresses, links, neighbours, routes
-from netnskit.runner import Runner, read_line
+from netnskit.runner import Process, Runner, read_line
 from netnskit.sandbox import Sandbox
 from netnskit.snapshot import HostState
 
@@ -170,7 +169,7 @@ _ACCESS_LOG = re.compile(r'^(\S+) - - \[[^]]*\] "GET (\S+) HTTP/1\.[01]" (\d+)')
 
 
 def check_fetch(
-    runner: Runner, netns: str | None, url: str, body: str, server: subprocess.Popen[str], peer: str,
+    runner: Runner, netns: str | None, url: str, body: str, server: Process, peer: str,
 ) -> Check:
     """``url`` fetched from ``netns`` returns ``body``, and the web server's access log shows ``peer``."""
     got = http_fetch(runner, netns, url)

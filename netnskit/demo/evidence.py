@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import json
 import re
-import subprocess
 import sys
 from collections.abc import Sequence
 from typing import Any
@@ -18,7 +17,7 @@ from typing import Any
 import attrs
 
 from netnskit.netns import Namespace
-from netnskit.runner import Runner, end_process, read_line
+from netnskit.runner import Process, Runner, end_process, read_line
 from netnskit.sandbox import Sandbox
 
 __all__ = [
@@ -79,7 +78,7 @@ def icmp_echo_requests(runner: Runner, netns: str | None) -> int:
     return int(values[names.index("InEchos")])
 
 
-def end_server(proc: subprocess.Popen[str]) -> str:
+def end_server(proc: Process) -> str:
     """End a background process started in the sandbox (by its own handle); return its stderr."""
     # not just end_process: it closes stderr, which can be read only once the process is dead (else it blocks)
     if proc.poll() is None:

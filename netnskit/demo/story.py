@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import shlex
 import shutil
-import subprocess
 import sys
 import tempfile
 from collections.abc import Callable
@@ -52,7 +51,7 @@ from netnskit.demo.topology import (
 from netnskit.firewall import NatRule, PortForward
 from netnskit.link import Bridge, Link, Route, VethPair
 from netnskit.netns import Namespace
-from netnskit.runner import Runner, read_line
+from netnskit.runner import Process, Runner, read_line
 from netnskit.sandbox import Sandbox
 from netnskit.snapshot import HostState
 
@@ -74,7 +73,7 @@ class Story:
         self.read: Runner = box.runner
         self.checks: list[Check] = []
         self.fresh = HostState.capture(self.read)
-        self.web: subprocess.Popen[str] | None = None
+        self.web: Process | None = None
         self._webroot: str | None = None
 
     @property
@@ -253,7 +252,7 @@ class Story:
 
     # --- step 7 ---------------------------------------------------------------------------
 
-    def start_web_server(self) -> subprocess.Popen[str]:
+    def start_web_server(self) -> Process:
         """``python -m http.server 80`` in blue, serving one page; returns once it listens."""
         self._webroot = tempfile.mkdtemp(prefix="netnskit-demo-")
         with open(f"{self._webroot}/index.html", "w") as page:

@@ -8,9 +8,9 @@ import sys
 import attrs
 import pytest
 
-from netnskit.batch import BatchExecutor
 from netnskit.errors import StepError
-from netnskit.plan import SerialExecutor, Step
+from netnskit.executors import BatchExecutor, SerialExecutor
+from netnskit.plan import Step
 from netnskit.sandbox import Sandbox
 from netnskit.snapshot import HostState
 

@@ -17,10 +17,9 @@ from pathlib import Path
 
 import pytest
 
-from netnskit.batch import BatchExecutor
 from netnskit.errors import NetnskitError, StepError
+from netnskit.executors import BatchExecutor, Executor, SerialExecutor
 from netnskit.network import Network, cleanup
-from netnskit.plan import Executor, SerialExecutor
 from netnskit.runner import Result, Runner
 from netnskit.sandbox import Sandbox
 from netnskit.snapshot import HostState
@@ -241,9 +240,9 @@ _KILLER = textwrap.dedent(
             return inner.run(argv, input=input, timeout=timeout)
 
     if sys.argv[6] == "batch":
-        from netnskit.batch import BatchExecutor as Executor
+        from netnskit.executors import BatchExecutor as Executor
     else:
-        from netnskit.plan import SerialExecutor as Executor
+        from netnskit.executors import SerialExecutor as Executor
     net = Network.from_toml(sys.argv[3], runner=Killer())
     net.up(executor=Executor()) if sys.argv[5] == "up" else net.down(executor=Executor())
     print("finished")

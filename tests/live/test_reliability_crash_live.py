@@ -18,9 +18,8 @@ import time
 import pytest
 from _reliability import SEED, Counting, Snapshot, record, settled_diff, spread
 
-from netnskit.batch import BatchExecutor
+from netnskit.executors import BatchExecutor, Executor, SerialExecutor
 from netnskit.network import Network
-from netnskit.plan import Executor, SerialExecutor
 from netnskit.runner import Runner
 from netnskit.sandbox import Sandbox
 
@@ -29,9 +28,9 @@ EXECUTORS = [pytest.param(SerialExecutor, id="serial"), pytest.param(BatchExecut
 CHILD = textwrap.dedent(
     """
     import os, signal, sys, threading
-    from netnskit.batch import BatchExecutor
+    from netnskit.executors import BatchExecutor
     from netnskit.network import Network
-    from netnskit.plan import SerialExecutor
+    from netnskit.executors import SerialExecutor
     from netnskit.runner import LiveRunner
 
     path, verb, k, kind = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]

@@ -18,10 +18,9 @@ import os
 import pytest
 from _reliability import SEED, Counting, Faulty, Snapshot, record, settled_diff, spread
 
-from netnskit.batch import BatchExecutor
 from netnskit.errors import CommandError, NetnskitError, StepError
+from netnskit.executors import BatchExecutor, Executor, SerialExecutor
 from netnskit.network import Network
-from netnskit.plan import Executor, SerialExecutor
 from netnskit.runner import Runner
 from netnskit.sandbox import Sandbox
 

@@ -18,9 +18,9 @@ from _reliability import Snapshot, record, settled_diff, topologies
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
-from netnskit.batch import BatchExecutor
+from netnskit.executors import BatchExecutor, SerialExecutor, undo_all
 from netnskit.network import Network, _firewall_steps
-from netnskit.plan import Command, SerialExecutor, Step, undo_all
+from netnskit.plan import Command, Step
 from netnskit.runner import Runner
 from netnskit.sandbox import Sandbox
 

@@ -58,7 +58,7 @@ _THREADS = textwrap.dedent(
 _NETWORK = textwrap.dedent(
     """
     import json
-    from netnskit.batch import BatchExecutor
+    from netnskit.executors import BatchExecutor
     from netnskit.network import Network
     from netnskit.runner import LiveRunner
 

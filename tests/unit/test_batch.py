@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import json
+import shlex
 import threading
 
 import pytest
 
-from netnskit.batch import Batch, BatchExecutor, batches
+from netnskit.commands import sysctl
 from netnskit.errors import StepError
-from netnskit.plan import Command, Step
-from netnskit.runner import Result
+from netnskit.executors import Batch, BatchExecutor, batches
+from netnskit.link import Bridge, Link, VethPair
+from netnskit.netns import Namespace
+from netnskit.plan import Batchable, Command, Resource, Step
+from netnskit.runner import Result, in_netns
 from netnskit.testing import FakeRunner
 
 GROUP = "77"
@@ -18,34 +22,41 @@ GROUP = "77"
 
 
 def ns_batch(name: str) -> tuple[str, ...]:
-    """The argv of one namespace's batch: nsenter --net (not ip -n, which copies every mount)."""
+    """The argv of one namespace's batch, as the runner records it (told the namespace: nsenter --net)."""
     return ("nsenter", f"--net=/run/netns/{name}", "--", "ip", "-batch", "-")
+
+
+def masquerade(action: str, addr: str) -> Command:
+    """An iptables rule as the firewall types it: a restore line of the nat table."""
+    words = [action, "POSTROUTING", "-s", addr, "-m", "comment", "--comment", "netnskit:t", "-j", "MASQUERADE"]
+    rule = [Resource("rule", "nat " + " ".join(words[1:]))]
+    return Command(
+        ["iptables", "-w", "-t", "nat", *words], tool="iptables", channel="iptables-restore",
+        batch=Batchable(["iptables-restore"], " ".join(words), section="nat", style="tables"),
+        creates=rule if action == "-A" else (), removes=rule if action == "-D" else (),
+    )
+
 
 def namespace_steps(name: str, index: int) -> list[Step]:
     """One namespace on bridge br0, interleaved host and namespace commands, as a Network would plan it."""
     host, inner = f"v{index}b", f"v{index}"
     addr = f"10.9.0.{index + 2}/24"
+    ns = Namespace(name, runner=FakeRunner())
+    pair = VethPair(host, inner, peer_netns=name, master="br0", group=int(GROUP), runner=FakeRunner())
+    end = Link(inner, name, runner=FakeRunner())
     return [
-        Step(f"namespace {name}", [["ip", "netns", "add", name], ["ip", "-n", name, "link", "set", "lo", "up"]],
-             [["ip", "netns", "del", name]]),
-        Step(f"veth {host}", [["ip", "link", "add", host, "group", GROUP, "up", "master", "br0", "type", "veth",
-                               "peer", "name", inner, "netns", name],
-                              ["ip", "-n", name, "link", "set", inner, "up"]],
-             [["ip", "link", "del", host]]),
-        Step(f"address {name}", [["ip", "-n", name, "addr", "add", addr, "dev", inner]],
-             [["ip", "-n", name, "addr", "del", addr, "dev", inner]]),
-        Step(f"masquerade {name}",
-             [["iptables", "-w", "-t", "nat", "-A", "POSTROUTING", "-s", addr, "-m", "comment", "--comment",
-               "netnskit:t", "-j", "MASQUERADE"]],
-             [["iptables", "-w", "-t", "nat", "-D", "POSTROUTING", "-s", addr, "-m", "comment", "--comment",
-               "netnskit:t", "-j", "MASQUERADE"]]),
+        Step(f"namespace {name}", [ns.add_command(), Link("lo", name, runner=FakeRunner()).up_command()],
+             [ns.delete_command()]),
+        Step(f"veth {host}", [pair.create_command(up=True), end.up_command()], [pair.delete_command()]),
+        Step(f"address {name}", [end.add_address_command(addr)], [end.del_address_command(addr)]),
+        Step(f"masquerade {name}", [masquerade("-A", addr)], [masquerade("-D", addr)]),
     ]
 
 
 def plan() -> list[Step]:
-    bridge = Step("bridge br0", [["ip", "link", "add", "name", "br0", "group", GROUP, "up", "type", "bridge"]],
-                  [["ip", "link", "del", "br0"]])
-    return [bridge, *namespace_steps("red", 0), *namespace_steps("blue", 1)]
+    bridge = Bridge("br0", group=int(GROUP), runner=FakeRunner())
+    return [Step("bridge br0", [bridge.create_command(up=True)], [bridge.delete_command()]),
+            *namespace_steps("red", 0), *namespace_steps("blue", 1)]
 
 
 RESTORE_ADD = (
@@ -66,13 +77,13 @@ HOST_UP = (
 def test_an_interleaved_plan_becomes_one_host_batch_then_one_batch_per_namespace_and_one_restore():
     stages = batches(plan())
     assert [[b.command for b in stage] for stage in stages] == [
-        [Command(["ip", "-batch", "-"], input=HOST_UP)],
+        [Command(["ip", "-batch", "-"], input=HOST_UP, tool="ip")],
         [
-            Command(list(ns_batch("red")),
+            Command(["ip", "-batch", "-"], netns="red", tool="ip",
                     input="link set lo up\nlink set v0 up\naddr add 10.9.0.2/24 dev v0\n"),
-            Command(list(ns_batch("blue")),
+            Command(["ip", "-batch", "-"], netns="blue", tool="ip",
                     input="link set lo up\nlink set v1 up\naddr add 10.9.0.3/24 dev v1\n"),
-            Command(["iptables-restore", "-w", "--noflush"], input=RESTORE_ADD),
+            Command(["iptables-restore", "-w", "--noflush"], input=RESTORE_ADD, tool="iptables"),
         ],
     ]
 
@@ -226,40 +237,43 @@ def test_a_missing_rule_on_removal_is_gone_and_the_others_are_still_deleted():
 
 
 def test_a_host_command_that_deletes_into_a_namespace_waits_for_that_namespaces_earlier_commands():
+    pair = VethPair("vb", "v", peer_netns="red", runner=FakeRunner())
     steps = [
-        Step("ns", [["ip", "netns", "add", "red"]]),
-        Step("veth", [["ip", "link", "add", "vb", "type", "veth", "peer", "name", "v", "netns", "red"]]),
-        Step("up", [["ip", "-n", "red", "link", "set", "v", "up"]]),
-        Step("move away", [["ip", "link", "del", "vb"]]),
-        Step("after", [["ip", "-n", "red", "link", "set", "lo", "up"]]),
+        Step("ns", [Namespace("red", runner=FakeRunner()).add_command()]),
+        Step("veth", [pair.create_command()]),
+        Step("up", [Link("v", "red", runner=FakeRunner()).up_command()]),
+        Step("move away", [pair.delete_command()]),
+        Step("after", [Link("lo", "red", runner=FakeRunner()).up_command()]),
     ]
-    stages = [[b.command.argv for b in stage] for stage in batches(steps)]
+    stages = [[shlex.join(b.command.host_argv()) for b in stage] for stage in batches(steps)]
     assert stages == [
-        [("ip", "-batch", "-")],
-        [("ip", "-n", "red", "link", "set", "v", "up")],
-        [("ip", "link", "del", "vb")],
-        [("ip", "-n", "red", "link", "set", "lo", "up")],
+        ["ip -batch -"],
+        ["ip -n red link set v up"],
+        ["ip link del vb"],
+        ["ip -n red link set lo up"],
     ]
 
 
 def test_what_no_batch_can_carry_runs_alone_in_its_place():
+    red = Namespace("red", runner=FakeRunner())
     steps = [
-        Step("ns", [["ip", "netns", "add", "red"], ["ip", "-n", "red", "link", "set", "lo", "up"]]),
-        Step("sysctl", [["sysctl", "-w", "net.ipv4.ip_forward=1"]]),
-        Step("alias", [["ip", "link", "add", "name", "b0", "type", "bridge"],
-                       ["ip", "link", "set", "b0", "alias", "has space"]]),
-        Step("exec", [["ip", "netns", "exec", "red", "true"]]),
-        Step("rules", [Command(["iptables-restore", "-w", "--noflush"], input="*nat\nCOMMIT\n")]),
+        Step("ns", [red.add_command(), Link("lo", "red", runner=FakeRunner()).up_command()]),
+        Step("sysctl", [sysctl(None, "net.ipv4.ip_forward", "1")]),
+        Step("alias", [Bridge("b0", runner=FakeRunner()).create_command(),
+                       Link("b0", runner=FakeRunner()).set_command("alias", "has space")]),
+        Step("exec", [Command(red.exec_argv(["true"]))]),  # no channel: a barrier
+        Step("rules", [Command(["iptables-restore", "-w", "--noflush"], input="*nat\nCOMMIT\n",
+                               tool="iptables", channel="iptables-restore")]),
     ]
-    stages = [[b.command.argv for b in stage] for stage in batches(steps)]
+    stages = [[b.command.host_argv() for b in stage] for stage in batches(steps)]
     assert stages == [
-        [("ip", "netns", "add", "red")],
-        [("sysctl", "-w", "net.ipv4.ip_forward=1")],
-        [("ip", "link", "add", "name", "b0", "type", "bridge")],
-        [("ip", "link", "set", "b0", "alias", "has space")],
-        [("ip", "-n", "red", "link", "set", "lo", "up")],
-        [("ip", "netns", "exec", "red", "true")],
-        [("iptables-restore", "-w", "--noflush")],
+        [["ip", "netns", "add", "red"]],
+        [["sysctl", "-w", "net.ipv4.ip_forward=1"]],
+        [["ip", "link", "add", "name", "b0", "type", "bridge"]],
+        [["ip", "link", "set", "b0", "alias", "has space"]],
+        [["ip", "-n", "red", "link", "set", "lo", "up"]],
+        [["ip", "netns", "exec", "red", "true"]],
+        [["iptables-restore", "-w", "--noflush"]],
     ]
 
 
@@ -267,30 +281,30 @@ def test_batch_records_which_plan_commands_each_process_carries():
     stages = batches(plan())
     red = stages[1][0]
     assert isinstance(red, Batch)
-    assert red.carries == (
-        Command(["ip", "-n", "red", "link", "set", "lo", "up"]),
-        Command(["ip", "-n", "red", "link", "set", "v0", "up"]),
-        Command(["ip", "-n", "red", "addr", "add", "10.9.0.2/24", "dev", "v0"]),
-    )
+    assert [c.shell() for c in red.carries] == [
+        "ip -n red link set lo up",
+        "ip -n red link set v0 up",
+        "ip -n red addr add 10.9.0.2/24 dev v0",
+    ]
 
 
 def test_undo_batches_skip_commands_inside_namespaces_the_teardown_deletes():
     stages = batches(plan(), undo=True)
     flat = [b.command for stage in stages for b in stage]
-    assert not any(c.argv[:2] == ("ip", "-n") or c.argv[0] == "nsenter" for c in flat)
-    assert Command(["ip", "-force", "-batch", "-"],
+    assert not any(c.netns is not None for c in flat)
+    assert Command(["ip", "-force", "-batch", "-"], tool="ip",
                    input="link del v1b\nnetns del blue\nlink del v0b\nnetns del red\nlink del br0\n") in flat
 
 
 class BlueRuleFails(FakeRunner):
     """iptables-nft's way: any restore holding blue's rule fails at COMMIT; others succeed."""
 
-    def run(self, argv, *, input=None, timeout=None):  # type: ignore[no-untyped-def]
+    def run(self, argv, *, input=None, timeout=None, netns=None):  # type: ignore[no-untyped-def]
         if argv[0] == "iptables-restore" and input and "-A POSTROUTING -s 10.9.0.3/24" in input:
             commit = input.splitlines().index("COMMIT") + 1
             self.fail(list(argv), f"iptables-restore v1.8.9 (nf_tables): Chain 'X' does not exist\n"
                                   f"Error occurred at line: {commit}\n", times=1)
-        return super().run(argv, input=input, timeout=timeout)
+        return super().run(argv, input=input, timeout=timeout, netns=netns)
 
 
 def test_an_error_found_at_commit_is_traced_to_its_rule_by_halves():
@@ -325,14 +339,14 @@ def test_deletions_go_oldest_first_so_nft_finds_each_rule_at_the_front():
 class TimesOut(FakeRunner):
     """A runner that raises CommandTimeoutError for blue's batch, as LiveRunner does."""
 
-    def run(self, argv, *, input=None, timeout=None):  # type: ignore[no-untyped-def]
-        if list(argv) == list(ns_batch("blue")):
+    def run(self, argv, *, input=None, timeout=None, netns=None):  # type: ignore[no-untyped-def]
+        if netns == "blue" and list(argv) == ["ip", "-batch", "-"]:
             from netnskit.errors import CommandTimeoutError
 
-            self.calls.append(list(argv))
+            self.calls.append(in_netns(netns, argv))
             self.inputs.append(input)
-            raise CommandTimeoutError(list(argv), -1, "", "")
-        return super().run(argv, input=input, timeout=timeout)
+            raise CommandTimeoutError(in_netns(netns, argv), -1, "", "")
+        return super().run(argv, input=input, timeout=timeout, netns=netns)
 
 
 def test_a_timeout_is_a_failure_of_its_step_and_still_rolls_back():
@@ -354,26 +368,26 @@ class WaitsForFirstNamespace(FakeRunner):
         self.host_chunks = 0
         self.saw_n0_early: list[bool] = []
 
-    def run(self, argv, *, input=None, timeout=None):  # type: ignore[no-untyped-def]
-        if list(argv[:3]) == ["ip", "-n", "n0"] or list(argv[:2]) == ["nsenter", "--net=/run/netns/n0"]:
+    def run(self, argv, *, input=None, timeout=None, netns=None):  # type: ignore[no-untyped-def]
+        if netns == "n0":
             self.n0_started.set()
-        elif list(argv) == ["ip", "-batch", "-"]:
+        elif netns is None and list(argv) == ["ip", "-batch", "-"]:
             self.host_chunks += 1
             if self.host_chunks > 1:
                 self.saw_n0_early.append(self.n0_started.wait(5))
-        return super().run(argv, input=input, timeout=timeout)
+        return super().run(argv, input=input, timeout=timeout, netns=netns)
 
 
 def test_a_namespace_starts_once_its_own_veth_is_made_even_when_every_peer_is_called_eth0():
     steps = []
     for i in range(8):
         name = f"n{i}"
+        ns = Namespace(name, runner=FakeRunner())
+        pair = VethPair(f"v{i}b", "eth0", peer_netns=name, runner=FakeRunner())
         steps += [
-            Step(f"namespace {name}", [["ip", "netns", "add", name]], [["ip", "netns", "del", name]]),
-            Step(f"veth {name}",
-                 [["ip", "link", "add", f"v{i}b", "type", "veth", "peer", "name", "eth0", "netns", name],
-                  ["ip", "-n", name, "link", "set", "eth0", "up"]],
-                 [["ip", "link", "del", f"v{i}b"]]),
+            Step(f"namespace {name}", [ns.add_command()], [ns.delete_command()]),
+            Step(f"veth {name}", [pair.create_command(), Link("eth0", name, runner=FakeRunner()).up_command()],
+                 [pair.delete_command()]),
         ]
     runner = WaitsForFirstNamespace()
     BatchExecutor(workers=2, pipeline=True, chunks=4, chunk=2).apply(steps, runner)
@@ -389,7 +403,7 @@ def _many(n: int) -> list[Step]:
 
 @pytest.mark.parametrize("pipeline", [False, True], ids=["waves", "pipelined"])
 def test_many_namespaces_are_made_by_a_few_processes_at_once(monkeypatch, pipeline):
-    monkeypatch.setattr("netnskit.batch.os.cpu_count", lambda: 2)
+    monkeypatch.setattr("netnskit.executors.batch.os.cpu_count", lambda: 2)
     fake = FakeRunner()
     BatchExecutor(workers=4, pipeline=pipeline).apply(_many(60), fake)
     host = [fake.inputs[i] for i, a in enumerate(fake.argvs) if a == ["ip", "-batch", "-"]]
@@ -403,7 +417,7 @@ def test_many_namespaces_are_made_by_a_few_processes_at_once(monkeypatch, pipeli
 
 
 def test_few_namespaces_or_one_worker_keep_one_host_process(monkeypatch):
-    monkeypatch.setattr("netnskit.batch.os.cpu_count", lambda: 8)
+    monkeypatch.setattr("netnskit.executors.batch.os.cpu_count", lambda: 8)
     for n, workers in ((49, 4), (60, 1)):
         fake = FakeRunner()
         BatchExecutor(workers=workers, pipeline=False).apply(_many(n), fake)
@@ -412,12 +426,12 @@ def test_few_namespaces_or_one_worker_keep_one_host_process(monkeypatch):
 
 
 def test_a_failing_netns_add_in_one_process_names_its_step_and_undoes_the_others(monkeypatch):
-    monkeypatch.setattr("netnskit.batch.os.cpu_count", lambda: 2)
+    monkeypatch.setattr("netnskit.executors.batch.os.cpu_count", lambda: 2)
 
     class FailsN13(FakeRunner):
-        def run(self, argv, *, input=None, timeout=None):
-            result = super().run(argv, input=input, timeout=timeout)
-            if list(argv) == ["ip", "-batch", "-"] and input and "netns add n13\n" in input:
+        def run(self, argv, *, input=None, timeout=None, netns=None):
+            result = super().run(argv, input=input, timeout=timeout, netns=netns)
+            if netns is None and list(argv) == ["ip", "-batch", "-"] and input and "netns add n13\n" in input:
                 line = input.splitlines().index("netns add n13") + 1
                 return Result(argv, 1, "", f'Cannot create namespace file "/run/netns/n13": File exists\n'
                                            f"Command failed -:{line}\n")

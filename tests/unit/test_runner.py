@@ -275,13 +275,16 @@ def test_prefix_runner_start_goes_through_the_inner_runner():
     assert fake.started == [proc]
 
 
-def test_prefix_runner_start_without_a_starting_inner_runner():
-    class RunOnly:
-        def run(self, argv, *, input=None, timeout=None):
-            return Result(argv)
-
-    with pytest.raises(TypeError, match="cannot start"):
-        PrefixRunner(RunOnly(), ["x"]).start(["sleep", "1"])
+def test_prefix_runner_enters_a_namespace_after_its_prefix():
+    fake = FakeRunner()
+    runner = PrefixRunner(fake, ["nsenter", "--target=1", "--net", "--mount", "--"])
+    runner.run(["ip", "link"], netns="red")
+    proc = runner.start(["sleep", "9"], netns="red", stdin=True)
+    assert fake.argvs == [
+        ["nsenter", "--target=1", "--net", "--mount", "--", "nsenter", "--net=/run/netns/red", "--", "ip", "link"],
+        ["nsenter", "--target=1", "--net", "--mount", "--", "nsenter", "--net=/run/netns/red", "--", "sleep", "9"],
+    ]
+    assert proc is fake.started[0]
 
 
 # --- ssh quoting ------------------------------------------------------------------------------------
@@ -403,25 +406,6 @@ def test_timeout_error_pickles():
 # --- LiveRunner: nsenter --net=FILE -- COMMAND without the nsenter process ------------------------
 
 
-@pytest.mark.parametrize(
-    ("argv", "expected"),
-    [
-        (["nsenter", "--net=/run/netns/red", "--", "ip", "-batch", "-"], ("/run/netns/red", ["ip", "-batch", "-"])),
-        (["nsenter", "--net=/proc/42/ns/net", "--", "true"], ("/proc/42/ns/net", ["true"])),
-        (["nsenter", "--net=", "--", "true"], None),  # no file: nsenter's own meaning, left to it
-        (["nsenter", "--net=/run/netns/red", "ip", "link"], None),  # no "--"
-        (["nsenter", "--net=/run/netns/red", "--"], None),  # no command
-        (["nsenter", "--target=1", "--net", "--", "ip"], None),
-        (["nsenter", "--net=/run/netns/red", "--mount=/x", "--", "ip"], None),  # more than the network
-        (["ip", "-n", "red", "link"], None),
-    ],
-)
-def test_net_target_recognizes_only_a_plain_network_nsenter(argv, expected):
-    from netnskit.runner import net_target
-
-    assert net_target(argv) == expected
-
-
 class _Setns:
     """Records the fds the runner enters (instead of calling setns)."""
 
@@ -444,7 +428,7 @@ def test_live_runner_enters_the_namespace_itself_and_starts_only_the_command(fp,
     space = tmp_path / "red"
     space.write_text("")
     fp.register(["ip", "-batch", "-"], stdout="done\n")
-    result = LiveRunner().run(["nsenter", f"--net={space}", "--", "ip", "-batch", "-"], input="link set lo up\n")
+    result = LiveRunner(netns_dir=str(tmp_path)).run(["ip", "-batch", "-"], input="link set lo up\n", netns="red")
     assert result == Result(("nsenter", f"--net={space}", "--", "ip", "-batch", "-"), 0, "done\n", "")
     assert fp.call_count(["ip", "-batch", "-"]) == 1  # no nsenter process
     assert spy.paths == [str(space)]  # entered once, by a thread of its own
@@ -457,7 +441,7 @@ def test_live_runner_missing_namespace_file_answers_as_nsenter_does(fp, monkeypa
     spy = _Setns()
     monkeypatch.setattr(runner_mod, "_setns", spy)
     gone = tmp_path / "gone"
-    result = LiveRunner().run(["nsenter", f"--net={gone}", "--", "ip", "link"])
+    result = LiveRunner(netns_dir=str(tmp_path)).run(["ip", "link"], netns="gone")
     assert (result.returncode, result.stdout, result.stderr) == (
         1, "", f"nsenter: cannot open {gone}: No such file or directory\n"
     )
@@ -479,7 +463,7 @@ def test_live_runner_runs_nsenter_when_it_may_not_enter_namespaces(fp, monkeypat
     space.write_text("")
     argv = ["nsenter", f"--net={space}", "--", "ip", "link"]
     fp.register(argv, stdout="via nsenter\n")
-    assert LiveRunner().run(argv).stdout == "via nsenter\n"
+    assert LiveRunner(netns_dir=str(tmp_path)).run(["ip", "link"], netns="red").stdout == "via nsenter\n"
     assert fp.call_count(argv) == 1
 
 
@@ -488,9 +472,9 @@ def test_live_runner_setns_false_always_runs_nsenter(fp, monkeypatch, tmp_path):
 
     spy = _Setns()
     monkeypatch.setattr(runner_mod, "_setns", spy)
-    argv = ["nsenter", f"--net={tmp_path}", "--", "ip", "link"]
+    argv = ["nsenter", f"--net={tmp_path}/red", "--", "ip", "link"]
     fp.register(argv)
-    LiveRunner(setns=False).run(argv)
+    LiveRunner(setns=False, netns_dir=str(tmp_path)).run(["ip", "link"], netns="red")
     assert fp.call_count(argv) == 1 and spy.paths == []
 
 
@@ -505,10 +489,11 @@ def test_live_runner_command_that_cannot_run_in_a_namespace_answers_as_nsenter_d
     plain.write_text("#!/bin/sh\n")
     fp.pass_command([MISSING, "link"])
     fp.pass_command([str(plain)])
-    missing = LiveRunner().run(["nsenter", f"--net={space}", "--", MISSING, "link"])
+    runner = LiveRunner(netns_dir=str(tmp_path))
+    missing = runner.run([MISSING, "link"], netns="red")
     assert missing.returncode == 127
     assert missing.stderr == f"nsenter: failed to execute {MISSING}: No such file or directory\n"
-    refused = LiveRunner().run(["nsenter", f"--net={space}", "--", str(plain)])
+    refused = runner.run([str(plain)], netns="red")
     assert (refused.returncode, refused.stderr) == (126, f"nsenter: failed to execute {plain}: Permission denied\n")
     with pytest.raises(PermissionDeniedError):
         refused.check()

@@ -1,0 +1,52 @@
+"""SerialExecutor: one process per command, in plan order, rolled back on failure."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import attrs
+
+from netnskit.errors import CommandError, NotFoundError, StepError
+from netnskit.plan import Step
+from netnskit.runner import Runner
+
+__all__ = ["SerialExecutor", "undo_all"]
+
+
+def undo_all(steps: Sequence[Step], runner: Runner) -> tuple[list[str], list[str]]:
+    """Run the undo commands of ``steps`` in reverse; returns (already gone, real failures)."""
+    gone: list[str] = []
+    failed: list[str] = []
+    for step in reversed(steps):
+        for command in step.undo:
+            try:
+                command.run(runner).check(f"undoing {step.description}")
+            except CommandError as exc:
+                (gone if isinstance(exc, NotFoundError) else failed).append(str(exc))
+    return gone, failed
+
+
+@attrs.define
+class SerialExecutor:
+    """One process per command, in plan order."""
+
+    def apply(self, steps: Sequence[Step], runner: Runner) -> None:
+        """Run every step; on failure undo the done steps in reverse and raise StepError."""
+        for index, step in enumerate(steps):
+            for position, command in enumerate(step.do):
+                try:
+                    command.run(runner).check(step.description)
+                except CommandError as exc:
+                    done = [*steps[:index]]
+                    if position:
+                        # part of this step ran: undo it too (its undo tolerates what is missing)
+                        done.append(step)
+                    _, failed = undo_all(done, runner)
+                    raise StepError(step.description, index, exc, failed) from exc
+
+    def remove(self, steps: Sequence[Step], runner: Runner) -> list[str]:
+        """Undo every step in reverse; what is already gone is reported, not raised."""
+        gone, failed = undo_all(steps, runner)
+        if failed:
+            raise StepError("teardown", len(steps) - 1, "; ".join(failed))
+        return gone
