@@ -176,9 +176,11 @@ class CountingRunner:
         self.inner = inner
         self.calls: list[int] = []
 
-    def run(self, argv: Sequence[str], *, input: str | None = None, timeout: float | None = None) -> Result:
+    def run(
+        self, argv: Sequence[str], *, input: str | None = None, timeout: float | None = None, netns: str | None = None
+    ) -> Result:
         self.calls.append(1)
-        return self.inner.run(argv, input=input, timeout=timeout)
+        return self.inner.run(argv, input=input, timeout=timeout, netns=netns)
 
 
 # --- what is there: checked after bring-up and teardown, outside the timings -----------------

@@ -23,7 +23,7 @@ from hypothesis import strategies as st
 
 from netnskit._validate import _IP_LINK_KEYWORDS
 from netnskit.plan import Step
-from netnskit.runner import Result, Runner
+from netnskit.runner import Process, Result, Runner, in_netns
 from netnskit.sandbox import Sandbox
 from netnskit.snapshot import HostState, _clean_save
 
@@ -114,6 +114,11 @@ def settled_diff(runner: Runner, before: Snapshot, timeout: float = 3.0) -> list
         time.sleep(0.05)
 
 
+def shown(argv: Sequence[str], netns: str | None) -> list[str]:
+    """The argv as it runs from the runner's place (``nsenter --net=...`` for a namespace)."""
+    return list(argv) if netns is None else in_netns(netns, argv)
+
+
 class Counting:
     """Passes every command on and counts them (thread-safe: the batch executor runs threads)."""
 
@@ -127,10 +132,16 @@ class Counting:
             self.argvs.append(list(argv))
             return len(self.argvs)
 
-    def run(self, argv: Sequence[str], *, input: str | None = None, timeout: float | None = None) -> Result:
+    def run(
+        self, argv: Sequence[str], *, input: str | None = None, timeout: float | None = None, netns: str | None = None
+    ) -> Result:
         """Count, then run."""
-        self._next(argv)
-        return self.inner.run(argv, input=input, timeout=timeout)
+        self._next(shown(argv, netns))
+        return self.inner.run(argv, input=input, timeout=timeout, netns=netns)
+
+    def start(self, argv: Sequence[str], *, netns: str | None = None, stdin: bool = False) -> Process:
+        """Start through the inner runner (not counted)."""
+        return self.inner.start(argv, netns=netns, stdin=stdin)
 
 
 class Faulty(Counting):
@@ -157,16 +168,19 @@ class Faulty(Counting):
         self.counts = counts
         self.failed: list[list[str]] = []
 
-    def run(self, argv: Sequence[str], *, input: str | None = None, timeout: float | None = None) -> Result:
+    def run(
+        self, argv: Sequence[str], *, input: str | None = None, timeout: float | None = None, netns: str | None = None
+    ) -> Result:
         """Run, or fail when this is the chosen command (only commands ``counts`` accepts count)."""
-        if self.counts is not None and not self.counts(list(argv)):
-            return self.inner.run(argv, input=input, timeout=timeout)
-        n = self._next(argv)
+        seen = shown(argv, netns)
+        if self.counts is not None and not self.counts(seen):
+            return self.inner.run(argv, input=input, timeout=timeout, netns=netns)
+        n = self._next(seen)
         if n != self.k and (self.also is None or n != self.k + self.also):
-            return self.inner.run(argv, input=input, timeout=timeout)
-        self.failed.append(list(argv))
+            return self.inner.run(argv, input=input, timeout=timeout, netns=netns)
+        self.failed.append(seen)
         if self.mode == "after" and n == self.k:
-            done = self.inner.run(argv, input=input, timeout=timeout)
+            done = self.inner.run(argv, input=input, timeout=timeout, netns=netns)
             return Result(argv, 1, done.stdout, f"netnskit-test: injected failure after it ran\n{done.stderr}")
         false = self.inner.run(["false"])
         assert false.returncode == 1, false

@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
+from _reliability import shown
 
 from netnskit.errors import NetnskitError, StepError
 from netnskit.executors import BatchExecutor, Executor, SerialExecutor
@@ -40,10 +41,12 @@ class Recording:
         self.inner = inner
         self.writes: list[list[str]] = []
 
-    def run(self, argv: Sequence[str], *, input: str | None = None, timeout: float | None = None) -> Result:
-        if is_write(argv):
-            self.writes.append(list(argv))
-        return self.inner.run(argv, input=input, timeout=timeout)
+    def run(
+        self, argv: Sequence[str], *, input: str | None = None, timeout: float | None = None, netns: str | None = None
+    ) -> Result:
+        if is_write(shown(argv, netns)):
+            self.writes.append(shown(argv, netns))
+        return self.inner.run(argv, input=input, timeout=timeout, netns=netns)
 
 
 class FailAt(Recording):
@@ -54,12 +57,14 @@ class FailAt(Recording):
         self.k = k
         self.failed: list[str] | None = None
 
-    def run(self, argv: Sequence[str], *, input: str | None = None, timeout: float | None = None) -> Result:
-        if is_write(argv) and self.failed is None and len(self.writes) == self.k:
-            self.failed = list(argv)
-            self.writes.append(list(argv))
+    def run(
+        self, argv: Sequence[str], *, input: str | None = None, timeout: float | None = None, netns: str | None = None
+    ) -> Result:
+        if is_write(shown(argv, netns)) and self.failed is None and len(self.writes) == self.k:
+            self.failed = shown(argv, netns)
+            self.writes.append(self.failed)
             return Result(argv, 2, "", "injected failure\n")
-        return super().run(argv, input=input, timeout=timeout)
+        return super().run(argv, input=input, timeout=timeout, netns=netns)
 
 
 EXECUTORS = [pytest.param(SerialExecutor, id="serial"), pytest.param(BatchExecutor, id="batch")]
@@ -232,12 +237,12 @@ _KILLER = textwrap.dedent(
     class Killer:
         writes = 0
 
-        def run(self, argv, *, input=None, timeout=None):
-            if not read.search(" ".join(argv)):
+        def run(self, argv, *, input=None, timeout=None, netns=None):
+            if not read.search(" ".join(argv if netns is None else ["nsenter", "--net=" + netns, "--", *argv])):
                 if Killer.writes == k:
                     os.kill(os.getpid(), signal.SIGKILL)
                 Killer.writes += 1
-            return inner.run(argv, input=input, timeout=timeout)
+            return inner.run(argv, input=input, timeout=timeout, netns=netns)
 
     if sys.argv[6] == "batch":
         from netnskit.executors import BatchExecutor as Executor

@@ -39,13 +39,13 @@ CHILD = textwrap.dedent(
     count = 0
 
     class KillAfter:
-        def run(self, argv, *, input=None, timeout=None):
+        def run(self, argv, *, input=None, timeout=None, netns=None):
             global count
             with lock:  # the batch executor runs namespace batches in threads
                 if count == k:
                     os.kill(os.getpid(), signal.SIGKILL)
                 count += 1
-            return live.run(argv, input=input, timeout=timeout)
+            return live.run(argv, input=input, timeout=timeout, netns=netns)
 
     net = Network.from_toml(path, runner=KillAfter())
     getattr(net, verb)(BatchExecutor() if kind == "batch" else SerialExecutor())
