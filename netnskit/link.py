@@ -28,6 +28,7 @@ __all__ = [
     "Route",
     "RouteInfo",
     "VethPair",
+    "Vlan",
     "addresses",
     "ip_argv",
     "links",
@@ -424,6 +425,54 @@ class Bridge:
     def exists(self) -> bool:
         """True if the bridge exists."""
         return self.link.exists()
+
+
+def _vlan_id(value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 4094:
+        raise ValidationError("VLAN id", value, "must be an integer from 1 to 4094")
+    return value
+
+
+@attrs.frozen
+class Vlan:
+    """An 802.1Q VLAN link on top of another link (``type vlan id ID``), on the host or in a namespace."""
+
+    name: str = attrs.field(converter=v.ifname)
+    parent: str = attrs.field(converter=v.ifname)
+    vlan_id: int = attrs.field(converter=_vlan_id)
+    netns: str | None = attrs.field(default=None, converter=v.optional_netns)
+    runner: Runner = _runner_field()
+
+    def create_command(self) -> Command:
+        """``ip link add link PARENT name NAME type vlan id ID``."""
+        words = ["link", "add", "link", self.parent, "name", self.name, "type", "vlan", "id", str(self.vlan_id)]
+        return ip(self.netns, *words, creates=[_link(self.name, self.netns)])
+
+    def delete_command(self) -> Command:
+        """``ip link del NAME``."""
+        return ip(self.netns, "link", "del", self.name, removes=[_link(self.name, self.netns)])
+
+    def create_argv(self) -> list[str]:
+        """``ip [-n NS] link add link PARENT name NAME type vlan id ID``."""
+        return self.create_command().host_argv()
+
+    @property
+    def link(self) -> Link:
+        """The VLAN link as a Link (for up/down and addresses)."""
+        return Link(self.name, self.netns, runner=self.runner)
+
+    def create(self, *, exist_ok: bool = False) -> Vlan:
+        """Create the VLAN link; ``exist_ok`` accepts an existing one."""
+        try:
+            _run(self.runner, self.create_argv(), f"creating VLAN {self.vlan_id} {self.name!r} on {self.parent!r}")
+        except AlreadyExistsError:
+            if not exist_ok:
+                raise
+        return self
+
+    def delete(self, *, missing_ok: bool = False) -> None:
+        """Delete the VLAN link."""
+        self.link.delete(missing_ok=missing_ok)
 
 
 def _route_dst(value: object) -> ipaddress.IPv4Network | ipaddress.IPv6Network | str:

@@ -11,7 +11,7 @@ import pytest
 from netnskit.commands import sysctl
 from netnskit.errors import StepError
 from netnskit.executors import Batch, BatchExecutor, batches
-from netnskit.link import Bridge, Link, VethPair
+from netnskit.link import Bridge, Link, VethPair, Vlan
 from netnskit.netns import Namespace
 from netnskit.plan import Batchable, Command, Resource, Step
 from netnskit.runner import Result, in_netns
@@ -448,3 +448,39 @@ def test_a_failing_netns_add_in_one_process_names_its_step_and_undoes_the_others
     undo = "".join(fake.inputs[i] for i, a in enumerate(fake.argvs) if a == ["ip", "-force", "-batch", "-"])
     deleted = {line.split()[-1] for line in undo.splitlines() if line.startswith("netns del")}
     assert deleted == {f"n{i}" for i in range(0, 60, 2)} | {f"n{i}" for i in range(1, 13, 2)}
+
+
+def test_a_new_kind_of_link_is_routed_by_its_fields_alone():
+    """A VLAN in a namespace and its MTU join that namespace's batch: nothing in the executor knows VLANs."""
+    red = Namespace("red", runner=FakeRunner())
+    vlan = Vlan("eth0.10", "eth0", 10, netns="red", runner=FakeRunner())
+    steps = [
+        Step("ns", [red.add_command()], [red.delete_command()]),
+        Step("vlan", [vlan.create_command(), vlan.link.mtu_command(1400), vlan.link.up_command()],
+             [vlan.delete_command()]),
+    ]
+    stages = batches(steps)
+    assert [[(b.command.netns, b.command.input) for b in stage] for stage in stages] == [
+        [(None, None)],  # `ip netns add red` alone
+        [("red", "link add link eth0 name eth0.10 type vlan id 10\nlink set eth0.10 mtu 1400\nlink set eth0.10 up\n")],
+    ]
+    # its undo goes with the namespace: `ip netns del` takes it along
+    assert [(b.command.netns, b.command.input) for stage in batches(steps, undo=True) for b in stage] == [
+        (None, "netns del red\n")
+    ]
+
+
+def test_a_tool_run_inside_a_namespace_keeps_its_lane_instead_of_splitting_the_waves():
+    """`ip netns exec red tc ...` used to be a barrier; typed, it runs alone in red's lane, in order."""
+    tc = Command(["tc", "qdisc", "add", "dev", "eth0", "root", "tbf", "rate", "8mbit", "burst", "32k", "latency",
+                  "50ms"], netns="red", tool="tc", channel="net")
+    blue_up = Link("lo", "blue", runner=FakeRunner()).up_command()
+    steps = [
+        Step("ns", [Namespace("red", runner=FakeRunner()).add_command(),
+                    Namespace("blue", runner=FakeRunner()).add_command()]),
+        Step("red", [Link("lo", "red", runner=FakeRunner()).up_command(), tc]),
+        Step("blue", [blue_up]),
+    ]
+    stages = batches(steps)
+    assert len(stages) == 2  # the host batch, then red's two and blue's one side by side
+    assert sorted((b.command.netns or "", len(b.carries)) for b in stages[1]) == [("blue", 1), ("red", 1), ("red", 1)]
