@@ -350,11 +350,7 @@ def _unique(rules: Iterable[Rule]) -> list[Rule]:
     return list(dict.fromkeys(rules))
 
 
-def _words(spec: Sequence[str]) -> list[str]:
-    return list(spec)
-
-
-def _after(words: list[str], flag: str) -> str | None:
+def _after(words: Sequence[str], flag: str) -> str | None:
     for index, word in enumerate(words[:-1]):
         if word == flag and (index == 0 or words[index - 1] != "!"):
             return words[index + 1]
@@ -474,14 +470,14 @@ class Firewall:
         # A loopback guard of owner O on bridge B stays while O still forwards hairpin traffic on B.
         guards = [r for r in owned if r.table == "raw"]
         for guard in guards:
-            bridge = _after(_words(guard.spec), "-i")
+            bridge = _after(guard.spec, "-i")
             if not any(
-                r.table == "nat" and r.comment == guard.comment and _after(_words(r.spec), "-i") == bridge
+                r.table == "nat" and r.comment == guard.comment and _after(r.spec, "-i") == bridge
                 for r in owned
             ):
                 deletes.append(guard)
         owned = [r for r in owned if r not in deletes]
-        remaining_guards = {_after(_words(r.spec), "-i") for r in owned if r.table == "raw"}
+        remaining_guards = {_after(r.spec, "-i") for r in owned if r.table == "raw"}
         commands: list[Command] = []
         for name, (memo, previous) in sorted(saved.memos().items()):
             localnet = re.fullmatch(r"net\.ipv4\.conf\.(.+)\.route_localnet", name)
@@ -588,10 +584,6 @@ class _Ruleset:
         rules = self.rules(forward_accept=accept)
         return fw.plan(self.family, rules, self.sysctls(), self._describe(), saved=saved)
 
-    def steps(self) -> list[Step]:
-        """Alias of :meth:`plan`: the steps for a Network plan, read from the host now."""
-        return self.plan()
-
     def setup_commands(self, *, forward_accept: bool = False) -> list[Command]:
         """The commands that apply this object on a clean host (pure)."""
         return [c for s in self.plan(assume_clean=True, forward_accept=forward_accept) for c in s.do]
@@ -655,11 +647,6 @@ class NatRule(_Ruleset):
 
     def _describe(self) -> str:
         return f"masquerade {self.subnet} ({self.comment})"
-
-    # The first cut's argv helpers, kept for callers that used them.
-    def rule(self) -> list[str]:
-        """The MASQUERADE rule spec, without table, chain and action."""
-        return list(self.rules()[0].spec)
 
 
 def _ports(low_high: tuple[int, int], sep: str) -> str:
@@ -786,7 +773,7 @@ class PortForward(_Ruleset):
         if self.bridge is None:
             saved = fw.save(self.family)
             bridges = {
-                _after(_words(r.spec), "-i")
+                _after(r.spec, "-i")
                 for r in saved.owner_rules("nat")
                 if r.comment == self.comment and r.chain == "NETNSKIT-PREROUTING"
             }
