@@ -12,8 +12,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from netnskit import NatRule, PortForward, ValidationError
-from netnskit import firewall as fw_module
 from netnskit.firewall import Backend, Firewall, Rule, SavedRules, Sysctl, detect_backend, split_brain_warning
+from netnskit.firewall import rules as fw_rules
 from netnskit.plan import Command
 from netnskit.testing import FakeRunner
 
@@ -585,12 +585,12 @@ def shlex_calls(monkeypatch):
         calls.append(line)
         return SHLEX_SPLIT(line)
 
-    monkeypatch.setattr(fw_module.shlex, "split", spy)
+    monkeypatch.setattr(fw_rules.shlex, "split", spy)
     return calls
 
 
 def test_real_save_lines_split_as_shlex_did_and_only_escapes_fall_back(shlex_calls):
-    assert [fw_module._save_words(line) for line in REAL_LINES] == [shlex_words(line) for line in REAL_LINES]
+    assert [fw_rules._save_words(line) for line in REAL_LINES] == [shlex_words(line) for line in REAL_LINES]
     # the fast path reads quoted comments, tabs, '!' and '#'; shlex only lines with \ or ', or an odd "
     assert shlex_calls == [
         line for line in REAL_LINES if "\\" in line or "'" in line or line.count('"') % 2
@@ -629,7 +629,7 @@ def test_real_save_parsed_words():
     ],
 )
 def test_save_words_edge_cases(line, words):
-    assert fw_module._save_words(line) == shlex_words(line) == words
+    assert fw_rules._save_words(line) == shlex_words(line) == words
 
 
 PROPERTY = settings(max_examples=500, deadline=None, derandomize=True, database=None)
@@ -640,7 +640,7 @@ FAST_CHARS = SAVE_CHARS.replace("\\", "").replace("'", "")  # lines the fast pat
 @PROPERTY
 @given(st.one_of(st.text(alphabet=SAVE_CHARS, max_size=40), st.text(alphabet=FAST_CHARS, max_size=40)))
 def test_save_words_equal_shlex_for_any_text(line):
-    assert fw_module._save_words(line) == shlex_words(line)
+    assert fw_rules._save_words(line) == shlex_words(line)
 
 
 def _quoted(value: str) -> str:
@@ -657,7 +657,7 @@ def _quoted(value: str) -> str:
 )
 def test_save_words_equal_shlex_for_lines_as_iptables_save_prints_them(values, quote):
     line = " ".join(["-A", "CHAIN", *(_quoted(v) if quote else v for v in values)])
-    assert fw_module._save_words(line) == shlex_words(line)
+    assert fw_rules._save_words(line) == shlex_words(line)
 
 
 def old_word(word: str) -> str:
@@ -681,9 +681,9 @@ def test_word_equals_the_per_character_check(word):
         expected = old_word(word)
     except ValidationError:
         with pytest.raises(ValidationError):
-            fw_module._word(word)
+            fw_rules._word(word)
     else:
-        assert fw_module._word(word) == expected
+        assert fw_rules._word(word) == expected
 
 
 def test_rule_line_quotes_only_what_needs_it():
