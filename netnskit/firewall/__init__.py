@@ -1,7 +1,8 @@
 """Masquerade and port forwards with iptables: only netnskit's rules, exactly netnskit's.
 
-rules.py: Rule, SavedRules and the shared chains; sysctl.py: Sysctl; iptables.py: Backend and
-Firewall; objects.py: NatRule and PortForward. Design notes: docs/firewall-notes.md.
+rules.py: Rule, SavedRules and the shared chains; sysctl.py: Sysctl; backend.py: the
+FirewallBackend protocol; iptables.py: Backend and Firewall (that protocol over iptables);
+objects.py: NatRule and PortForward. Design notes: docs/firewall-notes.md.
 """
 
 from netnskit.firewall.iptables import BACKENDS, Backend, Firewall, detect_backend, split_brain_warning

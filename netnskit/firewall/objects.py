@@ -16,6 +16,7 @@ import attrs
 
 from netnskit import _validate as v
 from netnskit.errors import ValidationError
+from netnskit.firewall.backend import FirewallBackend
 from netnskit.firewall.iptables import Backend, Firewall, _backend, split_brain_warning
 from netnskit.firewall.rules import SHARED, Rule, _after, _owner
 from netnskit.firewall.sysctl import Sysctl, _forwarding, _route_localnet
@@ -48,8 +49,8 @@ class _Ruleset:
         raise NotImplementedError
 
     @property
-    def firewall(self) -> Firewall:
-        """The Firewall this object applies through."""
+    def firewall(self) -> FirewallBackend:
+        """The firewall this object applies through (a Firewall over iptables)."""
         return Firewall(self.backend, self.runner)
 
     def _tag(self, *spec: str) -> tuple[str, ...]:
