@@ -12,8 +12,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from netnskit import NatRule, PortForward, ValidationError
-from netnskit import firewall as fw_module
+from netnskit.commands import sysctl
 from netnskit.firewall import Backend, Firewall, Rule, SavedRules, Sysctl, detect_backend, split_brain_warning
+from netnskit.firewall import rules as fw_rules
 from netnskit.plan import Command
 from netnskit.testing import FakeRunner
 
@@ -29,6 +30,11 @@ SHARED_NAT_RULES = """\
 -A PREROUTING -m addrtype --dst-type LOCAL -m comment --comment netnskit -j NETNSKIT-PREROUTING
 -A OUTPUT -m addrtype --dst-type LOCAL -m comment --comment netnskit -j NETNSKIT-OUTPUT
 -A POSTROUTING -m comment --comment netnskit -j NETNSKIT-POSTROUTING"""
+
+
+def restore(tool: str, text: str) -> Command:
+    """A restore command as the firewall types it: alone, in its tool's channel."""
+    return Command([tool, "-w", "--noflush"], text, tool=tool, channel=tool)
 
 
 def specs(rules: list[Rule]) -> list[tuple[int, str, str, list[str]]]:
@@ -213,8 +219,8 @@ def test_nat_rule_setup_and_teardown_commands_on_a_clean_host():
     nat = NatRule("192.168.15.0/24", "br0", owner="lab", backend="legacy")
     setup = nat.setup_commands()
     assert setup == [
-        Command(
-            ["iptables-legacy-restore", "-w", "--noflush"],
+        restore(
+            "iptables-legacy-restore",
             f"*nat\n{SHARED_NAT}\n"
             "-A NETNSKIT-POSTROUTING -s 192.168.15.0/24 ! -o br0 -m comment --comment netnskit:lab -j MASQUERADE\n"
             f"{SHARED_NAT_RULES}\nCOMMIT\n"
@@ -222,10 +228,10 @@ def test_nat_rule_setup_and_teardown_commands_on_a_clean_host():
             '-A NETNSKIT-STATE -m comment --comment "netnskit sysctl net.ipv4.ip_forward=0"\n'
             "-A FORWARD -m comment --comment netnskit -j NETNSKIT-FORWARD\nCOMMIT\n",
         ),
-        Command(["sysctl", "-w", "net.ipv4.ip_forward=1"]),
+        sysctl(None, "net.ipv4.ip_forward", "1"),
     ]
     teardown = nat.teardown_commands()
-    assert teardown[0] == Command(["sysctl", "-w", "net.ipv4.ip_forward=0"])
+    assert teardown[0] == sysctl(None, "net.ipv4.ip_forward", "0")
     assert teardown[1].argv == ("iptables-legacy-restore", "-w", "--noflush")
     lines = (teardown[1].input or "").splitlines()
     # jumps out of the built-in chains go first, our chains last
@@ -265,7 +271,7 @@ def test_port_forward_clean_plan_is_one_restore_and_two_sysctls():
         "-A PREROUTING -m comment --comment netnskit -j NETNSKIT-PREROUTING\nCOMMIT\n*nat\n"
     )
     assert '-A NETNSKIT-STATE -m comment --comment "netnskit sysctl net.ipv4.conf.br0.route_localnet=0"' in text
-    assert steps[2].undo == (Command(["sysctl", "-w", "net.ipv4.conf.br0.route_localnet=0"]),)
+    assert steps[2].undo == (sysctl(None, "net.ipv4.conf.br0.route_localnet", "0"),)
 
 
 # --- reading the host: plan, apply, remove -------------------------------------------------
@@ -409,9 +415,9 @@ def test_sweep_drops_an_unneeded_guard_and_its_sysctl_but_keeps_what_another_own
     saved = SavedRules.parse(4, SAVED_TWO_OWNERS)
     commands = Firewall("nft").sweep_commands(4, saved)
     assert commands == [
-        Command(["sysctl", "-w", "net.ipv4.conf.br0.route_localnet=0"]),
-        Command(
-            ["iptables-nft-restore", "-w", "--noflush"],
+        sysctl(None, "net.ipv4.conf.br0.route_localnet", "0"),
+        restore(
+            "iptables-nft-restore",
             "*raw\n"
             "-D NETNSKIT-PREROUTING -s 127.0.0.0/8 -i br0 -m comment --comment netnskit:lab -j DROP\n"
             "-D NETNSKIT-PREROUTING -d 127.0.0.0/8 -i br0 -m comment --comment netnskit:lab -j DROP\n"
@@ -585,12 +591,12 @@ def shlex_calls(monkeypatch):
         calls.append(line)
         return SHLEX_SPLIT(line)
 
-    monkeypatch.setattr(fw_module.shlex, "split", spy)
+    monkeypatch.setattr(fw_rules.shlex, "split", spy)
     return calls
 
 
 def test_real_save_lines_split_as_shlex_did_and_only_escapes_fall_back(shlex_calls):
-    assert [fw_module._save_words(line) for line in REAL_LINES] == [shlex_words(line) for line in REAL_LINES]
+    assert [fw_rules._save_words(line) for line in REAL_LINES] == [shlex_words(line) for line in REAL_LINES]
     # the fast path reads quoted comments, tabs, '!' and '#'; shlex only lines with \ or ', or an odd "
     assert shlex_calls == [
         line for line in REAL_LINES if "\\" in line or "'" in line or line.count('"') % 2
@@ -629,7 +635,7 @@ def test_real_save_parsed_words():
     ],
 )
 def test_save_words_edge_cases(line, words):
-    assert fw_module._save_words(line) == shlex_words(line) == words
+    assert fw_rules._save_words(line) == shlex_words(line) == words
 
 
 PROPERTY = settings(max_examples=500, deadline=None, derandomize=True, database=None)
@@ -640,7 +646,7 @@ FAST_CHARS = SAVE_CHARS.replace("\\", "").replace("'", "")  # lines the fast pat
 @PROPERTY
 @given(st.one_of(st.text(alphabet=SAVE_CHARS, max_size=40), st.text(alphabet=FAST_CHARS, max_size=40)))
 def test_save_words_equal_shlex_for_any_text(line):
-    assert fw_module._save_words(line) == shlex_words(line)
+    assert fw_rules._save_words(line) == shlex_words(line)
 
 
 def _quoted(value: str) -> str:
@@ -657,7 +663,7 @@ def _quoted(value: str) -> str:
 )
 def test_save_words_equal_shlex_for_lines_as_iptables_save_prints_them(values, quote):
     line = " ".join(["-A", "CHAIN", *(_quoted(v) if quote else v for v in values)])
-    assert fw_module._save_words(line) == shlex_words(line)
+    assert fw_rules._save_words(line) == shlex_words(line)
 
 
 def old_word(word: str) -> str:
@@ -681,9 +687,9 @@ def test_word_equals_the_per_character_check(word):
         expected = old_word(word)
     except ValidationError:
         with pytest.raises(ValidationError):
-            fw_module._word(word)
+            fw_rules._word(word)
     else:
-        assert fw_module._word(word) == expected
+        assert fw_rules._word(word) == expected
 
 
 def test_rule_line_quotes_only_what_needs_it():

@@ -1,0 +1,189 @@
+"""Rule and SavedRules: netnskit's iptables rules as data, and the reading of ``iptables-save``.
+
+Also the shared chains and jumps every owner's rules hang from, and the ``netnskit:<owner>`` comment
+that marks a rule as ours (the chain table: docs/firewall-notes.md).
+"""
+
+from __future__ import annotations
+
+import re
+import shlex
+from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING
+
+import attrs
+
+from netnskit import _validate as v
+from netnskit.errors import ValidationError
+
+if TYPE_CHECKING:
+    from netnskit.firewall.iptables import Backend
+
+MARK = "0x1000000/0x1000000"
+SHARED = "netnskit"
+
+_TABLE_ORDER = ("raw", "nat", "filter")
+# The shared part of each table: our chains, and the jumps to them from the built-in chains.
+_CHAINS: dict[str, tuple[str, ...]] = {
+    "raw": ("NETNSKIT-PREROUTING",),
+    "nat": ("NETNSKIT-PREROUTING", "NETNSKIT-OUTPUT", "NETNSKIT-POSTROUTING", "NETNSKIT-MARK"),
+    "filter": ("NETNSKIT-FORWARD", "NETNSKIT-STATE"),
+}
+_OURS = re.compile(r"^NETNSKIT-")
+
+
+def _shared(*spec: str) -> tuple[str, ...]:
+    """Match words, then the shared comment, then the target (``-j ...``)."""
+    at = spec.index("-j")
+    return (*spec[:at], "-m", "comment", "--comment", SHARED, *spec[at:])
+
+
+_SHARED_RULES: dict[str, tuple[tuple[str, tuple[str, ...]], ...]] = {
+    "raw": (("PREROUTING", _shared("-j", "NETNSKIT-PREROUTING")),),
+    "nat": (
+        ("NETNSKIT-MARK", _shared("-j", "MARK", "--set-xmark", MARK)),
+        ("NETNSKIT-POSTROUTING", _shared("-m", "mark", "--mark", MARK, "-j", "MASQUERADE")),
+        ("PREROUTING", _shared("-m", "addrtype", "--dst-type", "LOCAL", "-j", "NETNSKIT-PREROUTING")),
+        ("OUTPUT", _shared("-m", "addrtype", "--dst-type", "LOCAL", "-j", "NETNSKIT-OUTPUT")),
+        ("POSTROUTING", _shared("-j", "NETNSKIT-POSTROUTING")),
+    ),
+    "filter": (("FORWARD", _shared("-j", "NETNSKIT-FORWARD")),),
+}
+
+
+def _owner(value: object) -> str:
+    return v.netns_name(value)
+
+
+# ``\s`` in a str pattern is exactly str.isspace() (a unit test checks every code point).
+_NEEDS_QUOTES = re.compile(r"[\s\"'#]")
+
+
+def _word(word: str) -> str:
+    """One word of an iptables-restore line (its parser knows double quotes, not shell quoting)."""
+    if word and not _NEEDS_QUOTES.search(word):
+        return word
+    if '"' in word:
+        raise ValidationError("iptables word", word, "must not contain a double quote")
+    return f'"{word}"'
+
+
+def _spec(items: Iterable[str]) -> tuple[str, ...]:
+    return tuple(str(i) for i in items)
+
+
+@attrs.frozen
+class Rule:
+    """One iptables rule: IP family, table, chain and its match/target words."""
+
+    family: int
+    table: str
+    chain: str
+    spec: tuple[str, ...] = attrs.field(converter=_spec)
+
+    @property
+    def comment(self) -> str | None:
+        """The value of the rule's ``--comment``, if any."""
+        words = list(self.spec)
+        for index, word in enumerate(words[:-1]):
+            if word == "--comment":
+                return words[index + 1]
+        return None
+
+    def argv(self, backend: Backend, action: str = "-A") -> list[str]:
+        """``iptables -w -t TABLE ACTION CHAIN SPEC...`` (action -A, -C or -D)."""
+        return [backend.binary(self.family), "-w", "-t", self.table, action, self.chain, *self.spec]
+
+    def line(self, action: str = "-A") -> str:
+        """The rule as an ``iptables-restore`` line."""
+        return " ".join([action, self.chain, *map(_word, self.spec)])
+
+
+def _shared_rules(family: int, tables: Iterable[str]) -> list[Rule]:
+    return [Rule(family, t, chain, spec) for t in _TABLE_ORDER if t in set(tables) for chain, spec in _SHARED_RULES[t]]
+
+
+# shlex.split (posix, no comments) separates words by exactly these four characters; str.split()
+# would also split on others (\x1f, \xa0, \u2000...), which an interface name may hold.
+_PLAIN_WORD = re.compile(r"[^ \t\r\n]+")
+# A word of plain runs and "..." parts; its value is the word without the quotes. Exact only for a
+# line with no backslash and no single quote, whose double quotes pair up.
+_QUOTED_WORD = re.compile(r'(?:[^ \t\r\n"]+|"[^"]*")+')
+
+
+def _save_words(line: str) -> list[str]:
+    """The words of an ``iptables-save`` line, as ``shlex.split`` reads them (else split on spaces).
+
+    iptables-save double-quotes every value with a character outside ``[A-Za-z0-9_-]`` (so every
+    ``netnskit:<owner>`` comment) and escapes ``"``, ``\\`` and ``'`` in it with a backslash. Lines
+    without a backslash or a single quote are split here, without shlex's per-character loop.
+    """
+    if "\\" not in line and "'" not in line:
+        if '"' not in line:
+            return _PLAIN_WORD.findall(line)
+        if line.count('"') % 2 == 0:
+            return [w.replace('"', "") for w in _QUOTED_WORD.findall(line)]
+    try:
+        return shlex.split(line)
+    except ValueError:  # a foreign rule quoted in a way shlex does not read
+        return line.split()
+
+
+@attrs.frozen
+class SavedRules:
+    """One family's ``iptables-save`` output, parsed: chains, rules (as Rule) and policies."""
+
+    chains: frozenset[tuple[str, str]]
+    rules: tuple[Rule, ...]
+    policies: dict[tuple[str, str], str] = attrs.field(eq=False)
+
+    @classmethod
+    def parse(cls, family: int, text: str) -> SavedRules:
+        """Parse the text of ``iptables-save`` (rules keep the words iptables printed)."""
+        chains: set[tuple[str, str]] = set()
+        rules: list[Rule] = []
+        policies: dict[tuple[str, str], str] = {}
+        table = ""
+        for raw in text.splitlines():
+            line = raw.strip()
+            if line.startswith("*"):
+                table = line[1:]
+            elif line.startswith(":"):
+                name, policy = line[1:].split()[:2]
+                chains.add((table, name))
+                if policy != "-":
+                    policies[(table, name)] = policy
+            elif line.startswith("-A "):
+                words = _save_words(line)
+                rules.append(Rule(family, table, words[1], words[2:]))
+        return cls(frozenset(chains), tuple(rules), policies)
+
+    def owner_rules(self, table: str | None = None) -> list[Rule]:
+        """Rules of any owner (comment ``netnskit:...``) in our chains."""
+        return [
+            r for r in self.rules
+            if (table is None or r.table == table) and _OURS.match(r.chain)
+            and (r.comment or "").startswith(SHARED + ":")
+        ]
+
+    def memos(self) -> dict[str, tuple[Rule, str]]:
+        """Remembered sysctl values: name -> (memo rule, previous value)."""
+        found = {}
+        for r in self.rules:
+            comment = r.comment or ""
+            if r.chain == "NETNSKIT-STATE" and comment.startswith("netnskit sysctl "):
+                name, _, previous = comment[len("netnskit sysctl "):].rpartition("=")
+                found[name] = (r, previous)
+        return found
+
+
+def _is_ours(rule: Rule) -> bool:
+    comment = rule.comment or ""
+    return comment == SHARED or comment.startswith((SHARED + ":", SHARED + " sysctl "))
+
+
+def _after(words: Sequence[str], flag: str) -> str | None:
+    for index, word in enumerate(words[:-1]):
+        if word == flag and (index == 0 or words[index - 1] != "!"):
+            return words[index + 1]
+    return None
