@@ -211,7 +211,3 @@ def _entries(net: Network) -> list[tuple[Step, Callable[[_Facts], bool]]]:
 
     # firewall rules (commented netnskit:NAME) come from netnskit.firewall: see _firewall_steps
     return out
-
-
-def _ports(ports: tuple[int, int]) -> str:
-    return str(ports[0]) if ports[0] == ports[1] else f"{ports[0]}-{ports[1]}"
