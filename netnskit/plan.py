@@ -13,6 +13,7 @@ from collections.abc import Iterable, Sequence
 
 import attrs
 
+from netnskit.errors import error_for
 from netnskit.runner import Result, Runner
 
 __all__ = ["Batchable", "Command", "Resource", "Step", "render_script"]
@@ -75,6 +76,13 @@ class Command:
     def run(self, runner: Runner) -> Result:
         """Run the command through ``runner``, in its namespace (not checked)."""
         return runner.run(self.argv, input=self.input, netns=self.netns)
+
+    def check(self, runner: Runner, action: str) -> Result:
+        """Run the command; a failure raises the mapped CommandError naming it as the plan writes it."""
+        result = self.run(runner)
+        if not result.ok:
+            raise error_for(self.host_argv(), result.returncode, result.stdout, result.stderr, action)
+        return result
 
     def host_argv(self) -> list[str]:
         """The argv that runs this command from the host: ``ip -n NS ...`` or ``ip netns exec NS ...``."""

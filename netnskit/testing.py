@@ -20,9 +20,11 @@ from typing import IO
 
 import attrs
 
+from netnskit.plan import Command
 from netnskit.runner import Result, in_netns
 
-__all__ = ["STDERR", "FakeProcess", "FakeRunner", "Reply"]
+__all__ = [
+    "recorded","STDERR", "FakeProcess", "FakeRunner", "Reply"]
 
 Matcher = Sequence[str] | str | re.Pattern[str] | Callable[[list[str]], bool]
 
@@ -176,3 +178,8 @@ class FakeRunner:
         """Forget the recorded calls (the scripted replies stay)."""
         self.calls.clear()
         self.inputs.clear()
+
+
+def recorded(command: Command) -> list[str]:
+    """The argv a FakeRunner records when an executor runs ``command`` (told its namespace)."""
+    return list(command.argv) if command.netns is None else in_netns(command.netns, command.argv)

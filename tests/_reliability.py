@@ -272,7 +272,7 @@ def expected_calls(steps: Sequence[Step]) -> list[tuple[list[str], str]]:
     for step in steps:
         for c in step.do:
             body = "" if c.input is None else (c.input if c.input.endswith("\n") else c.input + "\n")
-            out.append((list(c.argv), body))
+            out.append((c.host_argv(), body))
     return out
 
 

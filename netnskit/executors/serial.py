@@ -20,7 +20,7 @@ def undo_all(steps: Sequence[Step], runner: Runner) -> tuple[list[str], list[str
     for step in reversed(steps):
         for command in step.undo:
             try:
-                command.run(runner).check(f"undoing {step.description}")
+                command.check(runner, f"undoing {step.description}")
             except CommandError as exc:
                 (gone if isinstance(exc, NotFoundError) else failed).append(str(exc))
     return gone, failed
@@ -35,7 +35,7 @@ class SerialExecutor:
         for index, step in enumerate(steps):
             for position, command in enumerate(step.do):
                 try:
-                    command.run(runner).check(step.description)
+                    command.check(runner, step.description)
                 except CommandError as exc:
                     done = [*steps[:index]]
                     if position:

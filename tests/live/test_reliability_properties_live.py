@@ -19,7 +19,8 @@ from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
 from netnskit.executors import BatchExecutor, SerialExecutor, undo_all
-from netnskit.network import Network, _firewall_steps
+from netnskit.network import Network
+from netnskit.network.firewall import _firewall_steps
 from netnskit.plan import Command, Step
 from netnskit.runner import Runner
 from netnskit.sandbox import Sandbox

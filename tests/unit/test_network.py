@@ -24,11 +24,13 @@ from netnskit.network import (
     group_for,
 )
 from netnskit.plan import Command
-from netnskit.testing import STDERR, FakeRunner
+from netnskit.testing import STDERR, FakeRunner, recorded
 
 ROOT = Path(__file__).resolve().parents[2]
 SEED = ROOT / "examples" / "seed.toml"
 EXPECTED = Path(__file__).parent / "expected" / "seed_plan.sh"
+
+IN_A = ["nsenter", "--net=/run/netns/a", "--"]  # how a FakeRunner records a command told namespace a
 
 
 def seed_in_python(runner: FakeRunner | None = None) -> Network:
@@ -146,7 +148,7 @@ def test_plan_is_pure() -> None:
 
 def test_small_plan_exact_commands() -> None:
     steps = small(FakeRunner()).plan()
-    assert [[c.argv for c in s.do] for s in steps] == [
+    assert [[tuple(c.host_argv()) for c in s.do] for s in steps] == [
         [("ip", "netns", "add", "a")],
         [("ip", "-n", "a", "link", "set", "lo", "up", "alias", "netnskit:t1")],
         [("ip", "link", "add", "name", "br-t1", "group", str(G), "up", "type", "bridge", "mcast_snooping", "0")],
@@ -160,7 +162,7 @@ def test_small_plan_exact_commands() -> None:
         [("ip", "-n", "a", "addr", "add", "10.9.0.2/24", "dev", "eth0")],
         [("ip", "-n", "a", "route", "add", "default", "via", "10.9.0.1")],
     ]
-    assert [[c.argv for c in s.undo] for s in steps] == [
+    assert [[tuple(c.host_argv()) for c in s.undo] for s in steps] == [
         [("ip", "netns", "del", "a")],
         [],
         [("ip", "link", "del", "br-t1")],
@@ -178,15 +180,15 @@ def test_small_plan_exact_commands() -> None:
 def test_ipv6_link_local_and_multicast_snooping_can_be_kept() -> None:
     net = attrs.evolve(small(FakeRunner()), ipv6_link_local=True, multicast_snooping=True)
     steps = net.plan()
-    assert [c.argv for c in steps[2].do] == [
+    assert [tuple(c.host_argv()) for c in steps[2].do] == [
         ("ip", "link", "add", "name", "br-t1", "group", str(G), "up", "type", "bridge", "mcast_snooping", "1")
     ]
-    assert [c.argv for c in steps[6].do] == [
+    assert [tuple(c.host_argv()) for c in steps[6].do] == [
         ("ip", "link", "add", "veth-a", "group", str(G), "up", "master", "br-t1",
          "type", "veth", "peer", "name", "eth0", "netns", "a")
     ]
-    assert [c.argv for c in steps[7].do] == [("ip", "link", "set", "veth-a", "alias", "netnskit:t1")]
-    assert [c.argv for c in steps[8].do] == [("ip", "-n", "a", "link", "set", "eth0", "up")]
+    assert [tuple(c.host_argv()) for c in steps[7].do] == [("ip", "link", "set", "veth-a", "alias", "netnskit:t1")]
+    assert [tuple(c.host_argv()) for c in steps[8].do] == [("ip", "-n", "a", "link", "set", "eth0", "up")]
     assert steps[8].description == "bring up eth0 in a"
 
 
@@ -231,7 +233,7 @@ def test_up_on_an_empty_host_runs_the_plan_in_order() -> None:
     script_empty_host(fake)
     net = small(fake)
     net.up()
-    assert writes(fake) == [list(c.argv) for s in net.plan() for c in s.do]
+    assert writes(fake) == [recorded(c) for s in net.plan() for c in s.do]
 
 
 def test_up_when_already_up_changes_nothing() -> None:
@@ -258,13 +260,13 @@ def test_up_completes_a_partly_made_network() -> None:
     net = small(fake)
     fake.clear()
     net.up()
-    assert writes(fake) == [["ip", "-n", "a", "route", "add", "default", "via", "10.9.0.1"]]
+    assert writes(fake) == [["nsenter", "--net=/run/netns/a", "--", "ip", "route", "add", "default", "via", "10.9.0.1"]]
 
 
 def test_up_failure_rolls_back_in_reverse_and_names_the_step() -> None:
     fake = FakeRunner()
     script_empty_host(fake)
-    fake.fail(["ip", "-n", "a", "addr", "add", "10.9.0.2/24", "dev", "eth0"], STDERR["not_permitted"])
+    fake.fail(IN_A + ["ip", "addr", "add", "10.9.0.2/24", "dev", "eth0"], STDERR["not_permitted"])
     net = small(fake)
     with pytest.raises(StepError) as info:
         net.up()
@@ -272,9 +274,9 @@ def test_up_failure_rolls_back_in_reverse_and_names_the_step() -> None:
     assert "ip -n a addr add 10.9.0.2/24 dev eth0" in str(info.value)
     assert "Operation not permitted" in str(info.value)
     done = writes(fake)
-    at = done.index(["ip", "-n", "a", "addr", "add", "10.9.0.2/24", "dev", "eth0"])
+    at = done.index(IN_A + ["ip", "addr", "add", "10.9.0.2/24", "dev", "eth0"])
     assert done[at + 1 :] == [
-        ["ip", "-n", "a", "link", "set", "eth0", "down"],
+        IN_A + ["ip", "link", "set", "eth0", "down"],
         ["ip", "link", "del", "veth-a"],
         ["ip", "addr", "del", "10.9.0.1/24", "dev", "br-t1"],
         ["ip", "link", "del", "br-t1"],
@@ -497,7 +499,7 @@ def test_readme_python_builds_the_seed_and_brings_it_up_and_down(monkeypatch: py
     scope: dict[str, object] = {}
     exec(compile(readme_block("python", "seed = Network("), "README.md", "exec"), scope)
     assert scope["seed"] == Network.from_toml(SEED)
-    plan = [list(c.argv) for s in Network.from_toml(SEED).plan() for c in s.do]
+    plan = [recorded(c) for s in Network.from_toml(SEED).plan() for c in s.do]
     assert writes(fake)[: len(plan)] == plan
 
 
@@ -527,7 +529,7 @@ def test_cli_up_applies_the_plan(cli_fake: FakeRunner, capsys: pytest.CaptureFix
 
     script_empty_host(cli_fake)
     assert main(["up", str(SEED)]) == 0
-    plan = [list(c.argv) for s in Network.from_toml(SEED).plan() for c in s.do]
+    plan = [recorded(c) for s in Network.from_toml(SEED).plan() for c in s.do]
     assert writes(cli_fake) == plan
     assert capsys.readouterr().out == "network seed is up (52 steps applied)\n"
 

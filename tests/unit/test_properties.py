@@ -25,7 +25,7 @@ from test_bad_input import to_toml
 
 from netnskit.errors import StepError
 from netnskit.network import Network
-from netnskit.testing import FakeRunner
+from netnskit.testing import FakeRunner, recorded
 
 SETTINGS = settings(
     max_examples=60, deadline=None, derandomize=True, database=None, suppress_health_check=[HealthCheck.too_slow]
@@ -37,7 +37,7 @@ def created_interfaces(net: Network) -> list[tuple[str | None, str]]:
     out: list[tuple[str | None, str]] = []
     for step in net.plan():
         for command in step.do:
-            argv = list(command.argv)
+            argv = command.host_argv()
             where: str | None = None
             if argv[:2] == ["ip", "-n"]:
                 where, argv = argv[2], ["ip", *argv[3:]]
@@ -79,8 +79,8 @@ def test_the_rendered_script_runs_exactly_the_plan(data: dict[str, Any]) -> None
     for step in steps:
         for command in step.do:
             if command.input is None:
-                line = shlex.join(command.argv)
-                assert line in lines and shlex.split(line) == list(command.argv)
+                line = shlex.join(command.host_argv())
+                assert line in lines and shlex.split(line) == command.host_argv()
 
 
 @SETTINGS
@@ -110,7 +110,7 @@ def writes(fake: FakeRunner) -> list[list[str]]:
 def test_up_runs_the_plan_and_a_failure_anywhere_rolls_back_exactly_what_ran(
     topology: dict[str, Any], data: Any
 ) -> None:
-    plan_argvs = [list(c.argv) for step in Network.from_dict(topology).plan() for c in step.do]
+    plan_argvs = [recorded(c) for step in Network.from_dict(topology).plan() for c in step.do]
     fake = clean_host()
     Network.from_dict(topology, runner=fake).up()
     assert writes(fake) == plan_argvs
@@ -130,7 +130,7 @@ def test_up_runs_the_plan_and_a_failure_anywhere_rolls_back_exactly_what_ran(
     steps = net.plan()
     flat = [(i, c) for i, s in enumerate(steps) for c in s.do]
     failed_step = flat[k][0]
-    expected = [list(c.argv) for s in reversed(steps[:failed_step]) for c in s.undo]
-    if [list(c.argv) for c in steps[failed_step].do].index(plan_argvs[k]) > 0:
-        expected = [list(c.argv) for c in steps[failed_step].undo] + expected
+    expected = [recorded(c) for s in reversed(steps[:failed_step]) for c in s.undo]
+    if [recorded(c) for c in steps[failed_step].do].index(plan_argvs[k]) > 0:
+        expected = [recorded(c) for c in steps[failed_step].undo] + expected
     assert undo == expected

@@ -11,7 +11,7 @@ import contextlib
 import pytest
 
 from netnskit.errors import NetnskitError
-from netnskit.network import _exclusive
+from netnskit.network.locks import _exclusive
 from netnskit.runner import LiveRunner, Runner
 from netnskit.testing import FakeRunner
 

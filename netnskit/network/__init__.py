@@ -1,0 +1,41 @@
+"""Network: a whole topology as one object (or one TOML file), with plan, up, down, status and check.
+
+One file per concept: spec (the description), toml (reading it), steps (the plan), state and status
+(what the kernel has), firewall (NAT and forwards), teardown, check, locks; network holds the class.
+Design notes (ownership marks, forwarding, the bridge-wide choices, locks): docs/network-notes.md.
+"""
+
+from __future__ import annotations
+
+from netnskit.network.check import CheckReport, Probe
+from netnskit.network.network import Network
+from netnskit.network.spec import (
+    ExtraNamespace,
+    ForwardSpec,
+    LinkSpec,
+    NamespaceSpec,
+    RouteSpec,
+    group_for,
+    mark_for,
+)
+from netnskit.network.status import NamespaceStatus, NetworkStatus
+from netnskit.network.teardown import Teardown, cleanup
+from netnskit.network.toml import ConfigError
+
+__all__ = [
+    "CheckReport",
+    "NamespaceStatus",
+    "ConfigError",
+    "ExtraNamespace",
+    "ForwardSpec",
+    "LinkSpec",
+    "NamespaceSpec",
+    "Network",
+    "NetworkStatus",
+    "Probe",
+    "RouteSpec",
+    "Teardown",
+    "cleanup",
+    "group_for",
+    "mark_for",
+]

@@ -1,0 +1,131 @@
+"""The glue to :mod:`netnskit.firewall`: a network's masquerade and port forwards as firewall steps, and removal.
+
+The kernel copies a write of ``net.ipv4.ip_forward`` to every interface: the steps that write it also
+put back the per-link forwarding of netnskit networks' links.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterable, Sequence
+from typing import TYPE_CHECKING, Any
+
+import attrs
+
+from netnskit.firewall import Firewall, NatRule, PortForward, Rule, SavedRules, Sysctl
+from netnskit.network.spec import MARK_PREFIX
+from netnskit.network.state import _json, _read_links
+from netnskit.network.steps import _sysctl_forwarding
+from netnskit.plan import Command, Step
+from netnskit.runner import Runner
+
+if TYPE_CHECKING:
+    from netnskit.network.network import Network
+
+
+def _dedupe(items: Iterable[Any]) -> list[Any]:
+    return list(dict.fromkeys(items))
+
+
+def _firewall_objects(net: Network) -> list[NatRule | PortForward]:
+    return [*([net.nat_rule()] if net.masquerade else []), *net.forward_rules()]
+
+
+def _firewall_steps(net: Network, *, live: bool) -> list[Step]:
+    """The firewall's steps for the network's masquerade and forwards, as one ruleset.
+
+    Pure (for a clean host, FORWARD policy ACCEPT) unless ``live``: then read from the host, holding
+    only what is missing.
+    """
+    objects = _firewall_objects(net)
+    if not objects:
+        return []
+    fw = Firewall(runner=net.runner)
+    description = f"firewall rules of network {net.name} ({net.mark})"
+    saved = fw.save(4) if live else None
+    accept = fw.forward_policy_drop(saved) if saved is not None else False
+    rules: list[Rule] = _dedupe(r for o in objects for r in o.rules(forward_accept=accept))
+    sysctls: list[Sysctl] = _dedupe(s for o in objects for s in o.sysctls())
+    if saved is None:
+        return fw.plan(4, rules, sysctls, description, values={})
+    steps = fw.plan(4, rules, sysctls, description, saved=saved)
+    return [attrs.evolve(s, undo=_keep_link_forwarding(net.runner, s.undo, _any_network)) for s in steps]
+
+
+def _any_network(alias: str) -> bool:
+    """Does a link alias mark a netnskit network's link?"""
+    return alias.startswith(MARK_PREFIX)
+
+
+_IP_FORWARD = re.compile(r"net[./]ipv4[./](ip_forward|conf[./]all[./]forwarding)=")
+
+
+def _keep_link_forwarding(
+    runner: Runner,
+    commands: Sequence[Command],
+    stays: Callable[[str], bool],
+    host: dict[str, dict[str, Any]] | None = None,
+) -> tuple[Command, ...]:
+    """``commands``, and after one that writes net.ipv4.ip_forward, other networks' per-link forwarding put back.
+
+    The kernel copies a write of ip_forward to every interface's ``conf.IF.forwarding``: setting
+    it back to 0 would also switch off the per-link forwarding that netnskit networks set on their
+    bridges and host link ends (links whose alias ``stays`` accepts, not enslaved to a bridge; this
+    network's own too, so that the undo of the firewall's step reverses exactly that step). Only
+    those: a link of no network (an uplink) gets exactly what the write gave it, as before ``up``.
+    Reads which links forward now, only when needed (``host``: the host's links, if just read).
+    """
+    if not any(c.argv[:2] == ("sysctl", "-w") and _IP_FORWARD.match(c.argv[-1]) for c in commands):
+        return tuple(commands)
+    theirs = {
+        name
+        for name, d in (_read_links(runner, None) if host is None else host).items()
+        if stays(str(d.get("ifalias", ""))) and not d.get("master")
+    }
+    entries = _json(runner, ["ip", "-4", "-j", "netconf", "show"])
+    forwarding = [
+        str(d["interface"])
+        for d in entries
+        if d.get("forwarding") and d.get("interface") not in _CONF_ALL and d.get("interface") in theirs
+    ]
+    return (*commands, *(_sysctl_forwarding(name) for name in forwarding))
+
+
+_CONF_ALL = {None, "all", "default", "lo"}
+
+
+def _firewall_removal(
+    runner: Runner,
+    owns: Callable[[str], bool],
+    families: Sequence[int] = (4,),
+    stays: Callable[[str], bool] | None = None,
+    host: dict[str, dict[str, Any]] | None = None,
+    read: dict[int, SavedRules] | None = None,
+) -> list[Step]:
+    """Steps (undo order) deleting every rule whose comment ``owns`` accepts, then the firewall's sweep
+    (``stays``: the link aliases of networks that stay, see _keep_link_forwarding; ``host``: the
+    host's links and ``read``: the saved rules of a family, if just read)."""
+    fw = Firewall(runner=runner)
+    steps: list[Step] = []
+    for family in families:
+        given = (read or {}).get(family)
+        saved = fw.save(family) if given is None else given
+        mine = [r for r in saved.rules if r.comment is not None and owns(r.comment)]
+        doomed = set(mine)
+        after = attrs.evolve(saved, rules=tuple(r for r in saved.rules if r not in doomed))
+        sweep = fw.sweep_commands(family, after)
+        if family == 4:
+            sweep = list(_keep_link_forwarding(runner, sweep, stays or (lambda _: False), host))
+        if sweep:
+            steps.append(Step(f"sweep netnskit's shared firewall state (IPv{family})", [], sweep))
+        if mine:
+            sections: dict[str, list[str]] = {}
+            for rule in mine:
+                sections.setdefault(rule.table, []).append(rule.line("-D"))
+            steps.append(Step(f"{len(mine)} firewall rules (IPv{family})", [], [fw.restore_command(family, sections)]))
+    return steps
+
+
+def _families(runner: Runner) -> tuple[int, ...]:
+    """4, and 6 where ip6tables-save works."""
+    return (4, 6) if runner.run(["ip6tables-save"]).ok else (4,)

@@ -1,0 +1,331 @@
+"""The description of a network: the spec types and their converters, ownership marks, validation of a
+whole network and address allocation.
+
+All pure, checked before any process runs. IPv4 only for now.
+"""
+
+from __future__ import annotations
+
+import zlib
+from collections.abc import Iterable
+from ipaddress import IPv4Address, IPv4Interface, IPv4Network
+from typing import TYPE_CHECKING, Any
+
+import attrs
+
+from netnskit import _validate as v
+from netnskit.errors import ValidationError
+
+if TYPE_CHECKING:
+    from netnskit.network.network import Network
+
+
+MARK_PREFIX = "netnskit:"
+
+
+def mark_for(name: str) -> str:
+    """The alias and rule comment that mark what network ``name`` owns: ``netnskit:NAME``."""
+    return MARK_PREFIX + name
+
+
+def group_for(name: str) -> int:
+    """The link group of network ``name``: a stable number from 65536 to 2**31-1 (crc32 of the name)."""
+    return 65536 + zlib.crc32(f"netnskit:{name}".encode()) % (2**31 - 65536)
+
+
+def _v4_address(value: object) -> IPv4Address:
+    addr = v.ip_address(value)
+    if not isinstance(addr, IPv4Address):
+        raise ValidationError("address", str(value), "must be IPv4 (Network is IPv4 only for now)")
+    return addr
+
+
+def _v4_interface(value: object) -> IPv4Interface:
+    iface = v.ip_interface(value)
+    if not isinstance(iface, IPv4Interface):
+        raise ValidationError("address", str(value), "must be IPv4 (Network is IPv4 only for now)")
+    return iface
+
+
+def _v4_network(value: object) -> IPv4Network:
+    net = v.ip_network(value)
+    if not isinstance(net, IPv4Network):
+        raise ValidationError("subnet", str(value), "must be IPv4 (Network is IPv4 only for now)")
+    return net
+
+
+def _opt_address(value: object) -> IPv4Address | None:
+    return None if value is None else _v4_address(value)
+
+
+def _opt_interface(value: object) -> IPv4Interface | None:
+    return None if value is None else _v4_interface(value)
+
+
+def _opt_ifname(value: object) -> str | None:
+    return None if value is None else v.ifname(value)
+
+
+def _opt_ports(value: object) -> tuple[int, int] | None:
+    return None if value is None else v.port_range(value)
+
+
+def _route_to(value: object) -> IPv4Network | str:
+    if value == "default":
+        return "default"
+    return _v4_network(value)
+
+
+def _flag(value: object) -> bool:
+    if not isinstance(value, bool):
+        raise ValidationError("flag", value, "must be true or false")
+    return value
+
+
+@attrs.frozen
+class RouteSpec:
+    """A route on the host (``namespace=None``) or inside one of the network's namespaces."""
+
+    to: IPv4Network | str = attrs.field(converter=_route_to)
+    via: IPv4Address | None = attrs.field(default=None, converter=_opt_address)
+    dev: str | None = attrs.field(default=None, converter=_opt_ifname)
+    namespace: str | None = attrs.field(default=None, converter=v.optional_netns)
+
+    def __attrs_post_init__(self) -> None:
+        if self.via is None and self.dev is None:
+            raise ValidationError("route", str(self.to), "needs a gateway (via) or a device (dev)")
+
+    def spec(self) -> list[str]:
+        """``TO [via GW] [dev DEV]``."""
+        out = [str(self.to)]
+        if self.via is not None:
+            out += ["via", str(self.via)]
+        if self.dev is not None:
+            out += ["dev", self.dev]
+        return out
+
+
+def _routes(items: Iterable[RouteSpec | dict[str, Any]]) -> tuple[RouteSpec, ...]:
+    if isinstance(items, str | bytes):
+        raise ValidationError("routes", items, "must be a list")
+    return tuple(r if isinstance(r, RouteSpec) else RouteSpec(**r) for r in items)
+
+
+@attrs.frozen
+class NamespaceSpec:
+    """A namespace on the bridge: one veth (``ifname`` inside, ``host_ifname`` on the bridge)."""
+
+    name: str = attrs.field(converter=v.netns_name)
+    address: IPv4Address | None = attrs.field(default=None, converter=_opt_address)
+    ifname: str = attrs.field(default="eth0", converter=v.ifname)
+    host_ifname: str = attrs.field(converter=v.ifname)
+    default_route: bool = attrs.field(default=True, converter=_flag)
+    routes: tuple[RouteSpec, ...] = attrs.field(default=(), converter=_routes)
+
+    @host_ifname.default
+    def _host_ifname(self) -> str:
+        name = f"veth-{self.name}"
+        if len(name) > v.IFNAME_MAX:
+            raise ValidationError(
+                "namespace name", self.name, f"too long for the default host interface {name!r}; set host_ifname"
+            )
+        return name
+
+
+def _spec(item: NamespaceSpec | str | dict[str, Any]) -> NamespaceSpec:
+    if isinstance(item, NamespaceSpec):
+        return item
+    if isinstance(item, str):
+        return NamespaceSpec(item)
+    return NamespaceSpec(**item)
+
+
+@attrs.frozen
+class ExtraNamespace:
+    """A namespace off the bridge (a LAN host, an internet stand-in); ``forwarding`` makes it a router."""
+
+    name: str = attrs.field(converter=v.netns_name)
+    forwarding: bool = attrs.field(default=False, converter=_flag)
+
+
+@attrs.frozen
+class LinkSpec:
+    """A veth pair between the host (``namespace=None``) or a namespace and another namespace."""
+
+    name: str = attrs.field(converter=v.ifname)
+    peer: str = attrs.field(converter=v.ifname)
+    namespace: str | None = attrs.field(default=None, converter=v.optional_netns)
+    peer_namespace: str | None = attrs.field(default=None, converter=v.optional_netns)
+    address: IPv4Interface | None = attrs.field(default=None, converter=_opt_interface)
+    peer_address: IPv4Interface | None = attrs.field(default=None, converter=_opt_interface)
+
+    def __attrs_post_init__(self) -> None:
+        if self.namespace == self.peer_namespace:
+            raise ValidationError("link", self.name, "its two ends must be in different namespaces")
+        if self.peer_namespace is None:
+            # the first end is the one created with the link group: the host's end must be it
+            raise ValidationError("link", self.name, "a link's host end must be its first end (name, no namespace)")
+
+    def ends(self) -> list[tuple[str | None, str, IPv4Interface | None]]:
+        """(namespace, ifname, address) of both ends."""
+        return [(self.namespace, self.name, self.address), (self.peer_namespace, self.peer, self.peer_address)]
+
+
+@attrs.frozen
+class ForwardSpec:
+    """Forward host port(s) to a port of a namespace on the bridge."""
+
+    host_port: tuple[int, int] = attrs.field(converter=v.port_range)
+    namespace: str = attrs.field(converter=v.netns_name)
+    port: tuple[int, int] | None = attrs.field(default=None, converter=_opt_ports)
+    protocol: str = attrs.field(default="tcp", converter=v.protocol)
+
+
+def _list(what: str, items: object) -> list[Any]:
+    if isinstance(items, str | bytes) or not isinstance(items, Iterable):
+        raise ValidationError(what, items, "must be a list")
+    return list(items)
+
+
+def _forwards(items: Iterable[ForwardSpec | dict[str, Any]]) -> tuple[ForwardSpec, ...]:
+    return tuple(x if isinstance(x, ForwardSpec) else ForwardSpec(**x) for x in _list("port_forwards", items))
+
+
+def _extras(items: Iterable[ExtraNamespace | str | dict[str, Any]]) -> tuple[ExtraNamespace, ...]:
+    out = []
+    for x in _list("extra_namespaces", items):
+        if not isinstance(x, ExtraNamespace):
+            x = ExtraNamespace(x) if isinstance(x, str) else ExtraNamespace(**x)
+        out.append(x)
+    return tuple(out)
+
+
+def _links(items: Iterable[LinkSpec | dict[str, Any]]) -> tuple[LinkSpec, ...]:
+    return tuple(x if isinstance(x, LinkSpec) else LinkSpec(**x) for x in _list("links", items))
+
+
+def _namespaces(items: Iterable[NamespaceSpec | str | dict[str, Any]]) -> tuple[NamespaceSpec, ...]:
+    if isinstance(items, str | bytes):
+        raise ValidationError("namespaces", items, "must be a list")
+    return tuple(_spec(i) for i in items)
+
+
+def _group_field(value: object) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 2**32 - 1:
+        raise ValidationError("link group", value, "must be an integer from 1 to 4294967295")
+    return value
+
+
+def _validate_network(net: Network) -> None:
+    subnet = net.subnet
+    if net.gateway not in subnet or net.gateway in (subnet.network_address, subnet.broadcast_address):
+        raise ValidationError("gateway", str(net.gateway), f"must be a host address inside the subnet {subnet}")
+    names = net.namespace_names()
+    for name in names:
+        if names.count(name) > 1:
+            raise ValidationError("namespace name", name, "is used twice")
+    host_names = net.host_ifnames()
+    for name in host_names:
+        if host_names.count(name) > 1:
+            raise ValidationError("interface name", name, "is used twice on the host")
+    known = set(names)
+    # interface names inside each namespace
+    inside: dict[str, list[str]] = {}
+    for ns in net.namespaces:
+        inside.setdefault(ns.name, []).append(ns.ifname)
+    for link in net.links:
+        for where, ifname, _ in link.ends():
+            if where is not None:
+                if where not in known:
+                    raise ValidationError("link namespace", where, f"is not a namespace of network {net.name!r}")
+                inside.setdefault(where, []).append(ifname)
+    for where, ifnames in inside.items():
+        for ifname in ifnames:
+            if ifname == "lo" or ifnames.count(ifname) > 1:
+                raise ValidationError("interface name", ifname, f"is used twice in namespace {where!r}")
+    _allocate(net)  # addresses inside the subnet, unique, enough free ones
+    # every address and subnet of the whole topology: unique addresses, no overlapping subnets per place
+    seen: dict[IPv4Address, str] = {net.gateway: "the gateway"}
+    for name, iface in _allocate(net).items():
+        seen[iface.ip] = f"namespace {name!r}"
+    host_subnets: list[IPv4Network] = [subnet]
+    for link in net.links:
+        for where, ifname, addr in link.ends():
+            if addr is None:
+                continue
+            if addr.ip in seen:
+                raise ValidationError("address", str(addr), f"is already used by {seen[addr.ip]}")
+            edges = (addr.network.network_address, addr.network.broadcast_address)
+            if addr.ip in edges and addr.network.prefixlen < 31:
+                raise ValidationError("address", str(addr), "is the subnet's network or broadcast address")
+            seen[addr.ip] = f"{ifname} in {where or 'the host'}"
+            if where is None:
+                for other in host_subnets:
+                    if addr.network.overlaps(other):
+                        raise ValidationError("link address", str(addr), f"overlaps {other} on the host")
+                host_subnets.append(addr.network)
+    forwarded: list[ForwardSpec] = []
+    bridged = {n.name for n in net.namespaces}
+    for fwd in net.port_forwards:
+        if fwd.namespace not in bridged:
+            raise ValidationError("port forward namespace", fwd.namespace, "must be a namespace on the bridge")
+        width = fwd.host_port[1] - fwd.host_port[0]
+        if fwd.port is not None and fwd.port[1] - fwd.port[0] != width:
+            raise ValidationError("port forward port", fwd.port, "must be as wide as the host port range")
+        for earlier in forwarded:
+            clash = earlier.protocol == fwd.protocol and not (
+                earlier.host_port[1] < fwd.host_port[0] or fwd.host_port[1] < earlier.host_port[0]
+            )
+            if clash:
+                raise ValidationError("port forward host port", fwd.host_port, f"overlaps {earlier.host_port}")
+        forwarded.append(fwd)
+    for ns in net.namespaces:
+        for route in ns.routes:
+            if route.namespace not in (None, ns.name):
+                raise ValidationError("route namespace", route.namespace, f"differs from its namespace {ns.name!r}")
+            if ns.default_route and route.to == "default":
+                raise ValidationError("route", "default", f"namespace {ns.name!r} already has default_route = true")
+            if route.via is not None and not any(route.via in s for s in _subnets_at(net, ns.name)):
+                raise ValidationError("route gateway", str(route.via), f"is not on a subnet connected to {ns.name!r}")
+    for route in net.routes:
+        if route.namespace is not None and route.namespace not in known:
+            raise ValidationError("route namespace", route.namespace, f"is not a namespace of network {net.name!r}")
+        if route.via is not None and not any(route.via in s for s in _subnets_at(net, route.namespace)):
+            raise ValidationError(
+                "route gateway", str(route.via), f"is not on a subnet connected to {route.namespace or 'the host'}"
+            )
+
+
+def _subnets_at(net: Network, where: str | None) -> list[IPv4Network]:
+    out: list[IPv4Network] = []
+    if where is None or where in {n.name for n in net.namespaces}:
+        out.append(net.subnet)
+    for link in net.links:
+        for place, _, addr in link.ends():
+            if place == where and addr is not None:
+                out.append(addr.network)
+    return out
+
+
+def _allocate(net: Network) -> dict[str, IPv4Interface]:
+    subnet = net.subnet
+    taken: set[IPv4Address] = {net.gateway}
+    out: dict[str, IPv4Interface] = {}
+    for ns in net.namespaces:
+        if ns.address is None:
+            continue
+        addr = ns.address
+        if addr not in subnet or addr in (subnet.network_address, subnet.broadcast_address):
+            raise ValidationError("address", str(addr), f"of namespace {ns.name!r} must be a host address in {subnet}")
+        if addr in taken:
+            raise ValidationError("address", str(addr), f"of namespace {ns.name!r} is already used")
+        taken.add(addr)
+    free = (a for a in subnet.hosts() if a not in taken)
+    for ns in net.namespaces:
+        chosen = ns.address if ns.address is not None else next(free, None)
+        if chosen is None:
+            raise ValidationError("subnet", str(subnet), f"has no free address left for namespace {ns.name!r}")
+        out[ns.name] = IPv4Interface(f"{chosen}/{subnet.prefixlen}")
+    return out

@@ -1,0 +1,256 @@
+"""The plan of a network: each step (its commands and their undo) with a ``done`` predicate on the kernel's state.
+
+``up`` runs the steps whose predicate is false. Order: namespaces, the bridge, each namespace on the
+bridge, extra links, routes; the firewall's steps come after (see :mod:`.firewall`).
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from ipaddress import IPv4Interface
+from typing import TYPE_CHECKING
+
+from netnskit.commands import sysctl
+from netnskit.link import Bridge, Link, Route, VethPair
+from netnskit.netns import Namespace
+from netnskit.network.spec import LinkSpec, NamespaceSpec, RouteSpec
+from netnskit.network.state import _Facts
+from netnskit.plan import Command, Step
+
+if TYPE_CHECKING:
+    from netnskit.network.network import Network
+
+_Done = Callable[[_Facts], bool]
+
+
+def _sysctl_forwarding(ifname: str) -> Command:
+    # the slash form keeps dots in interface names intact
+    return sysctl(None, f"net/ipv4/conf/{ifname}/forwarding", "1")
+
+
+# --- done predicates: does the kernel already show the step done? ---------------------------
+
+
+def _ns_exists(name: str, f: _Facts) -> bool:
+    return name in f.netns
+
+
+def _ns_marked(mark: str, name: str, f: _Facts) -> bool:
+    lo = f.links.get(name, {}).get("lo", {})
+    return lo.get("ifalias") == mark and "UP" in lo.get("flags", ())
+
+
+def _link_there(where: str | None, ifname: str, f: _Facts) -> bool:
+    return ifname in f.links.get(where, {})
+
+
+def _link_marked(mark: str, ifname: str, f: _Facts) -> bool:
+    return f.links.get(None, {}).get(ifname, {}).get("ifalias") == mark
+
+
+def _link_up(where: str | None, ifname: str, f: _Facts) -> bool:
+    return "UP" in f.links.get(where, {}).get(ifname, {}).get("flags", ())
+
+
+def _link_marked_and_up(mark: str, ifname: str, f: _Facts) -> bool:
+    return _link_marked(mark, ifname, f) and _link_up(None, ifname, f)
+
+
+def _has_address(where: str | None, ifname: str, addr: IPv4Interface, f: _Facts) -> bool:
+    return (ifname, str(addr)) in f.addresses.get(where, set())
+
+
+def _has_route(where: str | None, route: RouteSpec, f: _Facts) -> bool:
+    gw = None if route.via is None else str(route.via)
+    return (str(route.to), gw) in f.routes.get(where, set())
+
+
+def _forwarding(where: str | None, ifname: str, f: _Facts) -> bool:
+    return f.forwarding.get(where, {}).get(ifname, False)
+
+
+# --- the plan -------------------------------------------------------------------------------
+
+
+class _PlanBuilder:
+    """Collects one network's (step, done) pairs in plan order: one method per kind of step."""
+
+    def __init__(self, net: Network) -> None:
+        self.net = net
+        self.mark = net.mark
+        self.runner = net.runner
+        self.entries: list[tuple[Step, _Done]] = []
+
+    def add(self, description: str, do: list[Command], undo: list[Command], done: _Done) -> None:
+        self.entries.append((Step(description, do, undo), done))
+
+    def _link(self, name: str, where: str | None = None) -> Link:
+        return Link(name, where, runner=self.runner)
+
+    def namespace(self, name: str) -> None:
+        """Create namespace ``name``, then mark it by its loopback's alias (and bring ``lo`` up)."""
+        space = Namespace(name, runner=self.runner)
+        self.add(
+            f"create namespace {name}",
+            [space.add_command()],
+            [space.delete_command()],
+            functools.partial(_ns_exists, name),
+        )
+        self.add(
+            f"mark namespace {name} as {self.mark} and bring its loopback up",
+            [self._link("lo", name).set_command("up", "alias", self.mark)],
+            [],
+            functools.partial(_ns_marked, self.mark, name),
+        )
+
+    def router(self, name: str) -> None:
+        """IPv4 forwarding inside an extra namespace."""
+        self.add(
+            f"enable IPv4 forwarding inside namespace {name}",
+            [Namespace(name, runner=self.runner).sysctl_command("net.ipv4.ip_forward", "1")],
+            [],
+            functools.partial(_forwarding, name, "all"),
+        )
+
+    def mark_link(self, ifname: str, *, quiet_up: bool = False) -> None:
+        """Alias a host link ``netnskit:NAME``.
+
+        The kernel ignores an alias given to ``ip link add``: it takes its own request. ``quiet_up``:
+        in the same request, no IPv6 link-local address, then up (the link was made down for this).
+        """
+        if not quiet_up:
+            command = self._link(ifname).set_command("alias", self.mark)
+            self.add(f"mark {ifname} as {self.mark}", [command], [], functools.partial(_link_marked, self.mark, ifname))
+            return
+        self.add(
+            f"mark {ifname} as {self.mark} and bring it up (no IPv6 link-local address)",
+            [self._link(ifname).set_command("alias", self.mark, "addrgenmode", "none", "up")],
+            [],
+            functools.partial(_link_marked_and_up, self.mark, ifname),
+        )
+
+    def address(self, description: str, where: str | None, ifname: str, addr: IPv4Interface) -> None:
+        """Address ``ifname`` in ``where`` (the host for None)."""
+        self.add(
+            description,
+            [self._link(ifname, where).add_address_command(addr)],
+            [self._link(ifname, where).del_address_command(addr)],
+            functools.partial(_has_address, where, ifname, addr),
+        )
+
+    def host_forwarding(self, ifname: str) -> None:
+        """IPv4 forwarding on one host interface (the bridge, a host link end)."""
+        self.add(
+            f"enable forwarding on {ifname}",
+            [_sysctl_forwarding(ifname)],
+            [],
+            functools.partial(_forwarding, None, ifname),
+        )
+
+    def route(self, where: str | None, route: RouteSpec) -> None:
+        """A route in namespace ``where`` (the host for None)."""
+        self.add(
+            f"route {' '.join(route.spec())} in {where or 'the host'}",
+            [self._route(where, route).add_command()],
+            [self._route(where, route).delete_command()],
+            functools.partial(_has_route, where, route),
+        )
+
+    def _route(self, where: str | None, route: RouteSpec) -> Route:
+        return Route(route.to, route.via, route.dev, where, runner=self.runner)
+
+    def bridge(self) -> None:
+        """The bridge, marked, with the host's gateway address on it, forwarding."""
+        net = self.net
+        bridge = Bridge(net.bridge, group=net.group, mcast_snooping=net.multicast_snooping, runner=self.runner)
+        self.add(
+            f"create bridge {net.bridge} (link group {net.group})",
+            [bridge.create_command(up=True)],
+            [bridge.delete_command()],
+            functools.partial(_link_there, None, net.bridge),
+        )
+        self.mark_link(net.bridge)
+        gw = net.gateway_interface
+        self.address(f"give the host the gateway address {gw} on {net.bridge}", None, net.bridge, gw)
+        self.host_forwarding(net.bridge)
+
+    def bridged(self, ns: NamespaceSpec, addr: IPv4Interface) -> None:
+        """A namespace on the bridge: one veth made inside it, attached and up, its address and routes."""
+        net = self.net
+        pair = VethPair(
+            ns.host_ifname, ns.ifname, peer_netns=ns.name, master=net.bridge, group=net.group, runner=self.runner
+        )
+        self.add(
+            f"connect namespace {ns.name} to {net.bridge} ({ns.host_ifname} <-> {ns.ifname})",
+            [pair.create_command(up=net.ipv6_link_local)],
+            [pair.delete_command()],
+            functools.partial(_link_there, None, ns.host_ifname),
+        )
+        self.mark_link(ns.host_ifname, quiet_up=not net.ipv6_link_local)
+        # one request: the kernel applies addrgenmode before the link comes up (no address is made)
+        quiet = () if net.ipv6_link_local else ("addrgenmode", "none")
+        self.add(
+            f"bring up {ns.ifname} in {ns.name}" + ("" if net.ipv6_link_local else " (no IPv6 link-local address)"),
+            [self._link(ns.ifname, ns.name).set_command(*quiet, "up")],
+            [self._link(ns.ifname, ns.name).down_command()],
+            functools.partial(_link_up, ns.name, ns.ifname),
+        )
+        self.address(f"address {ns.name}'s {ns.ifname} as {addr}", ns.name, ns.ifname, addr)
+        routes = list(ns.routes)
+        if ns.default_route:
+            routes.insert(0, RouteSpec("default", via=net.gateway))
+        for route in routes:
+            self.route(ns.name, route)
+
+    def link(self, link: LinkSpec) -> None:
+        """An extra veth link (LAN, internet stand-in): made, marked on the host, up, addressed."""
+        on_host = link.namespace is None
+        pair = VethPair(
+            link.name,
+            link.peer,
+            netns=link.namespace,
+            peer_netns=link.peer_namespace,
+            group=self.net.group if on_host else None,
+            runner=self.runner,
+        )
+        where = "the host" if on_host else link.namespace
+        self.add(
+            f"create link {link.name} ({where}) <-> {link.peer} ({link.peer_namespace or 'the host'})",
+            [pair.create_command(up=True)],
+            [pair.delete_command()],
+            functools.partial(_link_there, link.namespace, link.name),
+        )
+        if on_host:
+            self.mark_link(link.name)
+        self.add(
+            f"bring up {link.peer} in {link.peer_namespace or 'the host'}",
+            [self._link(link.peer, link.peer_namespace).up_command()],
+            [self._link(link.peer, link.peer_namespace).down_command()],
+            functools.partial(_link_up, link.peer_namespace, link.peer),
+        )
+        for place, ifname, address in link.ends():
+            if address is not None:
+                self.address(f"address {ifname} in {place or 'the host'} as {address}", place, ifname, address)
+            if place is None:
+                self.host_forwarding(ifname)
+
+
+def _entries(net: Network) -> list[tuple[Step, _Done]]:
+    """Every step of the network's plan but the firewall's, each with its ``done`` predicate."""
+    plan = _PlanBuilder(net)
+    for name in net.namespace_names():
+        plan.namespace(name)
+    for extra in net.extra_namespaces:
+        if extra.forwarding:
+            plan.router(extra.name)
+    plan.bridge()
+    addrs = net.addresses()
+    for ns in net.namespaces:
+        plan.bridged(ns, addrs[ns.name])
+    for link in net.links:
+        plan.link(link)
+    for route in net.routes:
+        plan.route(route.namespace, route)
+    # firewall rules (commented netnskit:NAME) come from netnskit.firewall: see .firewall._firewall_steps
+    return plan.entries

@@ -1,0 +1,181 @@
+"""Reading a network description from TOML (or the same structure as a dict), strictly.
+
+Every table and key is checked against a schema; errors name the file, the key and the reason.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from netnskit.errors import ValidationError
+from netnskit.network.spec import ExtraNamespace, ForwardSpec, LinkSpec, NamespaceSpec, RouteSpec
+from netnskit.runner import Runner
+
+if TYPE_CHECKING:
+    from netnskit.network.network import Network
+
+
+class ConfigError(ValidationError):
+    """A network description (TOML file or mapping) was rejected: the file, the key and the reason."""
+
+    def __init__(self, path: str, key: str, value: object, reason: str) -> None:
+        ValidationError.__init__(self, f"{path}: {key}", value, reason)
+        self.args = (path, key, value, reason)
+        self.path = path
+        self.key = key
+
+    def __str__(self) -> str:
+        if self.value is _MISSING:
+            return f"{self.path}: {self.key}: {self.rule}"
+        return f"{self.path}: {self.key} = {self.value!r}: {self.rule}"
+
+
+class _Missing:
+    def __repr__(self) -> str:
+        return "<missing>"
+
+    def __reduce__(self) -> str:
+        return "_MISSING"
+
+
+_MISSING: Any = _Missing()
+
+
+_TOP = {"network", "namespace", "extra_namespace", "link", "route", "port_forward"}
+_KEYS: dict[str, dict[str, tuple[type | tuple[type, ...], bool]]] = {
+    # key -> (TOML types accepted, required)
+    "network": {
+        "name": (str, True),
+        "bridge": (str, True),
+        "subnet": (str, True),
+        "gateway": (str, True),
+        "masquerade": (bool, False),
+        "group": (int, False),
+        "ipv6_link_local": (bool, False),
+        "multicast_snooping": (bool, False),
+    },
+    "namespace": {
+        "name": (str, True),
+        "address": (str, False),
+        "ifname": (str, False),
+        "host_ifname": (str, False),
+        "default_route": (bool, False),
+        "routes": (list, False),
+    },
+    "extra_namespace": {"name": (str, True), "forwarding": (bool, False)},
+    "link": {
+        "name": (str, True),
+        "peer": (str, True),
+        "namespace": (str, False),
+        "peer_namespace": (str, False),
+        "address": (str, False),
+        "peer_address": (str, False),
+    },
+    "route": {"to": (str, True), "via": (str, False), "dev": (str, False), "namespace": (str, False)},
+    "port_forward": {
+        "host_port": ((int, str), True),
+        "namespace": (str, True),
+        "port": ((int, str), False),
+        "protocol": (str, False),
+    },
+}
+_TYPE_NAMES = {str: "a string", bool: "true or false", int: "an integer", list: "a list"}
+
+
+def _table(source: str, key: str, value: object, kind: str) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise ConfigError(source, key, value, "must be a table")
+    schema = _KEYS[kind]
+    for k in value:
+        if k not in schema:
+            raise ConfigError(source, f"{key}.{k}", _MISSING, f"unknown key (known: {', '.join(schema)})")
+    for k, (types, required) in schema.items():
+        if k not in value:
+            if required:
+                raise ConfigError(source, f"{key}.{k}", _MISSING, "missing required key")
+            continue
+        item = value[k]
+        accepted = types if isinstance(types, tuple) else (types,)
+        wrong = not isinstance(item, accepted) or (bool not in accepted and isinstance(item, bool))
+        if wrong:
+            names = " or ".join(_TYPE_NAMES[t] for t in accepted)
+            raise ConfigError(source, f"{key}.{k}", item, f"must be {names}")
+    return dict(value)
+
+
+def _build(source: str, key: str, make: Callable[..., Any], fields: dict[str, Any]) -> Any:
+    try:
+        return make(**fields)
+    except ValidationError as exc:
+        # name the key whose value was rejected, if it is one of this table's
+        culprit = next((k for k, val in fields.items() if _same(val, exc.value)), None)
+        where = f"{key}.{culprit}" if culprit else key
+        raise ConfigError(source, where, exc.value, f"{exc.what}: {exc.rule}") from None
+
+
+def _same(raw: object, value: object) -> bool:
+    """Is ``raw`` (as written in the file) the ``value`` a check rejected (maybe after conversion)?"""
+    if raw is value:
+        return True
+    if not isinstance(raw, str | int) or isinstance(raw, bool):
+        return False
+    if isinstance(value, tuple) and len(value) == 2:  # a port range
+        return str(raw) in (f"{value[0]}-{value[1]}", str(value[0]) if value[0] == value[1] else None)
+    return str(raw) == str(value)
+
+
+def _array(source: str, data: dict[str, Any], kind: str) -> list[tuple[str, dict[str, Any]]]:
+    items = data.get(kind, [])
+    if not isinstance(items, list):
+        raise ConfigError(source, kind, items, f"must be an array of tables ([[{kind}]])")
+    return [(f"{kind}[{i}]", _table(source, f"{kind}[{i}]", item, kind)) for i, item in enumerate(items)]
+
+
+def _from_dict(cls: type[Network], data: dict[str, Any], source: str, runner: Runner) -> Network:
+    for k in data:
+        if k not in _TOP:
+            raise ConfigError(source, k, _MISSING, f"unknown key (known: {', '.join(sorted(_TOP))})")
+    if "network" not in data:
+        raise ConfigError(source, "network", _MISSING, "missing required table [network]")
+    top = _table(source, "network", data["network"], "network")
+    namespaces = []
+    for key, table in _array(source, data, "namespace"):
+        routes = []
+        for i, r in enumerate(table.pop("routes", [])):
+            rkey = f"{key}.routes[{i}]"
+            rt = _table(source, rkey, r, "route")
+            routes.append(_build(source, rkey, RouteSpec, rt))
+        namespaces.append(_build(source, key, NamespaceSpec, {**table, "routes": routes}))
+    extras = [_build(source, k, ExtraNamespace, t) for k, t in _array(source, data, "extra_namespace")]
+    links = [_build(source, k, LinkSpec, t) for k, t in _array(source, data, "link")]
+    routes_top = [_build(source, k, RouteSpec, t) for k, t in _array(source, data, "route")]
+    forwards = [_build(source, k, ForwardSpec, t) for k, t in _array(source, data, "port_forward")]
+    fields = {
+        **top,
+        "namespaces": namespaces,
+        "extra_namespaces": extras,
+        "links": links,
+        "routes": routes_top,
+        "port_forwards": forwards,
+    }
+    try:
+        return cls(**fields, runner=runner)
+    except ValidationError as exc:
+        where = _find_key(data, exc.value) or "network"
+        raise ConfigError(source, where, exc.value, f"{exc.what}: {exc.rule}") from None
+
+
+def _find_key(data: object, value: object, prefix: str = "") -> str | None:
+    """The last key path in ``data`` whose value is ``value`` (for naming the culprit of a rejection)."""
+    found: str | None = None
+    if isinstance(data, dict):
+        for k, item in data.items():
+            path = f"{prefix}.{k}" if prefix else str(k)
+            found = _find_key(item, value, path) or found
+    elif isinstance(data, list):
+        for i, item in enumerate(data):
+            found = _find_key(item, value, f"{prefix}[{i}]") or found
+    elif _same(data, value):
+        found = prefix
+    return found
