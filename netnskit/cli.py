@@ -7,7 +7,7 @@ evidence reads included, on stderr.
 ``plan FILE``, ``up FILE``, ``down FILE``, ``status FILE [--json]``, ``check FILE [--json]`` and
 ``cleanup`` work on a :class:`~netnskit.network.Network` described in a TOML file. ``--sandbox``
 runs any of them inside a throwaway sandbox (``status`` and ``check`` bring the network up there
-first); ``--batch`` applies and removes with :class:`~netnskit.batch.BatchExecutor`. Errors are
+first); ``--batch`` applies and removes with :class:`~netnskit.executors.BatchExecutor`. Errors are
 one line on stderr (with the traceback under ``-v``) and a non-zero exit status.
 """
 
@@ -23,7 +23,7 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING
 
 from netnskit.errors import NetnskitError
-from netnskit.runner import LiveRunner, Runner
+from netnskit.runner import Runner, default_runner
 
 if TYPE_CHECKING:
     from netnskit.executors import Executor
@@ -58,9 +58,14 @@ def _executor(args: argparse.Namespace) -> Executor:
 
 @contextlib.contextmanager
 def _runner(args: argparse.Namespace) -> Iterator[Runner]:
-    """The host's runner, or with ``--sandbox`` a throwaway sandbox's (destroyed on leaving)."""
+    """The runner ``main`` was given, else the host's, or with ``--sandbox`` a throwaway sandbox's."""
+    if args.runner is not None:
+        if args.sandbox:
+            raise NetnskitError("--sandbox makes its own runner: it cannot be combined with a runner given to main()")
+        yield args.runner
+        return
     if not args.sandbox:
-        yield LiveRunner()
+        yield default_runner()
         return
     from netnskit.sandbox import Sandbox
 
@@ -211,9 +216,10 @@ def _sandbox_flags(parser: argparse.ArgumentParser, *, default: object) -> None:
                         help="apply and remove with few processes (ip -batch, iptables-restore)")
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Run the command line; returns the exit status."""
+def main(argv: Sequence[str] | None = None, *, runner: Runner | None = None) -> int:
+    """Run the command line; returns the exit status. ``runner``: where commands run (default: this host)."""
     args = build_parser().parse_args(argv)
+    args.runner = runner
     if args.verbose:
         logging.basicConfig(level=logging.DEBUG, format="netnskit: %(message)s", stream=sys.stderr)
     func: Verb = args.func

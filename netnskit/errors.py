@@ -9,6 +9,7 @@
     ├─ SandboxError(NetnskitError)                      the sandbox could not be made, or is gone
     ├─ BusyError(NetnskitError)                        another process is changing the same network or host
     ├─ NotOursError(NetnskitError)                     something with one of our names is not ours: refused
+    ├─ ConflictError(NetnskitError)                    what the network asks for is someone else's: refused
     ├─ StepError(NetnskitError)                        a plan step failed (after rollback); keeps the CommandError
     └─ CommandError(NetnskitError)                     a command exited non-zero
        ├─ AlreadyExistsError     "File exists", "already assigned", "Chain already exists"
@@ -32,6 +33,7 @@ __all__ = [
     "CommandNotFoundError",
     "CommandTimeoutError",
     "ConfigError",
+    "ConflictError",
     "NetnskitError",
     "NotFoundError",
     "NotOursError",
@@ -111,6 +113,10 @@ class BusyError(NetnskitError):
 
 class NotOursError(NetnskitError):
     """Something with one of our names exists and carries no mark of ours: refused, nothing changed."""
+
+
+class ConflictError(NetnskitError):
+    """What the network asks for (a subnet, a host port) is already someone else's: refused, nothing changed."""
 
 
 class CommandError(NetnskitError):

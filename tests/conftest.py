@@ -1,10 +1,29 @@
-"""Shared test set-up: live tests are marked, and under CI a skipped live test fails."""
+"""Shared test set-up: live tests are marked, under CI a skipped live test fails, locks go to a folder of the run."""
 
 from __future__ import annotations
+
+import os
+import shutil
+import tempfile
 
 import pytest
 
 from netnskit.pytest_plugin import live_required
+
+_LOCKS: list[str] = []
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # the tests' networks take their locks in a folder of the test run's, not the host's /run/netnskit
+    if "NETNSKIT_LOCK_DIR" not in os.environ:
+        _LOCKS.append(tempfile.mkdtemp(prefix="netnskit-locks-"))
+        os.environ["NETNSKIT_LOCK_DIR"] = _LOCKS[0]
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    for folder in _LOCKS:
+        shutil.rmtree(folder, ignore_errors=True)
+        os.environ.pop("NETNSKIT_LOCK_DIR", None)
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

@@ -15,6 +15,7 @@ import attrs
 
 from netnskit import _validate as v
 from netnskit.errors import ValidationError
+from netnskit.plan import Batchable, Command, Resource
 
 if TYPE_CHECKING:
     from netnskit.firewall.iptables import Backend
@@ -97,6 +98,20 @@ class Rule:
     def line(self, action: str = "-A") -> str:
         """The rule as an ``iptables-restore`` line."""
         return " ".join([action, self.chain, *map(_word, self.spec)])
+
+    def command(self, backend: Backend, action: str = "-A") -> Command:
+        """``iptables -w -t TABLE -A|-D CHAIN SPEC...`` typed: a line of its table in one restore per tool."""
+        restore = backend.binary(self.family, "restore")
+        batchable = all("\n" not in w and "\r" not in w and '"' not in w for w in self.spec)
+        me = [Resource("rule", f"{self.table} {self.chain} {' '.join(self.spec)}")]
+        return Command(
+            self.argv(backend, action),
+            tool=backend.binary(self.family),
+            channel=restore,
+            batch=Batchable([restore], self.line(action), section=self.table, style="tables") if batchable else None,
+            creates=me if action == "-A" else (),
+            removes=me if action == "-D" else (),
+        )
 
 
 def _shared_rules(family: int, tables: Iterable[str]) -> list[Rule]:

@@ -7,6 +7,7 @@ Design notes (ownership marks, forwarding, the bridge-wide choices, locks): docs
 
 from __future__ import annotations
 
+from netnskit.errors import ConfigError
 from netnskit.network.check import CheckReport, Probe
 from netnskit.network.network import Network
 from netnskit.network.spec import (
@@ -20,7 +21,6 @@ from netnskit.network.spec import (
 )
 from netnskit.network.status import NamespaceStatus, NetworkStatus
 from netnskit.network.teardown import Teardown, cleanup
-from netnskit.network.toml import ConfigError
 
 __all__ = [
     "CheckReport",

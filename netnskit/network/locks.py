@@ -1,63 +1,98 @@
-"""Locks of ``up``, ``down`` and ``cleanup`` with a plain LiveRunner: abstract unix sockets, freed if the process dies.
+"""Locks of ``up``, ``down`` and ``cleanup``: ``flock`` on root-owned files, freed by the kernel if the process dies.
 
-A per-network claim (a second process changing the same network fails at once) and a host-wide
-claim, waited for. Other runners (ssh, nsenter, sudo prefixes) take no lock.
+The lock is taken for the place the runner acts in, whatever the runner: that place's network
+namespace is read through the runner itself (``readlink /proc/self/ns/net``), so a sandbox, an
+nsenter or sudo prefix and a plain LiveRunner each lock their own host. The files live in
+``/run/netnskit`` (mode 0700, owned by root): a user who is not root can neither create nor hold
+them. A per-network claim fails at once when another process holds it; the host-wide claim is
+waited for (networks share the firewall's chains and sysctls). Two controllers of one remote
+host (ssh) are serialized only when they run on the same machine.
 """
 
 from __future__ import annotations
 
 import contextlib
 import errno
+import fcntl
 import hashlib
-import socket
+import os
+import re
+import stat
 import time
 from collections.abc import Iterator
 
-from netnskit.errors import NetnskitError
+from netnskit.errors import BusyError, NetnskitError
 from netnskit.network.spec import mark_for
-from netnskit.runner import LiveRunner, Runner
+from netnskit.runner import Runner
 
-_HOST_CLAIM = "netnskit host lock"
+LOCK_DIR = "/run/netnskit"
 _LOCK_WAIT = 120.0
+_PLACE = re.compile(r"net:\[(\d+)\]")
 
 
-def _claim(name: str) -> socket.socket | None:
-    """Bind the abstract unix socket ``name``: the socket while held by nobody else, else None."""
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+def lock_dir() -> str:
+    """Where the lock files are: ``$NETNSKIT_LOCK_DIR``, else ``/run/netnskit`` for root, else the user's own."""
+    if os.environ.get("NETNSKIT_LOCK_DIR"):
+        return os.environ["NETNSKIT_LOCK_DIR"]
+    if os.geteuid() == 0:
+        return LOCK_DIR
+    return os.path.join(os.environ.get("XDG_RUNTIME_DIR") or "/tmp", f"netnskit-{os.geteuid()}")
+
+
+def _safe_dir(path: str) -> str:
+    """Make ``path`` (mode 0700) or check it: ours, not a link, writable by nobody else."""
+    with contextlib.suppress(FileExistsError):
+        os.mkdir(path, 0o700)
+    info = os.lstat(path)
+    if not stat.S_ISDIR(info.st_mode) or info.st_uid != os.geteuid() or info.st_mode & 0o022:
+        raise NetnskitError(
+            f"refusing the lock folder {path}: it must be a folder owned by uid {os.geteuid()} that no one else "
+            f"may write to (it is uid {info.st_uid}, mode {stat.filemode(info.st_mode)}); remove it and try again"
+        )
+    return path
+
+
+def place_of(runner: Runner) -> str:
+    """The network namespace the runner acts in (its inode number), read through the runner."""
+    result = runner.run(["readlink", "/proc/self/ns/net"])
+    found = _PLACE.search(result.stdout) if result.ok else None
+    return found.group(1) if found else "unknown"
+
+
+def _open(path: str) -> int:
+    return os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+
+
+def _try_lock(fd: int) -> bool:
     try:
-        # abstract: per network namespace, gone with the process, nothing on disk; at most 107 bytes
-        key = name if len(name.encode()) <= 100 else "netnskit:#" + hashlib.sha256(name.encode()).hexdigest()
-        sock.bind("\0" + key)
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError as exc:
-        sock.close()
-        if exc.errno != errno.EADDRINUSE:
-            raise
-        return None
-    return sock
+        if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN):
+            return False
+        raise
+    return True
 
 
 @contextlib.contextmanager
-def _exclusive(runner: Runner, name: str | None) -> Iterator[None]:
-    """Claim network ``name`` (fail at once if another process has it), then take the host lock.
-
-    Only for a plain LiveRunner: other runners act elsewhere (see the module docstring).
-    """
-    if type(runner) is not LiveRunner:
-        yield
-        return
+def _exclusive(runner: Runner, name: str | None, *, wait: float = _LOCK_WAIT) -> Iterator[None]:
+    """Claim network ``name`` where ``runner`` acts (fail at once if another process has it), then the host lock."""
+    folder = _safe_dir(lock_dir())
+    place = place_of(runner)
     with contextlib.ExitStack() as stack:
         if name is not None:
-            mine = _claim(mark_for(name))
-            if mine is None:
-                raise NetnskitError(
+            key = hashlib.sha256(name.encode()).hexdigest()[:24]
+            mine = _open(os.path.join(folder, f"net-{place}.network-{key}.lock"))
+            stack.callback(os.close, mine)
+            if not _try_lock(mine):
+                raise BusyError(
                     f"network {name!r} is being changed by another process on this host (it holds the "
                     f"claim {mark_for(name)!r}); try again when that process is done"
                 )
-            stack.callback(mine.close)
-        deadline = time.monotonic() + _LOCK_WAIT
-        while (host := _claim(_HOST_CLAIM)) is None:
+        host = _open(os.path.join(folder, f"net-{place}.host.lock"))
+        stack.callback(os.close, host)
+        deadline = time.monotonic() + wait
+        while not _try_lock(host):
             if time.monotonic() > deadline:
-                raise NetnskitError(f"another netnskit process has held the host lock for {_LOCK_WAIT:.0f} s")
+                raise BusyError(f"another netnskit process has held the host lock for {wait:.0f} s")
             time.sleep(0.01)
-        stack.callback(host.close)
         yield

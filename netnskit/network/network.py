@@ -16,7 +16,7 @@ from typing import Any
 import attrs
 
 from netnskit import _validate as v
-from netnskit.errors import StepError
+from netnskit.errors import MISSING, ConfigError, StepError
 from netnskit.executors import Executor, SerialExecutor
 from netnskit.firewall import NatRule, PortForward
 from netnskit.network.check import CheckReport, _check
@@ -46,9 +46,9 @@ from netnskit.network.state import _Facts, _gather, _refuse_foreign
 from netnskit.network.status import NetworkStatus, _missing, _status
 from netnskit.network.steps import _entries
 from netnskit.network.teardown import Teardown, _down
-from netnskit.network.toml import _MISSING, ConfigError, _from_dict
+from netnskit.network.toml import _from_dict
 from netnskit.plan import Step, render_script
-from netnskit.runner import LiveRunner, Runner
+from netnskit.runner import Runner, default_runner
 
 
 @attrs.frozen
@@ -68,7 +68,7 @@ class Network:
     group: int = attrs.field(converter=_group_field)
     ipv6_link_local: bool = attrs.field(default=False, converter=_flag)
     multicast_snooping: bool = attrs.field(default=False, converter=_flag)
-    runner: Runner = attrs.field(factory=LiveRunner, eq=False, repr=False, kw_only=True)
+    runner: Runner = attrs.field(factory=default_runner, eq=False, repr=False, kw_only=True)
 
     @group.default
     def _group(self) -> int:
@@ -87,15 +87,15 @@ class Network:
             with open(path, "rb") as handle:
                 data = tomllib.load(handle)
         except OSError as exc:
-            raise ConfigError(where, "file", _MISSING, f"cannot read it ({exc.strerror or exc})") from None
+            raise ConfigError(where, "file", MISSING, f"cannot read it ({exc.strerror or exc})") from None
         except tomllib.TOMLDecodeError as exc:
-            raise ConfigError(where, "syntax", _MISSING, f"not valid TOML ({exc})") from None
+            raise ConfigError(where, "syntax", MISSING, f"not valid TOML ({exc})") from None
         return cls.from_dict(data, source=where, runner=runner)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], *, source: str = "<dict>", runner: Runner | None = None) -> Network:
         """Build from the TOML structure (``[network]``, ``[[namespace]]``, ...), strictly."""
-        return _from_dict(cls, data, source, runner or LiveRunner())
+        return _from_dict(cls, data, source, runner or default_runner())
 
     # --- derived ---------------------------------------------------------------------------
 

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
-from netnskit.errors import NetnskitError
+from netnskit.errors import ConflictError, NetnskitError, NotOursError
 from netnskit.firewall import Firewall
 from netnskit.link import ip_argv
 from netnskit.network.spec import _subnets_at
@@ -153,7 +153,7 @@ def _refuse_foreign(net: Network, f: _Facts) -> None:
     """Refuse to adopt a namespace or host link that has one of our names but not our mark."""
     for name in net.namespace_names():
         if name in f.netns and not _namespace_ours(net, f, name):
-            raise NetnskitError(
+            raise NotOursError(
                 f"namespace {name!r} exists but is not marked {net.mark} (its lo has no such alias); "
                 "refusing to adopt it: remove it or rename the network's namespace"
             )
@@ -161,7 +161,7 @@ def _refuse_foreign(net: Network, f: _Facts) -> None:
     for ifname in net.host_ifnames():
         entry = host.get(ifname)
         if entry is not None and not _host_link_ours(entry, net.mark, net.group, [ifname]):
-            raise NetnskitError(
+            raise NotOursError(
                 f"link {ifname!r} exists on the host but is not marked {net.mark} (alias "
                 f"{entry.get('ifalias')!r}); refusing to adopt it"
             )
@@ -173,7 +173,7 @@ def _refuse_foreign(net: Network, f: _Facts) -> None:
         theirs = ipaddress.ip_interface(address).network
         for subnet in _subnets_at(net, None):
             if theirs.version == 4 and theirs.prefixlen > 0 and subnet.overlaps(theirs) and not theirs.is_loopback:
-                raise NetnskitError(
+                raise ConflictError(
                     f"subnet {subnet} of network {net.name!r} overlaps {theirs} on {ifname!r} (not ours); "
                     "refusing to bring it up"
                 )

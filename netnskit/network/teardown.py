@@ -21,7 +21,7 @@ from netnskit.network.locks import _exclusive
 from netnskit.network.spec import MARK_PREFIX
 from netnskit.network.state import _host_link_ours, _ifnames_in, _json, _pristine, _read_links
 from netnskit.plan import Step
-from netnskit.runner import LiveRunner, Runner
+from netnskit.runner import Runner, default_runner
 
 if TYPE_CHECKING:
     from netnskit.network.network import Network
@@ -112,7 +112,7 @@ def cleanup(runner: Runner | None = None, executor: Executor | None = None) -> T
     alias does. A namespace left empty by an interrupted ``up`` carries no mark yet: ``down FILE``
     removes it, since the file names it.
     """
-    run = runner or LiveRunner()
+    run = runner or default_runner()
     with _exclusive(run, None):
         return _cleanup(run, executor)
 

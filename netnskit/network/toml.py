@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from netnskit.errors import ValidationError
+from netnskit.errors import MISSING, ConfigError, ValidationError
 from netnskit.network.spec import ExtraNamespace, ForwardSpec, LinkSpec, NamespaceSpec, RouteSpec
 from netnskit.runner import Runner
 
@@ -16,30 +16,6 @@ if TYPE_CHECKING:
     from netnskit.network.network import Network
 
 
-class ConfigError(ValidationError):
-    """A network description (TOML file or mapping) was rejected: the file, the key and the reason."""
-
-    def __init__(self, path: str, key: str, value: object, reason: str) -> None:
-        ValidationError.__init__(self, f"{path}: {key}", value, reason)
-        self.args = (path, key, value, reason)
-        self.path = path
-        self.key = key
-
-    def __str__(self) -> str:
-        if self.value is _MISSING:
-            return f"{self.path}: {self.key}: {self.rule}"
-        return f"{self.path}: {self.key} = {self.value!r}: {self.rule}"
-
-
-class _Missing:
-    def __repr__(self) -> str:
-        return "<missing>"
-
-    def __reduce__(self) -> str:
-        return "_MISSING"
-
-
-_MISSING: Any = _Missing()
 
 
 _TOP = {"network", "namespace", "extra_namespace", "link", "route", "port_forward"}
@@ -89,11 +65,11 @@ def _table(source: str, key: str, value: object, kind: str) -> dict[str, Any]:
     schema = _KEYS[kind]
     for k in value:
         if k not in schema:
-            raise ConfigError(source, f"{key}.{k}", _MISSING, f"unknown key (known: {', '.join(schema)})")
+            raise ConfigError(source, f"{key}.{k}", MISSING, f"unknown key (known: {', '.join(schema)})")
     for k, (types, required) in schema.items():
         if k not in value:
             if required:
-                raise ConfigError(source, f"{key}.{k}", _MISSING, "missing required key")
+                raise ConfigError(source, f"{key}.{k}", MISSING, "missing required key")
             continue
         item = value[k]
         accepted = types if isinstance(types, tuple) else (types,)
@@ -135,9 +111,9 @@ def _array(source: str, data: dict[str, Any], kind: str) -> list[tuple[str, dict
 def _from_dict(cls: type[Network], data: dict[str, Any], source: str, runner: Runner) -> Network:
     for k in data:
         if k not in _TOP:
-            raise ConfigError(source, k, _MISSING, f"unknown key (known: {', '.join(sorted(_TOP))})")
+            raise ConfigError(source, k, MISSING, f"unknown key (known: {', '.join(sorted(_TOP))})")
     if "network" not in data:
-        raise ConfigError(source, "network", _MISSING, "missing required table [network]")
+        raise ConfigError(source, "network", MISSING, "missing required table [network]")
     top = _table(source, "network", data["network"], "network")
     namespaces = []
     for key, table in _array(source, data, "namespace"):

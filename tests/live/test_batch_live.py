@@ -10,17 +10,22 @@ import pytest
 
 from netnskit.errors import StepError
 from netnskit.executors import BatchExecutor, SerialExecutor
-from netnskit.plan import Step
+from netnskit.firewall.iptables import Backend
+from netnskit.firewall.rules import Rule
+from netnskit.link import Bridge, Link, Route, VethPair
+from netnskit.netns import Namespace
+from netnskit.plan import Command, Step
 from netnskit.sandbox import Sandbox
 from netnskit.snapshot import HostState
+from netnskit.testing import FakeRunner
 
 GROUP = "77"
 GATEWAY = "10.9.0.1"
 NAMES = ("red", "blue", "green")
 
 
-def rule(action: str, *spec: str) -> list[str]:
-    return ["iptables", "-w", "-t", "nat", action, *spec]
+def rule(action: str, chain: str, *spec: str) -> Command:
+    return Rule(4, "nat", chain, spec).command(Backend(), action)
 
 
 def namespace_steps(name: str, index: int) -> list[Step]:
@@ -30,17 +35,16 @@ def namespace_steps(name: str, index: int) -> list[Step]:
            "-j", "MASQUERADE"]
     dnat = ["-p", "tcp", "-m", "addrtype", "--dst-type", "LOCAL", "--dport", str(20000 + index), "-m", "comment",
             "--comment", "netnskit:t", "-j", "DNAT", "--to-destination", f"{ip}:80"]
+    ns = Namespace(name, runner=FakeRunner())
+    pair = VethPair(host, inner, peer_netns=name, master="br0", group=int(GROUP), runner=FakeRunner())
+    end = Link(inner, name, runner=FakeRunner())
+    default = Route("default", GATEWAY, netns=name, runner=FakeRunner())
     return [
-        Step(f"namespace {name}", [["ip", "netns", "add", name], ["ip", "-n", name, "link", "set", "lo", "up"]],
-             [["ip", "netns", "del", name]]),
-        Step(f"veth {host}", [["ip", "link", "add", host, "group", GROUP, "up", "master", "br0", "type", "veth",
-                               "peer", "name", inner, "netns", name],
-                              ["ip", "-n", name, "link", "set", inner, "up"]],
-             [["ip", "link", "del", host]]),
-        Step(f"address {name}", [["ip", "-n", name, "addr", "add", f"{ip}/24", "dev", inner]],
-             [["ip", "-n", name, "addr", "del", f"{ip}/24", "dev", inner]]),
-        Step(f"default route in {name}", [["ip", "-n", name, "route", "add", "default", "via", GATEWAY]],
-             [["ip", "-n", name, "route", "del", "default", "via", GATEWAY]]),
+        Step(f"namespace {name}", [ns.add_command(), Link("lo", name, runner=FakeRunner()).up_command()],
+             [ns.delete_command()]),
+        Step(f"veth {host}", [pair.create_command(up=True), end.up_command()], [pair.delete_command()]),
+        Step(f"address {name}", [end.add_address_command(f"{ip}/24")], [end.del_address_command(f"{ip}/24")]),
+        Step(f"default route in {name}", [default.add_command()], [default.delete_command()]),
         Step(f"masquerade {name}", [rule("-A", *nat)], [rule("-D", *nat)]),
         Step(f"forward {name}", [rule("-A", "PREROUTING", *dnat), rule("-A", "OUTPUT", *dnat)],
              [rule("-D", "PREROUTING", *dnat), rule("-D", "OUTPUT", *dnat)]),
@@ -48,10 +52,11 @@ def namespace_steps(name: str, index: int) -> list[Step]:
 
 
 def plan(extra: dict[int, Step] | None = None) -> list[Step]:
+    bridge = Bridge("br0", group=int(GROUP), runner=FakeRunner())
+    br0 = Link("br0", runner=FakeRunner())
     steps = [
-        Step("bridge br0", [["ip", "link", "add", "name", "br0", "group", GROUP, "up", "type", "bridge"],
-                            ["ip", "addr", "add", f"{GATEWAY}/24", "dev", "br0"]],
-             [["ip", "link", "del", "br0"]]),
+        Step("bridge br0", [bridge.create_command(up=True), br0.add_address_command(f"{GATEWAY}/24")],
+             [bridge.delete_command()]),
     ]
     for index, name in enumerate(NAMES):
         steps += namespace_steps(name, index)
@@ -136,9 +141,8 @@ def test_batched_network_carries_real_traffic_between_namespaces(sandbox):
 
 def test_a_failure_inside_a_namespace_batch_names_the_step_and_rolls_back_exactly(sandbox):
     before = HostState.capture(sandbox.runner)
-    bad = Step("unreachable route in blue",
-               [["ip", "-n", "blue", "route", "add", "10.50.0.0/24", "via", "10.99.99.99"]],
-               [["ip", "-n", "blue", "route", "del", "10.50.0.0/24", "via", "10.99.99.99"]])
+    unreachable = Route("10.50.0.0/24", "10.99.99.99", netns="blue", runner=FakeRunner())
+    bad = Step("unreachable route in blue", [unreachable.add_command()], [unreachable.delete_command()])
     steps = plan({1: bad})
     with pytest.raises(StepError) as info:
         BatchExecutor().apply(steps, sandbox.runner)

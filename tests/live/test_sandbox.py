@@ -124,3 +124,14 @@ def test_netnskit_demo_exits_0_and_leaves_the_real_host_unchanged(sandbox: Sandb
     assert "[FAIL]" not in done.stdout
     assert "$ ip netns add red" in done.stdout  # the commands are shown as they run
     assert real_state().diff(before) == []
+
+
+def test_an_object_made_without_a_runner_inside_a_sandbox_changes_the_sandbox_not_the_host() -> None:
+    from netnskit import Namespace
+
+    before = real_state()
+    with Sandbox() as box:
+        Namespace("sbx-forgot").create()  # no runner=box.runner: the open sandbox's is used
+        assert "sbx-forgot" in Namespace.names(box.runner)
+        assert real_state().diff(before) == []
+    assert real_state().diff(before) == []

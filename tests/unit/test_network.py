@@ -123,7 +123,7 @@ def script_small_up(fake: FakeRunner, *, routes: bool = True) -> None:
 
 def writes(fake: FakeRunner) -> list[list[str]]:
     """The commands that change something (not the reads)."""
-    reads = re.compile(r"(^| )(-j|iptables-save|ip6tables-save)( |$)|^sysctl -n ")
+    reads = re.compile(r"(^| )(-j|iptables-save|ip6tables-save)( |$)|^sysctl -n |^readlink ")
     return [a for a in fake.argvs if not reads.search(" ".join(a))]
 
 
@@ -507,19 +507,15 @@ def test_readme_python_builds_the_seed_and_brings_it_up_and_down(monkeypatch: py
 
 
 @pytest.fixture
-def cli_fake(monkeypatch: pytest.MonkeyPatch) -> FakeRunner:
-    """A FakeRunner that the CLI gets instead of a LiveRunner."""
-    import netnskit.cli
-
-    fake = FakeRunner()
-    monkeypatch.setattr(netnskit.cli, "LiveRunner", lambda: fake)
-    return fake
+def cli_fake() -> FakeRunner:
+    """A FakeRunner, given to the CLI's main() as its runner."""
+    return FakeRunner()
 
 
 def test_cli_plan_prints_the_script_and_runs_nothing(cli_fake: FakeRunner, capsys: pytest.CaptureFixture[str]) -> None:
     from netnskit.cli import main
 
-    assert main(["plan", str(SEED)]) == 0
+    assert main(["plan", str(SEED)], runner=cli_fake) == 0
     assert capsys.readouterr().out == Network.from_toml(SEED).render_script()
     assert cli_fake.argvs == []
 
@@ -528,7 +524,7 @@ def test_cli_up_applies_the_plan(cli_fake: FakeRunner, capsys: pytest.CaptureFix
     from netnskit.cli import main
 
     script_empty_host(cli_fake)
-    assert main(["up", str(SEED)]) == 0
+    assert main(["up", str(SEED)], runner=cli_fake) == 0
     plan = [recorded(c) for s in Network.from_toml(SEED).plan() for c in s.do]
     assert writes(cli_fake) == plan
     assert capsys.readouterr().out == "network seed is up (52 steps applied)\n"
@@ -540,12 +536,12 @@ def test_cli_bad_file_is_one_line_and_exit_1(tmp_path: Path, cli_fake: FakeRunne
 
     bad = tmp_path / "bad.toml"
     bad.write_text(SEED.read_text().replace('gateway = "192.168.15.5"', 'gateway = "10.0.0.1"'))
-    assert main(["up", str(bad)]) == 1
+    assert main(["up", str(bad)], runner=cli_fake) == 1
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "Traceback" not in err
     assert err.startswith(f"netnskit up: {bad}: network.gateway = '10.0.0.1': gateway: must be a host address")
     assert cli_fake.argvs == []
-    assert main(["-v", "up", str(bad)]) == 1
+    assert main(["-v", "up", str(bad)], runner=cli_fake) == 1
     assert "Traceback" in capsys.readouterr().err
 
 
@@ -556,7 +552,7 @@ def test_cli_failed_step_is_one_line(cli_fake: FakeRunner, capsys: pytest.Captur
     cli_fake.fail(["ip", "link", "add", "name", "v-net-0", *["group", "237438951", "up", "type", "bridge"],
                    "mcast_snooping", "0"],
                   STDERR["not_permitted"], returncode=2)
-    assert main(["up", str(SEED)]) == 1
+    assert main(["up", str(SEED)], runner=cli_fake) == 1
     err = capsys.readouterr().err
     assert err.count("\n") == 1
     assert "step 14 (create bridge v-net-0 (link group 237438951)) failed" in err
@@ -567,7 +563,7 @@ def test_cli_status_json_and_exit_3_when_not_up(cli_fake: FakeRunner, capsys: py
     from netnskit.cli import main
 
     script_empty_host(cli_fake)
-    assert main(["status", "--json", str(SEED)]) == 3
+    assert main(["status", "--json", str(SEED)], runner=cli_fake) == 3
     data = json.loads(capsys.readouterr().out)
     assert data["up"] is False and data["name"] == "seed" and len(data["missing"]) == 52
     assert writes(cli_fake) == []
@@ -577,7 +573,7 @@ def test_cli_check_exit_1_when_a_probe_fails(cli_fake: FakeRunner, capsys: pytes
     from netnskit.cli import main
 
     cli_fake.fail("ip netns exec red ping *", "", returncode=1)
-    assert main(["check", str(SEED)]) == 1
+    assert main(["check", str(SEED)], runner=cli_fake) == 1
     out = capsys.readouterr().out
     assert "FAIL ping    red -> 192.168.15.5" in out
     assert "ok   ping    blue -> 192.168.15.5" in out
@@ -587,8 +583,8 @@ def test_cli_down_and_cleanup_on_a_clean_host(cli_fake: FakeRunner, capsys: pyte
     from netnskit.cli import main
 
     script_empty_host(cli_fake)
-    assert main(["down", str(SEED)]) == 0
+    assert main(["down", str(SEED)], runner=cli_fake) == 0
     assert "already gone: namespace red" in capsys.readouterr().out
-    assert main(["cleanup"]) == 0
+    assert main(["cleanup"], runner=cli_fake) == 0
     assert capsys.readouterr().out == "0 netnskit leftovers removed\n"
     assert writes(cli_fake) == []

@@ -102,7 +102,8 @@ def clean_host() -> FakeRunner:
 
 def writes(fake: FakeRunner) -> list[list[str]]:
     """The commands that change something (the rest are the reads of up)."""
-    return [a for a in fake.argvs if "-j" not in a and not a[0].endswith("-save") and a[:2] != ["sysctl", "-n"]]
+    reads = ("readlink", "-save")
+    return [a for a in fake.argvs if "-j" not in a and not a[0].endswith(reads) and a[:2] != ["sysctl", "-n"]]
 
 
 @SETTINGS

@@ -498,3 +498,47 @@ def test_live_runner_command_that_cannot_run_in_a_namespace_answers_as_nsenter_d
     with pytest.raises(PermissionDeniedError):
         refused.check()
     assert spy.paths == [str(space), str(space)]
+
+
+# --- objects made without a runner ------------------------------------------------------------
+
+
+class _Box:
+    """Stands in for an open Sandbox: all default_runner needs is its runner."""
+
+    def __init__(self) -> None:
+        self.runner = FakeRunner()
+
+
+def test_an_object_made_without_a_runner_inside_an_open_sandbox_uses_the_sandbox():
+    from netnskit import Namespace, Network
+    from netnskit.errors import SandboxError
+    from netnskit.runner import activate, deactivate
+
+    box, other = _Box(), _Box()
+    activate(box)
+    try:
+        Namespace("blue").create()
+        assert box.runner.argvs == [["ip", "netns", "add", "blue"]]
+        described = {"network": {"name": "n", "bridge": "br-n", "subnet": "10.9.0.0/24", "gateway": "10.9.0.1"}}
+        assert Network.from_dict(described).runner is box.runner
+        activate(other)
+        with pytest.raises(SandboxError, match="2 sandboxes are open: pass runner= explicitly"):
+            Namespace("blue")
+    finally:
+        deactivate(other)
+        deactivate(box)
+    assert isinstance(Namespace("blue").runner, LiveRunner)  # none open: this host
+
+
+def test_live_runner_starts_a_background_process_in_a_namespace_itself(fp, monkeypatch, tmp_path):
+    from netnskit import runner as runner_mod
+
+    spy = _Setns()
+    monkeypatch.setattr(runner_mod, "_setns", spy)
+    (tmp_path / "red").write_text("")
+    fp.register(["sleep", "9"])
+    proc = LiveRunner(netns_dir=str(tmp_path)).start(["sleep", "9"], netns="red", stdin=True)
+    proc.wait()
+    assert fp.call_count(["sleep", "9"]) == 1  # no nsenter process
+    assert spy.paths == [str(tmp_path / "red")] and spy.threads != [threading.get_ident()]
