@@ -94,8 +94,16 @@ def network(n: int, runner: Runner) -> Any:
         return None
     spaces = [NamespaceSpec(name=names(i)[0], host_ifname=names(i)[1], address=str(address(i))) for i in range(n)]
     forwards = [ForwardSpec(20000 + i, names(i)[0], 80) for i in range(n)]
-    return Network(name=OWNER, bridge=BRIDGE, subnet=str(SUBNET), gateway=str(GATEWAY), namespaces=spaces,
-                   masquerade=True, port_forwards=forwards, runner=runner)
+    return Network(
+        name=OWNER,
+        bridge=BRIDGE,
+        subnet=str(SUBNET),
+        gateway=str(GATEWAY),
+        namespaces=spaces,
+        masquerade=True,
+        port_forwards=forwards,
+        runner=runner,
+    )
 
 
 def network_plan(n: int) -> list[Step]:
@@ -157,8 +165,10 @@ def firewall_argvs(i: int) -> tuple[list[list[str]], list[list[str]]]:
 
     nat = [plain(r) for r in nat_rules]
     fwd = [plain(r) for r in fwd_rules]
-    return ([r.argv(backend, "-A") for r in nat] + [r.argv(backend, "-D") for r in nat],
-            [r.argv(backend, "-A") for r in fwd] + [r.argv(backend, "-D") for r in fwd])
+    return (
+        [r.argv(backend, "-A") for r in nat] + [r.argv(backend, "-D") for r in nat],
+        [r.argv(backend, "-A") for r in fwd] + [r.argv(backend, "-D") for r in fwd],
+    )
 
 
 def teardown_script(steps: Sequence[Step]) -> str:
@@ -216,8 +226,9 @@ def plan_rules(plan: Sequence[Step]) -> int:
 
 def expect(n: int, found: dict[str, int], up: bool, rules: int) -> str:
     """An empty string if ``found`` is what bring-up (or teardown) should leave, else why not."""
-    want = {"namespaces": n, "ports": n, "rules": rules} if up else {
-        "namespaces": 0, "ports": 0, "links": 1, "rules": 0}
+    want = (
+        {"namespaces": n, "ports": n, "rules": rules} if up else {"namespaces": 0, "ports": 0, "links": 1, "rules": 0}
+    )
     wrong = {k: (found[k], want[k]) for k in want if found[k] != want[k]}
     return "" if not wrong else f"{'up' if up else 'down'}: found/expected {wrong}"
 
@@ -245,8 +256,13 @@ def run_network(n: int, live: Runner, executor: Any) -> dict[str, Any]:
     if net is None:
         return run_executor(executor, n, live)
     counts: list[int] = []
-    result = timed(n, live, lambda: (net.up(executor), counts.append(len(runner.calls))),
-                   lambda: net.down(executor), plan_rules(net.plan()))
+    result = timed(
+        n,
+        live,
+        lambda: (net.up(executor), counts.append(len(runner.calls))),
+        lambda: net.down(executor),
+        plan_rules(net.plan()),
+    )
     return {**result, "procs_up": counts[0], "procs_down": len(runner.calls) - counts[0]}
 
 
@@ -255,8 +271,13 @@ def run_executor(executor: Any, n: int, live: Runner) -> dict[str, Any]:
     plan = network_plan(n)
     runner = CountingRunner(live)
     counts: list[int] = []
-    result = timed(n, live, lambda: (executor.apply(plan, runner), counts.append(len(runner.calls))),
-                   lambda: executor.remove(plan, runner), plan_rules(plan))
+    result = timed(
+        n,
+        live,
+        lambda: (executor.apply(plan, runner), counts.append(len(runner.calls))),
+        lambda: executor.remove(plan, runner),
+        plan_rules(plan),
+    )
     return {**result, "procs_up": counts[0], "procs_down": len(runner.calls) - counts[0]}
 
 
@@ -265,9 +286,13 @@ def run_bash(n: int, runner: Runner) -> dict[str, Any]:
     plan = network_plan(n)
     up_script, down_script = render_script(plan), teardown_script(plan)
     # a whole script is one command for the runner: give it more than the default 60 s
-    result = timed(n, runner,
-                   lambda: runner.run(["bash", "-s"], input=up_script, timeout=3600).check("running the script"),
-                   lambda: runner.run(["bash", "-s"], input=down_script, timeout=3600), plan_rules(plan))
+    result = timed(
+        n,
+        runner,
+        lambda: runner.run(["bash", "-s"], input=up_script, timeout=3600).check("running the script"),
+        lambda: runner.run(["bash", "-s"], input=down_script, timeout=3600),
+        plan_rules(plan),
+    )
     up_cmds = sum(len(s.do) for s in plan)
     down_cmds = sum(len(s.undo) for s in plan)
     return {**result, "procs_up": 1 + up_cmds, "procs_down": 1 + down_cmds}
@@ -294,29 +319,41 @@ def reference_commands(n: int, *, quiet: bool = False) -> tuple[list[Command], l
     group = _group_of(plan)
     mark = f"netnskit:{OWNER}"
     snooping = " mcast_snooping 0" if quiet else ""
-    host = [f"link add name {BRIDGE} alias {mark} group {group} up type bridge{snooping}",
-            f"addr add {GATEWAY}/16 dev {BRIDGE}"]
+    host = [
+        f"link add name {BRIDGE} alias {mark} group {group} up type bridge{snooping}",
+        f"addr add {GATEWAY}/16 dev {BRIDGE}",
+    ]
     inner: list[Command] = []
     for i in range(n):
         space, host_end, _ = names(i)
         host.append(f"netns add {space}")
         if quiet:
-            host += [f"link add {host_end} group {group} master {BRIDGE} type veth peer name eth0 netns {space}",
-                     f"link set {host_end} alias {mark} addrgenmode none up"]
+            host += [
+                f"link add {host_end} group {group} master {BRIDGE} type veth peer name eth0 netns {space}",
+                f"link set {host_end} alias {mark} addrgenmode none up",
+            ]
         else:
-            host.append(f"link add {host_end} alias {mark} group {group} up master {BRIDGE} type veth peer name eth0"
-                        f" netns {space}")
+            host.append(
+                f"link add {host_end} alias {mark} group {group} up master {BRIDGE} type veth peer name eth0"
+                f" netns {space}"
+            )
         up_line = "link set eth0 addrgenmode none up" if quiet else "link set eth0 up"
         body = f"link set lo up alias {mark}\n{up_line}\naddr add {address(i)}/16 dev eth0\n"
         body += f"route add default via {GATEWAY}\n"
-        enter = ["nsenter", f"--net=/run/netns/{space}", "--", "ip", "-batch", "-"] if quiet else \
-            ["ip", "-n", space, "-batch", "-"]
+        enter = (
+            ["nsenter", f"--net=/run/netns/{space}", "--", "ip", "-batch", "-"]
+            if quiet
+            else ["ip", "-n", space, "-batch", "-"]
+        )
         inner.append(Command(enter, input=body))
     others = [c for s in plan for c in s.do if c.argv[0] != "ip"]
     undo_others = [c for s in reversed(plan) for c in s.undo if c.argv[0] != "ip"]
     up = [Command(["ip", "-batch", "-"], input="\n".join(host) + "\n"), *inner, *others]
-    down = [*undo_others, Command(["ip", "link", "del", "group", group]),
-            Command(["ip", "-batch", "-"], input="".join(f"netns del {names(i)[0]}\n" for i in range(n)))]
+    down = [
+        *undo_others,
+        Command(["ip", "link", "del", "group", group]),
+        Command(["ip", "-batch", "-"], input="".join(f"netns del {names(i)[0]}\n" for i in range(n))),
+    ]
     return up, down
 
 
@@ -328,8 +365,13 @@ def run_reference(n: int, runner: Runner, *, quiet: bool = False) -> dict[str, A
         for command in commands:
             command.run(runner).check(what)
 
-    result = timed(n, runner, lambda: run_all(up, "reference bring-up"), lambda: run_all(down, "reference teardown"),
-                   plan_rules(network_plan(n)))
+    result = timed(
+        n,
+        runner,
+        lambda: run_all(up, "reference bring-up"),
+        lambda: run_all(down, "reference teardown"),
+        plan_rules(network_plan(n)),
+    )
     return {**result, "procs_up": len(up), "procs_down": len(down)}
 
 
@@ -439,9 +481,14 @@ def _pyroute2_timed(n: int, forks: list[int]) -> dict[str, Any]:
             netns.remove(space)
         ipr.link("del", index=ipr.link_lookup(ifname=BRIDGE)[0])
     t3 = time.perf_counter()
-    return {"up": t1 - t0, "down": t3 - t2, "procs_up": procs_up, "procs_down": forks[0] - procs_up,
-            "rss_self_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
-            "rss_child_kb": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss}
+    return {
+        "up": t1 - t0,
+        "down": t3 - t2,
+        "procs_up": procs_up,
+        "procs_down": forks[0] - procs_up,
+        "rss_self_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
+        "rss_child_kb": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss,
+    }
 
 
 def _ns(kind: str, pid: int | str = "self") -> str:
@@ -543,8 +590,11 @@ def one_run(way: str, n: int, workers: int | None, idle: float, limit: float) ->
         done = subprocess.run(box.enter_argv(argv), capture_output=True, text=True, check=False, env=env)
     # the kernel frees the sandbox's namespaces after it is closed: let it finish before the next run
     waited, share = settle(idle, limit)
-    result: dict[str, Any] = {"failed": done.stderr.strip()[-600:]} if done.returncode != 0 else json.loads(
-        done.stdout.strip().splitlines()[-1])
+    result: dict[str, Any] = (
+        {"failed": done.stderr.strip()[-600:]}
+        if done.returncode != 0
+        else json.loads(done.stdout.strip().splitlines()[-1])
+    )
     result.update(load_start=list(load), settle_s=waited, settle_idle=share)
     return result
 
@@ -555,8 +605,10 @@ def run_line(way: str, n: int, i: int, repeat: int, run: dict[str, Any]) -> str:
         figures = f"up {run['up']:.3f} s, down {run['down']:.3f} s"
     else:
         figures = (run.get("skipped") or run.get("failed") or "no result").splitlines()[-1][:80]
-    return (f"  N={n} {way:<10} run {i}/{repeat}: {figures}; load {run['load_start'][0]:.2f} at start;"
-            f" then waited {run['settle_s']:.1f} s for the CPUs to settle ({100 * run['settle_idle']:.0f}% idle)")
+    return (
+        f"  N={n} {way:<10} run {i}/{repeat}: {figures}; load {run['load_start'][0]:.2f} at start;"
+        f" then waited {run['settle_s']:.1f} s for the CPUs to settle ({100 * run['settle_idle']:.0f}% idle)"
+    )
 
 
 def median_of(runs: list[dict[str, Any]]) -> dict[str, Any]:
@@ -564,8 +616,10 @@ def median_of(runs: list[dict[str, Any]]) -> dict[str, Any]:
     if not good:
         bad = runs[0] if runs else {}
         return {"note": bad.get("skipped") or bad.get("failed") or "no run"}
-    out: dict[str, Any] = {key: statistics.median([r[key] for r in good]) for key in
-                           ("up", "down", "procs_up", "procs_down", "rss_self_kb", "rss_child_kb")}
+    out: dict[str, Any] = {
+        key: statistics.median([r[key] for r in good])
+        for key in ("up", "down", "procs_up", "procs_down", "rss_self_kb", "rss_child_kb")
+    }
     problems = sorted({r.get("problem", "") for r in good} - {""})
     out["note"] = "; ".join(problems) + (f" ({len(runs) - len(good)} runs failed)" if len(good) < len(runs) else "")
     return out
@@ -573,8 +627,10 @@ def median_of(runs: list[dict[str, Any]]) -> dict[str, Any]:
 
 def table(n: int, rows: dict[str, dict[str, Any]], repeat: int) -> str:
     base = rows.get("netnskit", {})
-    head = (f"{'way':<10} {'up s':>8} {'down s':>8} {'up ms/ns':>9} {'down ms/ns':>10} {'up x':>7} {'down x':>7}"
-            f" {'procs up':>9} {'procs down':>10} {'py MB':>6} {'child MB':>8}  note")
+    head = (
+        f"{'way':<10} {'up s':>8} {'down s':>8} {'up ms/ns':>9} {'down ms/ns':>10} {'up x':>7} {'down x':>7}"
+        f" {'procs up':>9} {'procs down':>10} {'py MB':>6} {'child MB':>8}  note"
+    )
     lines = [f"N={n} (median of {repeat}; 'x' = this way's time / netnskit's)", head, "-" * len(head)]
     for way, row in rows.items():
         if "up" not in row:
@@ -606,12 +662,16 @@ def verdicts(results: dict[int, dict[str, dict[str, Any]]]) -> list[str]:
     rf_up, rf_down = get(200, "reference", "up"), get(200, "reference", "down")
     if nk_up and nk_down and se_up and se_down:
         line(se_up / nk_up >= 8, f"N=200 up {se_up / nk_up:.1f}x faster than one process per step (target >= 8x)")
-        line(se_down / nk_down >= 40,
-             f"N=200 down {se_down / nk_down:.1f}x faster than one process per step (target >= 40x)")
+        line(
+            se_down / nk_down >= 40,
+            f"N=200 down {se_down / nk_down:.1f}x faster than one process per step (target >= 40x)",
+        )
     if nk_up and nk_down and rf_up and rf_down:
         line(nk_up / rf_up <= 1.25, f"N=200 up {nk_up / rf_up:.2f}x the cheaper-operations batch (target <= 1.25)")
-        line(nk_down / rf_down <= 1.25,
-             f"N=200 down {nk_down / rf_down:.2f}x the cheaper-operations batch (target <= 1.25)")
+        line(
+            nk_down / rf_down <= 1.25,
+            f"N=200 down {nk_down / rf_down:.2f}x the cheaper-operations batch (target <= 1.25)",
+        )
     up1k, down1k = get(1000, "netnskit", "up"), get(1000, "netnskit", "down")
     if up1k is not None and down1k is not None:
         line(up1k < 5, f"N=1000 up {up1k:.2f} s (target < 5 s)")
@@ -636,10 +696,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeat", type=int, default=3, help="runs per way and N; medians are printed")
     parser.add_argument("--ways", default=",".join(WAYS), help=f"comma-separated subset of {','.join(WAYS)}")
     parser.add_argument("--workers", type=int, default=None, help="BatchExecutor workers (default: its own)")
-    parser.add_argument("--idle", type=float, default=85.0,
-                        help="after each run, wait until the CPUs are this %% idle over 0.3 s (default 85)")
-    parser.add_argument("--settle", type=float, default=30.0,
-                        help="but wait at most this many seconds (default 30)")
+    parser.add_argument(
+        "--idle",
+        type=float,
+        default=85.0,
+        help="after each run, wait until the CPUs are this %% idle over 0.3 s (default 85)",
+    )
+    parser.add_argument("--settle", type=float, default=30.0, help="but wait at most this many seconds (default 30)")
     parser.add_argument("--json", type=Path, default=None, help="also write every run's figures to this file")
     parser.add_argument("--worker", nargs=2, metavar=("WAY", "N"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -653,8 +716,11 @@ def main(argv: list[str] | None = None) -> int:
     ways = [w for w in args.ways.split(",") if w]
     results: dict[int, dict[str, dict[str, Any]]] = {}
     raw: dict[str, Any] = {}
-    print(f"netnskit benchmark: sizes {sizes}, {args.repeat} runs each, "
-          f"{os.cpu_count()} CPUs, kernel {os.uname().release}, load average {os.getloadavg()[0]:.1f}", flush=True)
+    print(
+        f"netnskit benchmark: sizes {sizes}, {args.repeat} runs each, "
+        f"{os.cpu_count()} CPUs, kernel {os.uname().release}, load average {os.getloadavg()[0]:.1f}",
+        flush=True,
+    )
     for n in sizes:
         results[n] = {}
         for way in ways:

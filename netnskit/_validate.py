@@ -21,9 +21,7 @@ IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 # Printable ASCII only: no look-alikes, no whitespace, no '/', ':' or shell metacharacters.
 _NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*\Z")
-_NAME_RULE = (
-    "use letters, digits, '_', '.' and '-' only, starting with a letter, digit or '_'"
-)
+_NAME_RULE = "use letters, digits, '_', '.' and '-' only, starting with a letter, digit or '_'"
 PROTOCOLS = ("tcp", "udp")
 # Words `ip link set NAME ...`, `ip link del NAME` and `ip link add NAME ...` read as a keyword (or
 # a keyword abbreviation) instead of the name: found by trying each with iproute2 6.1 in a sandbox

@@ -170,8 +170,9 @@ def cmd_cleanup(args: argparse.Namespace) -> int:
 
 
 def _verbosity(parser: argparse.ArgumentParser, *, default: object) -> None:
-    parser.add_argument("-v", "--verbose", action="store_true", default=default,
-                        help="log every command run (on stderr)")
+    parser.add_argument(
+        "-v", "--verbose", action="store_true", default=default, help="log every command run (on stderr)"
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -210,10 +211,18 @@ def _network_verbs(verbs: argparse._SubParsersAction[argparse.ArgumentParser]) -
 
 
 def _sandbox_flags(parser: argparse.ArgumentParser, *, default: object) -> None:
-    parser.add_argument("--sandbox", action="store_true", default=default,
-                        help="run inside a throwaway sandbox (fresh network and mount namespaces)")
-    parser.add_argument("--batch", action="store_true", default=default,
-                        help="apply and remove with few processes (ip -batch, iptables-restore)")
+    parser.add_argument(
+        "--sandbox",
+        action="store_true",
+        default=default,
+        help="run inside a throwaway sandbox (fresh network and mount namespaces)",
+    )
+    parser.add_argument(
+        "--batch",
+        action="store_true",
+        default=default,
+        help="apply and remove with few processes (ip -batch, iptables-restore)",
+    )
 
 
 def main(argv: Sequence[str] | None = None, *, runner: Runner | None = None) -> int:

@@ -166,9 +166,7 @@ class CommandTimeoutError(CommandError):
 class StepError(NetnskitError):
     """A step of a plan failed; the steps before it were rolled back."""
 
-    def __init__(
-        self, step: str, index: int, cause: CommandError | str, rollback_errors: Sequence[str] = ()
-    ) -> None:
+    def __init__(self, step: str, index: int, cause: CommandError | str, rollback_errors: Sequence[str] = ()) -> None:
         super().__init__(step, index, cause, tuple(rollback_errors))
         self.step = step
         self.index = index
@@ -204,9 +202,7 @@ _STDERR_CLASSES: tuple[tuple[str, type[CommandError]], ...] = (
 )
 
 
-def error_for(
-    argv: Sequence[str], returncode: int, stdout: str, stderr: str, action: str = ""
-) -> CommandError:
+def error_for(argv: Sequence[str], returncode: int, stdout: str, stderr: str, action: str = "") -> CommandError:
     """Map a failed command's stderr to the most specific CommandError subclass."""
     low = stderr.lower()
     for pattern, cls in _STDERR_CLASSES:

@@ -488,9 +488,7 @@ class Route:
     """A route: a subnet (or 'default') via a gateway and/or out of a device."""
 
     destination: ipaddress.IPv4Network | ipaddress.IPv6Network | str = attrs.field(converter=_route_dst)
-    via: ipaddress.IPv4Address | ipaddress.IPv6Address | None = attrs.field(
-        default=None, converter=_optional_address
-    )
+    via: ipaddress.IPv4Address | ipaddress.IPv6Address | None = attrs.field(default=None, converter=_optional_address)
     dev: str | None = attrs.field(default=None, converter=attrs.converters.optional(v.ifname))
     netns: str | None = attrs.field(default=None, converter=v.optional_netns)
     runner: Runner = _runner_field()
@@ -520,8 +518,13 @@ class Route:
         route = [Resource("route", " ".join(self._spec()), self.netns)]
         gone = verb == "del"
         return ip(
-            self.netns, "route", verb, *self._spec(), flags=self._family(),
-            creates=() if gone else route, removes=route if gone else (),
+            self.netns,
+            "route",
+            verb,
+            *self._spec(),
+            flags=self._family(),
+            creates=() if gone else route,
+            removes=route if gone else (),
         )
 
     def add_command(self) -> Command:
@@ -699,5 +702,3 @@ def neighbours(runner: Runner, netns: str | None = None) -> list[Neighbour]:
     """The neighbour (ARP/NDP) table on the host or in ``netns``."""
     result = runner.run(ip_argv(v.optional_netns(netns), "-j", "neigh", "show"))
     return [Neighbour.from_json(d) for d in _json_list(result)]
-
-

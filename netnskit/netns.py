@@ -151,5 +151,3 @@ class Namespace:
     def neighbours(self) -> list[_link.Neighbour]:
         """The namespace's neighbour (ARP) table."""
         return _link.neighbours(self.runner, self.name)
-
-

@@ -229,9 +229,7 @@ def _setns(fd: int) -> None:
         raise OSError(code, os.strerror(code))
 
 
-def _spawn_in_netns(
-    path: str, args: list[str], **popen: Any
-) -> subprocess.Popen[str] | tuple[int, str] | None:
+def _spawn_in_netns(path: str, args: list[str], **popen: Any) -> subprocess.Popen[str] | tuple[int, str] | None:
     """Start ``args`` in the network namespace at ``path`` without an ``nsenter`` process.
 
     A short-lived thread of its own enters the namespace (setns), forks the child there and ends:

@@ -71,8 +71,10 @@ class HostState:
         """Read the host's state through ``runner`` with ip -j, sysctl and iptables-save."""
         namespaces = tuple(sorted(d["name"] for d in _json(runner, ["ip", "-j", "netns", "list"])))
         links = tuple(
-            sorted(f"{d['ifname']} {d.get('link_type', '')} {d.get('master', '')}" for d in _json(
-                runner, ["ip", "-j", "link", "show"]))
+            sorted(
+                f"{d['ifname']} {d.get('link_type', '')} {d.get('master', '')}"
+                for d in _json(runner, ["ip", "-j", "link", "show"])
+            )
         )
         addresses = tuple(
             sorted(
@@ -88,14 +90,10 @@ class HostState:
                 for r in _json(runner, ["ip", fam, "-j", "route", "show", "table", "all"])
             )
         )
-        sysctls = tuple(
-            (name, runner.run(["sysctl", "-n", name]).stdout.strip()) for name in WATCHED_SYSCTLS
-        )
+        sysctls = tuple((name, runner.run(["sysctl", "-n", name]).stdout.strip()) for name in WATCHED_SYSCTLS)
         v4 = runner.run(["iptables-save"])
         v6 = runner.run(["ip6tables-save"])
-        return cls(
-            namespaces, links, addresses, routes, sysctls, _clean_save(v4.stdout), _clean_save(v6.stdout)
-        )
+        return cls(namespaces, links, addresses, routes, sysctls, _clean_save(v4.stdout), _clean_save(v6.stdout))
 
     def diff(self, other: HostState) -> list[str]:
         """Human-readable differences between two snapshots (empty when identical)."""

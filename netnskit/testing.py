@@ -23,8 +23,7 @@ import attrs
 from netnskit.plan import Command
 from netnskit.runner import Result, in_netns
 
-__all__ = [
-    "recorded","STDERR", "FakeProcess", "FakeRunner", "Reply"]
+__all__ = ["recorded", "STDERR", "FakeProcess", "FakeRunner", "Reply"]
 
 Matcher = Sequence[str] | str | re.Pattern[str] | Callable[[list[str]], bool]
 
@@ -41,8 +40,7 @@ STDERR = {
     "iptables_no_chain": "iptables: No chain/target/match by that name.\n",
     "iptables_chain_exists": "iptables: Chain already exists.\n",
     "iptables_not_root": (
-        "iptables v1.8.9 (nf_tables): Could not fetch rule set generation id: "
-        "Permission denied (you must be root)\n"
+        "iptables v1.8.9 (nf_tables): Could not fetch rule set generation id: Permission denied (you must be root)\n"
     ),
 }
 
@@ -131,9 +129,7 @@ class FakeRunner:
         self.replies.append(Reply(match, stdout, stderr, returncode, times))
         return self
 
-    def fail(
-        self, match: Matcher, stderr: str, *, returncode: int = 1, times: int | None = None
-    ) -> FakeRunner:
+    def fail(self, match: Matcher, stderr: str, *, returncode: int = 1, times: int | None = None) -> FakeRunner:
         """Script a failure with the given stderr."""
         return self.on(match, stderr=stderr, returncode=returncode, times=times)
 

@@ -40,7 +40,6 @@ __all__ = [
 ]
 
 
-
 @attrs.frozen
 class Check:
     """One checked fact: what was checked, whether it held, and the evidence read."""
@@ -54,7 +53,6 @@ def _where(netns: str | None) -> str:
     return "the host" if netns is None else netns
 
 
-
 def check_only_loopback(runner: Runner, netns: str) -> Check:
     """``ip -j link`` in ``netns`` shows only ``lo``."""
     names = [info.name for info in links(runner, netns)]
@@ -65,8 +63,9 @@ def check_tables_empty(runner: Runner, netns: str) -> Check:
     """The ARP (neighbour) table and the routing table of ``netns`` are empty."""
     neigh = [n.address for n in neighbours(runner, netns)]
     table = [r.dst for r in routes(runner, netns)]
-    return Check(f"{netns}: ARP and routing tables are empty", not neigh and not table,
-                 f"neighbours: {neigh}, routes: {table}")
+    return Check(
+        f"{netns}: ARP and routing tables are empty", not neigh and not table, f"neighbours: {neigh}, routes: {table}"
+    )
 
 
 def check_reachable(runner: Runner, netns: str | None, address: str, *, count: int = 1) -> Check:
@@ -89,7 +88,8 @@ def check_no_reply(runner: Runner, netns: str | None, address: str, target_netns
     arrived = icmp_echo_requests(runner, target_netns) - before
     ok = got.sent == count and got.received == 0 and arrived == count
     return Check(
-        f"packets from {_where(netns)} reach {address} but no reply comes back", ok,
+        f"packets from {_where(netns)} reach {address} but no reply comes back",
+        ok,
         f"ping: {got.summary()}; echo requests counted in {target_netns}: {arrived}",
     )
 
@@ -98,18 +98,21 @@ def check_neighbour(runner: Runner, netns: str | None, address: str, mac: str | 
     """The neighbour table of ``netns`` maps ``address`` to ``mac``."""
     table = {n.address: n.mac for n in neighbours(runner, netns)}
     got = table.get(address)
-    return Check(f"{_where(netns)}'s ARP table maps {address} to {mac}", mac is not None and got == mac,
-                 f"{address} -> {got}")
+    return Check(
+        f"{_where(netns)}'s ARP table maps {address} to {mac}", mac is not None and got == mac, f"{address} -> {got}"
+    )
 
 
 def check_no_neighbours(
-    runner: Runner, netns: str | None, addresses_: Sequence[str], macs: Sequence[str | None],
+    runner: Runner,
+    netns: str | None,
+    addresses_: Sequence[str],
+    macs: Sequence[str | None],
 ) -> Check:
     """The neighbour table of ``netns`` holds none of ``addresses_`` and none of ``macs``."""
     table = [(n.address, n.mac) for n in neighbours(runner, netns)]
     bad = [(a, m) for a, m in table if a in addresses_ or (m is not None and m in macs)]
-    return Check(f"{_where(netns)}'s ARP table holds neither {', '.join(addresses_)}", not bad,
-                 f"neighbours: {table}")
+    return Check(f"{_where(netns)}'s ARP table holds neither {', '.join(addresses_)}", not bad, f"neighbours: {table}")
 
 
 def check_link_up(runner: Runner, netns: str | None, ifname: str) -> Check:
@@ -142,14 +145,20 @@ def check_address(runner: Runner, netns: str | None, ifname: str, interface: str
 
 
 def check_tcp_peer(
-    box: Sandbox, server_netns: str | None, client_netns: str | None, address: str, port: int, peer: str,
+    box: Sandbox,
+    server_netns: str | None,
+    client_netns: str | None,
+    address: str,
+    port: int,
+    peer: str,
 ) -> Check:
     """A real TCP connection from ``client_netns`` to ``address:port`` works and the server sees ``peer``."""
     got = tcp_exchange(box, server_netns, client_netns, address, port)
     ok = got.ok and got.peer == peer
     evidence = f"server saw peer {got.peer}; client got {got.reply!r}" if got.ok else f"no connection: {got.error}"
-    return Check(f"TCP {_where(client_netns)} -> {address}:{port}: {_where(server_netns)} sees it from {peer}",
-                 ok, evidence)
+    return Check(
+        f"TCP {_where(client_netns)} -> {address}:{port}: {_where(server_netns)} sees it from {peer}", ok, evidence
+    )
 
 
 def firewall_rules(runner: Runner, table: str = "nat") -> list[str]:
@@ -169,7 +178,12 @@ _ACCESS_LOG = re.compile(r'^(\S+) - - \[[^]]*\] "GET (\S+) HTTP/1\.[01]" (\d+)')
 
 
 def check_fetch(
-    runner: Runner, netns: str | None, url: str, body: str, server: Process, peer: str,
+    runner: Runner,
+    netns: str | None,
+    url: str,
+    body: str,
+    server: Process,
+    peer: str,
 ) -> Check:
     """``url`` fetched from ``netns`` returns ``body``, and the web server's access log shows ``peer``."""
     got = http_fetch(runner, netns, url)
@@ -190,5 +204,8 @@ def check_state(runner: Runner, expected: HostState, *, settle: float = 5.0) -> 
         if not diff or time.monotonic() > deadline:
             break
         time.sleep(0.2)
-    return Check("the sandbox holds nothing: its state equals the fresh sandbox's", not diff,
-                 "; ".join(diff) or "ip netns, links, addresses, routes, sysctls, iptables-save: identical")
+    return Check(
+        "the sandbox holds nothing: its state equals the fresh sandbox's",
+        not diff,
+        "; ".join(diff) or "ip netns, links, addresses, routes, sysctls, iptables-save: identical",
+    )

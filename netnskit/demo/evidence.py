@@ -38,7 +38,6 @@ def in_netns(netns: str | None, argv: Sequence[str]) -> list[str]:
     return list(argv) if netns is None else Namespace(netns).exec_argv(argv)
 
 
-
 @attrs.frozen
 class PingResult:
     """What ``ping`` reported: packets sent and received, and its error line if it could not send."""
@@ -107,8 +106,13 @@ class Exchange:
 
 
 def tcp_exchange(
-    box: Sandbox, server_netns: str | None, client_netns: str | None, address: str, port: int,
-    *, timeout: float = 3.0,
+    box: Sandbox,
+    server_netns: str | None,
+    client_netns: str | None,
+    address: str,
+    port: int,
+    *,
+    timeout: float = 3.0,
 ) -> Exchange:
     """A real TCP connection from ``client_netns`` to ``address:port`` served in ``server_netns``."""
     serve = _probe("serve", "--proto", "tcp", "--port", str(port), "--count", "1", "--timeout", str(timeout + 10))
@@ -157,6 +161,6 @@ def http_fetch(runner: Runner, netns: str | None, url: str, *, timeout: float = 
     result = runner.run(in_netns(netns, [sys.executable, "-c", _FETCH, url, str(timeout)]), timeout=timeout + 10)
     lines = result.stdout.strip().splitlines()
     answer: dict[str, Any] = json.loads(lines[-1]) if lines else {"ok": False, "error": result.stderr.strip()}
-    return Fetch(bool(answer["ok"]), int(answer.get("status", 0)), str(answer.get("body", "")),
-                 str(answer.get("error", "")))
-
+    return Fetch(
+        bool(answer["ok"]), int(answer.get("status", 0)), str(answer.get("body", "")), str(answer.get("error", ""))
+    )

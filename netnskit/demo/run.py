@@ -22,9 +22,16 @@ def run_demo(out: Out = print) -> bool:
         story.run()
     out("\n== after the sandbox is gone")
     diff = before.diff(HostState.capture(real))
-    story.record(Check("the real host is unchanged (ip netns, ip -j link/addr/route, sysctl, iptables-save)",
-                       not diff, "; ".join(diff) or "identical before and after"))
+    story.record(
+        Check(
+            "the real host is unchanged (ip netns, ip -j link/addr/route, sysctl, iptables-save)",
+            not diff,
+            "; ".join(diff) or "identical before and after",
+        )
+    )
     failed = [c for c in story.checks if not c.ok]
-    out(f"\n{len(story.checks) - len(failed)} of {len(story.checks)} checks passed"
-        + ("" if not failed else f"; failed: {', '.join(c.name for c in failed)}"))
+    out(
+        f"\n{len(story.checks) - len(failed)} of {len(story.checks)} checks passed"
+        + ("" if not failed else f"; failed: {', '.join(c.name for c in failed)}")
+    )
     return story.passed

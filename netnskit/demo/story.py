@@ -164,8 +164,9 @@ class Story:
         Bridge(BRIDGE, runner=self.do).create(up=True)
         self.make_namespaces("orange", "gray")
         for colour in COLOURS:
-            VethPair(f"veth-{colour}-br", f"veth-{colour}", peer_netns=colour, master=BRIDGE,
-                     runner=self.do).create(up=True)
+            VethPair(f"veth-{colour}-br", f"veth-{colour}", peer_netns=colour, master=BRIDGE, runner=self.do).create(
+                up=True
+            )
             Link(f"veth-{colour}", colour, runner=self.do).add_address(f"{_ip(colour)}/24")
 
     def step3(self) -> None:
@@ -257,8 +258,20 @@ class Story:
         self._webroot = tempfile.mkdtemp(prefix="netnskit-demo-")
         with open(f"{self._webroot}/index.html", "w") as page:
             page.write(PAGE)
-        argv = in_netns("blue", [sys.executable, "-u", "-m", "http.server", str(WEB_PORT),
-                                 "--bind", "0.0.0.0", "--directory", self._webroot])
+        argv = in_netns(
+            "blue",
+            [
+                sys.executable,
+                "-u",
+                "-m",
+                "http.server",
+                str(WEB_PORT),
+                "--bind",
+                "0.0.0.0",
+                "--directory",
+                self._webroot,
+            ],
+        )
         self.out(f"  $ {shlex.join(argv)} &")
         self.web = self.box.start(argv)
         if not read_line(self.web.stdout, 10).startswith("Serving HTTP"):
@@ -267,19 +280,24 @@ class Story:
 
     def forward_port(self) -> None:
         """DNAT host 192.168.1.2:80 to blue's 192.168.15.2:80."""
-        PortForward(WEB_PORT, _ip("blue"), WEB_PORT, "tcp", host_address=HOST_LAN_IP, owner=OWNER,
-                    runner=self.do).apply()
+        PortForward(
+            WEB_PORT, _ip("blue"), WEB_PORT, "tcp", host_address=HOST_LAN_IP, owner=OWNER, runner=self.do
+        ).apply()
 
     def step7(self) -> None:
         """Before the forward the LAN host is refused; after it, it fetches blue's page, and blue sees 192.168.1.3."""
         web = self.start_web_server()
         url = f"http://{HOST_LAN_IP}:{WEB_PORT}/"
         before = http_fetch(self.read, "lan", url)
-        self.record(Check(f"before the forward, lan cannot fetch {url}", not before.ok,
-                          before.error or f"HTTP {before.status}"))
+        self.record(
+            Check(f"before the forward, lan cannot fetch {url}", not before.ok, before.error or f"HTTP {before.status}")
+        )
         self.forward_port()
-        self.record(check_firewall(self.read, ["DNAT", f"{_ip('blue')}:{WEB_PORT}"],
-                                   f"the port forward to {_ip('blue')}:{WEB_PORT}"))
+        self.record(
+            check_firewall(
+                self.read, ["DNAT", f"{_ip('blue')}:{WEB_PORT}"], f"the port forward to {_ip('blue')}:{WEB_PORT}"
+            )
+        )
         self.record(check_fetch(self.read, "lan", url, PAGE, web, LAN_HOST_IP))
 
     # --- step 8 ---------------------------------------------------------------------------
@@ -293,8 +311,9 @@ class Story:
         if self._webroot is not None:
             shutil.rmtree(self._webroot, ignore_errors=True)
             self._webroot = None
-        PortForward(WEB_PORT, _ip("blue"), WEB_PORT, "tcp", host_address=HOST_LAN_IP, owner=OWNER,
-                    runner=self.do).remove()
+        PortForward(
+            WEB_PORT, _ip("blue"), WEB_PORT, "tcp", host_address=HOST_LAN_IP, owner=OWNER, runner=self.do
+        ).remove()
         NatRule(SUBNET, bridge=BRIDGE, owner=OWNER, runner=self.do).remove()
         Link("wan0", "lan", runner=self.do).delete()
         Link("lan0", runner=self.do).delete()

@@ -23,4 +23,3 @@ class Executor(Protocol):
     def remove(self, steps: Sequence[Step], runner: Runner) -> list[str]:
         """Undo every step in reverse, tolerating what is already gone; return those messages."""
         ...
-

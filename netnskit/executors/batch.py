@@ -275,6 +275,7 @@ def _grouped_link(op: _Op) -> tuple[str, int] | None:
         return None
     return links[0].name, links[0].group
 
+
 def _group_members(runner: Runner, group: int) -> set[str] | None:
     """The names of the host links in ``group``, or None if they cannot be read."""
     found = _ipjson.try_read(runner, None, "link", "show", "group", str(group))
@@ -453,9 +454,7 @@ class BatchExecutor:
                 pool.shutdown(wait=True)
         return total
 
-    def _run_wave(
-        self, wave: _Wave, runner: Runner, force: bool, pool: ThreadPoolExecutor | None
-    ) -> _Outcome:
+    def _run_wave(self, wave: _Wave, runner: Runner, force: bool, pool: ThreadPoolExecutor | None) -> _Outcome:
         if pool is not None and self.pipeline:
             return self._run_wave_pipelined(wave, runner, force, pool)
         outcome = _Outcome()

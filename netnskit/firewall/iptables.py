@@ -179,9 +179,7 @@ class Firewall:
                 undo.setdefault(rule.table, []).append(rule.line("-D"))
             for table, chain in new_chains:
                 undo.setdefault(table, []).append(f"-X {chain}")
-            steps.append(
-                Step(description, [self.restore_command(family, do)], [self.restore_command(family, undo)])
-            )
+            steps.append(Step(description, [self.restore_command(family, do)], [self.restore_command(family, undo)]))
         for s, previous in to_set:
             steps.append(Step(f"set {s.name}={s.value} (was {previous})", [s.set_command()], [s.set_command(previous)]))
         return steps
@@ -208,8 +206,7 @@ class Firewall:
         for guard in guards:
             bridge = _after(guard.spec, "-i")
             if not any(
-                r.table == "nat" and r.comment == guard.comment and _after(r.spec, "-i") == bridge
-                for r in owned
+                r.table == "nat" and r.comment == guard.comment and _after(r.spec, "-i") == bridge for r in owned
             ):
                 deletes.append(guard)
         owned = [r for r in owned if r not in deletes]
@@ -217,9 +214,7 @@ class Firewall:
         commands: list[Command] = []
         for name, (memo, previous) in sorted(saved.memos().items()):
             localnet = re.fullmatch(r"net\.ipv4\.conf\.(.+)\.route_localnet", name)
-            needed = (
-                localnet.group(1).replace("/", ".") in remaining_guards if localnet else bool(owned)
-            )
+            needed = localnet.group(1).replace("/", ".") in remaining_guards if localnet else bool(owned)
             if not needed:
                 commands.append(Sysctl(name, previous).set_command())
                 deletes.append(memo)
@@ -234,8 +229,9 @@ class Firewall:
             foreign = [r for r in saved.rules if r.table == table and r.chain in ours and not _is_ours(r)]
             if foreign:
                 # someone added rules to our chains: leave the chains (and the jumps) to them
-                log.warning("not removing netnskit's %s chains: they hold %d rule(s) not made by netnskit",
-                            table, len(foreign))
+                log.warning(
+                    "not removing netnskit's %s chains: they hold %d rule(s) not made by netnskit", table, len(foreign)
+                )
                 continue
             jumps = [r for r in saved.rules if r.table == table and r.comment == SHARED and not _OURS.match(r.chain)]
             lines.setdefault(table, []).extend(r.line("-D") for r in jumps)

@@ -137,7 +137,9 @@ class NatRule(_Ruleset):
             rules += [
                 Rule(self.family, "filter", "NETNSKIT-FORWARD", ["-s", net, *self._tag("-j", "ACCEPT")]),
                 Rule(
-                    self.family, "filter", "NETNSKIT-FORWARD",
+                    self.family,
+                    "filter",
+                    "NETNSKIT-FORWARD",
                     ["-d", net, "-m", "conntrack", "--ctstate", "RELATED,ESTABLISHED", *self._tag("-j", "ACCEPT")],
                 ),
             ]
@@ -162,9 +164,7 @@ class PortForward(_Ruleset):
 
     host_port: tuple[int, int] = attrs.field(converter=v.port_range)
     destination: ipaddress.IPv4Address | ipaddress.IPv6Address = attrs.field(converter=v.ip_address)
-    dest_port: tuple[int, int] | None = attrs.field(
-        default=None, converter=attrs.converters.optional(v.port_range)
-    )
+    dest_port: tuple[int, int] | None = attrs.field(default=None, converter=attrs.converters.optional(v.port_range))
     protocol: str = attrs.field(default="tcp", converter=v.protocol)
     host_address: ipaddress.IPv4Address | ipaddress.IPv6Address | None = attrs.field(
         default=None, converter=attrs.converters.optional(v.ip_address)
@@ -216,12 +216,22 @@ class PortForward(_Ruleset):
         if forward_accept:
             rules.append(
                 Rule(
-                    f, "filter", "NETNSKIT-FORWARD",
+                    f,
+                    "filter",
+                    "NETNSKIT-FORWARD",
                     [
-                        "-p", self.protocol, "-m", "conntrack", "--ctstate", "DNAT",
-                        "--ctreplsrc", str(self.destination),
-                        "--ctreplsrcport", _ports(self.dest_port or self.host_port, ":"),
-                        "--ctorigdstport", _ports(self.host_port, ":"),
+                        "-p",
+                        self.protocol,
+                        "-m",
+                        "conntrack",
+                        "--ctstate",
+                        "DNAT",
+                        "--ctreplsrc",
+                        str(self.destination),
+                        "--ctreplsrcport",
+                        _ports(self.dest_port or self.host_port, ":"),
+                        "--ctorigdstport",
+                        _ports(self.host_port, ":"),
                         *self._tag("-j", "ACCEPT"),
                     ],
                 )

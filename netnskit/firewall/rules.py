@@ -176,8 +176,10 @@ class SavedRules:
     def owner_rules(self, table: str | None = None) -> list[Rule]:
         """Rules of any owner (comment ``netnskit:...``) in our chains."""
         return [
-            r for r in self.rules
-            if (table is None or r.table == table) and _OURS.match(r.chain)
+            r
+            for r in self.rules
+            if (table is None or r.table == table)
+            and _OURS.match(r.chain)
             and (r.comment or "").startswith(SHARED + ":")
         ]
 
@@ -187,7 +189,7 @@ class SavedRules:
         for r in self.rules:
             comment = r.comment or ""
             if r.chain == "NETNSKIT-STATE" and comment.startswith("netnskit sysctl "):
-                name, _, previous = comment[len("netnskit sysctl "):].rpartition("=")
+                name, _, previous = comment[len("netnskit sysctl ") :].rpartition("=")
                 found[name] = (r, previous)
         return found
 

@@ -71,9 +71,7 @@ def _status(net: Network, f: _Facts) -> NetworkStatus:
         addrs = tuple(
             a for d in raw.get("addr", []) for a in AddressInfo.from_json(d) if keep is None or a.ifname in keep
         )
-        routes = tuple(
-            RouteInfo.from_json(r) for r in raw.get("route", []) if keep is None or r.get("dev") in keep
-        )
+        routes = tuple(RouteInfo.from_json(r) for r in raw.get("route", []) if keep is None or r.get("dev") in keep)
         return links, addrs, routes
 
     spaces = []

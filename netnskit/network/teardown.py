@@ -93,8 +93,9 @@ def _down(net: Network, executor: Executor) -> Teardown:
     steps = [Step(f"namespace {n}", [], [["ip", "netns", "del", n]]) for n in ours]
     steps += _link_removal(host, net.mark, net.group, names_on_host)
     # (our own links go right after the sweep: putting their forwarding back too is harmless)
-    steps += _firewall_removal(runner, lambda comment: comment == net.mark, stays=_any_network, host=host,
-                               read={4: saved})
+    steps += _firewall_removal(
+        runner, lambda comment: comment == net.mark, stays=_any_network, host=host, read={4: saved}
+    )
     gone = [f"namespace {n}" for n in net.namespace_names() if n not in netns]
     gone += [f"link {n}" for n in net.host_ifnames() if n not in host]
     already = executor.remove(steps, runner) if steps else []

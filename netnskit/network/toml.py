@@ -16,8 +16,6 @@ if TYPE_CHECKING:
     from netnskit.network.network import Network
 
 
-
-
 _TOP = {"network", "namespace", "extra_namespace", "link", "route", "port_forward"}
 _KEYS: dict[str, dict[str, tuple[type | tuple[type, ...], bool]]] = {
     # key -> (TOML types accepted, required)

@@ -31,23 +31,57 @@ def rule(action: str, chain: str, *spec: str) -> Command:
 def namespace_steps(name: str, index: int) -> list[Step]:
     host, inner = f"v{index}b", f"v{index}"
     ip = f"10.9.0.{index + 2}"
-    nat = ["POSTROUTING", "-s", f"{ip}/32", "!", "-o", "br0", "-m", "comment", "--comment", "netnskit:t",
-           "-j", "MASQUERADE"]
-    dnat = ["-p", "tcp", "-m", "addrtype", "--dst-type", "LOCAL", "--dport", str(20000 + index), "-m", "comment",
-            "--comment", "netnskit:t", "-j", "DNAT", "--to-destination", f"{ip}:80"]
+    nat = [
+        "POSTROUTING",
+        "-s",
+        f"{ip}/32",
+        "!",
+        "-o",
+        "br0",
+        "-m",
+        "comment",
+        "--comment",
+        "netnskit:t",
+        "-j",
+        "MASQUERADE",
+    ]
+    dnat = [
+        "-p",
+        "tcp",
+        "-m",
+        "addrtype",
+        "--dst-type",
+        "LOCAL",
+        "--dport",
+        str(20000 + index),
+        "-m",
+        "comment",
+        "--comment",
+        "netnskit:t",
+        "-j",
+        "DNAT",
+        "--to-destination",
+        f"{ip}:80",
+    ]
     ns = Namespace(name, runner=FakeRunner())
     pair = VethPair(host, inner, peer_netns=name, master="br0", group=int(GROUP), runner=FakeRunner())
     end = Link(inner, name, runner=FakeRunner())
     default = Route("default", GATEWAY, netns=name, runner=FakeRunner())
     return [
-        Step(f"namespace {name}", [ns.add_command(), Link("lo", name, runner=FakeRunner()).up_command()],
-             [ns.delete_command()]),
+        Step(
+            f"namespace {name}",
+            [ns.add_command(), Link("lo", name, runner=FakeRunner()).up_command()],
+            [ns.delete_command()],
+        ),
         Step(f"veth {host}", [pair.create_command(up=True), end.up_command()], [pair.delete_command()]),
         Step(f"address {name}", [end.add_address_command(f"{ip}/24")], [end.del_address_command(f"{ip}/24")]),
         Step(f"default route in {name}", [default.add_command()], [default.delete_command()]),
         Step(f"masquerade {name}", [rule("-A", *nat)], [rule("-D", *nat)]),
-        Step(f"forward {name}", [rule("-A", "PREROUTING", *dnat), rule("-A", "OUTPUT", *dnat)],
-             [rule("-D", "PREROUTING", *dnat), rule("-D", "OUTPUT", *dnat)]),
+        Step(
+            f"forward {name}",
+            [rule("-A", "PREROUTING", *dnat), rule("-A", "OUTPUT", *dnat)],
+            [rule("-D", "PREROUTING", *dnat), rule("-D", "OUTPUT", *dnat)],
+        ),
     ]
 
 
@@ -55,8 +89,11 @@ def plan(extra: dict[int, Step] | None = None) -> list[Step]:
     bridge = Bridge("br0", group=int(GROUP), runner=FakeRunner())
     br0 = Link("br0", runner=FakeRunner())
     steps = [
-        Step("bridge br0", [bridge.create_command(up=True), br0.add_address_command(f"{GATEWAY}/24")],
-             [bridge.delete_command()]),
+        Step(
+            "bridge br0",
+            [bridge.create_command(up=True), br0.add_address_command(f"{GATEWAY}/24")],
+            [bridge.delete_command()],
+        ),
     ]
     for index, name in enumerate(NAMES):
         steps += namespace_steps(name, index)
@@ -75,7 +112,9 @@ def inside(box: Sandbox, name: str) -> dict[str, object]:
     return {
         "links": sorted((str(d["ifname"]), "UP" in d.get("flags", ()), str(d.get("link_type"))) for d in j("link")),
         "addresses": sorted(
-            f"{d['ifname']} {a['local']}/{a['prefixlen']}" for d in j("addr") for a in d.get("addr_info", ())
+            f"{d['ifname']} {a['local']}/{a['prefixlen']}"
+            for d in j("addr")
+            for a in d.get("addr_info", ())
             if a.get("family") == "inet"
         ),
         "routes": sorted(json.dumps(r, sort_keys=True) for r in j("route", "show", "table", "all")),
@@ -122,14 +161,38 @@ def test_batched_network_carries_real_traffic_between_namespaces(sandbox):
     steps = plan()
     BatchExecutor().apply(steps, sandbox.runner)
     server = sandbox.start(
-        [sys.executable, "-m", "netnskit.probe", "serve", "--proto", "tcp", "--port", "80", "--count", "1",
-         "--timeout", "10"],
+        [
+            sys.executable,
+            "-m",
+            "netnskit.probe",
+            "serve",
+            "--proto",
+            "tcp",
+            "--port",
+            "80",
+            "--count",
+            "1",
+            "--timeout",
+            "10",
+        ],
         netns="blue",
     )
     assert server.stdout is not None and server.stdout.readline().strip() == "ready"
     client = sandbox.runner.run(
-        ["ip", "netns", "exec", "red", sys.executable, "-m", "netnskit.probe", "connect", "--proto", "tcp",
-         "10.9.0.3", "80"]
+        [
+            "ip",
+            "netns",
+            "exec",
+            "red",
+            sys.executable,
+            "-m",
+            "netnskit.probe",
+            "connect",
+            "--proto",
+            "tcp",
+            "10.9.0.3",
+            "80",
+        ]
     )
     assert client.ok, client.stdout + client.stderr
     reply = json.loads(client.stdout)
@@ -170,8 +233,11 @@ def test_a_failure_in_the_host_batch_rolls_back_and_leaves_the_foreign_link_that
 
 def test_a_failing_rule_rolls_back_and_is_named(sandbox):
     before = HostState.capture(sandbox.runner)
-    bad = Step("rule with no such target", [rule("-A", "POSTROUTING", "-s", "10.9.0.99", "-j", "NOSUCHTARGET")],
-               [rule("-D", "POSTROUTING", "-s", "10.9.0.99", "-j", "NOSUCHTARGET")])
+    bad = Step(
+        "rule with no such target",
+        [rule("-A", "POSTROUTING", "-s", "10.9.0.99", "-j", "NOSUCHTARGET")],
+        [rule("-D", "POSTROUTING", "-s", "10.9.0.99", "-j", "NOSUCHTARGET")],
+    )
     steps = plan({0: bad})
     with pytest.raises(StepError) as info:
         BatchExecutor().apply(steps, sandbox.runner)
@@ -208,14 +274,24 @@ def test_a_network_plan_batched_gives_the_serial_state_and_down_leaves_the_host_
     from netnskit.network import ForwardSpec, NamespaceSpec, Network
 
     spaces = ("n-a", "n-b", "n-c")
-    net = Network(name="batchtest", bridge="bt0", subnet="10.77.0.0/24", gateway="10.77.0.1",
-                  namespaces=[NamespaceSpec(name=n, host_ifname=f"bt-{n}") for n in spaces], masquerade=True,
-                  port_forwards=[ForwardSpec(18080 + i, n, 80) for i, n in enumerate(spaces)], runner=sandbox.runner)
+    net = Network(
+        name="batchtest",
+        bridge="bt0",
+        subnet="10.77.0.0/24",
+        gateway="10.77.0.1",
+        namespaces=[NamespaceSpec(name=n, host_ifname=f"bt-{n}") for n in spaces],
+        masquerade=True,
+        port_forwards=[ForwardSpec(18080 + i, n, 80) for i, n in enumerate(spaces)],
+        runner=sandbox.runner,
+    )
 
     def state() -> tuple[HostState, dict[str, dict[str, object]]]:
         host = HostState.capture(sandbox.runner)
-        host = attrs.evolve(host, addresses=tuple(a for a in host.addresses if " fe80:" not in a),
-                            routes=tuple(r for r in host.routes if "fe80:" not in r))
+        host = attrs.evolve(
+            host,
+            addresses=tuple(a for a in host.addresses if " fe80:" not in a),
+            routes=tuple(r for r in host.routes if "fe80:" not in r),
+        )
         return host, {n: inside(sandbox, n) for n in spaces}
 
     before = HostState.capture(sandbox.runner)

@@ -65,8 +65,24 @@ def foreign_rules(backend: str, family: int) -> list[list[str]]:
     ipt = Backend(backend).binary(family)
     one, two, net = ("fd99::1", "fd99::2", "fd99::/64") if family == 6 else ("10.99.0.1", "10.99.0.2", "10.99.0.0/24")
     return [
-        [ipt, "-w", "-t", "nat", "-A", "PREROUTING", "-d", one, "-p", "tcp", "--dport", "9",
-         "-j", "DNAT", "--to-destination", f"[{two}]" if family == 6 else two],
+        [
+            ipt,
+            "-w",
+            "-t",
+            "nat",
+            "-A",
+            "PREROUTING",
+            "-d",
+            one,
+            "-p",
+            "tcp",
+            "--dport",
+            "9",
+            "-j",
+            "DNAT",
+            "--to-destination",
+            f"[{two}]" if family == 6 else two,
+        ],
         [ipt, "-w", "-t", "nat", "-A", "OUTPUT", "-d", one, "-j", "RETURN"],
         [ipt, "-w", "-t", "nat", "-A", "POSTROUTING", "-s", net, "-j", "MASQUERADE"],
         [ipt, "-w", "-t", "filter", "-A", "FORWARD", "-s", net, "-j", "ACCEPT"],
@@ -133,8 +149,25 @@ def lab(request: pytest.FixtureRequest) -> Iterator[tuple[Sandbox, str]]:
 
 
 def serve(box: Sandbox, netns: str, proto: str, port: int, bind: str = "0.0.0.0") -> subprocess.Popen[str]:
-    server = box.start([PY, "-m", "netnskit.probe", "serve", "--proto", proto, "--port", str(port),
-                        "--bind", bind, "--count", "1", "--timeout", "10"], netns=netns)
+    server = box.start(
+        [
+            PY,
+            "-m",
+            "netnskit.probe",
+            "serve",
+            "--proto",
+            proto,
+            "--port",
+            str(port),
+            "--bind",
+            bind,
+            "--count",
+            "1",
+            "--timeout",
+            "10",
+        ],
+        netns=netns,
+    )
     assert server.stdout is not None
     assert server.stdout.readline().strip() == "ready"
     return server
@@ -281,8 +314,24 @@ def test_loopback_guard_drops_127_traffic_arriving_on_the_bridge(fresh):
         ["ip", "-n", "blue", "route", "add", "127.0.0.9/32", "via", HOST_BR],
     ):
         box.run(argv).check()
-    server = box.start([PY, "-m", "netnskit.probe", "serve", "--proto", "udp", "--port", "7002",
-                        "--bind", "127.0.0.9", "--count", "1", "--timeout", "2"])
+    server = box.start(
+        [
+            PY,
+            "-m",
+            "netnskit.probe",
+            "serve",
+            "--proto",
+            "udp",
+            "--port",
+            "7002",
+            "--bind",
+            "127.0.0.9",
+            "--count",
+            "1",
+            "--timeout",
+            "2",
+        ]
+    )
     assert server.stdout is not None
     assert server.stdout.readline().strip() == "ready"
     result = connect(box, "blue", "udp", "127.0.0.9", 7002, timeout=1)
@@ -330,7 +379,8 @@ def test_foreign_rules_stay_in_place_around_ours(fresh):
     for argv in late:
         box.run(argv).check()
     expected_foreign = [
-        line for line in box.run([Backend(backend).binary(4, "save")]).check().stdout.splitlines()
+        line
+        for line in box.run([Backend(backend).binary(4, "save")]).check().stdout.splitlines()
         if line.startswith("-A ") and "netnskit" not in line
     ]
     fwd.remove()

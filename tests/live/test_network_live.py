@@ -83,7 +83,12 @@ def test_seed_up_check_down_leaves_the_host_identical(sandbox: Sandbox, executor
 
     # what the kernel did, read independently
     assert sorted(d["name"] for d in j(sandbox, "ip", "-j", "netns", "list")) == [
-        "blue", "gray", "internet", "lan", "orange", "red",
+        "blue",
+        "gray",
+        "internet",
+        "lan",
+        "orange",
+        "red",
     ]
     links = {d["ifname"]: d for d in j(sandbox, "ip", "-d", "-j", "link", "show")}
     for name in ("veth-red", "veth-blue", "veth-orange", "veth-gray"):
@@ -126,9 +131,16 @@ def test_ipv6_link_local_and_multicast_snooping_as_chosen(
     sandbox: Sandbox, executor: type[Executor], keep: bool
 ) -> None:
     before = HostState.capture(sandbox.runner)
-    net = Network(name="v6", bridge="br-v6", subnet="10.77.0.0/24", gateway="10.77.0.1",
-                  namespaces=[{"name": "a", "host_ifname": "v6-a"}, {"name": "b", "host_ifname": "v6-b"}],
-                  ipv6_link_local=keep, multicast_snooping=keep, runner=sandbox.runner)
+    net = Network(
+        name="v6",
+        bridge="br-v6",
+        subnet="10.77.0.0/24",
+        gateway="10.77.0.1",
+        namespaces=[{"name": "a", "host_ifname": "v6-a"}, {"name": "b", "host_ifname": "v6-b"}],
+        ipv6_link_local=keep,
+        multicast_snooping=keep,
+        runner=sandbox.runner,
+    )
     net.up(executor=executor())
     bridge = j(sandbox, "ip", "-d", "-j", "link", "show", "br-v6")[0]
     assert bridge["linkinfo"]["info_data"]["mcast_snooping"] == (1 if keep else 0)
@@ -136,8 +148,9 @@ def test_ipv6_link_local_and_multicast_snooping_as_chosen(
         link = j(sandbox, "ip", "-n", name, "-d", "-j", "link", "show", "eth0")[0]
         assert link["inet6_addr_gen_mode"] == ("eui64" if keep else "none")
         assert link["operstate"] == "UP"
-        families = sorted(a["family"] for a in j(sandbox, "ip", "-n", name, "-j", "addr", "show", "dev", "eth0")[0]
-                          ["addr_info"])
+        families = sorted(
+            a["family"] for a in j(sandbox, "ip", "-n", name, "-j", "addr", "show", "dev", "eth0")[0]["addr_info"]
+        )
         assert families == (["inet", "inet6"] if keep else ["inet"])
         # lo keeps ::1 either way
         lo = j(sandbox, "ip", "-n", name, "-j", "addr", "show", "dev", "lo")[0]["addr_info"]
@@ -201,9 +214,7 @@ def test_context_manager_tears_down(sandbox: Sandbox) -> None:
 
 
 @pytest.mark.parametrize("executor", EXECUTORS)
-def test_a_failure_at_every_command_of_up_leaves_the_host_identical(
-    sandbox: Sandbox, executor: type[Executor]
-) -> None:
+def test_a_failure_at_every_command_of_up_leaves_the_host_identical(sandbox: Sandbox, executor: type[Executor]) -> None:
     before = HostState.capture(sandbox.runner)
     counting = Recording(sandbox.runner)
     net = Network.from_toml(SEED, runner=counting)
@@ -266,7 +277,10 @@ def test_sigkill_after_every_command_of_up_then_down_restores_the_host(sandbox: 
     for k in range(total + 1):
         child = subprocess.run(
             [sys.executable, "-c", _KILLER, str(sandbox.pid), str(k), str(SEED), _READ.pattern, "up", executor],
-            capture_output=True, text=True, timeout=120, check=False,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
         )
         if k < total:
             assert child.returncode == -9, (k, child.stdout, child.stderr)
@@ -290,7 +304,10 @@ def test_sigkill_after_every_command_of_down_then_down_again_restores_the_host(s
         net.up()
         child = subprocess.run(
             [sys.executable, "-c", _KILLER, str(sandbox.pid), str(k), str(SEED), _READ.pattern, "down", "serial"],
-            capture_output=True, text=True, timeout=120, check=False,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
         )
         assert child.returncode == -9, (k, child.stdout, child.stderr)
         teardown = net.down()
@@ -331,8 +348,13 @@ def test_cleanup_removes_every_netnskit_leftover_and_nothing_else(sandbox: Sandb
     before = HostState.capture(sandbox.runner)
     Network.from_toml(SEED, runner=sandbox.runner).up()
     other = Network(
-        name="other", bridge="br-other", subnet="10.77.0.0/24", gateway="10.77.0.1",
-        namespaces=["o1", "o2"], masquerade=True, runner=sandbox.runner,
+        name="other",
+        bridge="br-other",
+        subnet="10.77.0.0/24",
+        gateway="10.77.0.1",
+        namespaces=["o1", "o2"],
+        masquerade=True,
+        runner=sandbox.runner,
     )
     other.up()
     teardown = cleanup(sandbox.runner)
@@ -361,7 +383,12 @@ def test_cli_verbs_in_a_sandbox_leave_the_real_host_alone(sandbox: Sandbox) -> N
     data = json.loads(status.stdout)
     assert data["up"] is True and data["missing"] == []
     assert sorted(link["name"] for link in data["host_links"]) == [
-        "v-lan", "v-net-0", "veth-blue", "veth-gray", "veth-orange", "veth-red",
+        "v-lan",
+        "v-net-0",
+        "veth-blue",
+        "veth-gray",
+        "veth-orange",
+        "veth-red",
     ]
     up = netnskit_cli("--sandbox", "--batch", "-v", "up", str(SEED))
     assert up.returncode == 0, up.stderr
@@ -387,7 +414,11 @@ def test_per_link_forwarding_of_others_is_kept_and_of_no_one_put_back(sandbox: S
         return sandbox.run(["sysctl", "-n", f"net/ipv4/conf/{ifname}/forwarding"]).check().stdout.strip()
 
     other = Network(
-        name="other", bridge="br-other", subnet="10.77.0.0/24", gateway="10.77.0.1", namespaces=["o1"],
+        name="other",
+        bridge="br-other",
+        subnet="10.77.0.0/24",
+        gateway="10.77.0.1",
+        namespaces=["o1"],
         runner=sandbox.runner,
     )
     other.up()

@@ -79,8 +79,9 @@ _NETWORK = textwrap.dedent(
 
 
 def _inside(sandbox: Sandbox, script: str) -> dict[str, object]:
-    done = subprocess.run(sandbox.enter_argv([sys.executable, "-c", script]), capture_output=True, text=True,
-                          timeout=120, check=False)
+    done = subprocess.run(
+        sandbox.enter_argv([sys.executable, "-c", script]), capture_output=True, text=True, timeout=120, check=False
+    )
     assert done.returncode == 0, done.stderr
     result: dict[str, object] = json.loads(done.stdout.strip().splitlines()[-1])
     return result

@@ -75,8 +75,9 @@ def test_sandbox_work_is_invisible_on_the_real_host(sandbox: Sandbox) -> None:
     assert during.diff(before) == []
     real_netns = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True, check=True).stdout
     assert "sbx-a" not in real_netns
-    real_links = json.loads(subprocess.run(["ip", "-j", "link", "show"], capture_output=True, text=True,
-                                           check=True).stdout)
+    real_links = json.loads(
+        subprocess.run(["ip", "-j", "link", "show"], capture_output=True, text=True, check=True).stdout
+    )
     assert not [d for d in real_links if d["ifname"].startswith("sbx-")]
     real_save = subprocess.run(["iptables-save"], capture_output=True, text=True, check=True).stdout
     assert "10.77.0.0/24" not in real_save and "sbxtest" not in real_save
@@ -118,8 +119,9 @@ def test_processes_started_inside_are_ended(sandbox: Sandbox) -> None:
 
 def test_netnskit_demo_exits_0_and_leaves_the_real_host_unchanged(sandbox: Sandbox) -> None:
     before = real_state()
-    done = subprocess.run([sys.executable, "-m", "netnskit", "demo"], capture_output=True, text=True, timeout=600,
-                          check=False)
+    done = subprocess.run(
+        [sys.executable, "-m", "netnskit", "demo"], capture_output=True, text=True, timeout=600, check=False
+    )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert "[FAIL]" not in done.stdout
     assert "$ ip netns add red" in done.stdout  # the commands are shown as they run

@@ -46,8 +46,11 @@ def link_names(box: Sandbox, netns: str | None = None) -> list[str]:
 
 def ipv4(box: Sandbox, netns: str | None, ifname: str) -> list[str]:
     where = ["-n", netns] if netns else []
-    return [f"{a['local']}/{a['prefixlen']}" for d in ipj(box, *where, "-4", "addr", "show", "dev", ifname)
-            for a in d.get("addr_info", ())]
+    return [
+        f"{a['local']}/{a['prefixlen']}"
+        for d in ipj(box, *where, "-4", "addr", "show", "dev", ifname)
+        for a in d.get("addr_info", ())
+    ]
 
 
 def mac(box: Sandbox, netns: str, ifname: str) -> str:

@@ -54,9 +54,24 @@ def test_every_name_in_all_exists():
 
 
 def test_issue_names_are_exported():
-    for name in ("Namespace", "VethPair", "Bridge", "NatRule", "PortForward", "Runner", "LiveRunner", "Result",
-                 "NetnskitError", "ValidationError", "CommandNotFoundError", "CommandError", "AlreadyExistsError",
-                 "NotFoundError", "PermissionDeniedError", "CommandTimeoutError"):
+    for name in (
+        "Namespace",
+        "VethPair",
+        "Bridge",
+        "NatRule",
+        "PortForward",
+        "Runner",
+        "LiveRunner",
+        "Result",
+        "NetnskitError",
+        "ValidationError",
+        "CommandNotFoundError",
+        "CommandError",
+        "AlreadyExistsError",
+        "NotFoundError",
+        "PermissionDeniedError",
+        "CommandTimeoutError",
+    ):
         assert name in netnskit.__all__
 
 
@@ -68,7 +83,8 @@ def test_fake_runner_lives_in_netnskit_testing():
 
 def _modules() -> list[ModuleType]:
     names = [netnskit.__name__] + [
-        info.name for info in pkgutil.walk_packages(netnskit.__path__, prefix="netnskit.")
+        info.name
+        for info in pkgutil.walk_packages(netnskit.__path__, prefix="netnskit.")
         if not info.name.endswith("__main__")  # importing it would run the command line
     ]
     return [importlib.import_module(name) for name in sorted(names)]
@@ -120,17 +136,28 @@ def test_every_public_name_has_a_docstring():
 
 def test_the_walk_really_sees_the_library():
     seen = {q for m in _modules() for q, _ in _public(m)}
-    assert {"netnskit.netns.Namespace", "netnskit.runner.LiveRunner", "netnskit.testing.FakeRunner",
-            "netnskit._validate.ifname"} <= seen
+    assert {
+        "netnskit.netns.Namespace",
+        "netnskit.runner.LiveRunner",
+        "netnskit.testing.FakeRunner",
+        "netnskit._validate.ifname",
+    } <= seen
     members = {q for q, _ in _members("Namespace", netnskit.Namespace)}
     assert {"Namespace.create", "Namespace.names", "Namespace.inside"} <= members
 
 
 @pytest.mark.parametrize(
     "obj",
-    [netnskit.Namespace("red"), netnskit.Link("eth0"), netnskit.VethPair("v0", "v1"), netnskit.Bridge("br0"),
-     netnskit.Route("default", "192.168.15.2"), netnskit.NatRule("192.168.15.0/24"),
-     netnskit.PortForward(8080, "192.168.15.2"), netnskit.Result(["true"])],
+    [
+        netnskit.Namespace("red"),
+        netnskit.Link("eth0"),
+        netnskit.VethPair("v0", "v1"),
+        netnskit.Bridge("br0"),
+        netnskit.Route("default", "192.168.15.2"),
+        netnskit.NatRule("192.168.15.0/24"),
+        netnskit.PortForward(8080, "192.168.15.2"),
+        netnskit.Result(["true"]),
+    ],
     ids=lambda obj: type(obj).__name__,
 )
 def test_objects_are_frozen(obj):

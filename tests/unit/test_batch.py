@@ -20,7 +20,6 @@ from netnskit.testing import FakeRunner
 GROUP = "77"
 
 
-
 def ns_batch(name: str) -> tuple[str, ...]:
     """The argv of one namespace's batch, as the runner records it (told the namespace: nsenter --net)."""
     return ("nsenter", f"--net=/run/netns/{name}", "--", "ip", "-batch", "-")
@@ -31,9 +30,12 @@ def masquerade(action: str, addr: str) -> Command:
     words = [action, "POSTROUTING", "-s", addr, "-m", "comment", "--comment", "netnskit:t", "-j", "MASQUERADE"]
     rule = [Resource("rule", "nat " + " ".join(words[1:]))]
     return Command(
-        ["iptables", "-w", "-t", "nat", *words], tool="iptables", channel="iptables-restore",
+        ["iptables", "-w", "-t", "nat", *words],
+        tool="iptables",
+        channel="iptables-restore",
         batch=Batchable(["iptables-restore"], " ".join(words), section="nat", style="tables"),
-        creates=rule if action == "-A" else (), removes=rule if action == "-D" else (),
+        creates=rule if action == "-A" else (),
+        removes=rule if action == "-D" else (),
     )
 
 
@@ -45,8 +47,11 @@ def namespace_steps(name: str, index: int) -> list[Step]:
     pair = VethPair(host, inner, peer_netns=name, master="br0", group=int(GROUP), runner=FakeRunner())
     end = Link(inner, name, runner=FakeRunner())
     return [
-        Step(f"namespace {name}", [ns.add_command(), Link("lo", name, runner=FakeRunner()).up_command()],
-             [ns.delete_command()]),
+        Step(
+            f"namespace {name}",
+            [ns.add_command(), Link("lo", name, runner=FakeRunner()).up_command()],
+            [ns.delete_command()],
+        ),
         Step(f"veth {host}", [pair.create_command(up=True), end.up_command()], [pair.delete_command()]),
         Step(f"address {name}", [end.add_address_command(addr)], [end.del_address_command(addr)]),
         Step(f"masquerade {name}", [masquerade("-A", addr)], [masquerade("-D", addr)]),
@@ -55,8 +60,11 @@ def namespace_steps(name: str, index: int) -> list[Step]:
 
 def plan() -> list[Step]:
     bridge = Bridge("br0", group=int(GROUP), runner=FakeRunner())
-    return [Step("bridge br0", [bridge.create_command(up=True)], [bridge.delete_command()]),
-            *namespace_steps("red", 0), *namespace_steps("blue", 1)]
+    return [
+        Step("bridge br0", [bridge.create_command(up=True)], [bridge.delete_command()]),
+        *namespace_steps("red", 0),
+        *namespace_steps("blue", 1),
+    ]
 
 
 RESTORE_ADD = (
@@ -79,10 +87,18 @@ def test_an_interleaved_plan_becomes_one_host_batch_then_one_batch_per_namespace
     assert [[b.command for b in stage] for stage in stages] == [
         [Command(["ip", "-batch", "-"], input=HOST_UP, tool="ip")],
         [
-            Command(["ip", "-batch", "-"], netns="red", tool="ip",
-                    input="link set lo up\nlink set v0 up\naddr add 10.9.0.2/24 dev v0\n"),
-            Command(["ip", "-batch", "-"], netns="blue", tool="ip",
-                    input="link set lo up\nlink set v1 up\naddr add 10.9.0.3/24 dev v1\n"),
+            Command(
+                ["ip", "-batch", "-"],
+                netns="red",
+                tool="ip",
+                input="link set lo up\nlink set v0 up\naddr add 10.9.0.2/24 dev v0\n",
+            ),
+            Command(
+                ["ip", "-batch", "-"],
+                netns="blue",
+                tool="ip",
+                input="link set lo up\nlink set v1 up\naddr add 10.9.0.3/24 dev v1\n",
+            ),
             Command(["iptables-restore", "-w", "--noflush"], input=RESTORE_ADD, tool="iptables"),
         ],
     ]
@@ -106,8 +122,7 @@ def test_apply_in_parallel_runs_the_same_processes():
         fake = FakeRunner()
         BatchExecutor(workers=4, pipeline=pipeline).apply(plan(), fake)
         assert sorted(map(tuple, fake.argvs)) == sorted(
-            [("ip", "-batch", "-"), ns_batch("red"), ns_batch("blue"),
-             ("iptables-restore", "-w", "--noflush")]
+            [("ip", "-batch", "-"), ns_batch("red"), ns_batch("blue"), ("iptables-restore", "-w", "--noflush")]
         )
         # a namespace's batch starts only after the host lines that make its veth
         host = fake.argvs.index(["ip", "-batch", "-"])
@@ -128,8 +143,10 @@ def test_a_pipelined_host_batch_is_cut_in_chunks_and_namespaces_start_as_their_v
 def test_a_failing_namespace_line_names_its_step_command_and_message_then_rolls_back():
     fake = FakeRunner()
     fake.fail(list(ns_batch("blue")), "Error: ipv4: Address already assigned.\nCommand failed -:3\n")
-    fake.on(["ip", "-j", "link", "show", "group", GROUP], stdout=json.dumps(
-        [{}, {"ifname": "br0"}, {"ifname": "v0b"}, {"ifname": "v1b"}]))
+    fake.on(
+        ["ip", "-j", "link", "show", "group", GROUP],
+        stdout=json.dumps([{}, {"ifname": "br0"}, {"ifname": "v0b"}, {"ifname": "v1b"}]),
+    )
     with pytest.raises(StepError) as info:
         BatchExecutor(workers=1).apply(plan(), fake)
     err = info.value
@@ -158,7 +175,7 @@ def test_a_failing_namespace_line_names_its_step_command_and_message_then_rolls_
 
 def test_a_failing_host_line_stops_before_the_namespace_batches():
     fake = FakeRunner()
-    fake.fail(["ip", "-batch", "-"], 'RTNETLINK answers: File exists\nCommand failed -:3\n')
+    fake.fail(["ip", "-batch", "-"], "RTNETLINK answers: File exists\nCommand failed -:3\n")
     fake.on(["ip", "-j", "link", "show", "group", GROUP], stdout=json.dumps([{}, {"ifname": "br0"}]))
     with pytest.raises(StepError) as info:
         BatchExecutor(workers=1).apply(plan(), fake)
@@ -175,8 +192,11 @@ def test_a_failing_host_line_stops_before_the_namespace_batches():
 
 def test_a_failing_restore_line_names_its_rule():
     fake = FakeRunner()
-    fake.fail(["iptables-restore", "-w", "--noflush"],
-              "iptables-restore: line 3 failed: No chain/target/match by that name.\n", times=1)
+    fake.fail(
+        ["iptables-restore", "-w", "--noflush"],
+        "iptables-restore: line 3 failed: No chain/target/match by that name.\n",
+        times=1,
+    )
     fake.on(["ip", "-j", "link", "show", "group", GROUP], stdout="[]")
     with pytest.raises(StepError) as info:
         BatchExecutor(workers=1).apply(plan(), fake)
@@ -187,8 +207,7 @@ def test_a_failing_restore_line_names_its_rule():
 
 def test_remove_uses_one_group_delete_when_the_group_holds_only_this_plans_links():
     fake = FakeRunner()
-    fake.on(["ip", "-j", "link", "show", "group", GROUP],
-            stdout=json.dumps([{}, {"ifname": "br0"}, {"ifname": "v1b"}]))
+    fake.on(["ip", "-j", "link", "show", "group", GROUP], stdout=json.dumps([{}, {"ifname": "br0"}, {"ifname": "v1b"}]))
     gone = BatchExecutor(workers=1).remove(plan(), fake)
     assert fake.argvs == [
         ["ip", "-j", "link", "show", "group", GROUP],
@@ -201,8 +220,10 @@ def test_remove_uses_one_group_delete_when_the_group_holds_only_this_plans_links
 
 def test_remove_deletes_link_by_link_when_the_group_holds_a_foreign_link():
     fake = FakeRunner()
-    fake.on(["ip", "-j", "link", "show", "group", GROUP],
-            stdout=json.dumps([{}, {"ifname": "br0"}, {"ifname": "v0b"}, {"ifname": "v1b"}, {"ifname": "theirs"}]))
+    fake.on(
+        ["ip", "-j", "link", "show", "group", GROUP],
+        stdout=json.dumps([{}, {"ifname": "br0"}, {"ifname": "v0b"}, {"ifname": "v1b"}, {"ifname": "theirs"}]),
+    )
     BatchExecutor(workers=1).remove(plan(), fake)
     assert fake.inputs[1] == "link del v1b\nnetns del blue\nlink del v0b\nnetns del red\nlink del br0\n"
 
@@ -210,8 +231,10 @@ def test_remove_deletes_link_by_link_when_the_group_holds_a_foreign_link():
 def test_remove_reports_what_is_gone_and_raises_on_a_real_failure():
     fake = FakeRunner()
     fake.on(["ip", "-j", "link", "show", "group", GROUP], stdout="[]")
-    fake.fail(["ip", "-force", "-batch", "-"],
-              'Cannot remove namespace file "/run/netns/blue": No such file or directory\nCommand failed -:1\n')
+    fake.fail(
+        ["ip", "-force", "-batch", "-"],
+        'Cannot remove namespace file "/run/netns/blue": No such file or directory\nCommand failed -:1\n',
+    )
     gone = BatchExecutor(workers=1).remove(plan(), fake)
     assert len(gone) == 4  # three links (group empty) and namespace blue
     assert any("netns del blue" in g and "No such file" in g for g in gone)
@@ -224,8 +247,11 @@ def test_remove_reports_what_is_gone_and_raises_on_a_real_failure():
 def test_a_missing_rule_on_removal_is_gone_and_the_others_are_still_deleted():
     fake = FakeRunner()
     fake.on(["ip", "-j", "link", "show", "group", GROUP], stdout="[]")
-    fake.fail(["iptables-restore", "-w", "--noflush"],
-              "iptables-restore: line 2 failed: Bad rule (does a matching rule exist in that chain?).\n", times=1)
+    fake.fail(
+        ["iptables-restore", "-w", "--noflush"],
+        "iptables-restore: line 2 failed: Bad rule (does a matching rule exist in that chain?).\n",
+        times=1,
+    )
     gone = BatchExecutor(workers=1).remove(plan(), fake)
     restores = [i for i, a in enumerate(fake.argvs) if a[0] == "iptables-restore"]
     assert len(restores) == 2
@@ -259,11 +285,25 @@ def test_what_no_batch_can_carry_runs_alone_in_its_place():
     steps = [
         Step("ns", [red.add_command(), Link("lo", "red", runner=FakeRunner()).up_command()]),
         Step("sysctl", [sysctl(None, "net.ipv4.ip_forward", "1")]),
-        Step("alias", [Bridge("b0", runner=FakeRunner()).create_command(),
-                       Link("b0", runner=FakeRunner()).set_command("alias", "has space")]),
+        Step(
+            "alias",
+            [
+                Bridge("b0", runner=FakeRunner()).create_command(),
+                Link("b0", runner=FakeRunner()).set_command("alias", "has space"),
+            ],
+        ),
         Step("exec", [Command(red.exec_argv(["true"]))]),  # no channel: a barrier
-        Step("rules", [Command(["iptables-restore", "-w", "--noflush"], input="*nat\nCOMMIT\n",
-                               tool="iptables", channel="iptables-restore")]),
+        Step(
+            "rules",
+            [
+                Command(
+                    ["iptables-restore", "-w", "--noflush"],
+                    input="*nat\nCOMMIT\n",
+                    tool="iptables",
+                    channel="iptables-restore",
+                )
+            ],
+        ),
     ]
     stages = [[b.command.host_argv() for b in stage] for stage in batches(steps)]
     assert stages == [
@@ -292,8 +332,14 @@ def test_undo_batches_skip_commands_inside_namespaces_the_teardown_deletes():
     stages = batches(plan(), undo=True)
     flat = [b.command for stage in stages for b in stage]
     assert not any(c.netns is not None for c in flat)
-    assert Command(["ip", "-force", "-batch", "-"], tool="ip",
-                   input="link del v1b\nnetns del blue\nlink del v0b\nnetns del red\nlink del br0\n") in flat
+    assert (
+        Command(
+            ["ip", "-force", "-batch", "-"],
+            tool="ip",
+            input="link del v1b\nnetns del blue\nlink del v0b\nnetns del red\nlink del br0\n",
+        )
+        in flat
+    )
 
 
 class BlueRuleFails(FakeRunner):
@@ -302,8 +348,11 @@ class BlueRuleFails(FakeRunner):
     def run(self, argv, *, input=None, timeout=None, netns=None):  # type: ignore[no-untyped-def]
         if argv[0] == "iptables-restore" and input and "-A POSTROUTING -s 10.9.0.3/24" in input:
             commit = input.splitlines().index("COMMIT") + 1
-            self.fail(list(argv), f"iptables-restore v1.8.9 (nf_tables): Chain 'X' does not exist\n"
-                                  f"Error occurred at line: {commit}\n", times=1)
+            self.fail(
+                list(argv),
+                f"iptables-restore v1.8.9 (nf_tables): Chain 'X' does not exist\nError occurred at line: {commit}\n",
+                times=1,
+            )
         return super().run(argv, input=input, timeout=timeout, netns=netns)
 
 
@@ -386,8 +435,11 @@ def test_a_namespace_starts_once_its_own_veth_is_made_even_when_every_peer_is_ca
         pair = VethPair(f"v{i}b", "eth0", peer_netns=name, runner=FakeRunner())
         steps += [
             Step(f"namespace {name}", [ns.add_command()], [ns.delete_command()]),
-            Step(f"veth {name}", [pair.create_command(), Link("eth0", name, runner=FakeRunner()).up_command()],
-                 [pair.delete_command()]),
+            Step(
+                f"veth {name}",
+                [pair.create_command(), Link("eth0", name, runner=FakeRunner()).up_command()],
+                [pair.delete_command()],
+            ),
         ]
     runner = WaitsForFirstNamespace()
     BatchExecutor(workers=2, pipeline=True, chunks=4, chunk=2).apply(steps, runner)
@@ -409,9 +461,7 @@ def test_many_namespaces_are_made_by_a_few_processes_at_once(monkeypatch, pipeli
     host = [fake.inputs[i] for i, a in enumerate(fake.argvs) if a == ["ip", "-batch", "-"]]
     adds = [text for text in host if text.startswith("netns add")]
     # two processes (2 CPUs), every other namespace each, and nothing else in them
-    assert sorted(adds) == sorted(
-        "".join(f"netns add n{i}\n" for i in range(k, 60, 2)) for k in (0, 1)
-    )
+    assert sorted(adds) == sorted("".join(f"netns add n{i}\n" for i in range(k, 60, 2)) for k in (0, 1))
     rest = "".join(text for text in host if not text.startswith("netns add"))
     assert "netns add" not in rest and rest.count("link add") == 60
 
@@ -433,8 +483,12 @@ def test_a_failing_netns_add_in_one_process_names_its_step_and_undoes_the_others
             result = super().run(argv, input=input, timeout=timeout, netns=netns)
             if netns is None and list(argv) == ["ip", "-batch", "-"] and input and "netns add n13\n" in input:
                 line = input.splitlines().index("netns add n13") + 1
-                return Result(argv, 1, "", f'Cannot create namespace file "/run/netns/n13": File exists\n'
-                                           f"Command failed -:{line}\n")
+                return Result(
+                    argv,
+                    1,
+                    "",
+                    f'Cannot create namespace file "/run/netns/n13": File exists\nCommand failed -:{line}\n',
+                )
             return result
 
     fake = FailsN13()
@@ -456,8 +510,11 @@ def test_a_new_kind_of_link_is_routed_by_its_fields_alone():
     vlan = Vlan("eth0.10", "eth0", 10, netns="red", runner=FakeRunner())
     steps = [
         Step("ns", [red.add_command()], [red.delete_command()]),
-        Step("vlan", [vlan.create_command(), vlan.link.mtu_command(1400), vlan.link.up_command()],
-             [vlan.delete_command()]),
+        Step(
+            "vlan",
+            [vlan.create_command(), vlan.link.mtu_command(1400), vlan.link.up_command()],
+            [vlan.delete_command()],
+        ),
     ]
     stages = batches(steps)
     assert [[(b.command.netns, b.command.input) for b in stage] for stage in stages] == [
@@ -472,12 +529,18 @@ def test_a_new_kind_of_link_is_routed_by_its_fields_alone():
 
 def test_a_tool_run_inside_a_namespace_keeps_its_lane_instead_of_splitting_the_waves():
     """`ip netns exec red tc ...` used to be a barrier; typed, it runs alone in red's lane, in order."""
-    tc = Command(["tc", "qdisc", "add", "dev", "eth0", "root", "tbf", "rate", "8mbit", "burst", "32k", "latency",
-                  "50ms"], netns="red", tool="tc", channel="net")
+    tc = Command(
+        ["tc", "qdisc", "add", "dev", "eth0", "root", "tbf", "rate", "8mbit", "burst", "32k", "latency", "50ms"],
+        netns="red",
+        tool="tc",
+        channel="net",
+    )
     blue_up = Link("lo", "blue", runner=FakeRunner()).up_command()
     steps = [
-        Step("ns", [Namespace("red", runner=FakeRunner()).add_command(),
-                    Namespace("blue", runner=FakeRunner()).add_command()]),
+        Step(
+            "ns",
+            [Namespace("red", runner=FakeRunner()).add_command(), Namespace("blue", runner=FakeRunner()).add_command()],
+        ),
         Step("red", [Link("lo", "red", runner=FakeRunner()).up_command(), tc]),
         Step("blue", [blue_up]),
     ]

@@ -60,8 +60,9 @@ def test_ping_parses_the_statistics_and_runs_inside_the_namespace():
     fake = FakeRunner().on("ip netns exec red ping *", stdout=PING_OK, returncode=0)
     got = ping(fake, "red", "192.168.15.2", count=2)
     assert (got.sent, got.received, got.error, got.ok) == (2, 1, "", True)
-    assert fake.argvs == [["ip", "netns", "exec", "red", "ping", "-n", "-c", "2", "-i", "0.2", "-W", "1.0",
-                           "192.168.15.2"]]
+    assert fake.argvs == [
+        ["ip", "netns", "exec", "red", "ping", "-n", "-c", "2", "-i", "0.2", "-W", "1.0", "192.168.15.2"]
+    ]
 
 
 def test_ping_reports_network_unreachable():
@@ -94,8 +95,22 @@ def test_the_cable_step_commands():
     fake = FakeRunner()
     story_on(fake).connect_red_blue()
     assert fake.argvs == [
-        ["ip", "link", "add", "veth-red", "netns", "red", "up", "type", "veth", "peer", "name", "veth-blue",
-         "netns", "blue"],
+        [
+            "ip",
+            "link",
+            "add",
+            "veth-red",
+            "netns",
+            "red",
+            "up",
+            "type",
+            "veth",
+            "peer",
+            "name",
+            "veth-blue",
+            "netns",
+            "blue",
+        ],
         ["ip", "-n", "blue", "link", "set", "veth-blue", "up"],
         ["ip", "-n", "red", "addr", "add", "192.168.15.1/24", "dev", "veth-red"],
         ["ip", "-n", "blue", "addr", "add", "192.168.15.2/24", "dev", "veth-blue"],
@@ -115,10 +130,23 @@ def test_the_bridge_step_attaches_each_colour():
     fake = FakeRunner()
     story_on(fake).build_bridge()
     assert fake.argvs[0] == ["ip", "link", "add", "name", "v-net-0", "up", "type", "bridge"]
-    assert ["ip", "link", "add", "veth-gray-br", "up", "master", "v-net-0", "type", "veth", "peer", "name",
-            "veth-gray", "netns", "gray"] in fake.argvs
+    assert [
+        "ip",
+        "link",
+        "add",
+        "veth-gray-br",
+        "up",
+        "master",
+        "v-net-0",
+        "type",
+        "veth",
+        "peer",
+        "name",
+        "veth-gray",
+        "netns",
+        "gray",
+    ] in fake.argvs
     assert ["ip", "-n", "orange", "addr", "add", "192.168.15.3/24", "dev", "veth-orange"] in fake.argvs
-
 
 
 def test_the_core_and_the_cli_do_not_import_the_demo():

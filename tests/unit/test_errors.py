@@ -30,41 +30,96 @@ from netnskit.testing import STDERR
 REAL = [
     # (argv, returncode, stderr, expected class)
     (["ip", "netns", "add", "a"], 1, 'Cannot create namespace file "/run/netns/a": File exists\n', AlreadyExistsError),
-    (["ip", "link", "add", "v0", "type", "veth", "peer", "name", "v1"], 2, "RTNETLINK answers: File exists\n",
-     AlreadyExistsError),
-    (["ip", "route", "add", "10.0.0.0/24", "via", "192.168.15.2"], 2, "RTNETLINK answers: File exists\n",
-     AlreadyExistsError),
-    (["ip", "addr", "add", "192.168.15.1/24", "dev", "v0"], 2, "Error: ipv4: Address already assigned.\n",
-     AlreadyExistsError),
-    (["ip", "addr", "add", "fd00::1/64", "dev", "v0"], 2, "Error: ipv6: address already assigned.\n",
-     AlreadyExistsError),
+    (
+        ["ip", "link", "add", "v0", "type", "veth", "peer", "name", "v1"],
+        2,
+        "RTNETLINK answers: File exists\n",
+        AlreadyExistsError,
+    ),
+    (
+        ["ip", "route", "add", "10.0.0.0/24", "via", "192.168.15.2"],
+        2,
+        "RTNETLINK answers: File exists\n",
+        AlreadyExistsError,
+    ),
+    (
+        ["ip", "addr", "add", "192.168.15.1/24", "dev", "v0"],
+        2,
+        "Error: ipv4: Address already assigned.\n",
+        AlreadyExistsError,
+    ),
+    (
+        ["ip", "addr", "add", "fd00::1/64", "dev", "v0"],
+        2,
+        "Error: ipv6: address already assigned.\n",
+        AlreadyExistsError,
+    ),
     (["iptables", "-w", "-t", "nat", "-N", "X"], 1, "iptables: Chain already exists.\n", AlreadyExistsError),
     (["ip", "link", "set", "nope", "up"], 1, 'Cannot find device "nope"\n', NotFoundError),
     (["ip", "link", "show", "dev", "y"], 1, 'Device "y" does not exist.\n', NotFoundError),
-    (["ip", "netns", "del", "zz"], 1, 'Cannot remove namespace file "/run/netns/zz": No such file or directory\n',
-     NotFoundError),
+    (
+        ["ip", "netns", "del", "zz"],
+        1,
+        'Cannot remove namespace file "/run/netns/zz": No such file or directory\n',
+        NotFoundError,
+    ),
     (["ip", "netns", "pids", "zz"], 1, "Cannot open network namespace: No such file or directory\n", NotFoundError),
-    (["ip", "route", "del", "10.1.0.0/24", "via", "192.168.15.2"], 2, "RTNETLINK answers: No such process\n",
-     NotFoundError),
+    (
+        ["ip", "route", "del", "10.1.0.0/24", "via", "192.168.15.2"],
+        2,
+        "RTNETLINK answers: No such process\n",
+        NotFoundError,
+    ),
     (["ip", "addr", "del", "192.168.15.9/24", "dev", "v0"], 2, "Error: ipv4: Address not found.\n", NotFoundError),
     (["ip", "addr", "del", "fd00::9/64", "dev", "v0"], 2, "Error: ipv6: address not found.\n", NotFoundError),
-    (["iptables", "-w", "-t", "nat", "-D", "POSTROUTING", "-s", "192.168.15.0/24", "-j", "MASQUERADE"], 1,
-     "iptables: Bad rule (does a matching rule exist in that chain?).\n", NotFoundError),
-    (["iptables", "-w", "-t", "nat", "-A", "NOCHAIN", "-j", "MASQUERADE"], 1,
-     "iptables: No chain/target/match by that name.\n", NotFoundError),
-    (["ip", "link", "add", "x", "type", "dummy"], 2, "RTNETLINK answers: Operation not permitted\n",
-     PermissionDeniedError),
-    (["ip", "netns", "add", "q"], 1, "mount --make-shared /run/netns failed: Operation not permitted\n",
-     PermissionDeniedError),
-    (["iptables", "-w", "-t", "nat", "-S"], 4,
-     "iptables v1.8.9 (nf_tables): Could not fetch rule set generation id: Permission denied (you must be root)\n",
-     PermissionDeniedError),
-    (["iptables-legacy", "-t", "nat", "-S"], 4, "Fatal: can't open lock file /run/xtables.lock: Permission denied\n",
-     PermissionDeniedError),
-    (["ip", "route", "add", "10.9.0.0/24", "via", "10.77.0.1"], 2, "Error: Nexthop has invalid gateway.\n",
-     CommandError),
-    (["ip", "link", "set", "d0", "netns", "nosuch"], 255,
-     'Error: argument "nosuch" is wrong: Invalid "netns" value\n\n', CommandError),
+    (
+        ["iptables", "-w", "-t", "nat", "-D", "POSTROUTING", "-s", "192.168.15.0/24", "-j", "MASQUERADE"],
+        1,
+        "iptables: Bad rule (does a matching rule exist in that chain?).\n",
+        NotFoundError,
+    ),
+    (
+        ["iptables", "-w", "-t", "nat", "-A", "NOCHAIN", "-j", "MASQUERADE"],
+        1,
+        "iptables: No chain/target/match by that name.\n",
+        NotFoundError,
+    ),
+    (
+        ["ip", "link", "add", "x", "type", "dummy"],
+        2,
+        "RTNETLINK answers: Operation not permitted\n",
+        PermissionDeniedError,
+    ),
+    (
+        ["ip", "netns", "add", "q"],
+        1,
+        "mount --make-shared /run/netns failed: Operation not permitted\n",
+        PermissionDeniedError,
+    ),
+    (
+        ["iptables", "-w", "-t", "nat", "-S"],
+        4,
+        "iptables v1.8.9 (nf_tables): Could not fetch rule set generation id: Permission denied (you must be root)\n",
+        PermissionDeniedError,
+    ),
+    (
+        ["iptables-legacy", "-t", "nat", "-S"],
+        4,
+        "Fatal: can't open lock file /run/xtables.lock: Permission denied\n",
+        PermissionDeniedError,
+    ),
+    (
+        ["ip", "route", "add", "10.9.0.0/24", "via", "10.77.0.1"],
+        2,
+        "Error: Nexthop has invalid gateway.\n",
+        CommandError,
+    ),
+    (
+        ["ip", "link", "set", "d0", "netns", "nosuch"],
+        255,
+        'Error: argument "nosuch" is wrong: Invalid "netns" value\n\n',
+        CommandError,
+    ),
     (["false"], 1, "", CommandError),
 ]
 
@@ -88,7 +143,10 @@ def test_result_check_raises_the_mapped_class(argv, returncode, stderr, cls):
 
 def test_message_says_action_exact_command_and_the_tools_words():
     err = error_for(
-        ["ip", "netns", "add", "a"], 1, "", 'Cannot create namespace file "/run/netns/a": File exists\n',
+        ["ip", "netns", "add", "a"],
+        1,
+        "",
+        'Cannot create namespace file "/run/netns/a": File exists\n',
         "creating namespace 'a'",
     )
     assert str(err) == (
@@ -137,8 +195,18 @@ def test_tree():
 
 
 def test_errors_are_exported_at_top_level():
-    for cls in (AlreadyExistsError, CommandError, CommandNotFoundError, CommandTimeoutError, NetnskitError,
-                NotFoundError, PermissionDeniedError, SandboxError, StepError, ValidationError):
+    for cls in (
+        AlreadyExistsError,
+        CommandError,
+        CommandNotFoundError,
+        CommandTimeoutError,
+        NetnskitError,
+        NotFoundError,
+        PermissionDeniedError,
+        SandboxError,
+        StepError,
+        ValidationError,
+    ):
         assert getattr(netnskit, cls.__name__) is cls
 
 
@@ -153,7 +221,11 @@ def test_command_errors_pickle_with_every_field(cls):
     again = pickle.loads(pickle.dumps(err))
     assert type(again) is cls
     assert (again.argv, again.returncode, again.stdout, again.stderr, again.action) == (
-        ("ip", "link", "add", "a b"), 2, "out\n", "RTNETLINK answers: File exists\n", "creating 'a b'",
+        ("ip", "link", "add", "a b"),
+        2,
+        "out\n",
+        "RTNETLINK answers: File exists\n",
+        "creating 'a b'",
     )
     assert str(again) == str(err)
 
@@ -177,7 +249,10 @@ def test_step_error_pickles():
     err = StepError("create namespace red", 2, "boom", ["undo 1 failed"])
     again = pickle.loads(pickle.dumps(err))
     assert (again.step, again.index, again.cause, again.rollback_errors) == (
-        "create namespace red", 2, "boom", ("undo 1 failed",),
+        "create namespace red",
+        2,
+        "boom",
+        ("undo 1 failed",),
     )
     assert str(again) == str(err)
     assert "rollback also failed: undo 1 failed" in str(again)

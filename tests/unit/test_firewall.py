@@ -60,8 +60,12 @@ def test_nat_rule_accepts_in_forward_only_when_asked():
     rules = NatRule("192.168.15.0/24", "br0", owner="lab").rules(forward_accept=True)
     assert specs(rules)[1:] == [
         (4, "filter", "NETNSKIT-FORWARD", ["-s", "192.168.15.0/24", *C, "-j", "ACCEPT"]),
-        (4, "filter", "NETNSKIT-FORWARD",
-         ["-d", "192.168.15.0/24", "-m", "conntrack", "--ctstate", "RELATED,ESTABLISHED", *C, "-j", "ACCEPT"]),
+        (
+            4,
+            "filter",
+            "NETNSKIT-FORWARD",
+            ["-d", "192.168.15.0/24", "-m", "conntrack", "--ctstate", "RELATED,ESTABLISHED", *C, "-j", "ACCEPT"],
+        ),
     ]
 
 
@@ -83,12 +87,32 @@ def test_port_forward_with_a_bridge_every_path():
         (4, "nat", "NETNSKIT-OUTPUT", dnat),
         (4, "raw", "NETNSKIT-PREROUTING", ["-i", "br0", "-s", "127.0.0.0/8", *C, "-j", "DROP"]),
         (4, "raw", "NETNSKIT-PREROUTING", ["-i", "br0", "-d", "127.0.0.0/8", *C, "-j", "DROP"]),
-        (4, "filter", "NETNSKIT-FORWARD",
-         ["-p", "tcp", "-m", "conntrack", "--ctstate", "DNAT", "--ctreplsrc", "192.168.15.2",
-          "--ctreplsrcport", "80", "--ctorigdstport", "8080", *C, "-j", "ACCEPT"]),
+        (
+            4,
+            "filter",
+            "NETNSKIT-FORWARD",
+            [
+                "-p",
+                "tcp",
+                "-m",
+                "conntrack",
+                "--ctstate",
+                "DNAT",
+                "--ctreplsrc",
+                "192.168.15.2",
+                "--ctreplsrcport",
+                "80",
+                "--ctorigdstport",
+                "8080",
+                *C,
+                "-j",
+                "ACCEPT",
+            ],
+        ),
     ]
     assert fwd.sysctls() == [
-        Sysctl("net.ipv4.ip_forward", "1"), Sysctl("net.ipv4.conf.br0.route_localnet", "1"),
+        Sysctl("net.ipv4.ip_forward", "1"),
+        Sysctl("net.ipv4.conf.br0.route_localnet", "1"),
     ]
 
 
@@ -105,8 +129,19 @@ def test_port_forward_udp_without_a_bridge_has_no_hairpin_or_loopback_rules():
 def test_port_forward_on_one_host_address():
     fwd = PortForward(8080, "192.168.15.2", owner="lab", host_address="192.168.1.1")
     assert list(fwd.rules()[0].spec) == [
-        "-d", "192.168.1.1", "-p", "tcp", "-m", "tcp", "--dport", "8080",
-        *C, "-j", "DNAT", "--to-destination", "192.168.15.2:8080",
+        "-d",
+        "192.168.1.1",
+        "-p",
+        "tcp",
+        "-m",
+        "tcp",
+        "--dport",
+        "8080",
+        *C,
+        "-j",
+        "DNAT",
+        "--to-destination",
+        "192.168.15.2:8080",
     ]
 
 
@@ -163,7 +198,15 @@ def test_bad_input_runs_nothing(make):
 def test_rule_argv_and_restore_line():
     rule = Rule(4, "filter", "NETNSKIT-STATE", ["-m", "comment", "--comment", "netnskit sysctl a=0"])
     assert rule.argv(Backend("legacy"), "-C") == [
-        "iptables-legacy", "-w", "-t", "filter", "-C", "NETNSKIT-STATE", "-m", "comment", "--comment",
+        "iptables-legacy",
+        "-w",
+        "-t",
+        "filter",
+        "-C",
+        "NETNSKIT-STATE",
+        "-m",
+        "comment",
+        "--comment",
         "netnskit sysctl a=0",
     ]
     assert rule.line("-D") == '-D NETNSKIT-STATE -m comment --comment "netnskit sysctl a=0"'
@@ -173,9 +216,12 @@ def test_rule_argv_and_restore_line():
 @pytest.mark.parametrize(
     ("kind", "family", "tool", "name"),
     [
-        (None, 4, "", "iptables"), (None, 6, "save", "ip6tables-save"),
-        ("nft", 4, "restore", "iptables-nft-restore"), ("nft", 6, "", "ip6tables-nft"),
-        ("legacy", 4, "save", "iptables-legacy-save"), ("legacy", 6, "restore", "ip6tables-legacy-restore"),
+        (None, 4, "", "iptables"),
+        (None, 6, "save", "ip6tables-save"),
+        ("nft", 4, "restore", "iptables-nft-restore"),
+        ("nft", 6, "", "ip6tables-nft"),
+        ("legacy", 4, "save", "iptables-legacy-save"),
+        ("legacy", 6, "restore", "ip6tables-legacy-restore"),
     ],
 )
 def test_backend_binaries(kind, family, tool, name):
@@ -184,8 +230,11 @@ def test_backend_binaries(kind, family, tool, name):
 
 @pytest.mark.parametrize(
     ("version", "kind"),
-    [("iptables v1.8.9 (nf_tables)\n", "nft"), ("iptables v1.8.9 (legacy)\n", "legacy"),
-     ("iptables v1.6.1\n", "legacy")],
+    [
+        ("iptables v1.8.9 (nf_tables)\n", "nft"),
+        ("iptables v1.8.9 (legacy)\n", "legacy"),
+        ("iptables v1.6.1\n", "legacy"),
+    ],
 )
 def test_detect_backend_reads_iptables_v(version, kind):
     fake = FakeRunner(strict=True).on(["iptables", "-V"], stdout=version)
@@ -201,7 +250,9 @@ def test_split_brain_warning_when_legacy_tables_hold_rules():
     assert warning is not None
     assert "1 rule(s) in iptables-legacy" in warning
     assert fake.argvs == [
-        ["cat", "/proc/net/ip_tables_names"], ["iptables-legacy-save"], ["cat", "/proc/net/ip6_tables_names"],
+        ["cat", "/proc/net/ip_tables_names"],
+        ["iptables-legacy-save"],
+        ["cat", "/proc/net/ip6_tables_names"],
     ]
 
 
@@ -324,8 +375,20 @@ def test_plan_holds_only_what_is_missing_and_reads_the_forward_policy():
     )
     checks = [a for a in fake.argvs if "-C" in a]
     assert checks[0] == [
-        "iptables-nft", "-w", "-t", "nat", "-C", "NETNSKIT-POSTROUTING",
-        "-s", "192.168.15.0/24", "!", "-o", "br0", *C, "-j", "MASQUERADE",
+        "iptables-nft",
+        "-w",
+        "-t",
+        "nat",
+        "-C",
+        "NETNSKIT-POSTROUTING",
+        "-s",
+        "192.168.15.0/24",
+        "!",
+        "-o",
+        "br0",
+        *C,
+        "-j",
+        "MASQUERADE",
     ]
 
 
@@ -435,13 +498,18 @@ def test_sweep_with_no_owner_left_removes_every_shared_chain_and_puts_forwarding
     )
     commands = Firewall().sweep_commands(4, SavedRules.parse(4, text))
     assert [c.argv for c in commands[:2]] == [
-        ("sysctl", "-w", "net.ipv4.conf.br0.route_localnet=0"), ("sysctl", "-w", "net.ipv4.ip_forward=0"),
+        ("sysctl", "-w", "net.ipv4.conf.br0.route_localnet=0"),
+        ("sysctl", "-w", "net.ipv4.ip_forward=0"),
     ]
     lines = (commands[2].input or "").splitlines()
     assert [line for line in lines if line.startswith("-X")] == [
         "-X NETNSKIT-PREROUTING",
-        "-X NETNSKIT-PREROUTING", "-X NETNSKIT-OUTPUT", "-X NETNSKIT-POSTROUTING", "-X NETNSKIT-MARK",
-        "-X NETNSKIT-FORWARD", "-X NETNSKIT-STATE",
+        "-X NETNSKIT-PREROUTING",
+        "-X NETNSKIT-OUTPUT",
+        "-X NETNSKIT-POSTROUTING",
+        "-X NETNSKIT-MARK",
+        "-X NETNSKIT-FORWARD",
+        "-X NETNSKIT-STATE",
     ]
     assert "-D FORWARD -m comment --comment netnskit -j NETNSKIT-FORWARD" in lines
     assert not any("10.99.0.0" in line for line in lines)  # the foreign rule is not ours
@@ -598,9 +666,7 @@ def shlex_calls(monkeypatch):
 def test_real_save_lines_split_as_shlex_did_and_only_escapes_fall_back(shlex_calls):
     assert [fw_rules._save_words(line) for line in REAL_LINES] == [shlex_words(line) for line in REAL_LINES]
     # the fast path reads quoted comments, tabs, '!' and '#'; shlex only lines with \ or ', or an odd "
-    assert shlex_calls == [
-        line for line in REAL_LINES if "\\" in line or "'" in line or line.count('"') % 2
-    ]
+    assert shlex_calls == [line for line in REAL_LINES if "\\" in line or "'" in line or line.count('"') % 2]
     assert len(shlex_calls) == 7  # 4 escaped comments, --string, --nflog-prefix, the odd quote in we"ird
 
 
@@ -608,16 +674,39 @@ def test_real_save_parsed_words():
     rules = SavedRules.parse(4, REAL_SAVE).rules
     assert len(rules) == len(REAL_LINES) == 20
     assert [r.comment for r in rules[:14]] == [
-        "netnskit:lab", "netnskit", "netnskit sysctl net.ipv4.ip_forward=0", 'a"b c', "a\\b",
+        "netnskit:lab",
+        "netnskit",
+        "netnskit sysctl net.ipv4.ip_forward=0",
+        'a"b c',
+        "a\\b",
         "a\\'b",  # shlex keeps a backslash before ' inside "..." (iptables meant a'b); kept as it was
-        "#hash", "tab\there", "ünï côde", "x!y", "semi;colon", "dollar$x", "back`tick", 'a\\"b',
+        "#hash",
+        "tab\there",
+        "ünï côde",
+        "x!y",
+        "semi;colon",
+        "dollar$x",
+        "back`tick",
+        'a\\"b',
     ]
     assert rules[0] == Rule(
-        4, "filter", "INPUT",
+        4,
+        "filter",
+        "INPUT",
         ["-s", "10.1.0.0/24", "!", "-i", "br0", "-m", "comment", "--comment", "netnskit:lab", "-j", "ACCEPT"],
     )
     assert rules[14].spec == (
-        "-p", "tcp", "-m", "tcp", "!", "--dport", "80", "-j", "LOG", "--log-prefix", "my prefix: ",
+        "-p",
+        "tcp",
+        "-m",
+        "tcp",
+        "!",
+        "--dport",
+        "80",
+        "-j",
+        "LOG",
+        "--log-prefix",
+        "my prefix: ",
     )
     assert rules[15].spec[3] == 'he said "hi" \\o/'
     assert rules[18].spec[3] == "0x0>>0x16&0x3c@0xc>>0x1a&0x3c@0x0&0xffff=0x1:0xffff"
@@ -639,7 +728,7 @@ def test_save_words_edge_cases(line, words):
 
 
 PROPERTY = settings(max_examples=500, deadline=None, derandomize=True, database=None)
-SAVE_CHARS = ' \t\r\n"\'\\!#:-=.$`aZ09ü\x1f\xa0\u2000\x0c'
+SAVE_CHARS = " \t\r\n\"'\\!#:-=.$`aZ09ü\x1f\xa0\u2000\x0c"
 FAST_CHARS = SAVE_CHARS.replace("\\", "").replace("'", "")  # lines the fast path may take
 
 
@@ -696,4 +785,4 @@ def test_rule_line_quotes_only_what_needs_it():
     rule = Rule(4, "nat", "NETNSKIT-POSTROUTING", ["!", "-o", "br0", "--comment", "a b", "", "#x", "netnskit:lab"])
     assert rule.line("-D") == '-D NETNSKIT-POSTROUTING ! -o br0 --comment "a b" "" "#x" netnskit:lab'
     with pytest.raises(ValidationError):
-        Rule(4, "nat", "X", ["a\"b"]).line()
+        Rule(4, "nat", "X", ['a"b']).line()

@@ -19,5 +19,12 @@ def test_an_object_without_the_members_is_not_a_backend() -> None:
 def test_the_protocol_holds_what_network_and_the_objects_call() -> None:
     members = {name for name in vars(FirewallBackend) if not name.startswith("_")}
     assert members == {
-        "save", "has", "forward_policy_drop", "plan", "delete", "sweep_commands", "sweep", "restore_command",
+        "save",
+        "has",
+        "forward_policy_drop",
+        "plan",
+        "delete",
+        "sweep_commands",
+        "sweep",
+        "restore_command",
     }

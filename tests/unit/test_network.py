@@ -51,8 +51,12 @@ def seed_in_python(runner: FakeRunner | None = None) -> Network:
         links=[
             LinkSpec("v-lan", "eth0", peer_namespace="lan", address="192.168.1.2/24", peer_address="192.168.1.3/24"),
             LinkSpec(
-                "wan", "eth0", namespace="lan", peer_namespace="internet",
-                address="203.0.113.1/24", peer_address="203.0.113.10/24",
+                "wan",
+                "eth0",
+                namespace="lan",
+                peer_namespace="internet",
+                address="203.0.113.1/24",
+                peer_address="203.0.113.10/24",
             ),
         ],
         routes=[
@@ -67,7 +71,11 @@ def seed_in_python(runner: FakeRunner | None = None) -> Network:
 def small(runner: FakeRunner, **kw: object) -> Network:
     """One namespace on a bridge, no firewall: small enough to script the kernel's answers."""
     fields: dict[str, object] = {
-        "name": "t1", "bridge": "br-t1", "subnet": "10.9.0.0/24", "gateway": "10.9.0.1", "namespaces": ["a"],
+        "name": "t1",
+        "bridge": "br-t1",
+        "subnet": "10.9.0.0/24",
+        "gateway": "10.9.0.1",
+        "namespaces": ["a"],
     }
     fields.update(kw)
     return Network(**fields, runner=runner)  # type: ignore[arg-type]
@@ -155,8 +163,25 @@ def test_small_plan_exact_commands() -> None:
         [("ip", "link", "set", "br-t1", "alias", "netnskit:t1")],
         [("ip", "addr", "add", "10.9.0.1/24", "dev", "br-t1")],
         [("sysctl", "-w", "net/ipv4/conf/br-t1/forwarding=1")],
-        [("ip", "link", "add", "veth-a", "group", str(G), "master", "br-t1",
-          "type", "veth", "peer", "name", "eth0", "netns", "a")],
+        [
+            (
+                "ip",
+                "link",
+                "add",
+                "veth-a",
+                "group",
+                str(G),
+                "master",
+                "br-t1",
+                "type",
+                "veth",
+                "peer",
+                "name",
+                "eth0",
+                "netns",
+                "a",
+            )
+        ],
         [("ip", "link", "set", "veth-a", "alias", "netnskit:t1", "addrgenmode", "none", "up")],
         [("ip", "-n", "a", "link", "set", "eth0", "addrgenmode", "none", "up")],
         [("ip", "-n", "a", "addr", "add", "10.9.0.2/24", "dev", "eth0")],
@@ -184,8 +209,24 @@ def test_ipv6_link_local_and_multicast_snooping_can_be_kept() -> None:
         ("ip", "link", "add", "name", "br-t1", "group", str(G), "up", "type", "bridge", "mcast_snooping", "1")
     ]
     assert [tuple(c.host_argv()) for c in steps[6].do] == [
-        ("ip", "link", "add", "veth-a", "group", str(G), "up", "master", "br-t1",
-         "type", "veth", "peer", "name", "eth0", "netns", "a")
+        (
+            "ip",
+            "link",
+            "add",
+            "veth-a",
+            "group",
+            str(G),
+            "up",
+            "master",
+            "br-t1",
+            "type",
+            "veth",
+            "peer",
+            "name",
+            "eth0",
+            "netns",
+            "a",
+        )
     ]
     assert [tuple(c.host_argv()) for c in steps[7].do] == [("ip", "link", "set", "veth-a", "alias", "netnskit:t1")]
     assert [tuple(c.host_argv()) for c in steps[8].do] == [("ip", "-n", "a", "link", "set", "eth0", "up")]
@@ -212,7 +253,10 @@ def test_seed_plan_has_no_duplicate_interface_per_place() -> None:
 
 def test_addresses_are_allocated_in_order_skipping_gateway_and_given() -> None:
     net = Network(
-        name="alloc", bridge="br-alloc", subnet="10.0.0.0/29", gateway="10.0.0.1",
+        name="alloc",
+        bridge="br-alloc",
+        subnet="10.0.0.0/29",
+        gateway="10.0.0.1",
         namespaces=["x", NamespaceSpec("y", "10.0.0.2"), "z"],
     )
     got = {k: str(v) for k, v in net.addresses().items()}
@@ -388,15 +432,17 @@ def test_down_removes_a_namespace_a_batched_up_left_before_marking_it() -> None:
 def test_down_deletes_our_rules_by_comment_in_one_restore() -> None:
     fake = FakeRunner()
     script_empty_host(fake)
-    saved = "\n".join([
-        "*nat",
-        ":POSTROUTING ACCEPT [0:0]",
-        ":NETNSKIT-POSTROUTING - [0:0]",
-        '-A NETNSKIT-POSTROUTING -s 10.9.0.0/24 ! -o br-t1 -m comment --comment "netnskit:t1" -j MASQUERADE',
-        '-A NETNSKIT-POSTROUTING -s 10.8.0.0/24 -m comment --comment "netnskit:other" -j MASQUERADE',
-        "-A POSTROUTING -j NETNSKIT-POSTROUTING -m comment --comment netnskit",
-        "COMMIT",
-    ])
+    saved = "\n".join(
+        [
+            "*nat",
+            ":POSTROUTING ACCEPT [0:0]",
+            ":NETNSKIT-POSTROUTING - [0:0]",
+            '-A NETNSKIT-POSTROUTING -s 10.9.0.0/24 ! -o br-t1 -m comment --comment "netnskit:t1" -j MASQUERADE',
+            '-A NETNSKIT-POSTROUTING -s 10.8.0.0/24 -m comment --comment "netnskit:other" -j MASQUERADE',
+            "-A POSTROUTING -j NETNSKIT-POSTROUTING -m comment --comment netnskit",
+            "COMMIT",
+        ]
+    )
     fake.on(["iptables-save"], stdout=saved)
     small(fake, masquerade=True).down()
     restores = [(a, i) for a, i in zip(fake.argvs, fake.inputs, strict=True) if a[0] == "iptables-restore"]
@@ -530,8 +576,9 @@ def test_cli_up_applies_the_plan(cli_fake: FakeRunner, capsys: pytest.CaptureFix
     assert capsys.readouterr().out == "network seed is up (52 steps applied)\n"
 
 
-def test_cli_bad_file_is_one_line_and_exit_1(tmp_path: Path, cli_fake: FakeRunner,
-                                              capsys: pytest.CaptureFixture[str]) -> None:
+def test_cli_bad_file_is_one_line_and_exit_1(
+    tmp_path: Path, cli_fake: FakeRunner, capsys: pytest.CaptureFixture[str]
+) -> None:
     from netnskit.cli import main
 
     bad = tmp_path / "bad.toml"
@@ -549,9 +596,20 @@ def test_cli_failed_step_is_one_line(cli_fake: FakeRunner, capsys: pytest.Captur
     from netnskit.cli import main
 
     script_empty_host(cli_fake)
-    cli_fake.fail(["ip", "link", "add", "name", "v-net-0", *["group", "237438951", "up", "type", "bridge"],
-                   "mcast_snooping", "0"],
-                  STDERR["not_permitted"], returncode=2)
+    cli_fake.fail(
+        [
+            "ip",
+            "link",
+            "add",
+            "name",
+            "v-net-0",
+            *["group", "237438951", "up", "type", "bridge"],
+            "mcast_snooping",
+            "0",
+        ],
+        STDERR["not_permitted"],
+        returncode=2,
+    )
     assert main(["up", str(SEED)], runner=cli_fake) == 1
     err = capsys.readouterr().err
     assert err.count("\n") == 1

@@ -124,7 +124,15 @@ def test_namespace_pure_argv():
     assert ns.add_argv() == ["ip", "netns", "add", "red"]
     assert ns.delete_argv() == ["ip", "netns", "del", "red"]
     assert ns.exec_argv(["ping", "-c", "1", "192.168.15.2"]) == [
-        "ip", "netns", "exec", "red", "ping", "-c", "1", "192.168.15.2"]
+        "ip",
+        "netns",
+        "exec",
+        "red",
+        "ping",
+        "-c",
+        "1",
+        "192.168.15.2",
+    ]
     assert ns.ip_argv("link", "show") == ["ip", "-n", "red", "link", "show"]
     assert ns.pids_argv() == ["ip", "netns", "pids", "red"]
     assert Namespace.list_argv() == ["ip", "-j", "netns", "list"]
@@ -206,8 +214,11 @@ def test_namespace_exec(fake):
 
 
 def test_namespace_exec_check(fake):
-    fake.on(["ip", "netns", "exec", "red", "ping", "-c", "1", "192.168.15.9"], returncode=1,
-            stdout="1 packets transmitted, 0 received, 100% packet loss, time 0ms\n")
+    fake.on(
+        ["ip", "netns", "exec", "red", "ping", "-c", "1", "192.168.15.9"],
+        returncode=1,
+        stdout="1 packets transmitted, 0 received, 100% packet loss, time 0ms\n",
+    )
     ns = Namespace("red", runner=fake)
     with pytest.raises(CommandError) as info:
         ns.exec(["ping", "-c", "1", "192.168.15.9"])
@@ -296,7 +307,13 @@ def test_link_pure_argv(netns, head):
     assert link.down_argv() == [*head, "link", "set", "veth-red", "down"]
     assert link.add_address_argv("192.168.15.1/24") == [*head, "addr", "add", "192.168.15.1/24", "dev", "veth-red"]
     assert link.add_address_argv(ipaddress.ip_interface("fd15::1/64")) == [
-        *head, "addr", "add", "fd15::1/64", "dev", "veth-red"]
+        *head,
+        "addr",
+        "add",
+        "fd15::1/64",
+        "dev",
+        "veth-red",
+    ]
     assert link.del_address_argv("192.168.15.1/24") == [*head, "addr", "del", "192.168.15.1/24", "dev", "veth-red"]
     assert link.set_master_argv("br0") == [*head, "link", "set", "veth-red", "master", "br0"]
     assert link.set_master_argv(None) == [*head, "link", "set", "veth-red", "nomaster"]
@@ -356,8 +373,15 @@ def test_link_info_parses_real_json(fake):
     fake.on(["ip", "-n", "red", "-d", "-j", "link", "show", "dev", "veth-red"], stdout=LINK_VETH_RED)
     info = Link("veth-red", "red", runner=fake).info()
     assert info == LinkInfo(
-        name="veth-red", ifindex=2, operstate="UP", mac="da:48:d6:85:d0:64", master=None, kind="veth",
-        group="default", flags=("BROADCAST", "MULTICAST", "UP", "LOWER_UP"), mtu=1500,
+        name="veth-red",
+        ifindex=2,
+        operstate="UP",
+        mac="da:48:d6:85:d0:64",
+        master=None,
+        kind="veth",
+        group="default",
+        flags=("BROADCAST", "MULTICAST", "UP", "LOWER_UP"),
+        mtu=1500,
     )
     assert info.is_up
     assert Link("veth-red", "red", runner=fake).exists()
@@ -416,10 +440,38 @@ def test_link_bad_input_runs_nothing(fake, make):
 def test_veth_create_argv_variants():
     assert VethPair("v0", "v1").create_argv() == ["ip", "link", "add", "v0", "type", "veth", "peer", "name", "v1"]
     assert VethPair("veth-red", "veth-blue", netns="red", peer_netns="blue").create_argv() == [
-        "ip", "link", "add", "veth-red", "netns", "red", "type", "veth", "peer", "name", "veth-blue", "netns", "blue"]
+        "ip",
+        "link",
+        "add",
+        "veth-red",
+        "netns",
+        "red",
+        "type",
+        "veth",
+        "peer",
+        "name",
+        "veth-blue",
+        "netns",
+        "blue",
+    ]
     assert VethPair("v0", "v1", peer_netns="blue", master="br0", group=7).create_argv(up=True) == [
-        "ip", "link", "add", "v0", "group", "7", "up", "master", "br0", "type", "veth", "peer", "name", "v1",
-        "netns", "blue"]
+        "ip",
+        "link",
+        "add",
+        "v0",
+        "group",
+        "7",
+        "up",
+        "master",
+        "br0",
+        "type",
+        "veth",
+        "peer",
+        "name",
+        "v1",
+        "netns",
+        "blue",
+    ]
 
 
 def test_veth_delete_and_move_argv():
@@ -440,8 +492,22 @@ def test_veth_create(fake):
 def test_veth_create_up_brings_up_the_peer_too(fake):
     VethPair("veth-red", "veth-blue", netns="red", peer_netns="blue", runner=fake).create(up=True)
     assert fake.argvs == [
-        ["ip", "link", "add", "veth-red", "netns", "red", "up", "type", "veth", "peer", "name", "veth-blue",
-         "netns", "blue"],
+        [
+            "ip",
+            "link",
+            "add",
+            "veth-red",
+            "netns",
+            "red",
+            "up",
+            "type",
+            "veth",
+            "peer",
+            "name",
+            "veth-blue",
+            "netns",
+            "blue",
+        ],
         ["ip", "-n", "blue", "link", "set", "veth-blue", "up"],
     ]
 
@@ -530,7 +596,19 @@ def test_veth_same_name_in_different_namespaces_is_fine():
 def test_bridge_pure_argv():
     assert Bridge("br0").create_argv() == ["ip", "link", "add", "name", "br0", "type", "bridge"]
     assert Bridge("br0", "red", group=3).create_argv(up=True) == [
-        "ip", "-n", "red", "link", "add", "name", "br0", "group", "3", "up", "type", "bridge"]
+        "ip",
+        "-n",
+        "red",
+        "link",
+        "add",
+        "name",
+        "br0",
+        "group",
+        "3",
+        "up",
+        "type",
+        "bridge",
+    ]
     assert Bridge("br0").attach_argv("v0") == ["ip", "link", "set", "v0", "master", "br0"]
     assert Bridge("br0", "red").detach_argv("v0") == ["ip", "-n", "red", "link", "set", "v0", "nomaster"]
 
@@ -615,10 +693,27 @@ def test_route_argv():
     assert Route("default", "192.168.15.2").add_argv() == ["ip", "route", "add", "default", "via", "192.168.15.2"]
     assert Route("10.0.0.0/24", dev="veth-red").add_argv() == ["ip", "route", "add", "10.0.0.0/24", "dev", "veth-red"]
     assert Route("10.0.0.0/24", "192.168.15.2", "veth-red").add_argv() == [
-        "ip", "route", "add", "10.0.0.0/24", "via", "192.168.15.2", "dev", "veth-red"]
+        "ip",
+        "route",
+        "add",
+        "10.0.0.0/24",
+        "via",
+        "192.168.15.2",
+        "dev",
+        "veth-red",
+    ]
     assert Route("fd16::/64", "fd15::2").add_argv() == ["ip", "-6", "route", "add", "fd16::/64", "via", "fd15::2"]
     assert Route("default", "fd15::2", netns="red").add_argv() == [
-        "ip", "-n", "red", "-6", "route", "add", "default", "via", "fd15::2"]
+        "ip",
+        "-n",
+        "red",
+        "-6",
+        "route",
+        "add",
+        "default",
+        "via",
+        "fd15::2",
+    ]
 
 
 def test_route_add_and_delete(fake):

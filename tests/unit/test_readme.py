@@ -27,8 +27,22 @@ FAKING = "def make_lab(runner):"
 SEED_ARGVS = [
     ["ip", "netns", "add", "red"],
     ["ip", "netns", "add", "blue"],
-    ["ip", "link", "add", "veth-red", "netns", "red", "up", "type", "veth", "peer", "name", "veth-blue",
-     "netns", "blue"],
+    [
+        "ip",
+        "link",
+        "add",
+        "veth-red",
+        "netns",
+        "red",
+        "up",
+        "type",
+        "veth",
+        "peer",
+        "name",
+        "veth-blue",
+        "netns",
+        "blue",
+    ],
     ["ip", "-n", "blue", "link", "set", "veth-blue", "up"],
     ["ip", "-n", "red", "addr", "add", "192.168.15.1/24", "dev", "veth-red"],
     ["ip", "-n", "blue", "addr", "add", "192.168.15.2/24", "dev", "veth-blue"],
@@ -41,8 +55,10 @@ SEED_ARGVS = [
 
 def test_seed_example_runs_these_commands(monkeypatch, capsys):
     fake = FakeRunner()
-    fake.on(["ip", "-n", "red", "-j", "neigh", "show"],
-            stdout='[{"dst":"192.168.15.2","dev":"veth-red","lladdr":"82:08:2b:a5:ca:64","state":["REACHABLE"]}]\n')
+    fake.on(
+        ["ip", "-n", "red", "-j", "neigh", "show"],
+        stdout='[{"dst":"192.168.15.2","dev":"veth-red","lladdr":"82:08:2b:a5:ca:64","state":["REACHABLE"]}]\n',
+    )
     monkeypatch.setattr(netnskit, "LiveRunner", lambda: fake)  # what `from netnskit import LiveRunner` gets
     exec(compile(python_block(SEED), "README.md", "exec"), {})
     assert fake.argvs == SEED_ARGVS
@@ -51,7 +67,7 @@ def test_seed_example_runs_these_commands(monkeypatch, capsys):
 
 def test_seed_example_is_idempotent_on_a_second_run(monkeypatch):
     fake = FakeRunner()
-    fake.fail("ip netns add *", "Cannot create namespace file \"/run/netns/x\": File exists\n")
+    fake.fail("ip netns add *", 'Cannot create namespace file "/run/netns/x": File exists\n')
     fake.fail("ip link add *", "RTNETLINK answers: File exists\n", returncode=2)
     fake.fail("ip -n * addr add *", "Error: ipv4: Address already assigned.\n", returncode=2)
     monkeypatch.setattr(netnskit, "LiveRunner", lambda: fake)
@@ -85,5 +101,5 @@ def test_faking_example_tests_can_fail():
 def test_readme_keeps_its_two_commands_on_top():
     text = README.read_text()
     first_block = text.index("```sh")
-    assert "scripts/demo" in text[first_block:text.index("```", first_block + 5)]
-    assert "scripts/test" in text[first_block:text.index("```", first_block + 5)]
+    assert "scripts/demo" in text[first_block : text.index("```", first_block + 5)]
+    assert "scripts/test" in text[first_block : text.index("```", first_block + 5)]

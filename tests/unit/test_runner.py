@@ -89,8 +89,11 @@ def test_live_runner_passes_args_that_look_like_shell_verbatim(fp):
 
 
 def test_live_runner_nonzero_exit_is_a_result_not_an_exception(fp):
-    fp.register(["ip", "netns", "add", "red"], stderr='Cannot create namespace file "/run/netns/red": File exists\n',
-                returncode=1)
+    fp.register(
+        ["ip", "netns", "add", "red"],
+        stderr='Cannot create namespace file "/run/netns/red": File exists\n',
+        returncode=1,
+    )
     result = LiveRunner().run(["ip", "netns", "add", "red"])
     assert result.returncode == 1
     assert not result.ok
@@ -131,8 +134,15 @@ def test_live_runner_missing_program_names_the_debian_package(fp):
 
 @pytest.mark.parametrize(
     ("program", "package"),
-    [("ip", "iproute2"), ("/usr/sbin/iptables", "iptables"), ("iptables-save", "iptables"),
-     ("ping", "iputils-ping"), ("nsenter", "util-linux"), ("ssh", "openssh-client"), ("frob", "frob")],
+    [
+        ("ip", "iproute2"),
+        ("/usr/sbin/iptables", "iptables"),
+        ("iptables-save", "iptables"),
+        ("ping", "iputils-ping"),
+        ("nsenter", "util-linux"),
+        ("ssh", "openssh-client"),
+        ("frob", "frob"),
+    ],
 )
 def test_package_for(program, package):
     assert package_for(program) == package
@@ -211,8 +221,13 @@ def test_read_line_and_end_process_take_a_stand_in_without_pipes():
 
 
 def test_runners_satisfy_the_protocol():
-    for runner in (LiveRunner(), ShRunner(), FakeRunner(), PrefixRunner(FakeRunner(), ("x",)),
-                   SshRunner("h", inner=FakeRunner())):
+    for runner in (
+        LiveRunner(),
+        ShRunner(),
+        FakeRunner(),
+        PrefixRunner(FakeRunner(), ("x",)),
+        SshRunner("h", inner=FakeRunner()),
+    ):
         assert isinstance(runner, Runner)
 
 
@@ -443,7 +458,9 @@ def test_live_runner_missing_namespace_file_answers_as_nsenter_does(fp, monkeypa
     gone = tmp_path / "gone"
     result = LiveRunner(netns_dir=str(tmp_path)).run(["ip", "link"], netns="gone")
     assert (result.returncode, result.stdout, result.stderr) == (
-        1, "", f"nsenter: cannot open {gone}: No such file or directory\n"
+        1,
+        "",
+        f"nsenter: cannot open {gone}: No such file or directory\n",
     )
     assert spy.paths == []
     with pytest.raises(NotFoundError):

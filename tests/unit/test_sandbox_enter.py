@@ -11,7 +11,14 @@ from netnskit.sandbox import Sandbox
 def test_enter_argv_prefixes_nsenter_into_the_holders_net_and_mount_namespaces(monkeypatch):
     monkeypatch.setattr(Sandbox, "pid", property(lambda self: 4242))
     assert Sandbox().enter_argv(["python3", "-c", "print(1)"]) == [
-        "nsenter", "--target=4242", "--net", "--mount", "--", "python3", "-c", "print(1)",
+        "nsenter",
+        "--target=4242",
+        "--net",
+        "--mount",
+        "--",
+        "python3",
+        "-c",
+        "print(1)",
     ]
 
 

@@ -9,8 +9,10 @@ ROUTE = '[{"dst":"2001:db8::/64","dev":"eth0","protocol":"ra","metric":100,"expi
 
 
 def test_clean_save_drops_an_empty_builtin_table_only():
-    empty = "# Generated\n*nat\n:PREROUTING ACCEPT [0:0]\n:INPUT ACCEPT [0:0]\n:OUTPUT ACCEPT [3:180]\n" \
-            ":POSTROUTING ACCEPT [0:0]\nCOMMIT\n# Completed\n"
+    empty = (
+        "# Generated\n*nat\n:PREROUTING ACCEPT [0:0]\n:INPUT ACCEPT [0:0]\n:OUTPUT ACCEPT [3:180]\n"
+        ":POSTROUTING ACCEPT [0:0]\nCOMMIT\n# Completed\n"
+    )
     assert _clean_save(empty) == ""
     with_rule = empty.replace("COMMIT", "-A POSTROUTING -s 10.0.0.0/24 -j MASQUERADE\nCOMMIT")
     assert "-A POSTROUTING -s 10.0.0.0/24 -j MASQUERADE" in _clean_save(with_rule)
@@ -21,8 +23,9 @@ def test_clean_save_drops_an_empty_builtin_table_only():
 
 
 def state(expires: int, dev: str = "eth0") -> HostState:
-    fake = FakeRunner().on(["ip", "-6", "-j", "route", "show", "table", "all"],
-                           stdout=(ROUTE % expires).replace("eth0", dev))
+    fake = FakeRunner().on(
+        ["ip", "-6", "-j", "route", "show", "table", "all"], stdout=(ROUTE % expires).replace("eth0", dev)
+    )
     return HostState.capture(fake)
 
 

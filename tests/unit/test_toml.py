@@ -53,7 +53,7 @@ def test_a_good_file_loads(tmp_path: Path) -> None:
     ("old", "new", "key", "reason"),
     [
         # unknown keys
-        ('masquerade = true', 'masquerade = true\ncolour = "red"', "network.colour", "unknown key"),
+        ("masquerade = true", 'masquerade = true\ncolour = "red"', "network.colour", "unknown key"),
         ('name = "a"', 'name = "a"\nadress = "10.7.0.3"', "namespace[0].adress", "unknown key"),
         ("[network]", "[netwrk]\nx = 1\n[network]", "netwrk", "unknown key"),
         ('via = "10.7.0.1" }', 'via = "10.7.0.1", metric = 5 }', "namespace[1].routes[0].metric", "unknown key"),
@@ -120,7 +120,7 @@ SEED = Path(__file__).resolve().parents[2] / "examples" / "seed.toml"
 @pytest.mark.parametrize(
     ("old", "new", "key", "reason"),
     [
-        ('forwarding = true', 'forwarding = 1', "extra_namespace[0].forwarding", "must be true or false"),
+        ("forwarding = true", "forwarding = 1", "extra_namespace[0].forwarding", "must be true or false"),
         ('peer_namespace = "lan"', 'peer_namespace = "lan"\nmtu = 9000', "link[0].mtu", "unknown key"),
         ('peer = "eth0"\npeer_namespace = "lan"', 'peer_namespace = "lan"', "link[0].peer", "missing required key"),
         ('peer_address = "192.168.1.3/24"', 'peer_address = "192.168.1.3"', "link[0].peer_address", "prefix"),

@@ -102,8 +102,21 @@ def test_ip_interface_good():
 
 @pytest.mark.parametrize(
     "bad",
-    ["192.168.15.1", "192.168.15.1/33", "192.168.15.256/24", "fd00::1/129", "red/24", "", " 10.0.0.1/8",
-     "10.0.0.1/8 ", "10.0.0.1/8\n", "\uff11\uff10.0.0.1/8", None, 10, ipaddress.IPv4Address("10.0.0.1")],
+    [
+        "192.168.15.1",
+        "192.168.15.1/33",
+        "192.168.15.256/24",
+        "fd00::1/129",
+        "red/24",
+        "",
+        " 10.0.0.1/8",
+        "10.0.0.1/8 ",
+        "10.0.0.1/8\n",
+        "\uff11\uff10.0.0.1/8",
+        None,
+        10,
+        ipaddress.IPv4Address("10.0.0.1"),
+    ],
 )
 def test_ip_interface_bad(bad):
     err = rejected(v.ip_interface, bad)
@@ -171,15 +184,23 @@ def test_port_rules():
 
 @pytest.mark.parametrize(
     ("value", "expected"),
-    [(80, (80, 80)), ("80", (80, 80)), ((8000, 8010), (8000, 8010)), ([1, 2], (1, 2)), ("8000-8010", (8000, 8010)),
-     ((9, 9), (9, 9))],
+    [
+        (80, (80, 80)),
+        ("80", (80, 80)),
+        ((8000, 8010), (8000, 8010)),
+        ([1, 2], (1, 2)),
+        ("8000-8010", (8000, 8010)),
+        ((9, 9), (9, 9)),
+    ],
 )
 def test_port_range_good(value, expected):
     assert v.port_range(value) == expected
 
 
-@pytest.mark.parametrize("bad", ["8010-8000", (8010, 8000), (1, 2, 3), "a-b", "-5", "0-10", (0, 10), (1, 65536),
-                                 "", True, (True, 5), "80 ", None])
+@pytest.mark.parametrize(
+    "bad",
+    ["8010-8000", (8010, 8000), (1, 2, 3), "a-b", "-5", "0-10", (0, 10), (1, 65536), "", True, (True, 5), "80 ", None],
+)
 def test_port_range_bad(bad):
     with pytest.raises(ValidationError) as info:
         v.port_range(bad)
