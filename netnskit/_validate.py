@@ -110,7 +110,7 @@ def ip_network(value: object) -> IPNetwork:
         raise ValidationError("subnet", value, f"must be NETWORK/PREFIX with no host bits ({exc})") from None
 
 
-def route_destination(value: object) -> IPNetwork | str:
+def route_to(value: object) -> IPNetwork | str:
     """A route's destination: a subnet, or the word 'default'."""
     if value == "default":
         return "default"

@@ -131,10 +131,10 @@ def cmd_status(args: argparse.Namespace) -> int:
         print(f"  host links: {', '.join(link.name for link in status.host_links) or '-'}")
         for address in status.host_addresses:
             if address.scope == "global":
-                print(f"  host address: {address.ifname} {address.address}")
+                print(f"  host address: {address.dev} {address.address}")
         for ns in status.namespaces:
             state = "ours" if ns.ours else ("present, NOT ours" if ns.present else "absent")
-            addrs = ", ".join(f"{a.ifname} {a.address}" for a in ns.addresses if a.scope == "global")
+            addrs = ", ".join(f"{a.dev} {a.address}" for a in ns.addresses if a.scope == "global")
             print(f"  namespace {ns.name}: {state}" + (f"; {addrs}" if addrs else ""))
         for rule in status.rules:
             print(f"  rule: {rule}")

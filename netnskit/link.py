@@ -220,7 +220,7 @@ class Link:
 
     def addresses(self) -> list[ipaddress.IPv4Interface | ipaddress.IPv6Interface]:
         """The addresses on this link (link-local IPv6 included)."""
-        return [a.address for a in addresses(self.runner, self.netns) if a.ifname == self.name]
+        return [a.address for a in addresses(self.runner, self.netns) if a.dev == self.name]
 
 
 @attrs.frozen
@@ -343,7 +343,7 @@ class Bridge:
     name: str = attrs.field(converter=v.ifname)
     netns: str | None = attrs.field(default=None, converter=v.optional_netns)
     group: int | None = attrs.field(default=None, converter=_group)
-    mcast_snooping: bool | None = attrs.field(default=None, converter=_opt_flag)
+    multicast_snooping: bool | None = attrs.field(default=None, converter=_opt_flag)
     runner: Runner = _runner_field()
 
     def create_command(self, *, up: bool = False) -> Command:
@@ -354,8 +354,8 @@ class Bridge:
         if up:
             words.append("up")
         words += ["type", "bridge"]
-        if self.mcast_snooping is not None:
-            words += ["mcast_snooping", "1" if self.mcast_snooping else "0"]
+        if self.multicast_snooping is not None:
+            words += ["mcast_snooping", "1" if self.multicast_snooping else "0"]
         return ip(self.netns, *words, creates=[_link(self.name, self.netns, self.group)])
 
     def delete_command(self) -> Command:
@@ -475,8 +475,8 @@ class Vlan:
         self.link.delete(missing_ok=missing_ok)
 
 
-def _route_dst(value: object) -> ipaddress.IPv4Network | ipaddress.IPv6Network | str:
-    return v.route_destination(value)
+def _route_to(value: object) -> ipaddress.IPv4Network | ipaddress.IPv6Network | str:
+    return v.route_to(value)
 
 
 def _optional_address(value: object) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
@@ -487,7 +487,7 @@ def _optional_address(value: object) -> ipaddress.IPv4Address | ipaddress.IPv6Ad
 class Route:
     """A route: a subnet (or 'default') via a gateway and/or out of a device."""
 
-    destination: ipaddress.IPv4Network | ipaddress.IPv6Network | str = attrs.field(converter=_route_dst)
+    to: ipaddress.IPv4Network | ipaddress.IPv6Network | str = attrs.field(converter=_route_to)
     via: ipaddress.IPv4Address | ipaddress.IPv6Address | None = attrs.field(default=None, converter=_optional_address)
     dev: str | None = attrs.field(default=None, converter=attrs.converters.optional(v.ifname))
     netns: str | None = attrs.field(default=None, converter=v.optional_netns)
@@ -495,13 +495,13 @@ class Route:
 
     def __attrs_post_init__(self) -> None:
         if self.via is None and self.dev is None:
-            raise ValidationError("route", str(self.destination), "needs a gateway (via) or a device (dev)")
-        dst = self.destination
-        if self.via is not None and not isinstance(dst, str) and self.via.version != dst.version:
-            raise ValidationError("gateway", str(self.via), f"must be IPv{dst.version} like its destination")
+            raise ValidationError("route", str(self.to), "needs a gateway (via) or a device (dev)")
+        to = self.to
+        if self.via is not None and not isinstance(to, str) and self.via.version != to.version:
+            raise ValidationError("gateway", str(self.via), f"must be IPv{to.version} like its destination")
 
     def _spec(self) -> list[str]:
-        spec = [str(self.destination)]
+        spec = [str(self.to)]
         if self.via is not None:
             spec += ["via", str(self.via)]
         if self.dev is not None:
@@ -510,7 +510,7 @@ class Route:
 
     def _family(self) -> list[str]:
         six = (self.via is not None and self.via.version == 6) or (
-            not isinstance(self.destination, str) and self.destination.version == 6
+            not isinstance(self.to, str) and self.to.version == 6
         )
         return ["-6"] if six else []
 
@@ -619,7 +619,7 @@ class LinkInfo:
 class AddressInfo:
     """One address on one interface, from ``ip -j addr show``."""
 
-    ifname: str
+    dev: str
     address: ipaddress.IPv4Interface | ipaddress.IPv6Interface
     scope: str
 
@@ -628,7 +628,7 @@ class AddressInfo:
         """Parse one interface entry of ``ip -j addr show`` into its addresses."""
         return [
             cls(
-                ifname=str(data["ifname"]),
+                dev=str(data["ifname"]),
                 address=ipaddress.ip_interface(f"{a['local']}/{a['prefixlen']}"),
                 scope=str(a.get("scope", "")),
             )
@@ -641,8 +641,8 @@ class AddressInfo:
 class RouteInfo:
     """One route, from ``ip -j route show``."""
 
-    dst: str
-    gateway: str | None
+    to: str
+    via: str | None
     dev: str | None
     protocol: str | None
     scope: str | None
@@ -651,8 +651,8 @@ class RouteInfo:
     def from_json(cls, data: dict[str, Any]) -> RouteInfo:
         """Parse one entry of ``ip -j route show``."""
         return cls(
-            dst=str(data.get("dst", "")),
-            gateway=data.get("gateway"),
+            to=str(data.get("dst", "")),
+            via=data.get("gateway"),
             dev=data.get("dev"),
             protocol=data.get("protocol"),
             scope=data.get("scope"),

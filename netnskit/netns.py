@@ -132,9 +132,9 @@ class Namespace:
         self.link("lo").up()
         return self
 
-    def route(self, destination: object, via: object = None, dev: str | None = None) -> _link.Route:
+    def route(self, to: object, via: object = None, dev: str | None = None) -> _link.Route:
         """A Route inside this namespace (call ``.add()`` on it)."""
-        return _link.Route(destination, via, dev, self.name, runner=self.runner)
+        return _link.Route(to, via, dev, self.name, runner=self.runner)
 
     def links(self) -> list[_link.LinkInfo]:
         """Every link inside the namespace."""

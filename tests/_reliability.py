@@ -319,7 +319,7 @@ def topologies(draw: st.DrawFn) -> dict[str, Any]:
     ports = draw(st.lists(st.integers(8000, 8010), max_size=2, unique=True))
     if ports:
         data["port_forward"] = [
-            {"host_port": p, "namespace": draw(st.sampled_from(spaces)), "port": draw(st.sampled_from([80, p]))}
+            {"host_port": p, "netns": draw(st.sampled_from(spaces)), "port": draw(st.sampled_from([80, p]))}
             for p in ports
         ]
     if draw(st.booleans()):
@@ -331,7 +331,7 @@ def topologies(draw: st.DrawFn) -> dict[str, Any]:
                 "name": f"l-{name}",
                 "address": f"172.16.{c}.1/30",
                 "peer": "eth0",
-                "peer_namespace": extra,
+                "peer_netns": extra,
                 "peer_address": f"172.16.{c}.2/30",
             }
         ]

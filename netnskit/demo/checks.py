@@ -62,7 +62,7 @@ def check_only_loopback(runner: Runner, netns: str) -> Check:
 def check_tables_empty(runner: Runner, netns: str) -> Check:
     """The ARP (neighbour) table and the routing table of ``netns`` are empty."""
     neigh = [n.address for n in neighbours(runner, netns)]
-    table = [r.dst for r in routes(runner, netns)]
+    table = [r.to for r in routes(runner, netns)]
     return Check(
         f"{netns}: ARP and routing tables are empty", not neigh and not table, f"neighbours: {neigh}, routes: {table}"
     )
@@ -140,7 +140,7 @@ def check_attached(runner: Runner, ifname: str, bridge: str) -> Check:
 
 def check_address(runner: Runner, netns: str | None, ifname: str, interface: str) -> Check:
     """``ifname`` in ``netns`` carries ``interface`` (address/prefix)."""
-    held = [str(a.address) for a in addresses(runner, netns) if a.ifname == ifname]
+    held = [str(a.address) for a in addresses(runner, netns) if a.dev == ifname]
     return Check(f"{_where(netns)}: {ifname} has {interface}", interface in held, f"{ifname}: {held}")
 
 

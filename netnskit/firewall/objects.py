@@ -156,7 +156,7 @@ def _ports(low_high: tuple[int, int], sep: str) -> str:
 
 @attrs.frozen
 class PortForward(_Ruleset):
-    """Forward a host port (or range) to ``destination``:``dest_port`` inside a namespace.
+    """Forward a host port (or range) to ``destination``:``port`` inside a namespace (``host_port`` if None).
 
     ``bridge`` is the interface the destination lives behind; it enables hairpin (siblings on
     the bridge) and, for IPv4, 127.0.0.1. When None, ``apply()`` asks ``ip route get``.
@@ -164,7 +164,7 @@ class PortForward(_Ruleset):
 
     host_port: tuple[int, int] = attrs.field(converter=v.port_range)
     destination: ipaddress.IPv4Address | ipaddress.IPv6Address = attrs.field(converter=v.ip_address)
-    dest_port: tuple[int, int] | None = attrs.field(default=None, converter=attrs.converters.optional(v.port_range))
+    port: tuple[int, int] | None = attrs.field(default=None, converter=attrs.converters.optional(v.port_range))
     protocol: str = attrs.field(default="tcp", converter=v.protocol)
     host_address: ipaddress.IPv4Address | ipaddress.IPv6Address | None = attrs.field(
         default=None, converter=attrs.converters.optional(v.ip_address)
@@ -175,9 +175,9 @@ class PortForward(_Ruleset):
     backend: Backend = attrs.field(factory=Backend, converter=_backend, kw_only=True)
 
     def __attrs_post_init__(self) -> None:
-        target = self.dest_port or self.host_port
+        target = self.port or self.host_port
         if target[1] - target[0] != self.host_port[1] - self.host_port[0]:
-            raise ValidationError("destination port range", self.dest_port, "must be as wide as the host port range")
+            raise ValidationError("destination port range", self.port, "must be as wide as the host port range")
         if self.host_address is not None and self.host_address.version != self.destination.version:
             raise ValidationError("host address", str(self.host_address), "must be the destination's IP version")
 
@@ -188,7 +188,7 @@ class PortForward(_Ruleset):
 
     def _to(self) -> str:
         # host range 8000-8010 -> 9000-9010 maps one to one: "9000-9010/8000" (base port)
-        low, high = self.dest_port or self.host_port
+        low, high = self.port or self.host_port
         ports = str(low) if low == high else f"{low}-{high}/{self.host_port[0]}"
         addr = f"[{self.destination}]" if self.family == 6 else str(self.destination)
         return f"{addr}:{ports}"
@@ -229,7 +229,7 @@ class PortForward(_Ruleset):
                         "--ctreplsrc",
                         str(self.destination),
                         "--ctreplsrcport",
-                        _ports(self.dest_port or self.host_port, ":"),
+                        _ports(self.port or self.host_port, ":"),
                         "--ctorigdstport",
                         _ports(self.host_port, ":"),
                         *self._tag("-j", "ACCEPT"),

@@ -147,12 +147,12 @@ def _check(net: Network, timeout: float) -> CheckReport:
             continue
         sources: list[tuple[str | None, IPv4Address]] = [(None, net.gateway)]
         for link in net.links:
-            if link.namespace is None and link.address is not None and link.peer_namespace is not None:
-                sources.append((link.peer_namespace, link.address.ip))
+            if link.netns is None and link.address is not None and link.peer_netns is not None:
+                sources.append((link.peer_netns, link.address.ip))
         dest_port = (fwd.port or fwd.host_port)[0]
         for source, address in sources:
             job = functools.partial(
-                _exchange, net, "forward", source, fwd.namespace, address, fwd.host_port[0], timeout, dest_port
+                _exchange, net, "forward", source, fwd.netns, address, fwd.host_port[0], timeout, dest_port
             )
             probes.append(_twice(job))
     return CheckReport(tuple(probes))

@@ -120,7 +120,7 @@ class Network:
     def host_ifnames(self) -> list[str]:
         """Every host-side interface the network creates (bridge, veth ends, host ends of links)."""
         names = [self.bridge, *(n.host_ifname for n in self.namespaces)]
-        return names + [link.name for link in self.links if link.namespace is None]
+        return names + [link.name for link in self.links if link.netns is None]
 
     def nat_rule(self) -> NatRule:
         """The masquerade rule for the subnet (traffic leaving by any interface but the bridge)."""
@@ -132,7 +132,7 @@ class Network:
         return [
             PortForward(
                 f.host_port,
-                addrs[f.namespace].ip,
+                addrs[f.netns].ip,
                 f.port,
                 f.protocol,
                 owner=self.name,

@@ -84,12 +84,12 @@ def _flag(value: object) -> bool:
 
 @attrs.frozen
 class RouteSpec:
-    """A route on the host (``namespace=None``) or inside one of the network's namespaces."""
+    """A route on the host (``netns=None``) or inside one of the network's namespaces."""
 
     to: IPv4Network | str = attrs.field(converter=_route_to)
     via: IPv4Address | None = attrs.field(default=None, converter=_opt_address)
     dev: str | None = attrs.field(default=None, converter=_opt_ifname)
-    namespace: str | None = attrs.field(default=None, converter=v.optional_netns)
+    netns: str | None = attrs.field(default=None, converter=v.optional_netns)
 
     def __attrs_post_init__(self) -> None:
         if self.via is None and self.dev is None:
@@ -150,25 +150,25 @@ class ExtraNamespace:
 
 @attrs.frozen
 class LinkSpec:
-    """A veth pair between the host (``namespace=None``) or a namespace and another namespace."""
+    """A veth pair between the host (``netns=None``) or a namespace and another namespace."""
 
     name: str = attrs.field(converter=v.ifname)
     peer: str = attrs.field(converter=v.ifname)
-    namespace: str | None = attrs.field(default=None, converter=v.optional_netns)
-    peer_namespace: str | None = attrs.field(default=None, converter=v.optional_netns)
+    netns: str | None = attrs.field(default=None, converter=v.optional_netns)
+    peer_netns: str | None = attrs.field(default=None, converter=v.optional_netns)
     address: IPv4Interface | None = attrs.field(default=None, converter=_opt_interface)
     peer_address: IPv4Interface | None = attrs.field(default=None, converter=_opt_interface)
 
     def __attrs_post_init__(self) -> None:
-        if self.namespace == self.peer_namespace:
+        if self.netns == self.peer_netns:
             raise ValidationError("link", self.name, "its two ends must be in different namespaces")
-        if self.peer_namespace is None:
+        if self.peer_netns is None:
             # the first end is the one created with the link group: the host's end must be it
-            raise ValidationError("link", self.name, "a link's host end must be its first end (name, no namespace)")
+            raise ValidationError("link", self.name, "a link's host end must be its first end (name, no netns)")
 
     def ends(self) -> list[tuple[str | None, str, IPv4Interface | None]]:
-        """(namespace, ifname, address) of both ends."""
-        return [(self.namespace, self.name, self.address), (self.peer_namespace, self.peer, self.peer_address)]
+        """(netns, ifname, address) of both ends."""
+        return [(self.netns, self.name, self.address), (self.peer_netns, self.peer, self.peer_address)]
 
 
 @attrs.frozen
@@ -176,7 +176,7 @@ class ForwardSpec:
     """Forward host port(s) to a port of a namespace on the bridge."""
 
     host_port: tuple[int, int] = attrs.field(converter=v.port_range)
-    namespace: str = attrs.field(converter=v.netns_name)
+    netns: str = attrs.field(converter=v.netns_name)
     port: tuple[int, int] | None = attrs.field(default=None, converter=_opt_ports)
     protocol: str = attrs.field(default="tcp", converter=v.protocol)
 
@@ -269,8 +269,8 @@ def _validate_network(net: Network) -> None:
     forwarded: list[ForwardSpec] = []
     bridged = {n.name for n in net.namespaces}
     for fwd in net.port_forwards:
-        if fwd.namespace not in bridged:
-            raise ValidationError("port forward namespace", fwd.namespace, "must be a namespace on the bridge")
+        if fwd.netns not in bridged:
+            raise ValidationError("port forward namespace", fwd.netns, "must be a namespace on the bridge")
         width = fwd.host_port[1] - fwd.host_port[0]
         if fwd.port is not None and fwd.port[1] - fwd.port[0] != width:
             raise ValidationError("port forward port", fwd.port, "must be as wide as the host port range")
@@ -283,18 +283,18 @@ def _validate_network(net: Network) -> None:
         forwarded.append(fwd)
     for ns in net.namespaces:
         for route in ns.routes:
-            if route.namespace not in (None, ns.name):
-                raise ValidationError("route namespace", route.namespace, f"differs from its namespace {ns.name!r}")
+            if route.netns not in (None, ns.name):
+                raise ValidationError("route namespace", route.netns, f"differs from its namespace {ns.name!r}")
             if ns.default_route and route.to == "default":
                 raise ValidationError("route", "default", f"namespace {ns.name!r} already has default_route = true")
             if route.via is not None and not any(route.via in s for s in _subnets_at(net, ns.name)):
                 raise ValidationError("route gateway", str(route.via), f"is not on a subnet connected to {ns.name!r}")
     for route in net.routes:
-        if route.namespace is not None and route.namespace not in known:
-            raise ValidationError("route namespace", route.namespace, f"is not a namespace of network {net.name!r}")
-        if route.via is not None and not any(route.via in s for s in _subnets_at(net, route.namespace)):
+        if route.netns is not None and route.netns not in known:
+            raise ValidationError("route namespace", route.netns, f"is not a namespace of network {net.name!r}")
+        if route.via is not None and not any(route.via in s for s in _subnets_at(net, route.netns)):
             raise ValidationError(
-                "route gateway", str(route.via), f"is not on a subnet connected to {route.namespace or 'the host'}"
+                "route gateway", str(route.via), f"is not on a subnet connected to {route.netns or 'the host'}"
             )
 
 

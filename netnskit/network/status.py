@@ -68,9 +68,7 @@ def _status(net: Network, f: _Facts) -> NetworkStatus:
             LinkInfo.from_json(d) for n, d in sorted(f.links.get(where, {}).items()) if keep is None or n in keep
         )
         raw = f.raw.get(where, {})
-        addrs = tuple(
-            a for d in raw.get("addr", []) for a in AddressInfo.from_json(d) if keep is None or a.ifname in keep
-        )
+        addrs = tuple(a for d in raw.get("addr", []) for a in AddressInfo.from_json(d) if keep is None or a.dev in keep)
         routes = tuple(RouteInfo.from_json(r) for r in raw.get("route", []) if keep is None or r.get("dev") in keep)
         return links, addrs, routes
 

@@ -163,7 +163,7 @@ class _PlanBuilder:
     def bridge(self) -> None:
         """The bridge, marked, with the host's gateway address on it, forwarding."""
         net = self.net
-        bridge = Bridge(net.bridge, group=net.group, mcast_snooping=net.multicast_snooping, runner=self.runner)
+        bridge = Bridge(net.bridge, group=net.group, multicast_snooping=net.multicast_snooping, runner=self.runner)
         self.add(
             f"create bridge {net.bridge} (link group {net.group})",
             [bridge.create_command(up=True)],
@@ -205,29 +205,29 @@ class _PlanBuilder:
 
     def link(self, link: LinkSpec) -> None:
         """An extra veth link (LAN, internet stand-in): made, marked on the host, up, addressed."""
-        on_host = link.namespace is None
+        on_host = link.netns is None
         pair = VethPair(
             link.name,
             link.peer,
-            netns=link.namespace,
-            peer_netns=link.peer_namespace,
+            netns=link.netns,
+            peer_netns=link.peer_netns,
             group=self.net.group if on_host else None,
             runner=self.runner,
         )
-        where = "the host" if on_host else link.namespace
+        where = "the host" if on_host else link.netns
         self.add(
-            f"create link {link.name} ({where}) <-> {link.peer} ({link.peer_namespace or 'the host'})",
+            f"create link {link.name} ({where}) <-> {link.peer} ({link.peer_netns or 'the host'})",
             [pair.create_command(up=True)],
             [pair.delete_command()],
-            functools.partial(_link_there, link.namespace, link.name),
+            functools.partial(_link_there, link.netns, link.name),
         )
         if on_host:
             self.mark_link(link.name)
         self.add(
-            f"bring up {link.peer} in {link.peer_namespace or 'the host'}",
-            [self._link(link.peer, link.peer_namespace).up_command()],
-            [self._link(link.peer, link.peer_namespace).down_command()],
-            functools.partial(_link_up, link.peer_namespace, link.peer),
+            f"bring up {link.peer} in {link.peer_netns or 'the host'}",
+            [self._link(link.peer, link.peer_netns).up_command()],
+            [self._link(link.peer, link.peer_netns).down_command()],
+            functools.partial(_link_up, link.peer_netns, link.peer),
         )
         for place, ifname, address in link.ends():
             if address is not None:
@@ -251,6 +251,6 @@ def _entries(net: Network) -> list[tuple[Step, _Done]]:
     for link in net.links:
         plan.link(link)
     for route in net.routes:
-        plan.route(route.namespace, route)
+        plan.route(route.netns, route)
     # firewall rules (commented netnskit:NAME) come from netnskit.firewall: see .firewall._firewall_steps
     return plan.entries

@@ -83,7 +83,7 @@ def network_toml(i: int) -> str:
 
         [[port_forward]]
         host_port = {8000 + i}
-        namespace = "c{i}b"
+        netns = "c{i}b"
         port = 80
         """
     )

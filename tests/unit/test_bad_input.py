@@ -42,12 +42,12 @@ BASE: dict[str, Any] = {
             "name": "v-lan",
             "address": "192.168.1.2/24",
             "peer": "eth0",
-            "peer_namespace": "lan",
+            "peer_netns": "lan",
             "peer_address": "192.168.1.3/24",
         }
     ],
     "route": [{"to": "203.0.113.0/24", "via": "192.168.1.3"}],
-    "port_forward": [{"host_port": 80, "namespace": "blue", "port": 80, "protocol": "tcp"}],
+    "port_forward": [{"host_port": 80, "netns": "blue", "port": 80, "protocol": "tcp"}],
 }
 
 DELETE = object()  # the corpus value that removes the key
@@ -150,9 +150,9 @@ def _entries() -> list[tuple[str, tuple[Any, ...], object, object]]:
         add("network name", ("network", "name"), bad)
         add("namespace name", ("namespace", 0, "name"), bad)
         add("extra namespace name", ("extra_namespace", 0, "name"), bad)
-        add("link peer namespace", ("link", 0, "peer_namespace"), bad)
-        add("forward namespace", ("port_forward", 0, "namespace"), bad)
-        add("route namespace", ("route", 0, "namespace"), bad)
+        add("link peer namespace", ("link", 0, "peer_netns"), bad)
+        add("forward namespace", ("port_forward", 0, "netns"), bad)
+        add("route namespace", ("route", 0, "netns"), bad)
     for bad in BAD_IFNAMES:
         add("bridge", ("network", "bridge"), bad)
         add("namespace ifname", ("namespace", 0, "ifname"), bad)
@@ -194,11 +194,11 @@ def _entries() -> list[tuple[str, tuple[Any, ...], object, object]]:
     add("extra namespace clashes", ("extra_namespace", 0, "name"), "blue")
     add("duplicate host interface", ("link", 0, "name"), "v-net-0")
     add("duplicate host interface (veth)", ("namespace", 1, "host_ifname"), "veth-red")
-    add("namespace of unknown link end", ("link", 0, "peer_namespace"), "nowhere")
-    add("route in an unknown namespace", ("route", 0, "namespace"), "nowhere")
-    add("forward to an unknown namespace", ("port_forward", 0, "namespace"), "lan")
+    add("namespace of unknown link end", ("link", 0, "peer_netns"), "nowhere")
+    add("route in an unknown namespace", ("route", 0, "netns"), "nowhere")
+    add("forward to an unknown namespace", ("port_forward", 0, "netns"), "lan")
     add("forward ranges of different width", ("port_forward", 0, "port"), "80-81", (80, 81))
-    add("overlapping forwards", ("port_forward", 1), {"host_port": "79-81", "namespace": "red"}, (79, 81))
+    add("overlapping forwards", ("port_forward", 1), {"host_port": "79-81", "netns": "red"}, (79, 81))
     add("namespace name too long for its veth", ("namespace", 0, "name"), "redredredred")
     add("a second network overlapping the first", ("link", 1), _overlapping_link(), "192.168.15.65/26")
     # TOML with wrong types
@@ -227,7 +227,7 @@ def _entries() -> list[tuple[str, tuple[Any, ...], object, object]]:
     add("missing network name", ("network", "name"), DELETE, "name")
     add("missing subnet", ("network", "subnet"), DELETE, "subnet")
     add("missing link peer", ("link", 0, "peer"), DELETE, "peer")
-    add("missing forward namespace", ("port_forward", 0, "namespace"), DELETE, "namespace")
+    add("missing forward namespace", ("port_forward", 0, "netns"), DELETE, "netns")
     add("missing [network]", ("network",), DELETE, "network")
     return out
 
@@ -237,7 +237,7 @@ def _overlapping_link() -> dict[str, Any]:
         "name": "v-other",
         "address": "192.168.15.65/26",
         "peer": "eth1",
-        "peer_namespace": "lan",
+        "peer_netns": "lan",
         "peer_address": "192.168.15.66/26",
     }
 
@@ -328,7 +328,7 @@ def _assert_rejected(make: Callable[[FakeRunner], object], named: object) -> Val
         make(fake)
     assert fake.argvs == [], "a command ran before the value was rejected"
     text = str(info.value)
-    wanted = named if isinstance(named, str) and named in ("name", "subnet", "peer", "namespace") else None
+    wanted = named if isinstance(named, str) and named in ("name", "subnet", "peer", "netns") else None
     if wanted is not None:
         assert re.search(rf"\b{wanted}\b", text), f"{text!r} does not name the missing key {wanted!r}"
     else:

@@ -188,9 +188,9 @@ def odd_network() -> Network:
             {"name": "1.2.3.4", "host_ifname": "0", "ifname": "type_"},
         ],
         extra_namespaces=["del"],
-        links=[{"name": "ip", "peer": "_", "peer_namespace": "del", "address": "10.2.0.1/24"}],
+        links=[{"name": "ip", "peer": "_", "peer_netns": "del", "address": "10.2.0.1/24"}],
         masquerade=True,
-        port_forwards=[{"host_port": 8080, "namespace": "help", "port": 80}],
+        port_forwards=[{"host_port": 8080, "netns": "help", "port": 80}],
         runner=FakeRunner(strict=True),
     )
 

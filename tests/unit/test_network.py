@@ -49,19 +49,19 @@ def seed_in_python(runner: FakeRunner | None = None) -> Network:
         masquerade=True,
         extra_namespaces=[ExtraNamespace("lan", forwarding=True), ExtraNamespace("internet")],
         links=[
-            LinkSpec("v-lan", "eth0", peer_namespace="lan", address="192.168.1.2/24", peer_address="192.168.1.3/24"),
+            LinkSpec("v-lan", "eth0", peer_netns="lan", address="192.168.1.2/24", peer_address="192.168.1.3/24"),
             LinkSpec(
                 "wan",
                 "eth0",
-                namespace="lan",
-                peer_namespace="internet",
+                netns="lan",
+                peer_netns="internet",
                 address="203.0.113.1/24",
                 peer_address="203.0.113.10/24",
             ),
         ],
         routes=[
             RouteSpec("203.0.113.0/24", via="192.168.1.3"),
-            RouteSpec("default", via="203.0.113.1", namespace="internet"),
+            RouteSpec("default", via="203.0.113.1", netns="internet"),
         ],
         port_forwards=[ForwardSpec(80, "blue", 80)],
         **({"runner": runner} if runner is not None else {}),
@@ -294,7 +294,7 @@ def test_up_when_already_up_changes_nothing() -> None:
     assert [str(a.address) for a in status.host_addresses] == ["10.9.0.1/24"]
     (a,) = status.namespaces
     assert (a.present, a.ours) == (True, True)
-    assert [(r.dst, r.gateway) for r in a.routes] == [("default", "10.9.0.1")]
+    assert [(r.to, r.via) for r in a.routes] == [("default", "10.9.0.1")]
     assert json.loads(json.dumps(status.to_json()))["host_addresses"][0]["address"] == "10.9.0.1/24"
 
 
@@ -476,10 +476,10 @@ def test_down_deletes_our_rules_by_comment_in_one_restore() -> None:
         ({"port_forwards": [ForwardSpec("80-90", "a"), ForwardSpec(85, "a")]}, "overlaps"),
         ({"port_forwards": [ForwardSpec(80, "a", "81-82")]}, "must be as wide"),
         ({"routes": [RouteSpec("10.1.0.0/16", via="172.16.0.1")]}, "route gateway '172.16.0.1'"),
-        ({"routes": [RouteSpec("default", via="10.9.0.9", namespace="nope")]}, "route namespace 'nope'"),
-        ({"links": [LinkSpec("v-x", "e1", peer_namespace="a", address="10.9.0.200/24")]}, "overlaps 10.9.0.0/24"),
-        ({"links": [LinkSpec("v-x", "eth0", peer_namespace="a")]}, "interface name 'eth0': is used twice"),
-        ({"links": [LinkSpec("v-x", "e1", peer_namespace="zz")]}, "link namespace 'zz'"),
+        ({"routes": [RouteSpec("default", via="10.9.0.9", netns="nope")]}, "route namespace 'nope'"),
+        ({"links": [LinkSpec("v-x", "e1", peer_netns="a", address="10.9.0.200/24")]}, "overlaps 10.9.0.0/24"),
+        ({"links": [LinkSpec("v-x", "eth0", peer_netns="a")]}, "interface name 'eth0': is used twice"),
+        ({"links": [LinkSpec("v-x", "e1", peer_netns="zz")]}, "link namespace 'zz'"),
         ({"masquerade": "yes"}, "must be true or false"),
         ({"name": "bad name"}, "namespace name 'bad name'"),
         ({"bridge": "-br"}, "interface name '-br'"),
@@ -495,7 +495,7 @@ def test_bad_descriptions_are_rejected_before_any_command(fields: dict[str, obje
 
 def test_link_host_end_must_come_first() -> None:
     with pytest.raises(ValidationError, match="host end must be its first end"):
-        LinkSpec("eth0", "v-x", namespace="a")
+        LinkSpec("eth0", "v-x", netns="a")
 
 
 def test_default_route_twice_is_rejected() -> None:

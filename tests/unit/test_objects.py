@@ -271,8 +271,8 @@ def test_namespace_readers(fake):
     ns = Namespace("red", runner=fake)
     assert [link.name for link in ns.links()] == ["lo", "veth-red"]
     assert [str(a.address) for a in ns.addresses()] == ["192.168.15.1/24", "fd15::1/64", "fe80::ec4e:28ff:fea7:a7c3/64"]
-    assert [r.dst for r in ns.routes()] == ["default", "10.0.0.0/24", "192.168.15.0/24"]
-    assert [r.dst for r in ns.routes(family=6)] == ["fd15::/64", "fe80::/64"]
+    assert [r.to for r in ns.routes()] == ["default", "10.0.0.0/24", "192.168.15.0/24"]
+    assert [r.to for r in ns.routes(family=6)] == ["fd15::/64", "fe80::/64"]
     assert [n.address for n in ns.neighbours()] == ["192.168.15.2"]
     assert fake.argvs == [
         ["ip", "-n", "red", "-d", "-j", "link", "show"],
@@ -849,12 +849,12 @@ def test_ip_argv():
 @pytest.mark.parametrize(
     ("snooping", "tail"), [(None, []), (False, ["mcast_snooping", "0"]), (True, ["mcast_snooping", "1"])]
 )
-def test_bridge_mcast_snooping_argv(snooping: bool | None, tail: list[str]) -> None:
-    bridge = Bridge("br0", group=7, mcast_snooping=snooping)
+def test_bridge_multicast_snooping_argv(snooping: bool | None, tail: list[str]) -> None:
+    bridge = Bridge("br0", group=7, multicast_snooping=snooping)
     head = ["ip", "link", "add", "name", "br0", "group", "7", "up", "type", "bridge"]
     assert bridge.create_argv(up=True) == [*head, *tail]
 
 
-def test_bridge_mcast_snooping_must_be_a_flag() -> None:
+def test_bridge_multicast_snooping_must_be_a_flag() -> None:
     with pytest.raises(ValidationError, match="multicast snooping"):
-        Bridge("br0", mcast_snooping="off")  # type: ignore[arg-type]
+        Bridge("br0", multicast_snooping="off")  # type: ignore[arg-type]

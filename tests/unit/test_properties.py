@@ -64,7 +64,7 @@ def test_a_plan_never_creates_an_interface_name_twice_in_one_place(data: dict[st
     expected = {(None, net.bridge)} | {(None, n.host_ifname) for n in net.namespaces}
     expected |= {(n.name, n.ifname) for n in net.namespaces}
     for link in net.links:
-        expected |= {(link.namespace, link.name), (link.peer_namespace, link.peer)}
+        expected |= {(link.netns, link.name), (link.peer_netns, link.peer)}
     assert set(made) == expected
 
 

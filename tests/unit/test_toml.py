@@ -28,7 +28,7 @@ routes = [{ to = "10.50.0.0/16", via = "10.7.0.1" }]
 
 [[port_forward]]
 host_port = "8000-8001"
-namespace = "b"
+netns = "b"
 port = "9000-9001"
 protocol = "udp"
 """
@@ -59,7 +59,7 @@ def test_a_good_file_loads(tmp_path: Path) -> None:
         ('via = "10.7.0.1" }', 'via = "10.7.0.1", metric = 5 }', "namespace[1].routes[0].metric", "unknown key"),
         # missing fields
         ('subnet = "10.7.0.0/24"\n', "", "network.subnet", "missing required key"),
-        ('namespace = "b"\nport', "port", "port_forward[0].namespace", "missing required key"),
+        ('netns = "b"\nport', "port", "port_forward[0].netns", "missing required key"),
         # wrong types
         ("masquerade = true", 'masquerade = "yes"', "network.masquerade", "must be true or false"),
         ('address = "10.7.0.9"', "address = 9", "namespace[1].address", "must be a string"),
@@ -121,13 +121,13 @@ SEED = Path(__file__).resolve().parents[2] / "examples" / "seed.toml"
     ("old", "new", "key", "reason"),
     [
         ("forwarding = true", "forwarding = 1", "extra_namespace[0].forwarding", "must be true or false"),
-        ('peer_namespace = "lan"', 'peer_namespace = "lan"\nmtu = 9000', "link[0].mtu", "unknown key"),
-        ('peer = "eth0"\npeer_namespace = "lan"', 'peer_namespace = "lan"', "link[0].peer", "missing required key"),
+        ('peer_netns = "lan"', 'peer_netns = "lan"\nmtu = 9000', "link[0].mtu", "unknown key"),
+        ('peer = "eth0"\npeer_netns = "lan"', 'peer_netns = "lan"', "link[0].peer", "missing required key"),
         ('peer_address = "192.168.1.3/24"', 'peer_address = "192.168.1.3"', "link[0].peer_address", "prefix"),
         ('to = "203.0.113.0/24"', 'to = "203.0.113.0/33"', "route[0].to", "subnet"),
         ('via = "192.168.1.3"', 'via = "10.1.1.1"', "route[0].via", "not on a subnet connected to the host"),
-        ('namespace = "internet"\nto', 'namespace = "nowhere"\nto', "route[1].namespace", "is not a namespace"),
-        ('name = "wan"\nnamespace = "lan"', 'name = "wan"\nnamespace = "lan "', "link[1].namespace", "letters"),
+        ('netns = "internet"\nto', 'netns = "nowhere"\nto', "route[1].netns", "is not a namespace"),
+        ('name = "wan"\nnetns = "lan"', 'name = "wan"\nnetns = "lan "', "link[1].netns", "letters"),
     ],
 )
 def test_bad_seed_variants(tmp_path: Path, old: str, new: str, key: str, reason: str) -> None:

@@ -156,11 +156,11 @@ def test_ip_address_bad(bad):
     assert err.what == "address"
 
 
-def test_route_destination():
-    assert v.route_destination("default") == "default"
-    assert v.route_destination("10.0.0.0/24") == ipaddress.IPv4Network("10.0.0.0/24")
-    rejected(v.route_destination, "Default")
-    rejected(v.route_destination, "10.0.0.1/24")
+def test_route_to():
+    assert v.route_to("default") == "default"
+    assert v.route_to("10.0.0.0/24") == ipaddress.IPv4Network("10.0.0.0/24")
+    rejected(v.route_to, "Default")
+    rejected(v.route_to, "10.0.0.1/24")
 
 
 # --- ports and protocols --------------------------------------------------------------------------------
