@@ -58,7 +58,20 @@ def _opt_address(value: object) -> IPv4Address | None:
     return None if value is None else _v4_address(value)
 
 
-def _opt_interface(value: object) -> IPv4Interface | None:
+def _ns_address(value: object) -> IPv4Address | IPv4Interface | None:
+    # ADDRESS, or ADDRESS/PREFIX (the subnet's prefix: checked with the network, see _allocate)
+    if value is None:
+        return None
+    with_prefix = isinstance(value, IPv4Interface) or (isinstance(value, str) and "/" in value)
+    return _v4_interface(value) if with_prefix else _v4_address(value)
+
+
+def _link_address(value: object) -> IPv4Interface | None:
+    # a link end has no subnet to take a prefix from: its address carries one
+    if isinstance(value, str) and "/" not in value:
+        raise ValidationError(
+            "link address", value, "must be ADDRESS/PREFIX with its prefix length, like 192.168.1.2/24"
+        )
     return None if value is None else _v4_interface(value)
 
 
@@ -113,10 +126,14 @@ def _routes(items: Iterable[RouteSpec | dict[str, Any]]) -> tuple[RouteSpec, ...
 
 @attrs.frozen
 class NamespaceSpec:
-    """A namespace on the bridge: one veth (``ifname`` inside, ``host_ifname`` on the bridge)."""
+    """A namespace on the bridge: one veth (``ifname`` inside, ``host_ifname`` on the bridge).
+
+    ``address``: ADDRESS or ADDRESS/PREFIX on the network's subnet (the prefix must be the subnet's);
+    None takes the next free one.
+    """
 
     name: str = attrs.field(converter=v.netns_name)
-    address: IPv4Address | None = attrs.field(default=None, converter=_opt_address)
+    address: IPv4Address | IPv4Interface | None = attrs.field(default=None, converter=_ns_address)
     ifname: str = attrs.field(default="eth0", converter=v.ifname)
     host_ifname: str = attrs.field(converter=v.ifname)
     default_route: bool = attrs.field(default=True, converter=_flag)
@@ -156,8 +173,8 @@ class LinkSpec:
     peer: str = attrs.field(converter=v.ifname)
     netns: str | None = attrs.field(default=None, converter=v.optional_netns)
     peer_netns: str | None = attrs.field(default=None, converter=v.optional_netns)
-    address: IPv4Interface | None = attrs.field(default=None, converter=_opt_interface)
-    peer_address: IPv4Interface | None = attrs.field(default=None, converter=_opt_interface)
+    address: IPv4Interface | None = attrs.field(default=None, converter=_link_address)
+    peer_address: IPv4Interface | None = attrs.field(default=None, converter=_link_address)
 
     def __attrs_post_init__(self) -> None:
         if self.netns == self.peer_netns:
@@ -313,18 +330,26 @@ def _allocate(net: Network) -> dict[str, IPv4Interface]:
     subnet = net.subnet
     taken: set[IPv4Address] = {net.gateway}
     out: dict[str, IPv4Interface] = {}
+    given: dict[str, IPv4Address] = {}
     for ns in net.namespaces:
         if ns.address is None:
             continue
+        written = str(ns.address)  # errors name the value as given, with its prefix if it had one
         addr = ns.address
+        if isinstance(addr, IPv4Interface):  # (an IPv4Interface is an IPv4Address too: test it first)
+            if addr.network.prefixlen != subnet.prefixlen:
+                rule = f"of namespace {ns.name!r} must carry the subnet's prefix /{subnet.prefixlen} or none"
+                raise ValidationError("address", written, rule)
+            addr = addr.ip
         if addr not in subnet or addr in (subnet.network_address, subnet.broadcast_address):
-            raise ValidationError("address", str(addr), f"of namespace {ns.name!r} must be a host address in {subnet}")
+            raise ValidationError("address", written, f"of namespace {ns.name!r} must be a host address in {subnet}")
         if addr in taken:
-            raise ValidationError("address", str(addr), f"of namespace {ns.name!r} is already used")
+            raise ValidationError("address", written, f"of namespace {ns.name!r} is already used")
         taken.add(addr)
+        given[ns.name] = addr
     free = (a for a in subnet.hosts() if a not in taken)
     for ns in net.namespaces:
-        chosen = ns.address if ns.address is not None else next(free, None)
+        chosen = given[ns.name] if ns.name in given else next(free, None)
         if chosen is None:
             raise ValidationError("subnet", str(subnet), f"has no free address left for namespace {ns.name!r}")
         out[ns.name] = IPv4Interface(f"{chosen}/{subnet.prefixlen}")

@@ -125,6 +125,7 @@ BAD_ADDRESSES = [
     "localhost",
     "-1",
 ]
+BAD_NS_PREFIXES = ["192.168.15.1/16", "192.168.15.1/25", "192.168.15.1/32", "192.168.15.1/33", "192.168.15.1/"]
 BAD_SUBNETS = [
     "192.168.15.1/24",  # host bits set
     "192.168.15.0/33",
@@ -161,9 +162,11 @@ def _entries() -> list[tuple[str, tuple[Any, ...], object, object]]:
         add("link peer", ("link", 0, "peer"), bad)
         add("route dev", ("route", 0, "dev"), bad)
     for bad in BAD_ADDRESSES:
-        add("namespace address", ("namespace", 0, "address"), bad)
         add("gateway", ("network", "gateway"), bad)
         add("route via", ("route", 0, "via"), bad)
+    # a namespace's address may carry a prefix: the subnet's only
+    for bad in [*(a for a in BAD_ADDRESSES if a != "192.168.15.1/24"), *BAD_NS_PREFIXES]:
+        add("namespace address", ("namespace", 0, "address"), bad)
     for bad in BAD_SUBNETS:
         add("subnet", ("network", "subnet"), bad)
         add("route to", ("route", 0, "to"), bad)

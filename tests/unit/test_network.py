@@ -6,6 +6,7 @@ import json
 import pickle
 import re
 import tomllib
+from ipaddress import IPv4Interface
 from pathlib import Path
 
 import attrs
@@ -468,6 +469,11 @@ def test_down_deletes_our_rules_by_comment_in_one_restore() -> None:
         ({"namespaces": ["a", "a"]}, "namespace name 'a': is used twice"),
         ({"namespaces": [NamespaceSpec("a", "10.9.0.1")]}, "address '10.9.0.1': of namespace 'a' is already used"),
         ({"namespaces": [NamespaceSpec("a", "10.9.1.7")]}, "must be a host address in 10.9.0.0/24"),
+        (
+            {"namespaces": [NamespaceSpec("a", "10.9.0.7/16")]},
+            "address '10.9.0.7/16': of namespace 'a' must carry the subnet's prefix /24 or none",
+        ),
+        ({"namespaces": [NamespaceSpec("a", "10.9.1.7/24")]}, "address '10.9.1.7/24': of namespace 'a' must be a host"),
         ({"namespaces": [NamespaceSpec("a", "10.9.0.7"), NamespaceSpec("b", "10.9.0.7")]}, "is already used"),
         ({"subnet": "10.9.0.0/30", "gateway": "10.9.0.1", "namespaces": ["a", "b"]}, "no free address left"),
         ({"namespaces": ["a-very-long-name"]}, "too long for the default host interface"),
@@ -491,6 +497,22 @@ def test_bad_descriptions_are_rejected_before_any_command(fields: dict[str, obje
         small(fake, **fields)
     assert message in str(info.value)
     assert fake.argvs == []
+
+
+def test_a_namespace_address_is_given_with_or_without_the_subnets_prefix() -> None:
+    bare = small(FakeRunner(), namespaces=[NamespaceSpec("a", "10.9.0.7")])
+    prefixed = small(FakeRunner(), namespaces=[NamespaceSpec("a", "10.9.0.7/24")])
+    assert bare.addresses() == prefixed.addresses() == {"a": IPv4Interface("10.9.0.7/24")}
+    assert bare.plan() == prefixed.plan()
+
+
+@pytest.mark.parametrize("end", ["address", "peer_address"])
+def test_a_link_end_address_must_carry_its_prefix(end: str) -> None:
+    with pytest.raises(ValidationError) as info:
+        LinkSpec("v-x", "e1", peer_netns="a", **{end: "10.8.0.1"})
+    assert str(info.value) == (
+        "invalid link address '10.8.0.1': must be ADDRESS/PREFIX with its prefix length, like 192.168.1.2/24"
+    )
 
 
 def test_link_host_end_must_come_first() -> None:

@@ -88,6 +88,12 @@ def test_bad_files_name_file_key_and_reason(tmp_path: Path, old: str, new: str, 
     assert isinstance(info.value, ValidationError)
 
 
+def test_a_namespace_address_may_carry_the_subnets_prefix(tmp_path: Path) -> None:
+    net = load(tmp_path, GOOD.replace('address = "10.7.0.9"', 'address = "10.7.0.9/24"'))
+    assert {k: str(v) for k, v in net.addresses().items()} == {"a": "10.7.0.2/24", "b": "10.7.0.9/24"}
+    assert net.plan() == load(tmp_path, GOOD).plan()
+
+
 def test_syntax_error_names_the_file(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=r"net\.toml: syntax: not valid TOML \(.*line 2"):
         load(tmp_path, "[network]\nname = \n")
@@ -124,6 +130,18 @@ SEED = Path(__file__).resolve().parents[2] / "examples" / "seed.toml"
         ('peer_netns = "lan"', 'peer_netns = "lan"\nmtu = 9000', "link[0].mtu", "unknown key"),
         ('peer = "eth0"\npeer_netns = "lan"', 'peer_netns = "lan"', "link[0].peer", "missing required key"),
         ('peer_address = "192.168.1.3/24"', 'peer_address = "192.168.1.3"', "link[0].peer_address", "prefix"),
+        (
+            'address = "192.168.1.2/24"',
+            'address = "192.168.1.2"',
+            "link[0].address = '192.168.1.2'",
+            "link address: must be ADDRESS/PREFIX with its prefix length, like 192.168.1.2/24",
+        ),
+        (
+            'address = "192.168.15.2"',
+            'address = "192.168.15.2/16"',
+            "namespace[1].address = '192.168.15.2/16'",
+            "of namespace 'blue' must carry the subnet's prefix /24 or none",
+        ),
         ('to = "203.0.113.0/24"', 'to = "203.0.113.0/33"', "route[0].to", "subnet"),
         ('via = "192.168.1.3"', 'via = "10.1.1.1"', "route[0].via", "not on a subnet connected to the host"),
         ('netns = "internet"\nto', 'netns = "nowhere"\nto', "route[1].netns", "is not a namespace"),
