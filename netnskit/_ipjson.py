@@ -9,12 +9,14 @@ from typing import Any
 from netnskit.errors import NetnskitError
 from netnskit.runner import Runner
 
-__all__ = ["argv", "arrays", "entries", "read", "try_read"]
+__all__ = ["NETNS_LIST", "argv", "arrays", "entries", "names", "netns_list", "read", "try_read"]
+
+NETNS_LIST = ("netns", "list")  # `ip -j netns list`: every named namespace, with its nsid once it has one
 
 
-def argv(netns: str | None, *words: str) -> list[str]:
-    """``ip [-n NETNS] -j WORDS...``."""
-    return ["ip", *(() if netns is None else ("-n", netns)), "-j", *words]
+def argv(netns: str | None, *words: str, flags: Sequence[str] = ()) -> list[str]:
+    """``ip [-n NETNS] [FLAGS] -j WORDS...`` (FLAGS: ``-d``, ``-4``, ``-6``)."""
+    return ["ip", *(() if netns is None else ("-n", netns)), *flags, "-j", *words]
 
 
 def entries(text: str) -> list[dict[str, Any]]:
@@ -44,14 +46,17 @@ def arrays(text: str) -> list[list[dict[str, Any]]]:
     return found
 
 
-def read(runner: Runner, netns: str | None, *words: str, action: str = "") -> list[dict[str, Any]]:
+def read(
+    runner: Runner, netns: str | None, *words: str, flags: Sequence[str] = (), action: str = ""
+) -> list[dict[str, Any]]:
     """``ip -j WORDS`` in ``netns`` as a list of objects; raises the mapped CommandError if it fails."""
-    return entries(runner.run(argv(netns, *words)).check(action or f"reading ip {' '.join(words)}").stdout)
+    result = runner.run(argv(netns, *words, flags=flags))
+    return entries(result.check(action or f"reading ip {' '.join(words)}").stdout)
 
 
-def try_read(runner: Runner, netns: str | None, *words: str) -> list[dict[str, Any]] | None:
+def try_read(runner: Runner, netns: str | None, *words: str, flags: Sequence[str] = ()) -> list[dict[str, Any]] | None:
     """Like :func:`read`, but None where the command fails or prints no JSON."""
-    result = runner.run(argv(netns, *words))
+    result = runner.run(argv(netns, *words, flags=flags))
     if not result.ok:
         return None
     try:
@@ -63,3 +68,8 @@ def try_read(runner: Runner, netns: str | None, *words: str) -> list[dict[str, A
 def names(items: Sequence[dict[str, Any]], key: str = "ifname") -> set[str]:
     """The ``key`` values of parsed entries (interface names by default)."""
     return {str(d[key]) for d in items if key in d}
+
+
+def netns_list(runner: Runner) -> list[dict[str, Any]]:
+    """``ip -j netns list``: one object per named namespace (``name``, and ``id`` once it has an nsid)."""
+    return read(runner, None, *NETNS_LIST, action="listing namespaces")

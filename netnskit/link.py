@@ -8,11 +8,11 @@ Readers parse ``ip -j`` output into typed objects.
 from __future__ import annotations
 
 import ipaddress
-import json
 from typing import Any
 
 import attrs
 
+from netnskit import _ipjson
 from netnskit import _validate as v
 from netnskit.commands import ip
 from netnskit.errors import AlreadyExistsError, NotFoundError, ValidationError
@@ -205,13 +205,13 @@ class Link:
 
     def info(self) -> LinkInfo | None:
         """The link as the kernel reports it, or None if it does not exist."""
-        result = self.runner.run(ip_argv(self.netns, "-d", "-j", "link", "show", "dev", self.name))
+        result = self.runner.run(_ipjson.argv(self.netns, "link", "show", "dev", self.name, flags=["-d"]))
         if not result.ok:
             try:
                 result.check()
             except NotFoundError:
                 return None
-        found = _json_list(result)
+        found = _ipjson.entries(result.stdout)
         return LinkInfo.from_json(found[0]) if found else None
 
     def exists(self) -> bool:
@@ -569,16 +569,6 @@ class Route:
 # --- readers: typed views of `ip -j` output ------------------------------------------------
 
 
-def _json_list(result: Result) -> list[dict[str, Any]]:
-    text = result.check().stdout.strip()
-    if not text:
-        return []
-    data = json.loads(text)
-    if not isinstance(data, list):
-        raise ValueError(f"expected a JSON list from {' '.join(result.argv)}")
-    return [d for d in data if isinstance(d, dict) and d]
-
-
 @attrs.frozen
 class LinkInfo:
     """One link as ``ip -d -j link show`` reports it."""
@@ -681,24 +671,24 @@ class Neighbour:
 
 def links(runner: Runner, netns: str | None = None) -> list[LinkInfo]:
     """Every link on the host or in ``netns``."""
-    result = runner.run(ip_argv(v.optional_netns(netns), "-d", "-j", "link", "show"))
-    return [LinkInfo.from_json(d) for d in _json_list(result)]
+    found = _ipjson.read(runner, v.optional_netns(netns), "link", "show", flags=["-d"])
+    return [LinkInfo.from_json(d) for d in found]
 
 
 def addresses(runner: Runner, netns: str | None = None) -> list[AddressInfo]:
     """Every address on the host or in ``netns``."""
-    result = runner.run(ip_argv(v.optional_netns(netns), "-j", "addr", "show"))
-    return [a for d in _json_list(result) for a in AddressInfo.from_json(d)]
+    found = _ipjson.read(runner, v.optional_netns(netns), "addr", "show")
+    return [a for d in found for a in AddressInfo.from_json(d)]
 
 
 def routes(runner: Runner, netns: str | None = None, *, family: int = 4) -> list[RouteInfo]:
     """The main routing table on the host or in ``netns`` (``family`` 4 or 6)."""
     fam = "-6" if family == 6 else "-4"
-    result = runner.run(ip_argv(v.optional_netns(netns), fam, "-j", "route", "show"))
-    return [RouteInfo.from_json(d) for d in _json_list(result)]
+    found = _ipjson.read(runner, v.optional_netns(netns), "route", "show", flags=[fam])
+    return [RouteInfo.from_json(d) for d in found]
 
 
 def neighbours(runner: Runner, netns: str | None = None) -> list[Neighbour]:
     """The neighbour (ARP/NDP) table on the host or in ``netns``."""
-    result = runner.run(ip_argv(v.optional_netns(netns), "-j", "neigh", "show"))
-    return [Neighbour.from_json(d) for d in _json_list(result)]
+    found = _ipjson.read(runner, v.optional_netns(netns), "neigh", "show")
+    return [Neighbour.from_json(d) for d in found]

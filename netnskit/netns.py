@@ -65,7 +65,7 @@ class Namespace:
     @staticmethod
     def list_argv() -> list[str]:
         """``ip -j netns list``."""
-        return _ipjson.argv(None, "netns", "list")
+        return _ipjson.argv(None, *_ipjson.NETNS_LIST)
 
     # --- running ---------------------------------------------------------------------------
 
@@ -93,8 +93,7 @@ class Namespace:
     @classmethod
     def names(cls, runner: Runner) -> list[str]:
         """The names of every namespace ``ip netns list`` shows."""
-        listed = _ipjson.read(runner, None, "netns", "list", action="listing namespaces")
-        return [str(d["name"]) for d in listed if "name" in d]
+        return [str(d["name"]) for d in _ipjson.netns_list(runner) if "name" in d]
 
     @classmethod
     def all(cls, runner: Runner) -> list[Namespace]:

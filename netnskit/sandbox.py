@@ -12,7 +12,6 @@ kernel frees every namespace, link, address, route and firewall rule made inside
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import select
 import shutil
@@ -22,6 +21,7 @@ import time
 from collections.abc import Sequence
 from types import TracebackType
 
+from netnskit import _ipjson
 from netnskit.errors import SandboxError
 from netnskit.netns import Namespace
 from netnskit.runner import (
@@ -168,12 +168,10 @@ class Sandbox:
         if self._holder is None or self._net is None:
             return []
         nets = {self._net}
-        result = self.runner.run(["ip", "-j", "netns", "list"])
-        if result.ok and result.stdout.strip():
-            for entry in json.loads(result.stdout):
-                inode = self.runner.run(["stat", "-L", "-c", "%i", f"/run/netns/{entry['name']}"])
-                if inode.ok:
-                    nets.add(f"net:[{inode.stdout.strip()}]")
+        for named in _ipjson.try_read(self.runner, None, *_ipjson.NETNS_LIST) or []:
+            inode = self.runner.run(["stat", "-L", "-c", "%i", f"/run/netns/{named['name']}"])
+            if inode.ok:
+                nets.add(f"net:[{inode.stdout.strip()}]")
         found = []
         for entry in os.listdir("/proc"):
             ours = entry.isdigit() and int(entry) not in (self._holder.pid, os.getpid())

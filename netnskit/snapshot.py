@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import json
 import re
-from typing import Any
 
 import attrs
 
+from netnskit import _ipjson
 from netnskit.runner import Runner
 
 __all__ = ["HostState", "WATCHED_SYSCTLS"]
@@ -49,11 +49,6 @@ def _clean_save(text: str) -> str:
     return "\n".join(kept + table)
 
 
-def _json(runner: Runner, argv: list[str]) -> Any:
-    out = runner.run(argv).check().stdout.strip()
-    return json.loads(out) if out else []
-
-
 @attrs.frozen
 class HostState:
     """A comparable snapshot: namespaces, links, addresses, routes, sysctls and firewall rules."""
@@ -69,17 +64,17 @@ class HostState:
     @classmethod
     def capture(cls, runner: Runner) -> HostState:
         """Read the host's state through ``runner`` with ip -j, sysctl and iptables-save."""
-        namespaces = tuple(sorted(d["name"] for d in _json(runner, ["ip", "-j", "netns", "list"])))
+        namespaces = tuple(sorted(d["name"] for d in _ipjson.netns_list(runner)))
         links = tuple(
             sorted(
                 f"{d['ifname']} {d.get('link_type', '')} {d.get('master', '')}"
-                for d in _json(runner, ["ip", "-j", "link", "show"])
+                for d in _ipjson.read(runner, None, "link", "show")
             )
         )
         addresses = tuple(
             sorted(
                 f"{d['ifname']} {a['local']}/{a['prefixlen']}"
-                for d in _json(runner, ["ip", "-j", "addr", "show"])
+                for d in _ipjson.read(runner, None, "addr", "show")
                 for a in d.get("addr_info", ())
             )
         )
@@ -87,7 +82,7 @@ class HostState:
             sorted(
                 json.dumps({k: val for k, val in r.items() if k not in _VOLATILE_ROUTE_KEYS}, sort_keys=True)
                 for fam in ("-4", "-6")
-                for r in _json(runner, ["ip", fam, "-j", "route", "show", "table", "all"])
+                for r in _ipjson.read(runner, None, "route", "show", "table", "all", flags=[fam])
             )
         )
         sysctls = tuple((name, runner.run(["sysctl", "-n", name]).stdout.strip()) for name in WATCHED_SYSCTLS)

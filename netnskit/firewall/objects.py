@@ -7,13 +7,13 @@
 from __future__ import annotations
 
 import ipaddress
-import json
 import logging
 from collections.abc import Iterable
 from typing import Any
 
 import attrs
 
+from netnskit import _ipjson
 from netnskit import _validate as v
 from netnskit.errors import ValidationError
 from netnskit.executors import SerialExecutor
@@ -254,11 +254,8 @@ class PortForward(_Ruleset):
         """This forward with ``bridge`` set from ``ip route get DESTINATION`` when it is None."""
         if self.bridge is not None:
             return self
-        out = self.runner.run(["ip", "-j", "route", "get", str(self.destination)])
-        try:
-            dev = json.loads(out.stdout)[0].get("dev") if out.ok else None
-        except (ValueError, IndexError, AttributeError):
-            dev = None
+        found = _ipjson.try_read(self.runner, None, "route", "get", str(self.destination))
+        dev = found[0].get("dev") if found else None
         if not dev or dev == "lo":
             return self
         return attrs.evolve(self, bridge=dev)

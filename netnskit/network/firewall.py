@@ -12,9 +12,10 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
+from netnskit import _ipjson
 from netnskit.firewall import Firewall, NatRule, PortForward, Rule, SavedRules, Sysctl
 from netnskit.network.spec import MARK_PREFIX
-from netnskit.network.state import _json, _read_links
+from netnskit.network.state import _read_links
 from netnskit.network.steps import _sysctl_forwarding
 from netnskit.plan import Command, Step
 from netnskit.runner import Runner
@@ -82,7 +83,7 @@ def _keep_link_forwarding(
         for name, d in (_read_links(runner, None) if host is None else host).items()
         if stays(str(d.get("ifalias", ""))) and not d.get("master")
     }
-    entries = _json(runner, ["ip", "-4", "-j", "netconf", "show"])
+    entries = _ipjson.read(runner, None, "netconf", "show", flags=["-4"])
     forwarding = [
         str(d["interface"])
         for d in entries

@@ -8,28 +8,19 @@ that has one of our names, and a subnet overlapping an address on someone else's
 from __future__ import annotations
 
 import ipaddress
-import json
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 import attrs
 
+from netnskit import _ipjson
 from netnskit.errors import ConflictError, NetnskitError, NotOursError
 from netnskit.firewall import Firewall
-from netnskit.link import ip_argv
 from netnskit.network.spec import _subnets_at
 from netnskit.runner import Runner
 
 if TYPE_CHECKING:
     from netnskit.network.network import Network
-
-
-def _json(runner: Runner, argv: list[str]) -> list[dict[str, Any]]:
-    text = runner.run(argv).check().stdout.strip()
-    if not text:
-        return []
-    data = json.loads(text)
-    return [d for d in data if isinstance(d, dict) and d] if isinstance(data, list) else []
 
 
 @attrs.frozen
@@ -48,31 +39,16 @@ class _Facts:
 
 def _read_links(runner: Runner, where: str | None) -> dict[str, dict[str, Any]]:
     # without -d: name, flags, group, ifalias and link_netnsid are all there, and it is cheaper
-    return {str(d["ifname"]): d for d in _json(runner, ip_argv(where, "-j", "link", "show"))}
+    return {str(d["ifname"]): d for d in _ipjson.read(runner, where, "link", "show")}
 
 
 _PLACE_READS = ("link show", "addr show", "route show", "netconf show")
 
 
-def _json_arrays(text: str) -> list[list[dict[str, Any]]]:
-    """The JSON arrays printed one after another by ``ip -j -batch``."""
-    decoder = json.JSONDecoder()
-    arrays: list[list[dict[str, Any]]] = []
-    at = 0
-    text = text.strip()
-    while at < len(text):
-        data, end = decoder.raw_decode(text, at)
-        arrays.append([d for d in data if isinstance(d, dict) and d] if isinstance(data, list) else [])
-        at = end
-        while at < len(text) and text[at].isspace():
-            at += 1
-    return arrays
-
-
 def _read_place(runner: Runner, where: str | None, facts: dict[str, Any]) -> None:
     """Links, IPv4 addresses, routes and forwarding of the host or a namespace, in one ``ip -batch``."""
-    result = runner.run(ip_argv(where, "-4", "-j", "-batch", "-"), input="\n".join(_PLACE_READS) + "\n")
-    arrays = _json_arrays(result.check(f"reading the state of {where or 'the host'}").stdout)
+    result = runner.run(_ipjson.argv(where, "-batch", "-", flags=["-4"]), input="\n".join(_PLACE_READS) + "\n")
+    arrays = _ipjson.arrays(result.check(f"reading the state of {where or 'the host'}").stdout)
     if not arrays:  # no output at all (a fake runner): nothing there
         arrays = [[] for _ in _PLACE_READS]
     if len(arrays) != len(_PLACE_READS):
@@ -101,7 +77,7 @@ def _host_link_ours(entry: dict[str, Any], mark: str, group: int | None, names: 
 
 def _gather(net: Network, full: bool) -> _Facts:
     runner = net.runner
-    listed = _json(runner, ["ip", "-j", "netns", "list"])
+    listed = _ipjson.netns_list(runner)
     netns = {str(d["name"]): (int(d["id"]) if "id" in d else None) for d in listed}
     facts: dict[str, Any] = {"links": {}, "addresses": {}, "routes": {}, "forwarding": {}}
     _read_place(runner, None, facts)

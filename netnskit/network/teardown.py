@@ -7,19 +7,18 @@ safe after a crash, on a partly-removed network, twice.
 from __future__ import annotations
 
 import concurrent.futures
-import json
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
 import attrs
 
+from netnskit import _ipjson
 from netnskit.executors import Executor, SerialExecutor
 from netnskit.firewall import Firewall
-from netnskit.link import ip_argv
 from netnskit.network.firewall import _any_network, _families, _firewall_removal
 from netnskit.network.locks import _exclusive
 from netnskit.network.spec import MARK_PREFIX
-from netnskit.network.state import _host_link_ours, _ifnames_in, _json, _pristine, _read_links
+from netnskit.network.state import _host_link_ours, _ifnames_in, _pristine, _read_links
 from netnskit.plan import Step
 from netnskit.runner import Runner, default_runner
 
@@ -55,11 +54,9 @@ def _link_removal(
 
 def _marked_or_pristine(runner: Runner, name: str, mark: str | None, expected: Iterable[str] = ()) -> bool:
     """Read a namespace's links: True if lo carries ``mark`` (any netnskit mark for None) or it is pristine."""
-    result = runner.run(ip_argv(name, "-j", "link", "show"))
-    if not result.ok:
+    entries = _ipjson.try_read(runner, name, "link", "show")
+    if entries is None:
         return False
-    text = result.stdout.strip()
-    entries = [d for d in json.loads(text) if isinstance(d, dict) and d] if text else []
     links = {str(d["ifname"]): d for d in entries}
     alias = str(links.get("lo", {}).get("ifalias", ""))
     if (alias == mark) if mark is not None else alias.startswith(MARK_PREFIX):
@@ -72,7 +69,7 @@ def _down(net: Network, executor: Executor) -> Teardown:
     # three independent reads at once (runners are used from several threads by BatchExecutor too)
     with concurrent.futures.ThreadPoolExecutor(max_workers=3) as pool:
         reading_host = pool.submit(_read_links, runner, None)
-        reading_netns = pool.submit(_json, runner, ["ip", "-j", "netns", "list"])
+        reading_netns = pool.submit(_ipjson.netns_list, runner)
         reading_rules = pool.submit(Firewall(runner=runner).save, 4)
         host = reading_host.result()
         netns = {str(d["name"]): d.get("id") for d in reading_netns.result()}
@@ -120,7 +117,7 @@ def cleanup(runner: Runner | None = None, executor: Executor | None = None) -> T
 
 def _cleanup(run: Runner, executor: Executor | None) -> Teardown:
     host = _read_links(run, None)
-    marked = [str(d["name"]) for d in _json(run, ["ip", "-j", "netns", "list"])]
+    marked = [str(d["name"]) for d in _ipjson.netns_list(run)]
     marked = [n for n in marked if _marked_or_pristine(run, n, None)]
     marks = {str(d["ifalias"]) for d in host.values() if str(d.get("ifalias", "")).startswith(MARK_PREFIX)}
     steps = [Step(f"namespace {n}", [], [["ip", "netns", "del", n]]) for n in marked]
