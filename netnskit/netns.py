@@ -12,9 +12,9 @@ from netnskit import link as _link
 from netnskit.commands import ip, sysctl
 from netnskit.errors import AlreadyExistsError, NotFoundError
 from netnskit.plan import Command, Resource
-from netnskit.runner import PrefixRunner, Result, Runner, default_runner
+from netnskit.runner import PrefixRunner, Result, Runner, default_runner, netns_runner
 
-__all__ = ["Namespace"]
+__all__ = ["Namespace", "exec_argv"]
 
 
 @attrs.frozen
@@ -115,7 +115,7 @@ class Namespace:
     @property
     def inside(self) -> PrefixRunner:
         """A runner whose every command runs inside this namespace (``ip netns exec``)."""
-        return PrefixRunner(self.runner, ("ip", "netns", "exec", self.name))
+        return netns_runner(self.runner, self.name)
 
     def pids(self) -> list[int]:
         """The ids of the processes running inside the namespace."""
@@ -150,3 +150,8 @@ class Namespace:
     def neighbours(self) -> list[_link.Neighbour]:
         """The namespace's neighbour (ARP) table."""
         return _link.neighbours(self.runner, self.name)
+
+
+def exec_argv(netns: str | None, argv: Sequence[str]) -> list[str]:
+    """``argv`` run inside ``netns`` (:meth:`Namespace.exec_argv`), or as it is on the host for None."""
+    return list(argv) if netns is None else Namespace(netns).exec_argv(argv)

@@ -40,7 +40,6 @@ from netnskit.demo.evidence import (
     PingResult,
     http_fetch,
     icmp_echo_requests,
-    in_netns,
     ping,
     tcp_exchange,
 )
@@ -76,7 +75,6 @@ __all__ = [
     "firewall_rules",
     "http_fetch",
     "icmp_echo_requests",
-    "in_netns",
     "ping",
     "run_demo",
     "tcp_exchange",

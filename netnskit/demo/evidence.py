@@ -11,12 +11,11 @@ import contextlib
 import json
 import re
 import sys
-from collections.abc import Sequence
 from typing import Any
 
 import attrs
 
-from netnskit.netns import Namespace
+from netnskit.netns import exec_argv
 from netnskit.runner import Process, Runner, end_process, read_line
 from netnskit.sandbox import Sandbox
 
@@ -27,15 +26,9 @@ __all__ = [
     "end_server",
     "http_fetch",
     "icmp_echo_requests",
-    "in_netns",
     "ping",
     "tcp_exchange",
 ]
-
-
-def in_netns(netns: str | None, argv: Sequence[str]) -> list[str]:
-    """``argv`` run inside ``netns`` (``ip netns exec``), or as is for the (sandbox) host."""
-    return list(argv) if netns is None else Namespace(netns).exec_argv(argv)
 
 
 @attrs.frozen
@@ -62,7 +55,7 @@ _PING_STATS = re.compile(r"(\d+) packets transmitted, (\d+) (?:packets )?receive
 def ping(runner: Runner, netns: str | None, address: str, *, count: int = 1, wait: float = 1.0) -> PingResult:
     """Ping ``address`` from ``netns`` (None: the host) with real ICMP echo requests."""
     argv = ["ping", "-n", "-c", str(count), "-i", "0.2", "-W", str(wait), address]
-    result = runner.run(in_netns(netns, argv), timeout=10 + count * (wait + 0.2))
+    result = runner.run(exec_argv(netns, argv), timeout=10 + count * (wait + 0.2))
     found = _PING_STATS.search(result.stdout)
     sent, received = (int(found.group(1)), int(found.group(2))) if found else (0, 0)
     error = "" if found else (result.stderr.strip().splitlines() or [f"exit {result.returncode}"])[-1]
@@ -71,7 +64,7 @@ def ping(runner: Runner, netns: str | None, address: str, *, count: int = 1, wai
 
 def icmp_echo_requests(runner: Runner, netns: str | None) -> int:
     """How many ICMP echo requests ``netns`` has received (``Icmp: InEchos`` in /proc/net/snmp)."""
-    text = runner.run(in_netns(netns, ["cat", "/proc/net/snmp"])).check("reading /proc/net/snmp").stdout
+    text = runner.run(exec_argv(netns, ["cat", "/proc/net/snmp"])).check("reading /proc/net/snmp").stdout
     rows = [line.split()[1:] for line in text.splitlines() if line.startswith("Icmp:")]
     names, values = rows[0], rows[1]
     return int(values[names.index("InEchos")])
@@ -121,7 +114,7 @@ def tcp_exchange(
         if read_line(server.stdout, 10) != "ready":
             return Exchange(False, "", None, f"the probe server did not start: {end_server(server)}")
         connect = _probe("connect", "--proto", "tcp", "--timeout", str(timeout), address, str(port))
-        result = box.runner.run(in_netns(client_netns, connect), timeout=timeout + 10)
+        result = box.runner.run(exec_argv(client_netns, connect), timeout=timeout + 10)
         lines = result.stdout.strip().splitlines()
         answer: dict[str, Any] = json.loads(lines[-1]) if lines else {"ok": False, "error": result.stderr.strip()}
         peer = None
@@ -158,7 +151,7 @@ except Exception as exc:
 
 def http_fetch(runner: Runner, netns: str | None, url: str, *, timeout: float = 3.0) -> Fetch:
     """GET ``url`` from ``netns`` with Python's urllib (no proxy)."""
-    result = runner.run(in_netns(netns, [sys.executable, "-c", _FETCH, url, str(timeout)]), timeout=timeout + 10)
+    result = runner.run(exec_argv(netns, [sys.executable, "-c", _FETCH, url, str(timeout)]), timeout=timeout + 10)
     lines = result.stdout.strip().splitlines()
     answer: dict[str, Any] = json.loads(lines[-1]) if lines else {"ok": False, "error": result.stderr.strip()}
     return Fetch(

@@ -33,7 +33,7 @@ from netnskit.demo.checks import (
     check_unreachable,
 )
 from netnskit.demo.echo import EchoRunner, Out
-from netnskit.demo.evidence import end_server, http_fetch, in_netns
+from netnskit.demo.evidence import end_server, http_fetch
 from netnskit.demo.topology import (
     BRIDGE,
     COLOURS,
@@ -50,7 +50,7 @@ from netnskit.demo.topology import (
 )
 from netnskit.firewall import NatRule, PortForward
 from netnskit.link import Bridge, Link, Route, VethPair
-from netnskit.netns import Namespace
+from netnskit.netns import Namespace, exec_argv
 from netnskit.runner import Process, Runner, read_line
 from netnskit.sandbox import Sandbox
 from netnskit.snapshot import HostState
@@ -258,7 +258,7 @@ class Story:
         self._webroot = tempfile.mkdtemp(prefix="netnskit-demo-")
         with open(f"{self._webroot}/index.html", "w") as page:
             page.write(PAGE)
-        argv = in_netns(
+        argv = exec_argv(
             "blue",
             [
                 sys.executable,

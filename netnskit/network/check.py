@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
-from netnskit.netns import Namespace
+from netnskit.netns import exec_argv
 from netnskit.runner import end_process, read_line
 
 if TYPE_CHECKING:
@@ -61,13 +61,8 @@ class CheckReport:
         ]
 
 
-def _inside(netns: str | None, argv: list[str]) -> list[str]:
-    """``argv`` run inside ``netns`` (``ip netns exec``), or on the host for None."""
-    return argv if netns is None else Namespace(netns).exec_argv(argv)
-
-
 def _ping(net: Network, source: str | None, target: IPv4Address, timeout: float) -> Probe:
-    argv = _inside(source, ["ping", "-n", "-c", "1", "-W", str(max(1, int(timeout))), str(target)])
+    argv = exec_argv(source, ["ping", "-n", "-c", "1", "-W", str(max(1, int(timeout))), str(target)])
     result = net.runner.run(argv, timeout=timeout + 5)
     detail = "" if result.ok else (result.stdout.strip().splitlines() or [result.stderr.strip()])[-1]
     return Probe("ping", source or "host", str(target), result.ok, detail)
@@ -91,7 +86,7 @@ def _exchange(
         return Probe(kind, source or "host", label, False, "the runner cannot start a probe server")
     serve = [sys.executable, "-m", "netnskit.probe", "serve", "--proto", "tcp", "--port", str(server_port or port)]
     serve += ["--count", "1", "--timeout", str(max(10.0, timeout + 3) + timeout)]
-    server: subprocess.Popen[str] = start(_inside(server_ns, serve))
+    server: subprocess.Popen[str] = start(exec_argv(server_ns, serve))
     try:
         if _readline(server, max(10.0, timeout + 3)) != "ready":
             stderr = getattr(server, "stderr", None)
@@ -100,7 +95,7 @@ def _exchange(
             return Probe(kind, source or "host", label, False, why)
         connect = [sys.executable, "-m", "netnskit.probe", "connect", "--proto", "tcp", str(target), str(port)]
         connect += ["--timeout", str(timeout)]
-        result = net.runner.run(_inside(source, connect), timeout=timeout + 10)
+        result = net.runner.run(exec_argv(source, connect), timeout=timeout + 10)
         if not result.ok:
             return Probe(kind, source or "host", label, False, result.stdout.strip() or result.stderr.strip())
         seen = _readline(server, timeout)

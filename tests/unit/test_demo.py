@@ -7,7 +7,7 @@ import sys
 import types
 
 from netnskit.demo.echo import EchoRunner
-from netnskit.demo.evidence import icmp_echo_requests, in_netns, ping
+from netnskit.demo.evidence import icmp_echo_requests, ping
 from netnskit.demo.story import Story
 from netnskit.testing import FakeRunner
 
@@ -49,11 +49,6 @@ def test_echo_runner_quotes_like_a_shell():
     out: list[str] = []
     EchoRunner(FakeRunner(), out.append).run(["iptables", "!", "-o", "v-net-0"])
     assert out == ["  $ iptables '!' -o v-net-0"]
-
-
-def test_in_netns():
-    assert in_netns(None, ["ping", "x"]) == ["ping", "x"]
-    assert in_netns("blue", ["ping", "x"]) == ["ip", "netns", "exec", "blue", "ping", "x"]
 
 
 def test_ping_parses_the_statistics_and_runs_inside_the_namespace():

@@ -26,6 +26,7 @@ from netnskit import (
 )
 from netnskit import link as link_mod
 from netnskit.link import AddressInfo, LinkInfo, Neighbour, RouteInfo
+from netnskit.netns import exec_argv
 from netnskit.testing import STDERR, FakeRunner
 
 # --- real `ip -j` output ------------------------------------------------------------------------------
@@ -141,6 +142,12 @@ def test_namespace_pure_argv():
 def test_namespace_exec_argv_rejects_a_string():
     with pytest.raises(TypeError):
         Namespace("red").exec_argv("ping 1.2.3.4")  # type: ignore[arg-type]
+
+
+def test_exec_argv_runs_inside_a_namespace_or_on_the_host():
+    assert exec_argv(None, ["ping", "x"]) == ["ping", "x"]
+    assert exec_argv("blue", ["ping", "x"]) == Namespace("blue").exec_argv(["ping", "x"])
+    assert Namespace("blue").inside.prefix == ("ip", "netns", "exec", "blue")
 
 
 def test_namespace_create(fake):
