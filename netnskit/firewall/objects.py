@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import ipaddress
 import logging
-from collections.abc import Iterable
 from typing import Any
 
 import attrs
@@ -19,17 +18,13 @@ from netnskit.errors import ValidationError
 from netnskit.executors import SerialExecutor
 from netnskit.firewall.backend import FirewallBackend
 from netnskit.firewall.iptables import Backend, Firewall, _backend, split_brain_warning
-from netnskit.firewall.rules import SHARED, Rule, _after, _owner
+from netnskit.firewall.rules import SHARED, Rule, _after, _owner, _unique
 from netnskit.firewall.sysctl import Sysctl, _forwarding, _route_localnet
 from netnskit.plan import Command, Step
 from netnskit.runner import Runner, default_runner
 
 log = logging.getLogger("netnskit")
 LOOPBACK_NET = "127.0.0.0/8"
-
-
-def _unique(rules: Iterable[Rule]) -> list[Rule]:
-    return list(dict.fromkeys(rules))
 
 
 class _Ruleset:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 import shlex
 from collections.abc import Iterable, Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 import attrs
 
@@ -31,6 +31,13 @@ _CHAINS: dict[str, tuple[str, ...]] = {
     "filter": ("NETNSKIT-FORWARD", "NETNSKIT-STATE"),
 }
 _OURS = re.compile(r"^NETNSKIT-")
+
+_T = TypeVar("_T")
+
+
+def _unique(items: Iterable[_T]) -> list[_T]:
+    """``items`` without repeats, in first-seen order (rules or sysctls that several objects need)."""
+    return list(dict.fromkeys(items))
 
 
 def _shared(*spec: str) -> tuple[str, ...]:

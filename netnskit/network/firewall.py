@@ -7,13 +7,14 @@ put back the per-link forwarding of netnskit networks' links.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 import attrs
 
 from netnskit import _ipjson
 from netnskit.firewall import Firewall, NatRule, PortForward, Rule, SavedRules, Sysctl
+from netnskit.firewall.rules import _unique
 from netnskit.network.spec import MARK_PREFIX
 from netnskit.network.state import _read_links
 from netnskit.network.steps import _sysctl_forwarding
@@ -22,10 +23,6 @@ from netnskit.runner import Runner
 
 if TYPE_CHECKING:
     from netnskit.network.network import Network
-
-
-def _dedupe(items: Iterable[Any]) -> list[Any]:
-    return list(dict.fromkeys(items))
 
 
 def _firewall_objects(net: Network) -> list[NatRule | PortForward]:
@@ -45,8 +42,8 @@ def _firewall_steps(net: Network, *, live: bool) -> list[Step]:
     description = f"firewall rules of network {net.name} ({net.mark})"
     saved = fw.save(4) if live else None
     accept = fw.forward_policy_drop(saved) if saved is not None else False
-    rules: list[Rule] = _dedupe(r for o in objects for r in o.rules(forward_accept=accept))
-    sysctls: list[Sysctl] = _dedupe(s for o in objects for s in o.sysctls())
+    rules: list[Rule] = _unique(r for o in objects for r in o.rules(forward_accept=accept))
+    sysctls: list[Sysctl] = _unique(s for o in objects for s in o.sysctls())
     if saved is None:
         return fw.plan(4, rules, sysctls, description, values={})
     steps = fw.plan(4, rules, sysctls, description, saved=saved)
