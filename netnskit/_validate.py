@@ -149,6 +149,22 @@ def port_range(value: object) -> tuple[int, int]:
     return (p, p)
 
 
+LINK_GROUP_MAX = 2**32 - 1  # a u32
+
+
+def link_group(value: object) -> int:
+    """A link group: an integer from 1 to 2**32-1 (0 is ``default``, the group every link starts in)."""
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= LINK_GROUP_MAX:
+        rule = f"must be an integer from 1 to {LINK_GROUP_MAX} (0 is the default group every link is in)"
+        raise ValidationError("link group", value, rule)
+    return value
+
+
+def optional_link_group(value: object) -> int | None:
+    """A link group, or None for none given."""
+    return None if value is None else link_group(value)
+
+
 MTU_MIN, MTU_MAX = 68, 65535  # IPv4's minimum; the largest a veth or bridge takes
 
 

@@ -63,14 +63,6 @@ def _run(runner: Runner, argv: list[str], action: str) -> Result:
     return runner.run(argv).check(action)
 
 
-def _group(value: object) -> int | None:
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 2**32 - 1:
-        raise ValidationError("link group", value, "must be an integer from 0 to 4294967295")
-    return value
-
-
 def _opt_flag(value: object) -> bool | None:
     if value is not None and not isinstance(value, bool):
         raise ValidationError("multicast snooping", value, "must be true, false or None (the kernel's default)")
@@ -232,7 +224,7 @@ class VethPair:
     netns: str | None = attrs.field(default=None, converter=v.optional_netns)
     peer_netns: str | None = attrs.field(default=None, converter=v.optional_netns)
     master: str | None = attrs.field(default=None, converter=attrs.converters.optional(v.ifname))
-    group: int | None = attrs.field(default=None, converter=_group)
+    group: int | None = attrs.field(default=None, converter=v.optional_link_group)
     runner: Runner = _runner_field()
 
     def __attrs_post_init__(self) -> None:
@@ -342,7 +334,7 @@ class Bridge:
 
     name: str = attrs.field(converter=v.ifname)
     netns: str | None = attrs.field(default=None, converter=v.optional_netns)
-    group: int | None = attrs.field(default=None, converter=_group)
+    group: int | None = attrs.field(default=None, converter=v.optional_link_group)
     multicast_snooping: bool | None = attrs.field(default=None, converter=_opt_flag)
     runner: Runner = _runner_field()
 

@@ -32,7 +32,6 @@ from netnskit.network.spec import (
     _extras,
     _flag,
     _forwards,
-    _group_field,
     _links,
     _namespaces,
     _routes,
@@ -65,7 +64,7 @@ class Network:
     extra_namespaces: tuple[ExtraNamespace, ...] = attrs.field(default=(), converter=_extras)
     links: tuple[LinkSpec, ...] = attrs.field(default=(), converter=_links)
     routes: tuple[RouteSpec, ...] = attrs.field(default=(), converter=_routes)
-    group: int = attrs.field(converter=_group_field)
+    group: int = attrs.field(converter=v.optional_link_group)
     ipv6_link_local: bool = attrs.field(default=False, converter=_flag)
     multicast_snooping: bool = attrs.field(default=False, converter=_flag)
     runner: Runner = attrs.field(factory=default_runner, eq=False, repr=False, kw_only=True)

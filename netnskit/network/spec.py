@@ -227,14 +227,6 @@ def _namespaces(items: Iterable[NamespaceSpec | str | dict[str, Any]]) -> tuple[
     return tuple(_spec(i) for i in items)
 
 
-def _group_field(value: object) -> int | None:
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 2**32 - 1:
-        raise ValidationError("link group", value, "must be an integer from 1 to 4294967295")
-    return value
-
-
 def _validate_network(net: Network) -> None:
     subnet = net.subnet
     if net.gateway not in subnet or net.gateway in (subnet.network_address, subnet.broadcast_address):

@@ -163,7 +163,7 @@ def test_route_to():
     rejected(v.route_to, "10.0.0.1/24")
 
 
-# --- ports and protocols --------------------------------------------------------------------------------
+# --- ports --------------------------------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("good", [1, 22, 8080, 65535])
@@ -206,6 +206,47 @@ def test_port_range_bad(bad):
         v.port_range(bad)
     assert info.value.what in ("port", "port range")
     assert info.value.rule in str(info.value)
+
+
+# --- link groups ----------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("good", [1, 2, 65536, 2**31 - 1, 2**32 - 2, 2**32 - 1])
+def test_link_group_good(good):
+    assert v.link_group(good) == v.optional_link_group(good) == good
+
+
+@pytest.mark.parametrize("bad", [0, -1, 2**32, 2**64, True, False, "5", 5.0, None])
+def test_link_group_bad(bad):
+    err = rejected(v.link_group, bad)
+    assert err.what == "link group"
+    assert err.rule == "must be an integer from 1 to 4294967295 (0 is the default group every link is in)"
+
+
+def test_optional_link_group():
+    assert v.optional_link_group(None) is None
+    rejected(v.optional_link_group, 0)
+
+
+@pytest.mark.parametrize("group", [0, 1, 2**32 - 1, 2**32])
+def test_objects_and_networks_take_the_same_link_groups(group):
+    """One checker, one range: a bridge, a veth pair and a network accept and refuse the same groups."""
+    from netnskit import Bridge, Network, VethPair
+
+    makers = [
+        lambda: Bridge("br0", group=group),
+        lambda: VethPair("v0", "v1", group=group),
+        lambda: Network(name="n", bridge="br0", subnet="10.0.0.0/24", gateway="10.0.0.1", group=group),
+    ]
+    for make in makers:
+        if 1 <= group <= 2**32 - 1:
+            assert make().group == group
+        else:
+            with pytest.raises(ValidationError, match="link group"):
+                make()
+
+
+# --- protocols -------------------------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("good", ["tcp", "udp"])
