@@ -15,7 +15,7 @@ rules are netnskit.firewall's: its own chains, hairpin and loopback paths). The 
 * ``netnskit``: ``Network.up(BatchExecutor())`` / ``Network.down(BatchExecutor())``, reading the
   host included;
 * ``executor``: ``BatchExecutor().apply(plan)`` / ``.remove(plan)`` on ``Network.plan()``;
-* ``serial``: the same plan, one process per command (:class:`netnskit.plan.SerialExecutor`);
+* ``serial``: the same plan, one process per command (:class:`netnskit.executors.SerialExecutor`);
 * ``bash``: the script :func:`netnskit.plan.render_script` prints, run by bash (teardown: the
   plan's undo commands in reverse, one per line);
 * ``pyroute2``: pyroute2's usual API (IPRoute, ``netns=``), the plan's rules with one ``iptables``
@@ -340,14 +340,12 @@ def reference_commands(n: int, *, quiet: bool = False) -> tuple[list[Command], l
         up_line = "link set eth0 addrgenmode none up" if quiet else "link set eth0 up"
         body = f"link set lo up alias {mark}\n{up_line}\naddr add {address(i)}/16 dev eth0\n"
         body += f"route add default via {GATEWAY}\n"
-        enter = (
-            ["nsenter", f"--net=/run/netns/{space}", "--", "ip", "-batch", "-"]
-            if quiet
-            else ["ip", "-n", space, "-batch", "-"]
-        )
-        inner.append(Command(enter, input=body))
-    others = [c for s in plan for c in s.do if c.argv[0] != "ip"]
-    undo_others = [c for s in reversed(plan) for c in s.undo if c.argv[0] != "ip"]
+        if quiet:  # entered as nsenter --net does (the runner told the namespace), not ip -n
+            inner.append(Command(["ip", "-batch", "-"], input=body, netns=space))
+        else:
+            inner.append(Command(["ip", "-n", space, "-batch", "-"], input=body))
+    others = [c for s in plan for c in s.do if c.tool != "ip"]
+    undo_others = [c for s in reversed(plan) for c in s.undo if c.tool != "ip"]
     up = [Command(["ip", "-batch", "-"], input="\n".join(host) + "\n"), *inner, *others]
     down = [
         *undo_others,

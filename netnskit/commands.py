@@ -43,7 +43,8 @@ def ip(
 
 def sysctl(netns: str | None, name: str, value: str) -> Command:
     """``sysctl -w NAME=VALUE`` run in ``netns`` (None: the host); runs alone, in its place's order."""
-    return Command(("sysctl", "-w", f"{name}={value}"), netns=netns, tool="sysctl", channel=NET)
+    setting = Resource("sysctl", name.replace("/", "."), netns)
+    return Command(("sysctl", "-w", f"{name}={value}"), netns=netns, tool="sysctl", channel=NET, creates=[setting])
 
 
 def link_group_delete(group: int) -> Command:

@@ -6,7 +6,6 @@ put back the per-link forwarding of netnskit networks' links.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -55,7 +54,7 @@ def _any_network(alias: str) -> bool:
     return alias.startswith(MARK_PREFIX)
 
 
-_IP_FORWARD = re.compile(r"net[./]ipv4[./](ip_forward|conf[./]all[./]forwarding)=")
+_IP_FORWARD = ("net.ipv4.ip_forward", "net.ipv4.conf.all.forwarding")
 
 
 def _keep_link_forwarding(
@@ -73,7 +72,7 @@ def _keep_link_forwarding(
     those: a link of no network (an uplink) gets exactly what the write gave it, as before ``up``.
     Reads which links forward now, only when needed (``host``: the host's links, if just read).
     """
-    if not any(c.argv[:2] == ("sysctl", "-w") and _IP_FORWARD.match(c.argv[-1]) for c in commands):
+    if not any(r.kind == "sysctl" and r.name in _IP_FORWARD for c in commands for r in c.creates):
         return tuple(commands)
     theirs = {
         name

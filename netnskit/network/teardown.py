@@ -13,13 +13,16 @@ from typing import TYPE_CHECKING, Any
 import attrs
 
 from netnskit import _ipjson
+from netnskit.commands import link_group_delete
 from netnskit.executors import Executor, SerialExecutor
 from netnskit.firewall import Firewall
+from netnskit.link import Link
+from netnskit.netns import Namespace
 from netnskit.network.firewall import _any_network, _families, _firewall_removal
 from netnskit.network.locks import _exclusive
 from netnskit.network.spec import MARK_PREFIX
 from netnskit.network.state import _host_link_ours, _ifnames_in, _pristine, _read_links
-from netnskit.plan import Step
+from netnskit.plan import Resource, Step
 from netnskit.runner import Runner, default_runner
 
 if TYPE_CHECKING:
@@ -36,7 +39,7 @@ class Teardown:
 
 
 def _link_removal(
-    host: dict[str, dict[str, Any]], mark: str, group: int | None, names: Sequence[str] = ()
+    runner: Runner, host: dict[str, dict[str, Any]], mark: str, group: int | None, names: Sequence[str] = ()
 ) -> list[Step]:
     """Steps (in creation order; their undo removes) for the host links that are ours (see _host_link_ours)."""
     steps: list[Step] = []
@@ -44,11 +47,13 @@ def _link_removal(
     in_group = [n for n, d in host.items() if group is not None and str(d.get("group")) == str(group)]
     if ours and group is not None and set(in_group) == set(ours):
         names = ", ".join(sorted(ours))
-        steps.append(Step(f"links of group {group} ({names})", [], [["ip", "link", "del", "group", str(group)]]))
+        gone = [Resource("link", name, None, group) for name in sorted(ours)]
+        command = attrs.evolve(link_group_delete(group), removes=gone)
+        steps.append(Step(f"links of group {group} ({names})", [], [command]))
     else:
         # a link in our group without our mark is not ours: delete ours one by one
         for name in sorted(ours):
-            steps.append(Step(f"link {name}", [], [["ip", "link", "del", name]]))
+            steps.append(Step(f"link {name}", [], [Link(name, runner=runner).delete_command()]))
     return steps
 
 
@@ -87,8 +92,8 @@ def _down(net: Network, executor: Executor) -> Teardown:
         proven = netns[name] is not None and netns[name] in linked
         mine = proven or _marked_or_pristine(runner, name, net.mark, _ifnames_in(net, name))
         (ours if mine else left).append(name)
-    steps = [Step(f"namespace {n}", [], [["ip", "netns", "del", n]]) for n in ours]
-    steps += _link_removal(host, net.mark, net.group, names_on_host)
+    steps = [Step(f"namespace {n}", [], [Namespace(n, runner=runner).delete_command()]) for n in ours]
+    steps += _link_removal(runner, host, net.mark, net.group, names_on_host)
     # (our own links go right after the sweep: putting their forwarding back too is harmless)
     steps += _firewall_removal(
         runner, lambda comment: comment == net.mark, stays=_any_network, host=host, read={4: saved}
@@ -120,9 +125,9 @@ def _cleanup(run: Runner, executor: Executor | None) -> Teardown:
     marked = [str(d["name"]) for d in _ipjson.netns_list(run)]
     marked = [n for n in marked if _marked_or_pristine(run, n, None)]
     marks = {str(d["ifalias"]) for d in host.values() if str(d.get("ifalias", "")).startswith(MARK_PREFIX)}
-    steps = [Step(f"namespace {n}", [], [["ip", "netns", "del", n]]) for n in marked]
+    steps = [Step(f"namespace {n}", [], [Namespace(n, runner=run).delete_command()]) for n in marked]
     for mark in sorted(marks):
-        steps += _link_removal(host, mark, None)
+        steps += _link_removal(run, host, mark, None)
     # every network goes: no other network's forwarding to keep
     steps += _firewall_removal(
         run, lambda comment: comment.startswith(MARK_PREFIX), _families(run), lambda _: False, host
