@@ -30,7 +30,7 @@ class _Facts:
     netns: dict[str, int | None]
     links: dict[str | None, dict[str, dict[str, Any]]]  # where -> ifname -> ip -j link entry
     addresses: dict[str | None, set[tuple[str, str]]]  # where -> {(ifname, "a/p")}
-    routes: dict[str | None, set[tuple[str, str | None]]]  # where -> {(dst, gateway)}
+    routes: dict[str | None, set[tuple[str, str | None]]]  # where -> {(to, via)}: ip -j route's dst and gateway
     forwarding: dict[str | None, dict[str, bool]]  # where -> ifname/"all" -> on
     rules: tuple[str, ...]  # our firewall rules, as iptables-restore lines
     read: frozenset[str | None]  # places read in full (host = None)
