@@ -26,7 +26,7 @@ from netnskit.sandbox import Sandbox
 from netnskit.snapshot import HostState
 
 SEED = Path(__file__).resolve().parents[2] / "examples" / "seed.toml"
-_READ = re.compile(r"(^| )(-j|iptables-save|ip6tables-save|iptables-legacy-save|-C|-V)( |$)|^sysctl -n ")
+_READ = re.compile(r"(^| )(-j|iptables-save|ip6tables-save|iptables-legacy-save|-C|-V)( |$)|^sysctl -n |^readlink ")
 
 
 def is_write(argv: Sequence[str]) -> bool:
@@ -115,7 +115,9 @@ def test_seed_up_check_down_leaves_the_host_identical(sandbox: Sandbox, executor
     assert [p.detail for p in fwd] == ["blue saw peer 192.168.1.3"]
 
     # an independent TCP exchange through the port forward, not via check()
-    server = sandbox.start([sys.executable, "-m", "netnskit.probe", "serve", "--port", "80", "--timeout", "20"], "blue")
+    server = sandbox.start(
+        [sys.executable, "-m", "netnskit.probe", "serve", "--port", "80", "--timeout", "20"], netns="blue"
+    )
     assert server.stdout is not None and server.stdout.readline().strip() == "ready"
     reply = sandbox.namespace("lan").exec([sys.executable, "-m", "netnskit.probe", "connect", "192.168.1.2", "80"])
     assert json.loads(reply.stdout)["reply"] == "netnskit-probe 192.168.15.2 192.168.1.3"

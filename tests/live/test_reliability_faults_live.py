@@ -33,9 +33,9 @@ ROLLBACK_STRIDE = 3 if FULL else 5
 
 
 def is_read(argv: list[str]) -> bool:
-    """A command that only reads: ``ip ... -j``, ``*-save``, ``sysctl -n``, ``iptables -C``."""
+    """A command that only reads: ``ip ... -j``, ``*-save``, ``sysctl -n``, ``iptables -C``, ``readlink``."""
     program = argv[0].rsplit("/", 1)[-1]
-    if program.endswith("-save"):
+    if program.endswith("-save") or program == "readlink":
         return True
     if program == "sysctl":
         return "-w" not in argv
