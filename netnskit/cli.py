@@ -140,6 +140,8 @@ def cmd_status(args: argparse.Namespace) -> int:
             print(f"  rule: {rule}")
         for step in status.missing:
             print(f"  missing: {step}")
+        for conflict in status.conflicts:
+            print(f"  conflict: {conflict}")
     return 0 if status.up else 3
 
 

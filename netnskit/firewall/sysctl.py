@@ -5,7 +5,6 @@ from __future__ import annotations
 import attrs
 
 from netnskit.commands import sysctl
-from netnskit.firewall.rules import Rule
 from netnskit.plan import Command
 
 
@@ -23,11 +22,6 @@ class Sysctl:
     def set_argv(self, value: str | None = None) -> list[str]:
         """``sysctl -w NAME=VALUE``."""
         return self.set_command(value).host_argv()
-
-    def memo(self, family: int, previous: str) -> Rule:
-        """The never-matching rule in ``NETNSKIT-STATE`` that remembers the previous value."""
-        comment = f"netnskit sysctl {self.name}={previous}"
-        return Rule(family, "filter", "NETNSKIT-STATE", ["-m", "comment", "--comment", comment])
 
 
 def _forwarding(family: int) -> Sysctl:

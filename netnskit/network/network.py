@@ -18,9 +18,9 @@ import attrs
 from netnskit import _validate as v
 from netnskit.errors import MISSING, ConfigError, StepError
 from netnskit.executors import Executor, SerialExecutor
-from netnskit.firewall import NatRule, PortForward
+from netnskit.firewall import Firewall, NatRule, PortForward
 from netnskit.network.check import CheckReport, _check
-from netnskit.network.firewall import _firewall_steps
+from netnskit.network.firewall import _firewall_plan, _firewall_steps, _uplinks
 from netnskit.network.locks import _exclusive
 from netnskit.network.spec import (
     ExtraNamespace,
@@ -41,7 +41,7 @@ from netnskit.network.spec import (
     group_for,
     mark_for,
 )
-from netnskit.network.state import _Facts, _gather, _refuse_foreign
+from netnskit.network.state import _Facts, _gather, _refuse_conflicts, _refuse_foreign
 from netnskit.network.status import NetworkStatus, _missing, _status
 from netnskit.network.steps import _entries
 from netnskit.network.teardown import Teardown, _down
@@ -121,12 +121,17 @@ class Network:
         names = [self.bridge, *(n.host_ifname for n in self.namespaces)]
         return names + [link.name for link in self.links if link.netns is None]
 
-    def nat_rule(self) -> NatRule:
-        """The masquerade rule for the subnet (traffic leaving by any interface but the bridge)."""
-        return NatRule(self.subnet, self.bridge, owner=self.name, runner=self.runner)
+    def nat_rule(self, uplinks: Sequence[str] | None = None) -> NatRule:
+        """The masquerade rule for the subnet (traffic leaving by any interface but the bridge).
+
+        ``uplinks``: where the subnet's traffic may go out (None: the network's own host links and
+        host routes' devices; ``up`` adds the devices of the host's routes through a gateway).
+        """
+        chosen = tuple(uplinks) if uplinks is not None else _uplinks(self)
+        return NatRule(self.subnet, self.bridge, owner=self.name, runner=self.runner, uplinks=chosen)
 
     def forward_rules(self) -> list[PortForward]:
-        """The DNAT rules of the port forwards."""
+        """The DNAT rules of the port forwards (each on its ``host_address``, or every local address)."""
         addrs = self.addresses()
         return [
             PortForward(
@@ -134,9 +139,11 @@ class Network:
                 addrs[f.netns].ip,
                 f.port,
                 f.protocol,
+                host_address=f.host_address,
                 owner=self.name,
                 runner=self.runner,
                 bridge=self.bridge,
+                subnet=self.subnet,
             )
             for f in self.port_forwards
         ]
@@ -170,12 +177,17 @@ class Network:
         run = executor or SerialExecutor()
         facts = self._facts()
         _refuse_foreign(self, facts)
+        # a port another network or a foreign DNAT already forwards, a subnet a route sends elsewhere
+        saved = Firewall(runner=self.runner).save(4) if self.port_forwards else None
+        _refuse_conflicts(self, facts, saved)
         todo = [step for step, done in self._entries() if not done(facts)]
         if todo:
             run.apply(todo, self.runner)
         try:
-            firewall = _firewall_steps(self, live=True)
+            firewall, changes = _firewall_plan(self, live=True, saved=saved)
             if firewall:
+                # the values sysctls had are written down (beside the locks) before they change
+                Firewall(runner=self.runner).remember(changes)
                 run.apply(firewall, self.runner)
         except StepError as exc:
             failed = _remove(run, todo, self.runner)

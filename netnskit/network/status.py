@@ -10,7 +10,7 @@ import attrs
 
 from netnskit.link import AddressInfo, LinkInfo, Neighbour, RouteInfo, neighbours
 from netnskit.network.firewall import _firewall_steps
-from netnskit.network.state import _Facts, _host_link_ours, _namespace_ours
+from netnskit.network.state import _conflicts, _Facts, _host_link_ours, _namespace_ours
 from netnskit.plan import Step
 
 if TYPE_CHECKING:
@@ -32,7 +32,7 @@ class NamespaceStatus:
 
 @attrs.frozen
 class NetworkStatus:
-    """The network's state, read with ``ip -j`` and ``iptables-save``: what exists and what is missing."""
+    """The network's state, read with ``ip -j`` and ``iptables-save``: what exists, what is missing, what conflicts."""
 
     name: str
     up: bool
@@ -42,6 +42,7 @@ class NetworkStatus:
     host_routes: tuple[RouteInfo, ...]
     rules: tuple[str, ...]
     missing: tuple[str, ...]
+    conflicts: tuple[str, ...] = ()  # what someone else holds where the network needs it (up refuses it)
 
     def to_json(self) -> dict[str, Any]:
         """A plain dict (addresses as strings) for ``netnskit status --json``."""
@@ -84,6 +85,15 @@ def _status(net: Network, f: _Facts) -> NetworkStatus:
     ours = sorted(n for n, d in host.items() if _host_link_ours(d, net.mark, net.group, names))
     host_links, host_addresses, host_routes = typed(None, ours)
     missing = tuple(step.description for step in _missing(net, f))
+    conflicts = tuple(_conflicts(net, f, f.saved))
     return NetworkStatus(
-        net.name, not missing, tuple(spaces), host_links, host_addresses, host_routes, f.rules, missing
+        net.name,
+        not missing and not conflicts,
+        tuple(spaces),
+        host_links,
+        host_addresses,
+        host_routes,
+        f.rules,
+        missing,
+        conflicts,
     )

@@ -31,7 +31,7 @@ if TYPE_CHECKING:
 
 @attrs.frozen
 class Teardown:
-    """What :meth:`Network.down` removed and what was already gone."""
+    """What :meth:`Network.down` removed, what was already gone, and what it left as it was, and why."""
 
     removed: tuple[str, ...]
     already_gone: tuple[str, ...]
@@ -95,16 +95,19 @@ def _down(net: Network, executor: Executor) -> Teardown:
     steps = [Step(f"namespace {n}", [], [Namespace(n, runner=runner).delete_command()]) for n in ours]
     steps += _link_removal(runner, host, net.mark, net.group, names_on_host)
     # (our own links go right after the sweep: putting their forwarding back too is harmless)
-    steps += _firewall_removal(
+    firewall = _firewall_removal(
         runner, lambda comment: comment == net.mark, stays=_any_network, host=host, read={4: saved}
     )
+    steps += firewall.steps
     gone = [f"namespace {n}" for n in net.namespace_names() if n not in netns]
     gone += [f"link {n}" for n in net.host_ifnames() if n not in host]
     already = executor.remove(steps, runner) if steps else []
+    Firewall(runner=runner).records.forget(firewall.forget)
     return Teardown(
         removed=tuple(s.description for s in steps),
         already_gone=tuple(gone + list(already)),
-        left=tuple(f"namespace {n} (not marked {net.mark} and not empty: not ours, left alone)" for n in left),
+        left=tuple(f"namespace {n} (not marked {net.mark} and not empty: not ours, left alone)" for n in left)
+        + firewall.left,
     )
 
 
@@ -129,8 +132,10 @@ def _cleanup(run: Runner, executor: Executor | None) -> Teardown:
     for mark in sorted(marks):
         steps += _link_removal(run, host, mark, None)
     # every network goes: no other network's forwarding to keep
-    steps += _firewall_removal(
+    firewall = _firewall_removal(
         run, lambda comment: comment.startswith(MARK_PREFIX), _families(run), lambda _: False, host
     )
+    steps += firewall.steps
     already = (executor or SerialExecutor()).remove(steps, run) if steps else []
-    return Teardown(removed=tuple(s.description for s in steps), already_gone=tuple(already))
+    Firewall(runner=run).records.forget(firewall.forget)
+    return Teardown(removed=tuple(s.description for s in steps), already_gone=tuple(already), left=firewall.left)

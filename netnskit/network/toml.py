@@ -52,6 +52,7 @@ _KEYS: dict[str, dict[str, tuple[type | tuple[type, ...], bool]]] = {
         "netns": (str, True),
         "port": ((int, str), False),
         "protocol": (str, False),
+        "host_address": (str, False),
     },
 }
 _TYPE_NAMES = {str: "a string", bool: "true or false", int: "an integer", list: "a list"}
