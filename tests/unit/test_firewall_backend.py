@@ -23,6 +23,8 @@ def test_the_protocol_holds_what_network_and_the_objects_call() -> None:
         "has",
         "forward_policy_drop",
         "plan",
+        "plan_changes",
+        "remember",
         "delete",
         "sweep_commands",
         "sweep",
