@@ -5,10 +5,10 @@ Firewall (iptables.py) implements it; an nftables backend is to implement it bes
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Protocol, runtime_checkable
 
-from netnskit.firewall.records import SysctlRecord
+from netnskit.firewall.records import SysctlRecord, SysctlRecords
 from netnskit.firewall.rules import Rule, SavedRules
 from netnskit.firewall.sysctl import Sysctl
 from netnskit.plan import Command, Step
@@ -59,6 +59,27 @@ class FirewallBackend(Protocol):
 
     def sweep_commands(self, family: int, saved: SavedRules) -> list[Command]:
         """The commands removing what of netnskit's no rule in ``saved`` needs any more (pure)."""
+
+    def plan_sweep(
+        self,
+        family: int,
+        saved: SavedRules,
+        *,
+        records: Mapping[str, SysctlRecord] | None = None,
+        value: Callable[[str], str | None] | None = None,
+        reliance: Callable[[], Sequence[str]] | None = None,
+    ) -> Any:
+        """The sweep of ``saved`` (a Sweep): commands, sysctls left on and why, records to drop after."""
+
+    def reliance(self, family: int, saved: SavedRules) -> list[str]:
+        """What on the host needs forwarding of ``family`` besides netnskit."""
+
+    def sysctl_value(self, name: str) -> str | None:
+        """A sysctl's current value, None where it cannot be read."""
+
+    @property
+    def records(self) -> SysctlRecords:
+        """The sysctl values netnskit found before changing them (kept beside the locks)."""
 
     def sweep(self, family: int) -> Any:
         """Run the sweep against the host's rules as they are now (sysctls put back from their records)."""

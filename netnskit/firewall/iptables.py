@@ -155,7 +155,8 @@ class Firewall:
         """The current value of a sysctl."""
         return self.runner.run(["sysctl", "-n", name]).check(f"reading {name}").stdout.strip()
 
-    def _value(self, name: str) -> str | None:
+    def sysctl_value(self, name: str) -> str | None:
+        """The current value of a sysctl, None where it cannot be read (its interface is gone)."""
         result = self.runner.run(["sysctl", "-n", name])
         return result.stdout.strip() if result.ok else None
 
@@ -342,7 +343,7 @@ class Firewall:
             family,
             saved,
             records=records.load(),
-            value=self._value,
+            value=self.sysctl_value,
             reliance=lambda: self.reliance(family, saved),
         )
         for command in done.commands:

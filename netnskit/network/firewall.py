@@ -149,7 +149,7 @@ def _firewall_removal(
             family,
             after,
             records=records,
-            value=fw._value,
+            value=fw.sysctl_value,
             reliance=functools.partial(fw.reliance, family, after),
         )
         left += sweep.left

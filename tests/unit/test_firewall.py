@@ -30,7 +30,6 @@ from netnskit.firewall import (
 )
 from netnskit.firewall import rules as fw_rules
 from netnskit.plan import Command
-from netnskit.runner import Result
 from netnskit.testing import FakeRunner
 
 C = ["-m", "comment", "--comment", "netnskit:lab"]
@@ -691,23 +690,30 @@ def test_sweep_leaves_our_chains_alone_when_someone_else_put_rules_in_them(caplo
     assert "1 rule(s) not made by netnskit" in caplog.text
 
 
-PORT_FORWARD_SAVED = """\
-*nat
-:NETNSKIT-PREROUTING - [0:0]
-:NETNSKIT-OUTPUT - [0:0]
-:NETNSKIT-POSTROUTING - [0:0]
--A NETNSKIT-OUTPUT -p tcp -m tcp --dport 8080 -m comment --comment "netnskit:lab" -j DNAT --to-destination 192.168.15.2:80
--A NETNSKIT-OUTPUT -p tcp -m tcp --dport 8081 -m comment --comment "netnskit:lab" -j DNAT --to-destination 192.168.15.2:80
--A NETNSKIT-POSTROUTING -s 192.168.15.0/24 -d 192.168.15.2/32 -o gone0 -p tcp -m tcp --dport 80 -m conntrack --ctstate DNAT --ctorigdstport 8080 -m comment --comment "netnskit:lab" -j MASQUERADE
--A NETNSKIT-POSTROUTING -s 192.168.15.0/24 -d 192.168.15.2/32 -o gone0 -p tcp -m tcp --dport 80 -m conntrack --ctstate DNAT --ctorigdstport 8081 -m comment --comment "netnskit:lab" -j MASQUERADE
--A NETNSKIT-PREROUTING -p tcp -m tcp --dport 8080 -m comment --comment "netnskit:lab" -j DNAT --to-destination 192.168.15.2:80
-COMMIT
-*filter
-:NETNSKIT-FORWARD - [0:0]
--A NETNSKIT-FORWARD -d 192.168.15.2/32 -o gone0 -p tcp -m tcp --dport 80 -m conntrack --ctstate DNAT --ctorigdstport 8080 -m comment --comment "netnskit:lab" -j ACCEPT
--A NETNSKIT-FORWARD -s 192.168.15.2/32 -i gone0 -p tcp -m tcp --sport 80 -m conntrack --ctstate DNAT --ctorigdstport 8080 -m comment --comment "netnskit:lab" -j ACCEPT
-COMMIT
-"""
+_DNAT = '-m comment --comment "netnskit:lab" -j DNAT --to-destination 192.168.15.2:80'
+_CT = "-p tcp -m tcp --dport 80 -m conntrack --ctstate DNAT --ctorigdstport"
+_LAB = '-m comment --comment "netnskit:lab"'
+PORT_FORWARD_SAVED = "\n".join(
+    [
+        "*nat",
+        ":NETNSKIT-PREROUTING - [0:0]",
+        ":NETNSKIT-OUTPUT - [0:0]",
+        ":NETNSKIT-POSTROUTING - [0:0]",
+        f"-A NETNSKIT-OUTPUT -p tcp -m tcp --dport 8080 {_DNAT}",
+        f"-A NETNSKIT-OUTPUT -p tcp -m tcp --dport 8081 {_DNAT}",
+        f"-A NETNSKIT-POSTROUTING -s 192.168.15.0/24 -d 192.168.15.2/32 -o gone0 {_CT} 8080 {_LAB} -j MASQUERADE",
+        f"-A NETNSKIT-POSTROUTING -s 192.168.15.0/24 -d 192.168.15.2/32 -o gone0 {_CT} 8081 {_LAB} -j MASQUERADE",
+        f"-A NETNSKIT-PREROUTING -p tcp -m tcp --dport 8080 {_DNAT}",
+        "COMMIT",
+        "*filter",
+        ":NETNSKIT-FORWARD - [0:0]",
+        f"-A NETNSKIT-FORWARD -d 192.168.15.2/32 -o gone0 {_CT} 8080 {_LAB} -j ACCEPT",
+        "-A NETNSKIT-FORWARD -s 192.168.15.2/32 -i gone0 -p tcp -m tcp --sport 80 -m conntrack --ctstate DNAT "
+        f"--ctorigdstport 8080 {_LAB} -j ACCEPT",
+        "COMMIT",
+        "",
+    ]
+)
 
 
 def test_remove_deletes_the_forwards_rules_as_the_host_shows_them_even_with_its_bridge_gone():

@@ -27,6 +27,10 @@ def test_the_protocol_holds_what_network_and_the_objects_call() -> None:
         "remember",
         "delete",
         "sweep_commands",
+        "plan_sweep",
+        "reliance",
+        "sysctl_value",
+        "records",
         "sweep",
         "restore_command",
     }
