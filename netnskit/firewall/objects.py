@@ -147,10 +147,10 @@ def _host(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> str:
 class NatRule(_Ruleset):
     """Masquerade traffic from ``subnet`` that leaves by any interface but ``bridge``.
 
-    With ``bridge``, the FORWARD chain accepts the subnet's traffic from the bridge out to the
-    ``uplinks`` (the interfaces of the host's gateways, read by :meth:`resolve` when None) and the
-    replies back, and nothing else: not to another manager's bridge (docker0) that the host's
-    rules keep closed.
+    With ``bridge``, the FORWARD chain accepts traffic between the bridge's ports, the subnet's
+    traffic from the bridge out to the ``uplinks`` (the interfaces of the host's gateways, read by
+    :meth:`resolve` when None) and the replies back, and nothing else: not to another manager's
+    bridge (docker0) that the host's rules keep closed.
     """
 
     subnet: ipaddress.IPv4Network | ipaddress.IPv6Network = attrs.field(converter=v.ip_network)
@@ -166,12 +166,15 @@ class NatRule(_Ruleset):
         return self.subnet.version
 
     def rules(self, *, forward_accept: bool = True) -> list[Rule]:
-        """MASQUERADE for the subnet; with a bridge, ACCEPT from it to each uplink and the replies back."""
+        """MASQUERADE for the subnet; with a bridge, ACCEPT on it, from it to each uplink, and the replies back."""
         f, net = self.family, str(self.subnet)
         # Without a bridge name, "not to the subnet itself" keeps intra-subnet sources intact.
         out = ["!", "-o", self.bridge] if self.bridge else ["!", "-d", net]
         rules = [Rule(f, "nat", "NETNSKIT-POSTROUTING", ["-s", net, *out, *self._tag("-j", "MASQUERADE")])]
         if forward_accept and self.bridge:
+            # bridged, the subnet's own traffic passes FORWARD where br_netfilter is loaded
+            inside = ["-i", self.bridge, "-o", self.bridge, *self._tag("-j", "ACCEPT")]
+            rules.append(Rule(f, "filter", "NETNSKIT-FORWARD", inside))
             for uplink in self.uplinks or ():
                 egress = ["-s", net, "-i", self.bridge, "-o", uplink, *self._tag("-j", "ACCEPT")]
                 rules.append(Rule(f, "filter", "NETNSKIT-FORWARD", egress))
@@ -202,7 +205,8 @@ class NatRule(_Ruleset):
             target = _after(rule.spec, "-j")
             ends = (_after(rule.spec, "-s"), _after(rule.spec, "-d"))
             masquerade = rule.table == "nat" and target == "MASQUERADE" and ends[0] == net
-            if masquerade or (rule.table == "filter" and target == "ACCEPT" and net in ends):
+            inside = self.bridge is not None and _after(rule.spec, "-i") == _after(rule.spec, "-o") == self.bridge
+            if masquerade or (rule.table == "filter" and target == "ACCEPT" and (net in ends or inside)):
                 found.append(rule)
         return found
 

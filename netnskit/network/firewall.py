@@ -36,7 +36,10 @@ def _uplinks(net: Network, routes: Sequence[dict[str, Any]] | None = None) -> tu
 
 
 def _bridge_rule(net: Network) -> Rule:
-    """Traffic between the network's namespaces: bridged, it passes FORWARD where br_netfilter is loaded."""
+    """Traffic between the network's namespaces: bridged, it passes FORWARD where br_netfilter is loaded.
+
+    The same rule as its NatRule's (so the two are one): a network without masquerade needs it too.
+    """
     spec = ["-i", net.bridge, "-o", net.bridge, "-m", "comment", "--comment", net.mark, "-j", "ACCEPT"]
     return Rule(4, "filter", "NETNSKIT-FORWARD", spec)
 

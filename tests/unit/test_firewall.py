@@ -64,6 +64,7 @@ def at_place(fake: FakeRunner, inode: str = "4026532001") -> FakeRunner:
 # --- the exact rules ------------------------------------------------------------------------
 
 NAT = (4, "nat", "NETNSKIT-POSTROUTING", ["-s", "192.168.15.0/24", "!", "-o", "br0", *C, "-j", "MASQUERADE"])
+INSIDE = (4, "filter", "NETNSKIT-FORWARD", ["-i", "br0", "-o", "br0", *C, "-j", "ACCEPT"])
 REPLIES = (
     4,
     "filter",
@@ -80,6 +81,7 @@ def test_nat_rule_accepts_only_from_its_bridge_to_its_uplinks_and_the_replies_ba
     nat = NatRule("192.168.15.0/24", "br0", owner="lab", uplinks=["eth0", "wg0"])
     assert specs(nat.rules()) == [
         NAT,
+        INSIDE,  # bridged, the subnet's own traffic passes FORWARD where br_netfilter is loaded
         (4, "filter", "NETNSKIT-FORWARD", ["-s", "192.168.15.0/24", "-i", "br0", "-o", "eth0", *C, "-j", "ACCEPT"]),
         (4, "filter", "NETNSKIT-FORWARD", ["-s", "192.168.15.0/24", "-i", "br0", "-o", "wg0", *C, "-j", "ACCEPT"]),
         REPLIES,
@@ -88,7 +90,7 @@ def test_nat_rule_accepts_only_from_its_bridge_to_its_uplinks_and_the_replies_ba
 
 def test_nat_rule_with_no_uplink_known_accepts_only_the_replies():
     # nothing leaves the bridge through FORWARD: not to docker0, not anywhere the host has no gateway
-    assert specs(NatRule("192.168.15.0/24", "br0", owner="lab").rules()) == [NAT, REPLIES]
+    assert specs(NatRule("192.168.15.0/24", "br0", owner="lab").rules()) == [NAT, INSIDE, REPLIES]
 
 
 def test_nat_rule_without_a_bridge_keeps_traffic_to_the_subnet_itself_and_accepts_nothing():
@@ -99,7 +101,7 @@ def test_nat_rule_without_a_bridge_keeps_traffic_to_the_subnet_itself_and_accept
 
 def test_nat_rule_ipv6_is_family_6_and_needs_ipv6_forwarding():
     nat = NatRule("fd00:15::/64", "br0", owner="lab", uplinks=["eth0"])
-    assert [r.family for r in nat.rules()] == [6, 6, 6]
+    assert [r.family for r in nat.rules()] == [6, 6, 6, 6]
     assert nat.sysctls() == [Sysctl("net.ipv6.conf.all.forwarding", "1")]
     assert nat.setup_commands()[0].argv == ("ip6tables-restore", "-w", "--noflush")
 
@@ -350,6 +352,7 @@ def test_nat_rule_setup_and_teardown_commands_on_a_clean_host():
             "-A NETNSKIT-POSTROUTING -s 192.168.15.0/24 ! -o br0 -m comment --comment netnskit:lab -j MASQUERADE\n"
             f"{SHARED_NAT_JUMPS}\nCOMMIT\n"
             "*filter\n-N NETNSKIT-FORWARD\n-N NETNSKIT-USER\n"
+            "-A NETNSKIT-FORWARD -i br0 -o br0 -m comment --comment netnskit:lab -j ACCEPT\n"
             "-A NETNSKIT-FORWARD -s 192.168.15.0/24 -i br0 -o eth0 -m comment --comment netnskit:lab -j ACCEPT\n"
             "-A NETNSKIT-FORWARD -d 192.168.15.0/24 -o br0 -m conntrack --ctstate RELATED,ESTABLISHED "
             "-m comment --comment netnskit:lab -j ACCEPT\n"
@@ -367,9 +370,10 @@ def test_nat_rule_setup_and_teardown_commands_on_a_clean_host():
         "-D OUTPUT -m addrtype --dst-type LOCAL -m comment --comment netnskit -j NETNSKIT-OUTPUT",
         "-D POSTROUTING -m comment --comment netnskit -j NETNSKIT-POSTROUTING",
     ]
-    assert lines[-8:] == [
+    assert lines[-9:] == [
         "*filter",
         "-D FORWARD -m comment --comment netnskit -j NETNSKIT-FORWARD",
+        "-D NETNSKIT-FORWARD -i br0 -o br0 -m comment --comment netnskit:lab -j ACCEPT",
         "-D NETNSKIT-FORWARD -s 192.168.15.0/24 -i br0 -o eth0 -m comment --comment netnskit:lab -j ACCEPT",
         "-D NETNSKIT-FORWARD -d 192.168.15.0/24 -o br0 -m conntrack --ctstate RELATED,ESTABLISHED "
         "-m comment --comment netnskit:lab -j ACCEPT",
@@ -440,6 +444,7 @@ def test_plan_holds_only_what_is_missing():
     assert steps[0].do[0].input == (
         "*nat\n-A NETNSKIT-POSTROUTING -s 192.168.15.0/24 ! -o br0 -m comment --comment netnskit:lab -j MASQUERADE\n"
         "COMMIT\n*filter\n"
+        "-A NETNSKIT-FORWARD -i br0 -o br0 -m comment --comment netnskit:lab -j ACCEPT\n"
         "-A NETNSKIT-FORWARD -s 192.168.15.0/24 -i br0 -o eth0 -m comment --comment netnskit:lab -j ACCEPT\n"
         "-A NETNSKIT-FORWARD -d 192.168.15.0/24 -o br0 -m conntrack --ctstate RELATED,ESTABLISHED "
         "-m comment --comment netnskit:lab -j ACCEPT\nCOMMIT\n"
@@ -447,6 +452,7 @@ def test_plan_holds_only_what_is_missing():
     assert steps[0].undo[0].input == (
         "*nat\n-D NETNSKIT-POSTROUTING -s 192.168.15.0/24 ! -o br0 -m comment --comment netnskit:lab -j MASQUERADE\n"
         "COMMIT\n*filter\n"
+        "-D NETNSKIT-FORWARD -i br0 -o br0 -m comment --comment netnskit:lab -j ACCEPT\n"
         "-D NETNSKIT-FORWARD -s 192.168.15.0/24 -i br0 -o eth0 -m comment --comment netnskit:lab -j ACCEPT\n"
         "-D NETNSKIT-FORWARD -d 192.168.15.0/24 -o br0 -m conntrack --ctstate RELATED,ESTABLISHED "
         "-m comment --comment netnskit:lab -j ACCEPT\nCOMMIT\n"
