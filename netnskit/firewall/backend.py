@@ -5,7 +5,7 @@ Firewall (iptables.py) implements it; an nftables backend is to implement it bes
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, Protocol, runtime_checkable
 
 from netnskit.firewall.records import SysctlRecord, SysctlRecords
@@ -71,8 +71,8 @@ class FirewallBackend(Protocol):
     ) -> Any:
         """The sweep of ``saved`` (a Sweep): commands, sysctls left on and why, records to drop after."""
 
-    def reliance(self, family: int, saved: SavedRules) -> list[str]:
-        """What on the host needs forwarding of ``family`` besides netnskit."""
+    def reliance(self, family: int, saved: SavedRules, served: Iterable[str] = ()) -> list[str]:
+        """What on the host needs forwarding of ``family`` besides netnskit (``served``: netnskit's interfaces)."""
 
     def sysctl_value(self, name: str) -> str | None:
         """A sysctl's current value, None where it cannot be read."""
@@ -81,7 +81,7 @@ class FirewallBackend(Protocol):
     def records(self) -> SysctlRecords:
         """The sysctl values netnskit found before changing them (kept beside the locks)."""
 
-    def sweep(self, family: int) -> Any:
+    def sweep(self, family: int, served: Iterable[str] = ()) -> Any:
         """Run the sweep against the host's rules as they are now (sysctls put back from their records)."""
 
     def restore_command(self, family: int, sections: dict[str, list[str]]) -> Command:

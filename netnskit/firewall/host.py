@@ -125,6 +125,17 @@ def forwarding_reliance(saved: SavedRules, bridges: Sequence[str] = ()) -> list[
     return [*(f"bridge {b}" for b in bridges), *reasons]
 
 
+def interfaces(rules: Iterable[Rule]) -> list[str]:
+    """The interfaces ``rules`` name with ``-i`` or ``-o`` (negated or not), in first-seen order."""
+    found: dict[str, None] = {}
+    for rule in rules:
+        words = list(rule.spec)
+        for index, word in enumerate(words[:-1]):
+            if word in ("-i", "-o", "--in-interface", "--out-interface"):
+                found[words[index + 1]] = None
+    return list(found)
+
+
 def summary(reasons: Sequence[str]) -> str:
     """The first few reasons, then how many more."""
     shown = ", ".join(reasons[:_MORE])

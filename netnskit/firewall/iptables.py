@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 
 import attrs
 
 from netnskit import _ipjson
 from netnskit.errors import ValidationError
-from netnskit.firewall.host import foreign_bridges, forwarding_reliance, summary
+from netnskit.firewall.host import foreign_bridges, forwarding_reliance, interfaces, summary
 from netnskit.firewall.records import SysctlRecord, SysctlRecords
 from netnskit.firewall.rules import (
     _CHAINS,
@@ -241,12 +241,18 @@ class Firewall:
             self.restore_command(family, lines).run(self.runner).check("deleting netnskit rules")
         return gone
 
-    def reliance(self, family: int, saved: SavedRules) -> list[str]:
-        """What on the host needs forwarding of ``family`` besides netnskit (reads the host's bridges)."""
+    def reliance(self, family: int, saved: SavedRules, served: Iterable[str] = ()) -> list[str]:
+        """What on the host needs forwarding of ``family`` besides netnskit (reads the host's bridges).
+
+        ``served``: interfaces netnskit's rules served (a bridge given to NatRule or PortForward is
+        not another manager's, even without netnskit's alias).
+        """
         flags = ["-6" if family == 6 else "-4"]
         links = _ipjson.read(self.runner, None, "link", "show", "type", "bridge")
         addresses = _ipjson.read(self.runner, None, "addr", "show", "type", "bridge", flags=flags)
         routes = _ipjson.read(self.runner, None, "route", "show", flags=flags)
+        mine = set(served)
+        addresses = [a for a in addresses if a.get("ifname") not in mine]
         bridges = foreign_bridges(links, addresses, routes, ours=SHARED + ":", family=family)
         return forwarding_reliance(saved, bridges)
 
@@ -335,8 +341,11 @@ class Firewall:
             commands.append(self.restore_command(family, lines))
         return Sweep(tuple(commands), tuple(left), tuple(forget), tuple(restored))
 
-    def sweep(self, family: int) -> Sweep:
-        """Remove guards, sysctl values and shared chains/jumps that no owner needs any more."""
+    def sweep(self, family: int, served: Iterable[str] = ()) -> Sweep:
+        """Remove guards, sysctl values and shared chains/jumps that no owner needs any more.
+
+        ``served``: the interfaces of the rules just removed (see :meth:`reliance`).
+        """
         saved = self.save(family)
         records = self.records
         done = self.plan_sweep(
@@ -344,7 +353,7 @@ class Firewall:
             saved,
             records=records.load(),
             value=self.sysctl_value,
-            reliance=lambda: self.reliance(family, saved),
+            reliance=lambda: self.reliance(family, saved, served),
         )
         for command in done.commands:
             result = command.run(self.runner)
@@ -366,7 +375,7 @@ class Firewall:
             lines.setdefault(rule.table, []).append(rule.line("-D"))
         if lines:
             self.restore_command(family, lines).run(self.runner).check(f"purging the rules of {owner!r}")
-        self.sweep(family)
+        self.sweep(family, interfaces(mine))
         return len(mine)
 
 

@@ -17,7 +17,7 @@ from netnskit import _validate as v
 from netnskit.errors import ValidationError
 from netnskit.executors import SerialExecutor
 from netnskit.firewall.backend import FirewallBackend
-from netnskit.firewall.host import uplinks
+from netnskit.firewall.host import interfaces, uplinks
 from netnskit.firewall.iptables import Backend, Firewall, _backend, split_brain_warning
 from netnskit.firewall.records import SysctlRecord
 from netnskit.firewall.rules import LOOPBACK_NET, SHARED, Rule, SavedRules, _after, _owner
@@ -34,6 +34,7 @@ class _Ruleset:
     owner: str
     runner: Runner
     backend: Backend
+    bridge: str | None
 
     @property
     def comment(self) -> str:
@@ -119,7 +120,7 @@ class _Ruleset:
         fw = self.firewall
         mine = self._exclusive(self._mine(fw.save(self.family)))
         fw.delete(self.family, mine)
-        fw.sweep(self.family)
+        fw.sweep(self.family, [*interfaces(mine), *([self.bridge] if self.bridge else [])])
 
     def is_applied(self) -> bool:
         """True if every one of this object's rules exists."""

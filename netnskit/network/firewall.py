@@ -14,7 +14,7 @@ import attrs
 
 from netnskit import _ipjson
 from netnskit.firewall import Firewall, NatRule, PortForward, Rule, SavedRules, Sysctl, SysctlRecord
-from netnskit.firewall.host import uplinks
+from netnskit.firewall.host import interfaces, uplinks
 from netnskit.firewall.rules import _unique
 from netnskit.network.spec import MARK_PREFIX
 from netnskit.network.state import _read_links
@@ -153,7 +153,7 @@ def _firewall_removal(
             after,
             records=records,
             value=fw.sysctl_value,
-            reliance=functools.partial(fw.reliance, family, after),
+            reliance=functools.partial(fw.reliance, family, after, interfaces(mine)),
         )
         left += sweep.left
         forget += sweep.forget

@@ -61,30 +61,17 @@ for _ns, _addr in (("red", RED), ("blue", BLUE)):
 
 
 def foreign_rules(backend: str, family: int) -> list[list[str]]:
-    """Rules that are not ours, in every built-in chain netnskit jumps from; FORWARD policy DROP."""
+    """Rules that are not ours, in every built-in chain netnskit jumps from; FORWARD policy DROP.
+
+    None translates addresses or accepts for a named interface: nothing here needs forwarding, so
+    removing the last rule of ours puts forwarding back (see the test with a foreign MASQUERADE).
+    """
     ipt = Backend(backend).binary(family)
-    one, two, net = ("fd99::1", "fd99::2", "fd99::/64") if family == 6 else ("10.99.0.1", "10.99.0.2", "10.99.0.0/24")
+    one, net = ("fd99::1", "fd99::/64") if family == 6 else ("10.99.0.1", "10.99.0.0/24")
     return [
-        [
-            ipt,
-            "-w",
-            "-t",
-            "nat",
-            "-A",
-            "PREROUTING",
-            "-d",
-            one,
-            "-p",
-            "tcp",
-            "--dport",
-            "9",
-            "-j",
-            "DNAT",
-            "--to-destination",
-            f"[{two}]" if family == 6 else two,
-        ],
+        [ipt, "-w", "-t", "nat", "-A", "PREROUTING", "-d", one, "-p", "tcp", "--dport", "9", "-j", "RETURN"],
         [ipt, "-w", "-t", "nat", "-A", "OUTPUT", "-d", one, "-j", "RETURN"],
-        [ipt, "-w", "-t", "nat", "-A", "POSTROUTING", "-s", net, "-j", "MASQUERADE"],
+        [ipt, "-w", "-t", "nat", "-A", "POSTROUTING", "-s", net, "-j", "RETURN"],
         [ipt, "-w", "-t", "filter", "-A", "FORWARD", "-s", net, "-j", "ACCEPT"],
         [ipt, "-w", "-t", "raw", "-A", "PREROUTING", "-s", net, "-j", "ACCEPT"],
         [ipt, "-w", "-t", "filter", "-P", "FORWARD", "DROP"],
@@ -454,7 +441,7 @@ def test_remove_after_the_bridge_is_gone_still_removes_everything(fresh):
     before = saves(box.runner, backend)
     fwd = PortForward(8080, RED, 80, owner=OWNER, runner=box.runner, backend=backend)
     fwd.apply()  # the bridge is found by ip route get: hairpin and loopback rules on nkbr0
-    assert f"-i {BRIDGE}" in box.run([Backend(backend).binary(4, "save"), "-t", "nat"]).check().stdout
+    assert f"-o {BRIDGE}" in box.run([Backend(backend).binary(4, "save"), "-t", "nat"]).check().stdout
     box.run(["ip", "link", "del", BRIDGE]).check()
     fwd.remove()
     assert saves(box.runner, backend) == before
@@ -560,3 +547,19 @@ def test_the_admins_chain_is_evaluated_first_and_outlives_netnskit(fresh):
     save = box.run([Backend(backend).binary(4, "save"), "-t", "filter"]).check().stdout
     assert "NETNSKIT-FORWARD" not in save  # ours are gone ...
     assert f"-A NETNSKIT-USER -s {RED}/32 -o lan-h -j DROP" in save  # ... the admin's chain and rule stay
+
+
+def test_forwarding_stays_on_while_a_foreign_nat_needs_it_and_the_warning_says_so(fresh, caplog):
+    box, backend = fresh
+    ipt = Backend(backend).binary(4)
+    nat = NatRule(SUBNET, BRIDGE, owner=OWNER, runner=box.runner, backend=backend, uplinks=["lan-h"])
+    nat.apply()
+    assert sysctls(box.runner)["net.ipv4.ip_forward"] == "1"
+    # another manager starts NATing a subnet of its own after netnskit (Docker's masquerade)
+    box.run([ipt, "-w", "-t", "nat", "-A", "POSTROUTING", "-s", "172.17.0.0/16", "-j", "MASQUERADE"]).check()
+    with caplog.at_level(logging.WARNING, logger="netnskit"):
+        nat.remove()
+    assert sysctls(box.runner)["net.ipv4.ip_forward"] == "1"
+    assert "net.ipv4.ip_forward left at 1 (it was 0 before netnskit): needed by foreign nat rule " in caplog.text
+    assert "-A POSTROUTING -s 172.17.0.0/16 -j MASQUERADE" in caplog.text
+    assert "NETNSKIT" not in box.run([Backend(backend).binary(4, "save")]).check().stdout
