@@ -40,24 +40,39 @@ def _ports(rule: Rule) -> list[tuple[int, int]] | None:
     return found
 
 
-def _addresses_meet(theirs: str | None, ours: str | None) -> bool:
-    """Can a rule matching destination ``theirs`` (None: any) see traffic to ``ours`` (None: any local address)?"""
-    if theirs is None or ours is None:
+def _addresses_meet(theirs: str | None, ours: str | None, local: Sequence[str] | None) -> bool:
+    """Can a rule matching destination ``theirs`` (None: any) see traffic to ``ours``?
+
+    ``ours`` None is every local address (``local``, when known): a foreign rule for a service
+    address that is not the host's (a kube-proxy ClusterIP) never meets an unbound forward.
+    """
+    if theirs is None:
         return True
     try:
-        return ipaddress.ip_network(theirs, strict=False).overlaps(ipaddress.ip_network(ours, strict=False))
+        net = ipaddress.ip_network(theirs, strict=False)
+        if ours is not None:
+            return net.overlaps(ipaddress.ip_network(ours, strict=False))
+        if local is None:
+            return True
+        return any(ipaddress.ip_address(a).version == net.version and ipaddress.ip_address(a) in net for a in local)
     except ValueError:
         return True  # a form we do not read: assume the worst
 
 
 def port_users(
-    saved: SavedRules, protocol: str, ports: tuple[int, int], address: str | None, mine: str
+    saved: SavedRules,
+    protocol: str,
+    ports: tuple[int, int],
+    address: str | None,
+    mine: str,
+    local: Sequence[str] | None = None,
 ) -> list[tuple[str, str]]:
     """Rules other than ``mine`` (a comment) that send host port(s) ``ports``/``protocol`` elsewhere.
 
-    Read from the nat table: a DNAT or REDIRECT of an overlapping port (to the same address, when
-    either rule names one), or a jump from such a port into a chain (kube-proxy's NodePorts). Returns
-    (who, rule line) pairs: who is ``netnskit:NAME`` for another network's forward, else "foreign".
+    Read from the nat table: a DNAT or REDIRECT of an overlapping port (on the forward's ``address``,
+    or on one of the host's ``local`` addresses when it has none), or a jump from such a port into a
+    chain (kube-proxy's NodePorts). Returns (who, rule line) pairs: who is ``netnskit:NAME`` for
+    another network's forward, else "foreign".
     """
     found = []
     low, high = ports
@@ -73,7 +88,7 @@ def port_users(
         matched = _ports(rule)
         if not matched or not any(a <= high and low <= b for a, b in matched):
             continue
-        if not _addresses_meet(_after(rule.spec, "-d"), address):
+        if not _addresses_meet(_after(rule.spec, "-d"), address, local):
             continue
         comment = rule.comment or ""
         who = comment if comment.startswith(SHARED + ":") else "foreign"

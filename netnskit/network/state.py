@@ -166,9 +166,12 @@ def _ports_text(ports: tuple[int, int], protocol: str) -> str:
 def _conflicts(net: Network, f: _Facts, saved: SavedRules | None) -> list[str]:
     """What on the host is someone else's where the network needs it: each named, with the other party."""
     found = []
+    # the host's addresses once the network is up: what it has, loopback, and those the network adds
+    local = [a.split("/")[0] for _, a in f.addresses.get(None, set())] + ["127.0.0.1", str(net.gateway)]
+    local += [str(link.address.ip) for link in net.links if link.netns is None and link.address is not None]
     for fwd in net.port_forwards:
         address = None if fwd.host_address is None else str(fwd.host_address)
-        users = port_users(saved, fwd.protocol, fwd.host_port, address, net.mark) if saved is not None else []
+        users = port_users(saved, fwd.protocol, fwd.host_port, address, net.mark, local) if saved is not None else []
         at = f"{address}:" if address else ""
         for who, line in users[:1]:
             party = f"network {who.removeprefix('netnskit:')!r}" if who != "foreign" else "a foreign rule"

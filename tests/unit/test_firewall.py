@@ -906,10 +906,12 @@ COMMIT
 """
 
 
-def port_users(text: str, proto: str, ports: tuple[int, int], address: str | None = None) -> list[tuple[str, str]]:
+def port_users(
+    text: str, proto: str, ports: tuple[int, int], address: str | None = None, local: list[str] | None = None
+) -> list[tuple[str, str]]:
     from netnskit.firewall.host import port_users as users
 
-    return users(SavedRules.parse(4, text), proto, ports, address, "netnskit:seed")
+    return users(SavedRules.parse(4, text), proto, ports, address, "netnskit:seed", local)
 
 
 def test_a_dockers_published_port_is_found_and_its_hairpin_masquerade_is_not():
@@ -925,13 +927,20 @@ def test_a_foreign_dnat_on_another_address_does_not_meet_a_forward_bound_elsewhe
     assert port_users(DOCKER, "tcp", (9000, 9000), "192.168.1.2") == []
     assert len(port_users(DOCKER, "tcp", (9000, 9000), "10.0.0.5")) == 1
     assert len(port_users(DOCKER, "tcp", (9000, 9000))) == 1  # unbound: it answers on 10.0.0.5 too
+    # ... if 10.0.0.5 is the host's: a rule for an address the host does not have meets no local forward
+    assert len(port_users(DOCKER, "tcp", (9000, 9000), local=["10.0.0.5", "127.0.0.1"])) == 1
+    assert port_users(DOCKER, "tcp", (9000, 9000), local=["192.168.1.2", "127.0.0.1"]) == []
 
 
-def test_a_kube_node_port_is_found_by_its_jump_and_a_mark_is_not_a_forward():
+def test_a_kube_node_port_is_found_by_its_jump_and_a_mark_or_a_cluster_ip_is_not_a_forward():
     assert port_users(KUBE, "tcp", (30080, 30080)) == [
         ("foreign", "-t nat -A KUBE-NODEPORTS -p tcp -m tcp --dport 30080 -j KUBE-EXT-X")
     ]
     assert port_users(KUBE, "tcp", (30081, 30081)) == []
+    cluster_ip = KUBE.replace(
+        "COMMIT", "-A KUBE-NODEPORTS -d 10.96.0.10/32 -p tcp -m tcp --dport 80 -j KUBE-SVC-X\nCOMMIT"
+    )
+    assert port_users(cluster_ip, "tcp", (80, 80), local=["192.168.1.2", "127.0.0.1"]) == []
 
 
 def test_another_networks_forward_is_named_and_ours_is_not():
