@@ -22,6 +22,7 @@ from netnskit.firewall.rules import (
     _TABLE_ORDER,
     LOOPBACK_NET,
     SHARED,
+    STATE_CHAIN,
     USER_CHAIN,
     Rule,
     SavedRules,
@@ -37,6 +38,7 @@ from netnskit.runner import Runner, default_runner
 
 log = logging.getLogger("netnskit")
 BACKENDS = ("nft", "legacy")
+_FORWARDING = ("net.ipv4.ip_forward", "net.ipv6.conf.all.forwarding")
 
 
 def _kind(value: object) -> str | None:
@@ -192,15 +194,22 @@ class Firewall:
         clean = values is not None
         if saved is None:
             saved = SavedRules(frozenset(), (), {}) if clean else self.save(family)
-        tables = {r.table for r in rules}
+        tables = {r.table for r in rules} | ({"filter"} if sysctls else set())
         changes: list[SysctlRecord] = []
+        memos = saved.memos()
+        memo_rules: list[Rule] = []
         for s in sysctls:
             current = (values or {}).get(s.name, "0") if clean else self.sysctl(s.name)
             if current != s.value:
                 changes.append(SysctlRecord(s.name, current, s.value))
-        wanted = [*rules, *_shared_rules(family, tables)]
+                if s.name not in memos:
+                    # the plan carries the value too (for a script run by hand); up's record is the file
+                    memo_rules.append(s.memo(family, current))
+        wanted = [*rules, *memo_rules, *_shared_rules(family, tables)]
         added = [r for r in wanted if clean or not self.has(r, saved)]
         new_chains = [(t, c) for t in _TABLE_ORDER if t in tables for c in _CHAINS[t] if (t, c) not in saved.chains]
+        if not memo_rules:
+            new_chains = [(t, c) for t, c in new_chains if c != STATE_CHAIN]  # made only to hold a memo
         if "filter" in tables and ("filter", USER_CHAIN) not in saved.chains:
             new_chains.append(("filter", USER_CHAIN))  # the admin's: made if absent, left to the sweep
         steps: list[Step] = []
@@ -225,8 +234,23 @@ class Firewall:
         return steps, changes
 
     def remember(self, changes: Sequence[SysctlRecord]) -> None:
-        """Write down the values sysctls had before netnskit changes them (run before the steps that do)."""
-        self.records.remember(changes)
+        """Write down the values sysctls had before netnskit changes them (run before the steps that do).
+
+        With forwarding's, what else already needed it (:meth:`reliance`): it did without forwarding
+        until now, so it will not keep forwarding on when netnskit puts the old value back.
+        """
+        if not changes:
+            return
+        records = self.records
+        place = records.place()  # first: where it cannot be read, nothing changes
+        if not place:
+            return
+        out = []
+        for change in changes:
+            if change.name in _FORWARDING:
+                change = attrs.evolve(change, beside=self.reliance(change.family, self.save(change.family)))
+            out.append(change)
+        records.remember(out, place=place)
 
     def delete(self, family: int, rules: Sequence[Rule]) -> list[str]:
         """Delete those of ``rules`` that exist, in one restore; returns their lines."""
@@ -293,26 +317,31 @@ class Firewall:
         owned = [r for r in owned if r not in deletes]
         remaining_guards = {_after(r.spec, "-i") for r in owned if r.table == "raw"}
         translating = any(r.table == "nat" for r in owned)
+        # the file's records, and the plan's memos where the file has none (a script run by hand)
+        memos = saved.memos()
+        known = {name: SysctlRecord(name, was, "1") for name, (_, was) in memos.items()}
+        known.update({n: r for n, r in (records or {}).items() if r.family == family})
         commands: list[Command] = []
         left: list[str] = []
         forget: list[str] = []
         restored: list[str] = []
         relied: Sequence[str] | None = None
-        for name, record in sorted((records or {}).items()):
-            if record.family != family:
-                continue
+        for name, record in sorted(known.items()):
             localnet = re.fullmatch(r"net\.ipv4\.conf\.(.+)\.route_localnet", name)
             if localnet.group(1).replace("/", ".") in remaining_guards if localnet else translating:
                 continue
             now = value(name) if value is not None else None
             forget.append(name)
+            deletes += [memos[name][0]] if name in memos else []
             if now != record.set or now == record.was:
                 continue  # gone, put back, or set by someone else since: not ours to change
             if not localnet:
                 if relied is None:
                     relied = list(reliance()) if reliance is not None else []
-                if relied:
-                    why = f"needed by {summary(relied)}"
+                # what needed forwarding when netnskit switched it on did without it before
+                new = [r for r in relied if r not in record.beside]
+                if new:
+                    why = f"needed by {summary(new)}"
                     left.append(f"{name} left at {now} (it was {record.was} before netnskit): {why}")
                     continue
             commands.append(Sysctl(name, record.was).set_command())
@@ -320,9 +349,10 @@ class Firewall:
         lines: dict[str, list[str]] = {}
         for rule in deletes:
             lines.setdefault(rule.table, []).append(rule.line("-D"))
+        memos_left = [m for m, _ in memos.values() if m not in deletes]
         for table in _TABLE_ORDER:
             ours = [c for c in _CHAINS[table] if (table, c) in saved.chains]
-            if not ours or any(r.table == table for r in owned):
+            if not ours or any(r.table == table for r in owned) or (table == "filter" and memos_left):
                 continue
             foreign = [r for r in saved.rules if r.table == table and r.chain in ours and not _is_ours(r)]
             if foreign:

@@ -3,8 +3,9 @@
 A foreign ruleset manager may flush every chain (a firewalld reload does): the record must not live
 in the firewall. It is a small JSON file, ``net-PLACE.sysctls.json`` in the lock folder (root's
 ``/run/netnskit``, mode 0700), keyed by the place the runner acts in, so it is gone after a reboot
-with everything it describes. Each entry says what the sysctl was and what netnskit set it to: an
-entry is live only while the sysctl still holds the value netnskit set (a crash before the write,
+with everything it describes. Each entry says what the sysctl was and what netnskit set it to (for
+forwarding, also what else already needed it then: that did without forwarding before, and does not
+keep it on after): an entry is live only while the sysctl still holds the value netnskit set (a crash before the write,
 a rollback, someone else's later write, or a namespace whose inode number was reused all leave the
 value elsewhere, and such an entry is dropped, not acted on). It is written before the value
 changes and removed once the value is put back.
@@ -28,13 +29,19 @@ from netnskit.runner import Runner
 _FILE = re.compile(r"net-\d+\.sysctls\.json\Z")
 
 
+def _strings(items: object) -> tuple[str, ...]:
+    return tuple(str(i) for i in items) if isinstance(items, list | tuple) else ()
+
+
 @attrs.frozen
 class SysctlRecord:
-    """A sysctl netnskit changed: its ``name``, the value it ``was`` before, and the value netnskit ``set``."""
+    """A sysctl netnskit changed: its ``name``, the value it ``was`` before, the value netnskit ``set``,
+    and (forwarding) what else on the host already needed it then, ``beside`` (see Firewall.reliance)."""
 
     name: str
     was: str
     set: str
+    beside: tuple[str, ...] = attrs.field(default=(), converter=_strings)
 
     @property
     def family(self) -> int:
@@ -95,15 +102,22 @@ class SysctlRecords:
         found = {}
         for name, entry in data.items():
             if isinstance(entry, dict) and isinstance(entry.get("was"), str) and isinstance(entry.get("set"), str):
-                found[name] = SysctlRecord(name, entry["was"], entry["set"])
+                found[name] = SysctlRecord(name, entry["was"], entry["set"], entry.get("beside", ()))
         return found
 
-    def remember(self, records: Iterable[SysctlRecord]) -> None:
+    def place(self) -> str:
+        """The place records are kept for ("" where the runner names no namespace: records are off).
+
+        Raises when the runner cannot say where it acts: a value must not be changed unrecorded.
+        """
+        return _place(self.runner)
+
+    def remember(self, records: Iterable[SysctlRecord], *, place: str | None = None) -> None:
         """Write ``records`` (replacing older ones of the same names) before their values change."""
         new = list(records)
         if not new:
             return
-        place = _place(self.runner)
+        place = self.place() if place is None else place
         if not place:
             return
         _safe_dir(self.folder)
@@ -130,7 +144,10 @@ class SysctlRecords:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(path)
             return
-        data = {r.name: {"was": r.was, "set": r.set} for r in records.values()}
+        data = {
+            r.name: {"was": r.was, "set": r.set, **({"beside": list(r.beside)} if r.beside else {})}
+            for r in records.values()
+        }
         # a new file renamed over the old one: a reader never sees half of it, a crash leaves one or the other
         fd, tmp = tempfile.mkstemp(prefix=".sysctls-", dir=self.folder)
         try:

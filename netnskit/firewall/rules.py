@@ -22,15 +22,17 @@ if TYPE_CHECKING:
 
 SHARED = "netnskit"
 LOOPBACK_NET = "127.0.0.0/8"
+MEMO = "netnskit sysctl "  # the comment of a never-matching rule in NETNSKIT-STATE: "netnskit sysctl NAME=WAS"
 # The admin's chain: jumped to first from NETNSKIT-FORWARD, created if absent, never flushed or edited.
 USER_CHAIN = "NETNSKIT-USER"
+STATE_CHAIN = "NETNSKIT-STATE"  # never jumped to: its rules carry the plan's copy of sysctl values
 
 _TABLE_ORDER = ("raw", "nat", "filter")
 # The shared part of each table: our chains, and the jumps to them from the built-in chains.
 _CHAINS: dict[str, tuple[str, ...]] = {
     "raw": ("NETNSKIT-PREROUTING",),
     "nat": ("NETNSKIT-PREROUTING", "NETNSKIT-OUTPUT", "NETNSKIT-POSTROUTING"),
-    "filter": ("NETNSKIT-FORWARD",),
+    "filter": ("NETNSKIT-FORWARD", STATE_CHAIN),
 }
 _OURS = re.compile(r"^NETNSKIT-")
 
@@ -205,10 +207,20 @@ class SavedRules:
             and (r.comment or "").startswith(SHARED + ":")
         ]
 
+    def memos(self) -> dict[str, tuple[Rule, str]]:
+        """Sysctl values the plan wrote down in NETNSKIT-STATE: name -> (memo rule, previous value)."""
+        found = {}
+        for r in self.rules:
+            comment = r.comment or ""
+            if r.chain == STATE_CHAIN and comment.startswith(MEMO):
+                name, _, previous = comment[len(MEMO) :].rpartition("=")
+                found[name] = (r, previous)
+        return found
+
 
 def _is_ours(rule: Rule) -> bool:
     comment = rule.comment or ""
-    return comment == SHARED or comment.startswith(SHARED + ":")
+    return comment == SHARED or comment.startswith((SHARED + ":", MEMO))
 
 
 def _after(words: Sequence[str], flag: str) -> str | None:

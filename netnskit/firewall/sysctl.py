@@ -5,6 +5,7 @@ from __future__ import annotations
 import attrs
 
 from netnskit.commands import sysctl
+from netnskit.firewall.rules import MEMO, STATE_CHAIN, Rule
 from netnskit.plan import Command
 
 
@@ -22,6 +23,10 @@ class Sysctl:
     def set_argv(self, value: str | None = None) -> list[str]:
         """``sysctl -w NAME=VALUE``."""
         return self.set_command(value).host_argv()
+
+    def memo(self, family: int, previous: str) -> Rule:
+        """The never-matching rule in ``NETNSKIT-STATE`` that carries the previous value in the plan itself."""
+        return Rule(family, "filter", STATE_CHAIN, ["-m", "comment", "--comment", f"{MEMO}{self.name}={previous}"])
 
 
 def _forwarding(family: int) -> Sysctl:

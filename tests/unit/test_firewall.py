@@ -351,11 +351,12 @@ def test_nat_rule_setup_and_teardown_commands_on_a_clean_host():
             f"*nat\n{SHARED_NAT}\n"
             "-A NETNSKIT-POSTROUTING -s 192.168.15.0/24 ! -o br0 -m comment --comment netnskit:lab -j MASQUERADE\n"
             f"{SHARED_NAT_JUMPS}\nCOMMIT\n"
-            "*filter\n-N NETNSKIT-FORWARD\n-N NETNSKIT-USER\n"
+            "*filter\n-N NETNSKIT-FORWARD\n-N NETNSKIT-STATE\n-N NETNSKIT-USER\n"
             "-A NETNSKIT-FORWARD -i br0 -o br0 -m comment --comment netnskit:lab -j ACCEPT\n"
             "-A NETNSKIT-FORWARD -s 192.168.15.0/24 -i br0 -o eth0 -m comment --comment netnskit:lab -j ACCEPT\n"
             "-A NETNSKIT-FORWARD -d 192.168.15.0/24 -o br0 -m conntrack --ctstate RELATED,ESTABLISHED "
             "-m comment --comment netnskit:lab -j ACCEPT\n"
+            '-A NETNSKIT-STATE -m comment --comment "netnskit sysctl net.ipv4.ip_forward=0"\n'
             f"{SHARED_FILTER_JUMPS}\nCOMMIT\n",
         ),
         sysctl(None, "net.ipv4.ip_forward", "1"),
@@ -370,15 +371,17 @@ def test_nat_rule_setup_and_teardown_commands_on_a_clean_host():
         "-D OUTPUT -m addrtype --dst-type LOCAL -m comment --comment netnskit -j NETNSKIT-OUTPUT",
         "-D POSTROUTING -m comment --comment netnskit -j NETNSKIT-POSTROUTING",
     ]
-    assert lines[-9:] == [
+    assert lines[-11:] == [
         "*filter",
         "-D FORWARD -m comment --comment netnskit -j NETNSKIT-FORWARD",
         "-D NETNSKIT-FORWARD -i br0 -o br0 -m comment --comment netnskit:lab -j ACCEPT",
         "-D NETNSKIT-FORWARD -s 192.168.15.0/24 -i br0 -o eth0 -m comment --comment netnskit:lab -j ACCEPT",
         "-D NETNSKIT-FORWARD -d 192.168.15.0/24 -o br0 -m conntrack --ctstate RELATED,ESTABLISHED "
         "-m comment --comment netnskit:lab -j ACCEPT",
+        '-D NETNSKIT-STATE -m comment --comment "netnskit sysctl net.ipv4.ip_forward=0"',
         "-D NETNSKIT-FORWARD -m comment --comment netnskit -j NETNSKIT-USER",
         "-X NETNSKIT-FORWARD",
+        "-X NETNSKIT-STATE",
         "-X NETNSKIT-USER",
         "COMMIT",
     ]
@@ -404,7 +407,9 @@ def test_port_forward_clean_plan_is_one_restore_and_two_sysctls():
         "-A NETNSKIT-PREROUTING -i br0 -d 127.0.0.0/8 -m comment --comment netnskit:lab -j DROP\n"
         "-I PREROUTING -m comment --comment netnskit -j NETNSKIT-PREROUTING\nCOMMIT\n*nat\n"
     )
-    assert "NETNSKIT-STATE" not in text and "MARK" not in text
+    assert "MARK" not in text
+    # the plan carries the earlier values too: `down` takes down a script run by hand
+    assert '-A NETNSKIT-STATE -m comment --comment "netnskit sysctl net.ipv4.conf.br0.route_localnet=0"' in text
     assert text.endswith(f"{SHARED_FILTER_JUMPS}\nCOMMIT\n")
     assert steps[2].undo == (sysctl(None, "net.ipv4.conf.br0.route_localnet", "0"),)
 
@@ -502,6 +507,10 @@ class RecordWatcher(FakeRunner):
 def test_apply_writes_down_the_old_value_before_it_sets_forwarding(caplog, own_lock_dir):
     fake = at_place(RecordWatcher(own_lock_dir, strict=True))
     fake.on(["iptables-save"], stdout="")
+    # what else needs forwarding now (nothing): read once, for the record
+    fake.on(["ip", "-j", "link", "show", "type", "bridge"], stdout="[]")
+    fake.on(["ip", "-4", "-j", "addr", "show", "type", "bridge"], stdout="[]")
+    fake.on(["ip", "-4", "-j", "route", "show"], stdout="[]")
     fake.on(lambda argv: "-C" in argv, returncode=1)
     fake.on(["sysctl", "-n", "net.ipv4.ip_forward"], stdout="0\n")
     fake.on(["iptables", "-V"], stdout="iptables v1.8.9 (nf_tables)\n")
@@ -643,6 +652,50 @@ def test_sweep_leaves_forwarding_on_where_something_else_needs_it_and_says_what(
         "foreign nat rule '-A POSTROUTING -s 172.17.0.0/16 -j MASQUERADE'",
     )
     assert set(sweep.forget) == set(RECORDS)  # it is no longer netnskit's to put back
+
+
+def test_what_already_needed_forwarding_when_it_was_switched_on_does_not_keep_it_on():
+    # a masquerade of someone else's existed while forwarding was 0: it did without it then
+    old = "foreign nat rule '-A POSTROUTING -s 10.99.0.0/24 -j MASQUERADE'"
+    docker = "bridge docker0 (172.17.0.1/16)"
+    records = {"net.ipv4.ip_forward": SysctlRecord("net.ipv4.ip_forward", "0", "1", [old])}
+    saved = SavedRules.parse(4, NO_OWNER)
+    sweep = Firewall().plan_sweep(4, saved, records=records, value=NOW_SET.get, reliance=lambda: [old])
+    assert sweep.restored == ("net.ipv4.ip_forward=0",) and sweep.left == ()
+    sweep = Firewall().plan_sweep(4, saved, records=records, value=NOW_SET.get, reliance=lambda: [old, docker])
+    assert sweep.restored == ()
+    assert sweep.left == ("net.ipv4.ip_forward left at 1 (it was 0 before netnskit): needed by " + docker,)
+
+
+MEMO_ONLY = NO_OWNER.replace(
+    ":NETNSKIT-USER - [0:0]\n",
+    ':NETNSKIT-USER - [0:0]\n:NETNSKIT-STATE - [0:0]\n-A NETNSKIT-STATE -m comment --comment "netnskit sysctl '
+    'net.ipv4.ip_forward=0"\n',
+)
+
+
+def test_a_plans_memo_puts_forwarding_back_where_no_file_records_it():
+    # the plan run by hand as a script: no record beside the locks, the memo in NETNSKIT-STATE says 0
+    sweep = Firewall().plan_sweep(4, SavedRules.parse(4, MEMO_ONLY), value=NOW_SET.get)
+    assert sweep.restored == ("net.ipv4.ip_forward=0",)
+    lines = (sweep.commands[-1].input or "").splitlines()
+    assert '-D NETNSKIT-STATE -m comment --comment "netnskit sysctl net.ipv4.ip_forward=0"' in lines
+    assert "-X NETNSKIT-STATE" in lines
+
+
+def test_the_interfaces_netnskit_served_are_not_another_managers_bridges():
+    fake = FakeRunner(strict=True)
+    fake.on(["ip", "-j", "link", "show", "type", "bridge"], stdout='[{"ifname":"nkbr0"},{"ifname":"docker0"}]')
+    v4 = {"family": "inet", "prefixlen": 24, "scope": "global"}
+    addrs = [
+        {"ifname": "nkbr0", "addr_info": [{**v4, "local": "192.168.15.1"}]},
+        {"ifname": "docker0", "addr_info": [{**v4, "local": "172.17.0.1"}]},
+    ]
+    fake.on(["ip", "-4", "-j", "addr", "show", "type", "bridge"], stdout=json.dumps(addrs))
+    fake.on(["ip", "-4", "-j", "route", "show"], stdout="[]")
+    empty = SavedRules.parse(4, "")
+    assert Firewall(runner=fake).reliance(4, empty, ["nkbr0"]) == ["bridge docker0 (172.17.0.1/24)"]
+    assert len(Firewall(runner=fake).reliance(4, empty)) == 2
 
 
 def test_sweep_drops_a_record_whose_value_someone_else_changed_without_touching_it():

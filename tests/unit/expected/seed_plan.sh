@@ -206,12 +206,15 @@ COMMIT
 COMMIT
 *filter
 -N NETNSKIT-FORWARD
+-N NETNSKIT-STATE
 -N NETNSKIT-USER
 -A NETNSKIT-FORWARD -i v-net-0 -o v-net-0 -m comment --comment netnskit:seed -j ACCEPT
 -A NETNSKIT-FORWARD -s 192.168.15.0/24 -i v-net-0 -o v-lan -m comment --comment netnskit:seed -j ACCEPT
 -A NETNSKIT-FORWARD -d 192.168.15.0/24 -o v-net-0 -m conntrack --ctstate RELATED,ESTABLISHED -m comment --comment netnskit:seed -j ACCEPT
 -A NETNSKIT-FORWARD -d 192.168.15.2/32 -o v-net-0 -p tcp -m tcp --dport 80 -m conntrack --ctstate DNAT --ctorigdstport 80 -m comment --comment netnskit:seed -j ACCEPT
 -A NETNSKIT-FORWARD -s 192.168.15.2/32 -i v-net-0 -p tcp -m tcp --sport 80 -m conntrack --ctstate DNAT --ctorigdstport 80 -m comment --comment netnskit:seed -j ACCEPT
+-A NETNSKIT-STATE -m comment --comment "netnskit sysctl net.ipv4.ip_forward=0"
+-A NETNSKIT-STATE -m comment --comment "netnskit sysctl net.ipv4.conf.v-net-0.route_localnet=0"
 -I NETNSKIT-FORWARD -m comment --comment netnskit -j NETNSKIT-USER
 -I FORWARD -m comment --comment netnskit -j NETNSKIT-FORWARD
 COMMIT
