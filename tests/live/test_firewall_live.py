@@ -61,17 +61,30 @@ for _ns, _addr in (("red", RED), ("blue", BLUE)):
 
 
 def foreign_rules(backend: str, family: int) -> list[list[str]]:
-    """Rules that are not ours, in every built-in chain netnskit jumps from; FORWARD policy DROP.
-
-    None translates addresses or accepts for a named interface: nothing here needs forwarding, so
-    removing the last rule of ours puts forwarding back (see the test with a foreign MASQUERADE).
-    """
+    """Rules that are not ours, in every built-in chain netnskit jumps from; FORWARD policy DROP."""
     ipt = Backend(backend).binary(family)
-    one, net = ("fd99::1", "fd99::/64") if family == 6 else ("10.99.0.1", "10.99.0.0/24")
+    one, two, net = ("fd99::1", "fd99::2", "fd99::/64") if family == 6 else ("10.99.0.1", "10.99.0.2", "10.99.0.0/24")
     return [
-        [ipt, "-w", "-t", "nat", "-A", "PREROUTING", "-d", one, "-p", "tcp", "--dport", "9", "-j", "RETURN"],
+        [
+            ipt,
+            "-w",
+            "-t",
+            "nat",
+            "-A",
+            "PREROUTING",
+            "-d",
+            one,
+            "-p",
+            "tcp",
+            "--dport",
+            "9",
+            "-j",
+            "DNAT",
+            "--to-destination",
+            f"[{two}]" if family == 6 else two,
+        ],
         [ipt, "-w", "-t", "nat", "-A", "OUTPUT", "-d", one, "-j", "RETURN"],
-        [ipt, "-w", "-t", "nat", "-A", "POSTROUTING", "-s", net, "-j", "RETURN"],
+        [ipt, "-w", "-t", "nat", "-A", "POSTROUTING", "-s", net, "-j", "MASQUERADE"],
         [ipt, "-w", "-t", "filter", "-A", "FORWARD", "-s", net, "-j", "ACCEPT"],
         [ipt, "-w", "-t", "raw", "-A", "PREROUTING", "-s", net, "-j", "ACCEPT"],
         [ipt, "-w", "-t", "filter", "-P", "FORWARD", "DROP"],
