@@ -17,6 +17,7 @@ import argparse
 import contextlib
 import json
 import logging
+import os
 import sys
 import traceback
 from collections.abc import Callable, Iterator, Sequence
@@ -169,6 +170,67 @@ def cmd_cleanup(args: argparse.Namespace) -> int:
     return 0
 
 
+def _graph_format(args: argparse.Namespace) -> str:
+    """``--format``, else what ``-o``'s suffix says (.svg, .dot/.gv, .mmd), else mermaid."""
+    if args.format:
+        return str(args.format)
+    suffix = os.path.splitext(args.output or "")[1].lower()
+    return {".svg": "svg", ".dot": "dot", ".gv": "dot"}.get(suffix, "mermaid")
+
+
+def cmd_graph(args: argparse.Namespace) -> int:
+    """``netnskit graph FILE [--format mermaid|dot|svg] [-o PATH] [--status] [--check]``: draw the network.
+
+    Without ``--status``/``--check`` nothing is read from the host (``svg`` runs ``dot``). With them the
+    picture is coloured from what the host has (``status``, exit 3 when not up) and from the probes
+    (``check``, exit 1 if one fails).
+    """
+    from netnskit import graph
+
+    fmt = _graph_format(args)
+    status = report = None
+    if args.status or args.check:
+        with _runner(args) as runner:
+            net = _load(args, runner)
+            _bring_up_in_sandbox(args, net)
+            status = net.status() if args.status else None
+            report = net.check() if args.check else None
+            text = graph.render(net, fmt, runner=runner, status=status, report=report)
+    else:
+        runner = args.runner or default_runner()
+        net = _load(args, runner)
+        text = graph.render(net, fmt, runner=runner)
+    if args.output:
+        with open(args.output, "w", encoding="utf-8") as handle:
+            handle.write(text)
+    else:
+        sys.stdout.write(text)
+    if status is not None and not status.up:
+        return 3
+    return 1 if report is not None and not report.ok else 0
+
+
+def _graph_verb(verbs: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """``graph``: the network as Mermaid, DOT or SVG, coloured from the host with --status/--check."""
+    verb = verbs.add_parser("graph", help="draw the network: Mermaid, Graphviz DOT or SVG (--status colours it)")
+    _verbosity(verb, default=argparse.SUPPRESS)
+    _sandbox_flags(verb, default=argparse.SUPPRESS)
+    verb.add_argument("--format", choices=["mermaid", "dot", "svg"], help="default: from -o's suffix, else mermaid")
+    verb.add_argument("-o", "--output", metavar="PATH", help="write the picture to PATH (default: stdout)")
+    verb.add_argument(
+        "--status",
+        action="store_true",
+        help="colour what is up, missing or failing on this host (root; exit 3 when not up)",
+    )
+    verb.add_argument(
+        "--check",
+        action="store_true",
+        help="run check's probes and colour what no probe got through (exit 1 if one failed)",
+    )
+    verb.add_argument("file", metavar="FILE", help="the network, as a TOML file (see examples/seed.toml)")
+    verb.set_defaults(func=cmd_graph)
+
+
 def _verbosity(parser: argparse.ArgumentParser, *, default: object) -> None:
     parser.add_argument(
         "-v", "--verbose", action="store_true", default=default, help="log every command run (on stderr)"
@@ -186,6 +248,7 @@ def build_parser() -> argparse.ArgumentParser:
     _verbosity(demo, default=argparse.SUPPRESS)
     demo.set_defaults(func=cmd_demo)
     _network_verbs(verbs)
+    _graph_verb(verbs)
     return parser
 
 

@@ -68,6 +68,7 @@ _PACKAGES = {
     "sysctl": "procps",
     "ssh": "openssh-client",
     "sudo": "sudo",
+    "dot": "graphviz",
 }
 
 
