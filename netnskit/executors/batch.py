@@ -4,8 +4,9 @@ Commands are routed by their fields, never by their argv (the rules, the waves a
 shortcuts are drawn in docs/ARCHITECTURE.md):
 
 * a command with a ``batch`` line joins the batch process of its place and channel: one
-  ``PROGRAM [-force] -batch -`` per run of ``lines`` commands, one ``PROGRAM -w --noflush`` per
-  run of ``tables`` commands (a ``*SECTION ... COMMIT`` block per section);
+  ``PROGRAM [-force] -batch -`` per run of ``lines`` commands, one ``PROGRAM --noflush`` per
+  run of ``tables`` commands (a ``*SECTION ... COMMIT`` block per section; the program carries its
+  options, e.g. ``iptables-restore -w 10``);
 * a command with a channel and no batch line runs alone, in its place in its channel's order;
 * a command with no channel is a barrier: everything before it finishes, it runs, then the rest.
 
@@ -34,7 +35,7 @@ from netnskit.runner import Result, Runner
 __all__ = ["Batch", "BatchExecutor", "batches"]
 
 LINES = "lines"  # Batchable.style: PROGRAM [-force] -batch -, one line per command (ip, tc, bridge)
-TABLES = "tables"  # Batchable.style: PROGRAM -w --noflush, *SECTION blocks (iptables-restore)
+TABLES = "tables"  # Batchable.style: PROGRAM --noflush, *SECTION blocks (iptables-restore; PROGRAM has its -w)
 _FAILED_LINE = re.compile(r"^Command failed \S*:(\d+)\s*$", re.MULTILINE)
 _RESTORE_LINE = re.compile(r"line:? (\d+)")
 
@@ -204,7 +205,7 @@ def _restore_input(ops: Sequence[_Op]) -> tuple[str, dict[int, _Op], list[tuple[
 def _restore_command(ops: Sequence[_Op], text: str) -> Command:
     first = ops[0].command
     assert first.batch is not None
-    return Command((*first.batch.program, "-w", "--noflush"), input=text, netns=first.netns, tool=first.tool)
+    return Command((*first.batch.program, "--noflush"), input=text, netns=first.netns, tool=first.tool)
 
 
 def _batch_command(run: Sequence[_Op], force: bool) -> Command:

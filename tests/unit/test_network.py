@@ -449,7 +449,7 @@ def test_down_deletes_our_rules_by_comment_in_one_restore() -> None:
     restores = [(a, i) for a, i in zip(fake.argvs, fake.inputs, strict=True) if a[0] == "iptables-restore"]
     assert restores == [
         (
-            ["iptables-restore", "-w", "--noflush"],
+            ["iptables-restore", "-w", "10", "--noflush"],
             "*nat\n-D NETNSKIT-POSTROUTING -s 10.9.0.0/24 ! -o br-t1 -m comment --comment netnskit:t1 -j MASQUERADE\n"
             "COMMIT\n",
         )
@@ -487,7 +487,7 @@ def test_down_deletes_our_rules_by_comment_in_one_restore() -> None:
         ({"links": [LinkSpec("v-x", "eth0", peer_netns="a")]}, "interface name 'eth0': is used twice"),
         ({"links": [LinkSpec("v-x", "e1", peer_netns="zz")]}, "link namespace 'zz'"),
         ({"masquerade": "yes"}, "must be true or false"),
-        ({"name": "bad name"}, "namespace name 'bad name'"),
+        ({"name": "bad name"}, "network name 'bad name'"),
         ({"bridge": "-br"}, "interface name '-br'"),
     ],
 )
