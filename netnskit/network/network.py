@@ -186,7 +186,8 @@ class Network:
                 run.apply(firewall, self.runner)
         except StepError as exc:
             failed = _remove(run, todo, self.runner)
-            raise StepError(exc.step, len(todo) + exc.index, exc.cause, [*exc.rollback_errors, *failed]) from exc
+            cause = exc.error or exc.cause  # keep the CommandError (its class says why)
+            raise StepError(exc.step, len(todo) + exc.index, cause, [*exc.rollback_errors, *failed]) from exc
         except BaseException:
             _remove(run, todo, self.runner)
             raise
