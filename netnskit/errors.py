@@ -51,15 +51,16 @@ __all__ = [
 ]
 
 _SHOWN_MAX = 60  # characters of a rejected value a message shows
+_PATH_MAX = 240  # of a file's path
 
 
-def shown(value: object) -> str:
-    """``repr(value)``, cut to about 60 characters with its length when longer (a message stays one short line)."""
+def shown(value: object, limit: int = _SHOWN_MAX) -> str:
+    """``repr(value)``, cut to ``limit`` (60) characters with its length when longer: a message stays one short line."""
     text = repr(value)
-    if len(text) <= _SHOWN_MAX:
+    if len(text) <= limit:
         return text
     size = f" ({len(value)} characters)" if isinstance(value, str | bytes) else ""
-    return f"{text[:_SHOWN_MAX]}...{size}"
+    return f"{text[:limit]}...{size}"
 
 
 # Which Debian package brings each program netnskit calls, for CommandNotFoundError.
@@ -141,11 +142,12 @@ class ConfigError(ValidationError):
         self.key = key
 
     def __str__(self) -> str:
-        # a key (an unknown one is the file's text) is cut like a value
+        # a key (an unknown one is the file's text) is cut like a value; a path, longer
         key = self.key if len(self.key) <= _SHOWN_MAX else shown(self.key)
+        path = self.path if len(self.path) <= _PATH_MAX else shown(self.path, _PATH_MAX)
         if self.value is MISSING:
-            return f"{self.path}: {key}: {self.rule}"
-        return f"{self.path}: {key} = {shown(self.value)}: {self.rule}"
+            return f"{path}: {key}: {self.rule}"
+        return f"{path}: {key} = {shown(self.value)}: {self.rule}"
 
 
 class SandboxError(NetnskitError):

@@ -82,6 +82,14 @@ def test_a_huge_unknown_key_is_cut_too(tmp_path):
     assert "(100008 characters)" in str(info.value)  # "network." and the key
 
 
+def test_a_huge_path_is_cut_too():
+    path = "/tmp/" + "p" * 1_000_000
+    with pytest.raises(ConfigError) as info:
+        Network.from_toml(path, runner=FakeRunner(strict=True))
+    assert len(str(info.value)) < 400
+    assert "(1000005 characters): file: cannot read it" in str(info.value)
+
+
 def test_shown_cuts_long_values_and_keeps_short_ones():
     assert shown("abc") == "'abc'"
     assert shown("a" * 58) == repr("a" * 58)  # 60 with its quotes
