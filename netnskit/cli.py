@@ -1,14 +1,7 @@
 """The command line: ``netnskit VERB ...``, one function per verb, thin over the library.
 
-``netnskit demo`` walks the whole namespace story inside a throwaway sandbox (see
-:mod:`netnskit.demo`); it exits 0 only if every check held. ``-v`` logs every command run,
-evidence reads included, on stderr.
-
-``plan FILE``, ``up FILE``, ``down FILE``, ``status FILE [--json]``, ``check FILE [--json]`` and
-``cleanup`` work on a :class:`~netnskit.network.Network` described in a TOML file. ``--sandbox``
-runs any of them inside a throwaway sandbox (``status`` and ``check`` bring the network up there
-first); ``--batch`` applies and removes with :class:`~netnskit.executors.BatchExecutor`. Errors are
-one line on stderr (with the traceback under ``-v``) and a non-zero exit status.
+The verbs, their options, the exit codes and the JSON of ``status`` and ``check`` are in the
+README's "Command line" section, and in ``netnskit --help`` and ``netnskit VERB --help``.
 """
 
 from __future__ import annotations
@@ -19,20 +12,66 @@ import json
 import logging
 import os
 import sys
+import time
 import traceback
 from collections.abc import Callable, Iterator, Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, TextIO
 
-from netnskit.errors import NetnskitError
+from netnskit import __version__, _privilege
+from netnskit.errors import NetnskitError, PermissionDeniedError, StepError, ValidationError
 from netnskit.runner import Runner, default_runner
 
 if TYPE_CHECKING:
     from netnskit.executors import Executor
     from netnskit.network import Network
 
-__all__ = ["build_parser", "main"]
+__all__ = ["EXIT_CODES", "JSON_SCHEMA", "build_parser", "main"]
 
 Verb = Callable[[argparse.Namespace], int]
+
+JSON_SCHEMA = 1  # the "schema" of status --json and check --json: raised when a field changes meaning or goes
+
+OK, FAILED, USAGE, NOT_UP, NEEDS_ROOT, INTERRUPTED, CLOSED_PIPE = 0, 1, 2, 3, 4, 130, 141
+EXIT_CODES = {
+    OK: "success (check: every probe passed; status: the network is fully up)",
+    FAILED: "a command failed (up rolled back what it did) or a check probe failed",
+    USAGE: "bad arguments or a bad network file: rejected before any command ran",
+    NOT_UP: "status: the network is not fully up",
+    NEEDS_ROOT: "not root (no CAP_NET_ADMIN), or the kernel refused a command (permission denied)",
+    INTERRUPTED: "interrupted (Ctrl-C)",
+    CLOSED_PIPE: "the reader of the output went away (as in: netnskit status FILE | head -1)",
+}
+
+_DESCRIPTION = """\
+Linux network namespaces, veth pairs, bridges, NAT and port forwards, described in a TOML file
+(see examples/seed.toml) and brought up, checked and removed with ip and iptables."""
+
+_EPILOG = """\
+examples:
+  netnskit plan examples/seed.toml          the script up would run, for review (runs nothing)
+  sudo netnskit up examples/seed.toml       bring it up (only what is missing)
+  sudo netnskit status examples/seed.toml   what exists and what is missing
+  sudo netnskit up --sandbox examples/seed.toml
+                                            up, check and down inside a throwaway sandbox
+  sudo netnskit demo                        the whole namespace story, live, in a sandbox
+
+exit codes:
+""" + "\n".join(f"  {code:<4}{text}" for code, text in EXIT_CODES.items())
+
+
+class _Refused(Exception):
+    """A usage the CLI refuses before running anything (exit 2)."""
+
+
+def _check_root(args: argparse.Namespace) -> None:
+    """Refuse before any command runs when this process may not touch the host's network.
+
+    Only for the host (a runner given to ``main`` decides for itself, e.g. over ssh or sudo).
+    """
+    if args.runner is None:
+        problem = _privilege.privilege_problem()
+        if problem:
+            raise PermissionError(problem)
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -41,43 +80,88 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from netnskit.demo import run_demo
     from netnskit.sandbox import sandbox_problem
 
+    _check_root(args)
     problem = sandbox_problem()
     if problem:
         print(f"netnskit demo: cannot run: {problem}", file=sys.stderr)
-        return 2
-    return 0 if run_demo() else 1
+        return USAGE
+    return OK if run_demo() else FAILED
 
 
 # --- the network verbs (plan, up, down, status, check, cleanup): thin over netnskit.network ---
 
 
-def _executor(args: argparse.Namespace) -> Executor:
-    from netnskit.executors import BatchExecutor, SerialExecutor
+class _Progress:
+    """Progress of an executor: each step on stdout with ``--serial``; else a counter on stderr if it is a terminal."""
 
-    return BatchExecutor() if args.batch else SerialExecutor()
+    def __init__(self, verb: str, *, steps: bool, stream: TextIO | None = None) -> None:
+        self.verb = verb
+        self.steps = steps
+        self.stream = stream if stream is not None else sys.stderr
+        self.counter = not steps and _is_terminal(self.stream)
+        self.shown = 0.0
+        self.open = False
+        self.total: int | None = None  # when known ahead (up): the steps of all the executor's runs
+        self.calls = 0
+
+    def __call__(self, done: int, total: int, what: str) -> None:
+        """Report ``done`` of ``total`` steps, ``what`` the one just done."""
+        self.calls += 1
+        if self.total is not None:
+            # up applies its plan in two runs (the firewall's steps are read once the bridge exists)
+            done, total = self.calls, max(self.total, self.calls)
+        if self.steps:
+            print(f"[{done}/{total}] {what}", flush=True)
+            return
+        now = time.monotonic()
+        if not self.counter or (done < total and now - self.shown < 0.1):
+            return
+        self.shown = now
+        self.stream.write(f"\rnetnskit {self.verb}: {done}/{total} steps")
+        self.stream.flush()
+        self.open = True
+
+    def close(self) -> None:
+        """End the counter's line (the verb's own output follows)."""
+        if self.open:
+            self.stream.write("\r\033[K")
+            self.stream.flush()
+            self.open = False
+
+
+def _is_terminal(stream: TextIO) -> bool:
+    try:
+        return stream.isatty()
+    except (AttributeError, ValueError):
+        return False
 
 
 @contextlib.contextmanager
-def _runner(args: argparse.Namespace) -> Iterator[Runner]:
-    """The runner ``main`` was given, else the host's, or with ``--sandbox`` a throwaway sandbox's."""
-    if args.runner is not None:
-        if args.sandbox:
-            raise NetnskitError("--sandbox makes its own runner: it cannot be combined with a runner given to main()")
-        yield args.runner
-        return
-    if not args.sandbox:
-        yield default_runner()
-        return
-    from netnskit.sandbox import Sandbox
+def _executor(args: argparse.Namespace, total: int | None = None) -> Iterator[Executor]:
+    """BatchExecutor (few processes), or SerialExecutor with ``--serial``; with progress (of ``total`` steps)."""
+    from netnskit.executors import BatchExecutor, SerialExecutor
 
-    with Sandbox() as box:
-        yield box.runner
+    progress = _Progress(args.verb, steps=args.serial)
+    progress.total = total
+    try:
+        yield SerialExecutor(progress=progress) if args.serial else BatchExecutor(progress=progress)
+    finally:
+        progress.close()
+
+
+def _runner(args: argparse.Namespace) -> Runner:
+    """The runner ``main`` was given, else the host's (the open sandbox's, if one is open)."""
+    return args.runner if args.runner is not None else default_runner()
 
 
 def _load(args: argparse.Namespace, runner: Runner) -> Network:
+    import attrs
+
     from netnskit.network import Network
 
-    return Network.from_toml(args.file, runner=runner)
+    net = Network.from_toml(args.file, runner=runner)
+    wait = getattr(args, "xtables_wait", None)
+    return net if wait is None else attrs.evolve(net, xtables_wait=wait)
 
 
 def cmd_plan(args: argparse.Namespace) -> int:
@@ -85,24 +169,47 @@ def cmd_plan(args: argparse.Namespace) -> int:
     from netnskit.network import Network
 
     print(Network.from_toml(args.file).render_script(), end="")
-    return 0
+    return OK
 
 
 def cmd_up(args: argparse.Namespace) -> int:
     """``netnskit up FILE``: apply what is missing; a failure rolls back and exits 1."""
-    with _runner(args) as runner:
-        net = _load(args, runner)
-        todo = len(net.missing_steps())
-        net.up(executor=_executor(args))
-        print(f"network {net.name} is up ({todo} steps applied)" if todo else f"network {net.name} was already up")
-    return 0
+    if args.sandbox:
+        return _up_in_sandbox(args)
+    _check_root(args)
+    net = _load(args, _runner(args))
+    _up(args, net, "")
+    return OK
 
 
-def cmd_down(args: argparse.Namespace) -> int:
-    """``netnskit down FILE``: remove what the network owns (after a crash too); safe twice."""
-    with _runner(args) as runner:
-        net = _load(args, runner)
-        teardown = net.down(executor=_executor(args))
+def _up(args: argparse.Namespace, net: Network, where: str) -> None:
+    todo = len(net.missing_steps())
+    with _executor(args, todo) as executor:
+        net.up(executor=executor)
+    print(f"network {net.name} is up{where} ({todo} steps applied)" if todo else f"network {net.name} was already up")
+
+
+def _up_in_sandbox(args: argparse.Namespace) -> int:
+    """``up --sandbox``: up, check and down in one throwaway sandbox, printing each."""
+    from netnskit.sandbox import Sandbox
+
+    if args.runner is not None:
+        raise _Refused("--sandbox makes its own runner: it cannot be combined with a runner given to main()")
+    _check_root(args)
+    with Sandbox() as box:
+        net = _load(args, box.runner)
+        _up(args, net, " in a throwaway sandbox")
+        report = net.check()
+        print("\n".join(report.lines()))
+        print(f"{len(report.probes) - len(report.failures)}/{len(report.probes)} probes passed")
+        _down(args, net)
+    print("the sandbox is gone, and everything in it")
+    return OK if report.ok else FAILED
+
+
+def _down(args: argparse.Namespace, net: Network) -> None:
+    with _executor(args) as executor:
+        teardown = net.down(executor=executor)
     for item in teardown.removed:
         print(f"removed: {item}")
     for item in teardown.already_gone:
@@ -110,23 +217,25 @@ def cmd_down(args: argparse.Namespace) -> int:
     for item in teardown.left:
         print(f"left alone: {item}")
     print(f"network {net.name} is down")
-    return 0
 
 
-def _bring_up_in_sandbox(args: argparse.Namespace, net: Network) -> None:
-    # a fresh sandbox holds nothing: status and check there are of the network brought up in it
-    if args.sandbox:
-        net.up(executor=_executor(args))
+def cmd_down(args: argparse.Namespace) -> int:
+    """``netnskit down FILE``: remove what the network owns (after a crash too); safe twice."""
+    _check_root(args)
+    _down(args, _load(args, _runner(args)))
+    return OK
+
+
+def _json(data: dict[str, Any]) -> None:
+    print(json.dumps({"schema": JSON_SCHEMA, **data}, indent=2, default=str))
 
 
 def cmd_status(args: argparse.Namespace) -> int:
     """``netnskit status FILE [--json]``: what exists and what is missing; exit 3 when not up."""
-    with _runner(args) as runner:
-        net = _load(args, runner)
-        _bring_up_in_sandbox(args, net)
-        status = net.status()
+    _check_root(args)
+    status = _load(args, _runner(args)).status()
     if args.json:
-        print(json.dumps(status.to_json(), indent=2, default=str))
+        _json(status.to_json())
     else:
         print(f"network {status.name}: {'up' if status.up else 'not up'}")
         print(f"  host links: {', '.join(link.name for link in status.host_links) or '-'}")
@@ -141,33 +250,34 @@ def cmd_status(args: argparse.Namespace) -> int:
             print(f"  rule: {rule}")
         for step in status.missing:
             print(f"  missing: {step}")
-    return 0 if status.up else 3
+    return OK if status.up else NOT_UP
 
 
 def cmd_check(args: argparse.Namespace) -> int:
     """``netnskit check FILE [--json]``: ping-all, NAT and port-forward probes; exit 1 if one fails."""
-    with _runner(args) as runner:
-        net = _load(args, runner)
-        _bring_up_in_sandbox(args, net)
-        report = net.check()
+    _check_root(args)
+    report = _load(args, _runner(args)).check()
     if args.json:
-        print(json.dumps(report.to_json(), indent=2))
+        _json(report.to_json())
     else:
         print("\n".join(report.lines()))
         print(f"{len(report.probes) - len(report.failures)}/{len(report.probes)} probes passed")
-    return 0 if report.ok else 1
+    return OK if report.ok else FAILED
 
 
 def cmd_cleanup(args: argparse.Namespace) -> int:
     """``netnskit cleanup``: remove every leftover netnskit marked on this host, and nothing else."""
+    from netnskit.firewall.iptables import XTABLES_WAIT
     from netnskit.network import cleanup
 
-    with _runner(args) as runner:
-        teardown = cleanup(runner, _executor(args))
+    _check_root(args)
+    wait = XTABLES_WAIT if args.xtables_wait is None else args.xtables_wait
+    with _executor(args) as executor:
+        teardown = cleanup(_runner(args), executor, xtables_wait=wait)
     for item in teardown.removed:
         print(f"removed: {item}")
     print(f"{len(teardown.removed)} netnskit leftovers removed")
-    return 0
+    return OK
 
 
 def _graph_format(args: argparse.Namespace) -> str:
@@ -188,18 +298,11 @@ def cmd_graph(args: argparse.Namespace) -> int:
     from netnskit import graph
 
     fmt = _graph_format(args)
-    status = report = None
-    if args.status or args.check:
-        with _runner(args) as runner:
-            net = _load(args, runner)
-            _bring_up_in_sandbox(args, net)
-            status = net.status() if args.status else None
-            report = net.check() if args.check else None
-            text = graph.render(net, fmt, runner=runner, status=status, report=report)
-    else:
-        runner = args.runner or default_runner()
-        net = _load(args, runner)
-        text = graph.render(net, fmt, runner=runner)
+    runner = _runner(args)
+    net = _load(args, runner)
+    status = net.status() if args.status else None
+    report = net.check() if args.check else None
+    text = graph.render(net, fmt, runner=runner, status=status, report=report)
     if args.output:
         with open(args.output, "w", encoding="utf-8") as handle:
             handle.write(text)
@@ -212,9 +315,17 @@ def cmd_graph(args: argparse.Namespace) -> int:
 
 def _graph_verb(verbs: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """``graph``: the network as Mermaid, DOT or SVG, coloured from the host with --status/--check."""
-    verb = verbs.add_parser("graph", help="draw the network: Mermaid, Graphviz DOT or SVG (--status colours it)")
-    _verbosity(verb, default=argparse.SUPPRESS)
-    _sandbox_flags(verb, default=argparse.SUPPRESS)
+    verb = verbs.add_parser(
+        "graph",
+        help="draw the network: Mermaid, Graphviz DOT or SVG (--status colours it)",
+        description="Draw the network from its file: Mermaid (GitHub renders it), Graphviz DOT, or SVG\n"
+        "(dot -Tsvg, Debian package graphviz). --status colours it from this host (root): green up,\n"
+        "grey dashed missing, red failing; exit 3 when not up. --check runs the probes too.",
+        epilog="example:\n  netnskit graph examples/seed.toml -o seed.svg\n"
+        "  sudo netnskit graph --status examples/seed.toml",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    _common(verb, top=False, options={"--xtables-wait"})
     verb.add_argument("--format", choices=["mermaid", "dot", "svg"], help="default: from -o's suffix, else mermaid")
     verb.add_argument("-o", "--output", metavar="PATH", help="write the picture to PATH (default: stdout)")
     verb.add_argument(
@@ -231,78 +342,221 @@ def _graph_verb(verbs: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     verb.set_defaults(func=cmd_graph)
 
 
-def _verbosity(parser: argparse.ArgumentParser, *, default: object) -> None:
+# --- the parser ---------------------------------------------------------------------------------
+
+# (name, function, one line for the verb list, description, example, takes FILE, its options)
+_VERBS: list[tuple[str, Verb, str, str, str, bool, set[str]]] = [
+    (
+        "plan",
+        cmd_plan,
+        "print the script that up would run (runs nothing)",
+        "Print the steps that bring the network up on a clean host, each with its undo, as a bash\n"
+        "script a person can review (and bash can run). Runs nothing; needs no root.",
+        "netnskit plan examples/seed.toml > seed.sh",
+        True,
+        set(),
+    ),
+    (
+        "up",
+        cmd_up,
+        "bring the network up: apply what is missing, roll back on failure",
+        "Apply the steps the host does not show as done. A failure rolls back what this call did\n"
+        "and exits 1. With --sandbox: bring the network up in a throwaway sandbox, check it, take\n"
+        "it down, print each, and exit 1 if a probe failed (the host is not touched).",
+        "sudo netnskit up examples/seed.toml\n  sudo netnskit up --sandbox examples/seed.toml",
+        True,
+        {"--sandbox", "--serial", "--xtables-wait"},
+    ),
+    (
+        "down",
+        cmd_down,
+        "remove everything the network owns (after a crash too); safe twice",
+        "Remove what carries the network's mark (netnskit:NAME): namespaces, links, firewall rules,\n"
+        "sysctls put back. Works after a crash and on a partly removed network; run twice, the\n"
+        "second does nothing. Anything not marked is left alone, and said so.",
+        "sudo netnskit down examples/seed.toml",
+        True,
+        {"--serial", "--xtables-wait"},
+    ),
+    (
+        "status",
+        cmd_status,
+        "what exists and what is missing; exit 3 when not up",
+        "Read the network's namespaces, links, addresses, routes and firewall rules from the kernel\n"
+        "and list the plan's steps that are not done. Exits 3 when the network is not fully up.\n"
+        'With --json: one object, {"schema": 1, "name", "up", "namespaces", "host_links",\n'
+        '"host_addresses", "host_routes", "rules", "missing": [{"step", "kind", "name", "netns"}]}.',
+        "sudo netnskit status --json examples/seed.toml | jq .missing",
+        True,
+        {"--json", "--xtables-wait"},
+    ),
+    (
+        "check",
+        cmd_check,
+        "ping-all, NAT and port-forward probes; exit 1 if one fails",
+        "Probe the network: pings between its namespaces and to the gateway, TCP through the\n"
+        "masquerade and through each port forward. Exits 1 if a probe failed.\n"
+        'With --json: {"schema": 1, "ok", "probes": [{"kind", "source", "target", "ok", "detail"}]}.',
+        "sudo netnskit check examples/seed.toml",
+        True,
+        {"--json"},
+    ),
+    (
+        "cleanup",
+        cmd_cleanup,
+        "remove every netnskit leftover on this host, and nothing else",
+        "Remove every namespace, link and firewall rule that carries a netnskit mark, of any\n"
+        "network, and put back the sysctls netnskit changed. Nothing unmarked is touched.",
+        "sudo netnskit cleanup",
+        False,
+        {"--serial", "--xtables-wait"},
+    ),
+]
+
+
+def _common(parser: argparse.ArgumentParser, *, top: bool, options: set[str]) -> None:
+    """-v, and those of --sandbox, --serial and --xtables-wait the verb takes, before or after the verb.
+
+    On a verb the defaults are SUPPRESS: an option given before the verb is not reset by the verb's
+    own. --sandbox is accepted (hidden) by every verb, so that where it means nothing it is refused
+    with a reason, not with argparse's "unrecognized arguments".
+    """
+    default: Callable[[object], object] = (lambda value: value) if top else (lambda _: argparse.SUPPRESS)
     parser.add_argument(
-        "-v", "--verbose", action="store_true", default=default, help="log every command run (on stderr)"
+        "-v", "--verbose", action="store_true", default=default(False), help="log every command run (on stderr)"
     )
+    shown = top or "--sandbox" in options
+    parser.add_argument(
+        "--sandbox",
+        action="store_true",
+        default=default(False),
+        help=_SANDBOX_HELP.get(parser.prog.split()[-1], _SANDBOX_HELP["netnskit"]) if shown else argparse.SUPPRESS,
+    )
+    if top or "--serial" in options:
+        parser.add_argument(
+            "--serial",
+            action="store_true",
+            default=default(False),
+            help="one process per command, each step printed as it is done (default: few processes, ip -batch)",
+        )
+    if top or "--xtables-wait" in options:
+        parser.add_argument(
+            "--xtables-wait",
+            metavar="SECONDS",
+            type=_seconds,
+            default=default(None),
+            help="seconds iptables waits for the xtables lock before giving up (default: the file's, else 10)",
+        )
+
+
+_SANDBOX_HELP = {
+    "netnskit": "demo and up only: run inside a throwaway sandbox",
+    "demo": "the demo always runs in a throwaway sandbox (accepted, changes nothing)",
+    "up": "up, check and down in one throwaway sandbox, printing each (the host is not touched)",
+}
+
+
+def _seconds(text: str) -> int:
+    from netnskit.firewall.iptables import xtables_wait
+
+    try:
+        return xtables_wait(int(text) if text.isascii() and text.isdigit() else text)
+    except ValidationError as exc:
+        raise argparse.ArgumentTypeError(exc.rule) from None
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The argument parser: global options and one subcommand per verb."""
-    parser = argparse.ArgumentParser(prog="netnskit", description=__doc__.splitlines()[0] if __doc__ else None)
-    _verbosity(parser, default=False)
-    _sandbox_flags(parser, default=False)
+    """The argument parser: global options and one subcommand per verb, each with its own help."""
+    raw = argparse.RawDescriptionHelpFormatter
+    parser = argparse.ArgumentParser(prog="netnskit", description=_DESCRIPTION, epilog=_EPILOG, formatter_class=raw)
+    parser.add_argument("--version", action="version", version=f"netnskit {__version__}")
+    _common(parser, top=True, options=set())
     verbs = parser.add_subparsers(dest="verb", required=True, metavar="VERB")
-    demo = verbs.add_parser("demo", help="walk the whole namespace story live, inside a throwaway sandbox (root)")
-    # SUPPRESS: "-v" given before the verb is not reset by the verb's own default
-    _verbosity(demo, default=argparse.SUPPRESS)
+    demo = verbs.add_parser(
+        "demo",
+        help="walk the whole namespace story live, inside a throwaway sandbox (root)",
+        description="Walk the whole namespace story (README, Demo) as root inside a throwaway sandbox,\n"
+        "printing each command and the evidence read back from the kernel. Exits 0 only if every\n"
+        "check held. No packet leaves the sandbox.",
+        epilog="example:\n  sudo netnskit demo -v",
+        formatter_class=raw,
+    )
+    _common(demo, top=False, options={"--sandbox"})
     demo.set_defaults(func=cmd_demo)
-    _network_verbs(verbs)
+    for name, func, line, description, example, takes_file, options in _VERBS:
+        verb = verbs.add_parser(
+            name, help=line, description=description, epilog=f"example:\n  {example}", formatter_class=raw
+        )
+        _common(verb, top=False, options=options)
+        if "--json" in options:
+            verb.add_argument(
+                "--json", action="store_true", help=f'print JSON for scripts ({{"schema": {JSON_SCHEMA}, ...}})'
+            )
+        if takes_file:
+            verb.add_argument("file", metavar="FILE", help="the network, as a TOML file (see examples/seed.toml)")
+        verb.set_defaults(func=func)
     _graph_verb(verbs)
     return parser
 
 
-def _network_verbs(verbs: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """The verbs over a network file, each taking -v, --sandbox and --batch before or after it."""
-    specs: list[tuple[str, Verb, str, bool, bool]] = [
-        ("plan", cmd_plan, "print the script that up would run (runs nothing)", True, False),
-        ("up", cmd_up, "bring the network up: apply what is missing, roll back on failure", True, False),
-        ("down", cmd_down, "remove everything the network owns (after a crash too); safe twice", True, False),
-        ("status", cmd_status, "what exists and what is missing; exit 3 when not up", True, True),
-        ("check", cmd_check, "ping-all, NAT and port-forward probes; exit 1 if one fails", True, True),
-        ("cleanup", cmd_cleanup, "remove every netnskit leftover on this host, and nothing else", False, False),
-    ]
-    for name, func, text, takes_file, takes_json in specs:
-        verb = verbs.add_parser(name, help=text)
-        _verbosity(verb, default=argparse.SUPPRESS)
-        _sandbox_flags(verb, default=argparse.SUPPRESS)
-        if takes_json:
-            verb.add_argument("--json", action="store_true", help="print JSON for scripts")
-        if takes_file:
-            verb.add_argument("file", metavar="FILE", help="the network, as a TOML file (see examples/seed.toml)")
-        verb.set_defaults(func=func)
+_SANDBOX_VERBS = ("demo", "up")
 
 
-def _sandbox_flags(parser: argparse.ArgumentParser, *, default: object) -> None:
-    parser.add_argument(
-        "--sandbox",
-        action="store_true",
-        default=default,
-        help="run inside a throwaway sandbox (fresh network and mount namespaces)",
-    )
-    parser.add_argument(
-        "--batch",
-        action="store_true",
-        default=default,
-        help="apply and remove with few processes (ip -batch, iptables-restore)",
-    )
+def _refuse_sandbox(args: argparse.Namespace) -> None:
+    if args.sandbox and args.verb not in _SANDBOX_VERBS:
+        raise _Refused(
+            "--sandbox goes with demo and up only (up --sandbox brings the network up in a throwaway sandbox, "
+            f"checks it and takes it down); {args.verb} in a sandbox that is then gone would show nothing"
+        )
 
 
 def main(argv: Sequence[str] | None = None, *, runner: Runner | None = None) -> int:
     """Run the command line; returns the exit status. ``runner``: where commands run (default: this host)."""
     args = build_parser().parse_args(argv)
     args.runner = runner
+    for name, value in (("serial", False), ("xtables_wait", None)):
+        if not hasattr(args, name):  # demo takes neither
+            setattr(args, name, value)
     if args.verbose:
         logging.basicConfig(level=logging.DEBUG, format="netnskit: %(message)s", stream=sys.stderr)
     func: Verb = args.func
     try:
-        return func(args)
+        _refuse_sandbox(args)
+        code = func(args)
+        sys.stdout.flush()  # here, so that a closed pipe is met inside the try
+        return code
+    except BrokenPipeError:
+        return _closed_pipe()
     except KeyboardInterrupt:
-        return 130
+        return INTERRUPTED
+    except _Refused as exc:
+        return _fail(args, exc, USAGE)
+    except ValidationError as exc:
+        return _fail(args, exc, USAGE)
+    except PermissionError as exc:  # not root: one message and one exit code, before any command
+        return _fail(args, exc, NEEDS_ROOT)
     except (NetnskitError, OSError) as exc:
-        # one line; the traceback only with -v
-        if args.verbose:
-            traceback.print_exc()
-        message = " ".join(str(exc).split()) or type(exc).__name__
+        denied = isinstance(exc, PermissionDeniedError) or (
+            isinstance(exc, StepError) and isinstance(exc.error, PermissionDeniedError)
+        )
+        return _fail(args, exc, NEEDS_ROOT if denied else FAILED)
+
+
+def _fail(args: argparse.Namespace, exc: BaseException, code: int) -> int:
+    """One line on stderr (the traceback only with -v); returns ``code``."""
+    if args.verbose:
+        traceback.print_exc()
+    message = " ".join(str(exc).split()) or type(exc).__name__
+    try:
         print(f"netnskit {args.verb}: {message}", file=sys.stderr)
-        return 1
+    except BrokenPipeError:
+        return _closed_pipe()
+    return code
+
+
+def _closed_pipe() -> int:
+    """The reader went away: print nothing more, and keep Python from complaining at exit."""
+    with contextlib.suppress(AttributeError, OSError, ValueError):
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    return CLOSED_PIPE

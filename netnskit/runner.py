@@ -22,7 +22,15 @@ from typing import IO, Any, Protocol, runtime_checkable
 
 import attrs
 
-from netnskit.errors import CommandNotFoundError, CommandTimeoutError, NetnskitError, SandboxError, error_for
+from netnskit.errors import (
+    CommandNotFoundError,
+    CommandTimeoutError,
+    NetnskitError,
+    SandboxError,
+    ValidationError,
+    error_for,
+    package_for,
+)
 
 __all__ = [
     "DEFAULT_TIMEOUT",
@@ -48,37 +56,9 @@ log = logging.getLogger("netnskit")
 
 DEFAULT_TIMEOUT = 60.0
 
-# Which Debian package brings each program we call, for CommandNotFoundError.
-_PACKAGES = {
-    "ip": "iproute2",
-    "bridge": "iproute2",
-    "ss": "iproute2",
-    "iptables": "iptables",
-    "iptables-save": "iptables",
-    "iptables-restore": "iptables",
-    "ip6tables": "iptables",
-    "ip6tables-save": "iptables",
-    "ip6tables-restore": "iptables",
-    "iptables-legacy": "iptables",
-    "iptables-nft": "iptables",
-    "ping": "iputils-ping",
-    "nsenter": "util-linux",
-    "unshare": "util-linux",
-    "mount": "mount",
-    "sysctl": "procps",
-    "ssh": "openssh-client",
-    "sudo": "sudo",
-    "dot": "graphviz",
-}
-
 
 def _strs(items: Iterable[str]) -> tuple[str, ...]:
     return tuple(items)
-
-
-def package_for(program: str) -> str:
-    """The Debian package that provides ``program`` (its own name when unknown)."""
-    return _PACKAGES.get(os.path.basename(program), os.path.basename(program))
 
 
 @attrs.frozen
@@ -202,7 +182,12 @@ def default_runner() -> Runner:
 def _argv(argv: Sequence[str]) -> list[str]:
     if isinstance(argv, str):
         raise TypeError(f"argv must be a sequence of strings, not the string {argv!r}")
-    return [str(a) for a in argv]
+    words = [str(a) for a in argv]
+    for word in words:
+        if "\0" in word:
+            # the kernel's argv is NUL-terminated: such a word cannot be passed (subprocess's bare ValueError)
+            raise ValidationError("argument", word, "must not contain a NUL character")
+    return words
 
 
 def _result(args: list[str], returncode: int, stdout: str, stderr: str) -> Result:
@@ -325,7 +310,7 @@ class LiveRunner:
                 stdin=None if input is not None else subprocess.DEVNULL,
             )
         except FileNotFoundError as exc:
-            raise CommandNotFoundError(args[0], package_for(args[0])) from exc
+            raise CommandNotFoundError(args[0], package_for(args[0]), args) from exc
         except subprocess.TimeoutExpired as exc:
             raise CommandTimeoutError(args, -1, _text(exc.stdout), _text(exc.stderr)) from exc
         return _result(args, finished.returncode, finished.stdout, finished.stderr)
@@ -384,7 +369,7 @@ class LiveRunner:
         try:
             return subprocess.Popen(args, **popen)
         except FileNotFoundError as exc:
-            raise CommandNotFoundError(args[0], package_for(args[0])) from exc
+            raise CommandNotFoundError(args[0], package_for(args[0]), args) from exc
 
 
 def read_line(stream: IO[str] | None, timeout: float) -> str:
@@ -448,8 +433,6 @@ def netns_runner(inner: Runner, netns: str) -> PrefixRunner:
 def nsenter_runner(inner: Runner, pid: int, *, mount: bool = True) -> PrefixRunner:
     """A runner that enters the network (and mount) namespace of process ``pid``."""
     if not isinstance(pid, int) or isinstance(pid, bool) or pid <= 0:
-        from netnskit.errors import ValidationError
-
         raise ValidationError("pid", pid, "must be a positive integer")
     prefix = ["nsenter", f"--target={pid}", "--net"]
     if mount:
@@ -472,10 +455,10 @@ class SshRunner:
     options: tuple[str, ...] = attrs.field(default=("-o", "BatchMode=yes"), converter=_strs)
 
     def __attrs_post_init__(self) -> None:
-        if not self.host or self.host.startswith("-") or any(c.isspace() for c in self.host):
-            from netnskit.errors import ValidationError
-
-            raise ValidationError("ssh host", self.host, "must be non-empty, without spaces, not start with '-'")
+        bad = not isinstance(self.host, str) or not self.host or self.host.startswith("-")
+        if bad or any(c.isspace() or not c.isprintable() for c in self.host):
+            rule = "must be non-empty, without spaces or control characters (NUL included), not start with '-'"
+            raise ValidationError("ssh host", self.host, rule)
 
     def argv_for(self, argv: Sequence[str], netns: str | None = None) -> list[str]:
         """The local argv: ssh re-parses its command with a shell, so quote every word."""
@@ -524,7 +507,7 @@ class ShRunner:
         try:
             command = sh.Command(args[0])
         except sh.CommandNotFound as exc:
-            raise CommandNotFoundError(args[0], package_for(args[0])) from exc
+            raise CommandNotFoundError(args[0], package_for(args[0]), args) from exc
         kwargs: dict[str, Any] = {
             # every exit status, and death by any signal (-N, as subprocess reports it), is a Result
             "_ok_code": list(range(-64, 256)),

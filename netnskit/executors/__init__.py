@@ -6,11 +6,11 @@ from collections.abc import Sequence
 from typing import Protocol
 
 from netnskit.executors.batch import Batch, BatchExecutor, batches
-from netnskit.executors.serial import SerialExecutor, undo_all
+from netnskit.executors.serial import Progress, SerialExecutor, undo_all
 from netnskit.plan import Step
 from netnskit.runner import Runner
 
-__all__ = ["Batch", "BatchExecutor", "Executor", "SerialExecutor", "batches", "undo_all"]
+__all__ = ["Batch", "BatchExecutor", "Executor", "Progress", "SerialExecutor", "batches", "undo_all"]
 
 
 class Executor(Protocol):

@@ -4,8 +4,9 @@ Commands are routed by their fields, never by their argv (the rules, the waves a
 shortcuts are drawn in docs/ARCHITECTURE.md):
 
 * a command with a ``batch`` line joins the batch process of its place and channel: one
-  ``PROGRAM [-force] -batch -`` per run of ``lines`` commands, one ``PROGRAM -w --noflush`` per
-  run of ``tables`` commands (a ``*SECTION ... COMMIT`` block per section);
+  ``PROGRAM [-force] -batch -`` per run of ``lines`` commands, one ``PROGRAM --noflush`` per
+  run of ``tables`` commands (a ``*SECTION ... COMMIT`` block per section; the program carries its
+  options, e.g. ``iptables-restore -w 10``);
 * a command with a channel and no batch line runs alone, in its place in its channel's order;
 * a command with no channel is a barrier: everything before it finishes, it runs, then the rest.
 
@@ -20,7 +21,7 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from functools import partial
 
 import attrs
@@ -28,13 +29,14 @@ import attrs
 from netnskit import _ipjson
 from netnskit.commands import NET, link_group_delete
 from netnskit.errors import CommandError, NotFoundError, StepError, error_for
+from netnskit.executors.serial import Progress
 from netnskit.plan import Command, Step
 from netnskit.runner import Result, Runner
 
 __all__ = ["Batch", "BatchExecutor", "batches"]
 
 LINES = "lines"  # Batchable.style: PROGRAM [-force] -batch -, one line per command (ip, tc, bridge)
-TABLES = "tables"  # Batchable.style: PROGRAM -w --noflush, *SECTION blocks (iptables-restore)
+TABLES = "tables"  # Batchable.style: PROGRAM --noflush, *SECTION blocks (iptables-restore; PROGRAM has its -w)
 _FAILED_LINE = re.compile(r"^Command failed \S*:(\d+)\s*$", re.MULTILINE)
 _RESTORE_LINE = re.compile(r"line:? (\d+)")
 
@@ -204,7 +206,7 @@ def _restore_input(ops: Sequence[_Op]) -> tuple[str, dict[int, _Op], list[tuple[
 def _restore_command(ops: Sequence[_Op], text: str) -> Command:
     first = ops[0].command
     assert first.batch is not None
-    return Command((*first.batch.program, "-w", "--noflush"), input=text, netns=first.netns, tool=first.tool)
+    return Command((*first.batch.program, "--noflush"), input=text, netns=first.netns, tool=first.tool)
 
 
 def _batch_command(run: Sequence[_Op], force: bool) -> Command:
@@ -294,6 +296,38 @@ class _Outcome:
         self.failed.update(other.failed)
 
 
+@attrs.define
+class _Tally:
+    """Counts the steps whose commands have all run, for the progress hook (called from one thread)."""
+
+    progress: Progress | None
+    steps: Sequence[Step]
+    left: dict[int, int] = attrs.field(factory=dict)  # step number -> its ops not yet run
+    seen: set[int] = attrs.field(factory=set)
+    done: int = 0
+
+    @classmethod
+    def of(cls, ops: Sequence[_Op], steps: Sequence[Step], progress: Progress | None) -> _Tally:
+        tally = cls(progress, steps)
+        for op in ops:
+            tally.left[op.step] = tally.left.get(op.step, 0) + 1
+        return tally
+
+    def count(self, outcome: _Outcome, ops: dict[int, _Op]) -> None:
+        """Report the steps that ``outcome`` finished (with ``force``, a failed op counts as run)."""
+        if self.progress is None:
+            return
+        for index in sorted((outcome.done | set(outcome.failed)) - self.seen):
+            self.seen.add(index)
+            step = ops[index].step if index in ops else None
+            if step is None or step not in self.left:
+                continue
+            self.left[step] -= 1
+            if not self.left[step]:
+                self.done += 1
+                self.progress(self.done, len(self.left), _description(self.steps, ops[index]))
+
+
 def _run(command: Command, runner: Runner) -> Result:
     """Run ``command``; a runner's own CommandError (a timeout) becomes a failed Result, so rollback still runs."""
     try:
@@ -324,7 +358,8 @@ class BatchExecutor:
     ``group_teardown`` allows ``ip link del group G`` for the links a plan put in group G.
     ``pipeline`` (with ``workers`` > 1) starts each namespace's batch as soon as the host lines it
     waits for are done: the host batch is then cut in up to ``chunks`` processes of at least
-    ``chunk`` lines (see the module doc for when ``False`` is faster).
+    ``chunk`` lines (see the module doc for when ``False`` is faster). ``progress`` is called, from
+    the calling thread, as the steps' commands finish (see Progress).
     """
 
     workers: int = attrs.field(factory=_default_workers)
@@ -332,13 +367,14 @@ class BatchExecutor:
     pipeline: bool = True
     chunks: int = 4
     chunk: int = 50
+    progress: Progress | None = attrs.field(default=None, kw_only=True)
 
     # --- the Executor protocol -------------------------------------------------------------
 
     def apply(self, steps: Sequence[Step], runner: Runner) -> None:
         """Run every step in batches; on failure undo what was done and raise StepError."""
         ops = _do_ops(steps)
-        outcome = self._execute(ops, runner, force=False)
+        outcome = self._execute(ops, runner, force=False, tally=_Tally.of(ops, steps, self.progress))
         if not outcome.failed:
             return
         op, message = min(outcome.failed.values(), key=lambda item: item[0].index)
@@ -363,7 +399,7 @@ class BatchExecutor:
         gone: list[str] = []
         if self.group_teardown:
             ops = self._group_deletes(ops, runner, gone)
-        outcome = self._execute(ops, runner, force=True)
+        outcome = self._execute(ops, runner, force=True, tally=_Tally.of(ops, steps, self.progress))
         retry = [fb for i, (op, _) in outcome.failed.items() if op.fallback for fb in op.fallback]
         failed_ops = {i: v for i, v in outcome.failed.items() if not v[0].fallback}
         if retry:
@@ -430,9 +466,15 @@ class BatchExecutor:
             outcome.merge(result)
         return outcome, head
 
-    def _execute(self, ops: Sequence[_Op], runner: Runner, force: bool) -> _Outcome:
+    def _execute(self, ops: Sequence[_Op], runner: Runner, force: bool, tally: _Tally | None = None) -> _Outcome:
         """Run ``ops`` segment by segment, wave by wave; strict mode stops at the first failure."""
         total = _Outcome()
+        by_index = {op.index: op for op in ops}
+
+        def count(outcome: _Outcome) -> None:
+            if tally is not None:
+                tally.count(outcome, by_index)
+
         pool = ThreadPoolExecutor(max_workers=self.workers) if self.workers > 1 else None
         try:
             for segment in _schedule(ops):
@@ -442,11 +484,13 @@ class BatchExecutor:
                         total.done.add(segment.index)
                     else:
                         total.failed[segment.index] = (segment, result.stderr.strip() or result.stdout.strip())
+                    count(total)
                     if total.failed and not force:
                         return total
                     continue
                 for wave in segment:
-                    total.merge(self._run_wave(wave, runner, force, pool))
+                    total.merge(self._run_wave(wave, runner, force, pool, count))
+                    count(total)
                     if total.failed and not force:
                         return total
         finally:
@@ -454,9 +498,16 @@ class BatchExecutor:
                 pool.shutdown(wait=True)
         return total
 
-    def _run_wave(self, wave: _Wave, runner: Runner, force: bool, pool: ThreadPoolExecutor | None) -> _Outcome:
+    def _run_wave(
+        self,
+        wave: _Wave,
+        runner: Runner,
+        force: bool,
+        pool: ThreadPoolExecutor | None,
+        count: Callable[[_Outcome], None] = lambda _: None,
+    ) -> _Outcome:
         if pool is not None and self.pipeline:
-            return self._run_wave_pipelined(wave, runner, force, pool)
+            return self._run_wave_pipelined(wave, runner, force, pool, count)
         outcome = _Outcome()
         firewalls = [partial(_run_lane, members, runner, force) for members in wave.side.values()]
         # the other channels (firewalls) depend on no ip command: with threads they run alongside the host batch
@@ -476,12 +527,20 @@ class BatchExecutor:
             parallel = pool is not None and len(jobs) > 1
             for result in pool.map(lambda job: job(), jobs) if pool and parallel else (job() for job in jobs):
                 outcome.merge(result)
+                count(outcome)
         finally:
             for future in early:
                 outcome.merge(future.result())
         return outcome
 
-    def _run_wave_pipelined(self, wave: _Wave, runner: Runner, force: bool, pool: ThreadPoolExecutor) -> _Outcome:
+    def _run_wave_pipelined(
+        self,
+        wave: _Wave,
+        runner: Runner,
+        force: bool,
+        pool: ThreadPoolExecutor,
+        count: Callable[[_Outcome], None] = lambda _: None,
+    ) -> _Outcome:
         """The firewall batches from the start, each namespace's batch once the host lines it waits for are done.
 
         The host batch is cut in a few chunks so that namespaces whose veth is made early start
@@ -514,6 +573,7 @@ class BatchExecutor:
             for start in range(0, len(run), size):
                 piece = run[start : start + size]
                 outcome.merge(_run_lines(piece, runner, force))
+                count(outcome)
                 if outcome.failed and not force:
                     break
                 position += len(piece)
@@ -522,8 +582,10 @@ class BatchExecutor:
                 break
         else:
             release(len(wave.host))
-        for future in futures:
+        # (every lane is submitted by now: futures no longer grows)
+        for future in as_completed(futures):
             outcome.merge(future.result())
+            count(outcome)
         return outcome
 
 

@@ -60,7 +60,7 @@ _SHARED_RULES: dict[str, tuple[tuple[str, tuple[str, ...]], ...]] = {
 
 
 def _owner(value: object) -> str:
-    return v.netns_name(value)
+    return v.marked_name(value, "owner")
 
 
 # ``\s`` in a str pattern is exactly str.isspace() (a unit test checks every code point).
@@ -99,15 +99,15 @@ class Rule:
         return None
 
     def argv(self, backend: Backend, action: str = "-A") -> list[str]:
-        """``iptables -w -t TABLE ACTION CHAIN SPEC...`` (action -A, -C or -D)."""
-        return [backend.binary(self.family), "-w", "-t", self.table, action, self.chain, *self.spec]
+        """``iptables -w SECONDS -t TABLE ACTION CHAIN SPEC...`` (action -A, -C or -D)."""
+        return [backend.binary(self.family), *backend.wait_args(), "-t", self.table, action, self.chain, *self.spec]
 
     def line(self, action: str = "-A") -> str:
         """The rule as an ``iptables-restore`` line."""
         return " ".join([action, self.chain, *map(_word, self.spec)])
 
     def command(self, backend: Backend, action: str = "-A") -> Command:
-        """``iptables -w -t TABLE -A|-D CHAIN SPEC...`` typed: a line of its table in one restore per tool."""
+        """``iptables -w SECONDS -t TABLE -A|-D CHAIN SPEC...`` typed: a line of its table in one restore per tool."""
         restore = backend.binary(self.family, "restore")
         batchable = all("\n" not in w and "\r" not in w and '"' not in w for w in self.spec)
         me = [Resource("rule", f"{self.table} {self.chain} {' '.join(self.spec)}")]
@@ -115,7 +115,9 @@ class Rule:
             self.argv(backend, action),
             tool=backend.binary(self.family),
             channel=restore,
-            batch=Batchable([restore], self.line(action), section=self.table, style="tables") if batchable else None,
+            batch=Batchable([restore, *backend.wait_args()], self.line(action), section=self.table, style="tables")
+            if batchable
+            else None,
             creates=me if action == "-A" else (),
             removes=me if action == "-D" else (),
         )

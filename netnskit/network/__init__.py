@@ -19,7 +19,7 @@ from netnskit.network.spec import (
     group_for,
     mark_for,
 )
-from netnskit.network.status import NamespaceStatus, NetworkStatus
+from netnskit.network.status import MissingStep, NamespaceStatus, NetworkStatus
 from netnskit.network.teardown import Teardown, cleanup
 
 __all__ = [
@@ -29,6 +29,7 @@ __all__ = [
     "ExtraNamespace",
     "ForwardSpec",
     "LinkSpec",
+    "MissingStep",
     "NamespaceSpec",
     "Network",
     "NetworkStatus",

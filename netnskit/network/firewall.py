@@ -12,7 +12,8 @@ from typing import TYPE_CHECKING, Any
 import attrs
 
 from netnskit import _ipjson
-from netnskit.firewall import Firewall, NatRule, PortForward, Rule, SavedRules, Sysctl
+from netnskit.errors import CommandNotFoundError
+from netnskit.firewall import Backend, Firewall, NatRule, PortForward, Rule, SavedRules, Sysctl
 from netnskit.firewall.rules import _unique
 from netnskit.network.spec import MARK_PREFIX
 from netnskit.network.state import _read_links
@@ -28,6 +29,26 @@ def _firewall_objects(net: Network) -> list[NatRule | PortForward]:
     return [*([net.nat_rule()] if net.masquerade else []), *net.forward_rules()]
 
 
+def _firewall_of(net: Network) -> Firewall:
+    """The firewall the network's rules go through (its xtables wait)."""
+    return Firewall(Backend(wait=net.xtables_wait), net.runner)
+
+
+def _saved(fw: Firewall, family: int, *, needed: bool) -> SavedRules:
+    """The host's rules of ``family``. Without the tool installed and not ``needed`` (no rule of the
+    description): none, since no netnskit rule can have been made without it; a network with no
+    masquerade or forward works on a host without iptables."""
+    try:
+        return fw.save(family)
+    except CommandNotFoundError:
+        if needed:
+            raise
+        return _NO_RULES
+
+
+_NO_RULES = SavedRules(frozenset(), (), {})
+
+
 def _firewall_steps(net: Network, *, live: bool) -> list[Step]:
     """The firewall's steps for the network's masquerade and forwards, as one ruleset.
 
@@ -37,7 +58,7 @@ def _firewall_steps(net: Network, *, live: bool) -> list[Step]:
     objects = _firewall_objects(net)
     if not objects:
         return []
-    fw = Firewall(runner=net.runner)
+    fw = _firewall_of(net)
     description = f"firewall rules of network {net.name} ({net.mark})"
     saved = fw.save(4) if live else None
     accept = fw.forward_policy_drop(saved) if saved is not None else False
@@ -92,7 +113,7 @@ _CONF_ALL = {None, "all", "default", "lo"}
 
 
 def _firewall_removal(
-    runner: Runner,
+    fw: Firewall,
     owns: Callable[[str], bool],
     families: Sequence[int] = (4,),
     stays: Callable[[str], bool] | None = None,
@@ -101,12 +122,13 @@ def _firewall_removal(
 ) -> list[Step]:
     """Steps (undo order) deleting every rule whose comment ``owns`` accepts, then the firewall's sweep
     (``stays``: the link aliases of networks that stay, see _keep_link_forwarding; ``host``: the
-    host's links and ``read``: the saved rules of a family, if just read)."""
-    fw = Firewall(runner=runner)
+    host's links and ``read``: the saved rules of a family, if just read; a family not read is read
+    here, as none where the tool is not installed)."""
+    runner = fw.runner
     steps: list[Step] = []
     for family in families:
         given = (read or {}).get(family)
-        saved = fw.save(family) if given is None else given
+        saved = _saved(fw, family, needed=False) if given is None else given
         mine = [r for r in saved.rules if r.comment is not None and owns(r.comment)]
         doomed = set(mine)
         after = attrs.evolve(saved, rules=tuple(r for r in saved.rules if r not in doomed))
@@ -123,6 +145,10 @@ def _firewall_removal(
     return steps
 
 
-def _families(runner: Runner) -> tuple[int, ...]:
-    """4, and 6 where ip6tables-save works."""
-    return (4, 6) if runner.run(["ip6tables-save"]).ok else (4,)
+def _families(fw: Firewall) -> tuple[int, ...]:
+    """4, and 6 where ip6tables-save works (not where it is not installed)."""
+    try:
+        works = fw.runner.run([fw.backend.binary(6, "save")]).ok
+    except CommandNotFoundError:
+        works = False
+    return (4, 6) if works else (4,)

@@ -18,7 +18,8 @@ import attrs
 from netnskit import _validate as v
 from netnskit.errors import MISSING, ConfigError, StepError
 from netnskit.executors import Executor, SerialExecutor
-from netnskit.firewall import NatRule, PortForward
+from netnskit.firewall import Backend, NatRule, PortForward
+from netnskit.firewall.iptables import XTABLES_WAIT, xtables_wait
 from netnskit.network.check import CheckReport, _check
 from netnskit.network.firewall import _firewall_steps
 from netnskit.network.locks import _exclusive
@@ -54,7 +55,7 @@ from netnskit.runner import Runner, default_runner
 class Network:
     """A bridge, its subnet and gateway, namespaces on it, routes, NAT, forwards and extra links."""
 
-    name: str = attrs.field(converter=v.netns_name)
+    name: str = attrs.field(converter=v.marked_name)
     bridge: str = attrs.field(converter=v.ifname)
     subnet: IPv4Network = attrs.field(converter=_v4_network)
     gateway: IPv4Address = attrs.field(converter=_v4_address)
@@ -67,6 +68,7 @@ class Network:
     group: int = attrs.field(converter=v.optional_link_group)
     ipv6_link_local: bool = attrs.field(default=False, converter=_flag)
     multicast_snooping: bool = attrs.field(default=False, converter=_flag)
+    xtables_wait: int = attrs.field(default=XTABLES_WAIT, converter=xtables_wait)
     runner: Runner = attrs.field(factory=default_runner, eq=False, repr=False, kw_only=True)
 
     @group.default
@@ -123,7 +125,11 @@ class Network:
 
     def nat_rule(self) -> NatRule:
         """The masquerade rule for the subnet (traffic leaving by any interface but the bridge)."""
-        return NatRule(self.subnet, self.bridge, owner=self.name, runner=self.runner)
+        return NatRule(self.subnet, self.bridge, owner=self.name, runner=self.runner, backend=self._backend)
+
+    @property
+    def _backend(self) -> Backend:
+        return Backend(wait=self.xtables_wait)
 
     def forward_rules(self) -> list[PortForward]:
         """The DNAT rules of the port forwards."""
@@ -137,6 +143,7 @@ class Network:
                 owner=self.name,
                 runner=self.runner,
                 bridge=self.bridge,
+                backend=self._backend,
             )
             for f in self.port_forwards
         ]
@@ -179,7 +186,8 @@ class Network:
                 run.apply(firewall, self.runner)
         except StepError as exc:
             failed = _remove(run, todo, self.runner)
-            raise StepError(exc.step, len(todo) + exc.index, exc.cause, [*exc.rollback_errors, *failed]) from exc
+            cause = exc.error or exc.cause  # keep the CommandError (its class says why)
+            raise StepError(exc.step, len(todo) + exc.index, cause, [*exc.rollback_errors, *failed]) from exc
         except BaseException:
             _remove(run, todo, self.runner)
             raise

@@ -15,7 +15,6 @@ import attrs
 
 from netnskit import _ipjson
 from netnskit.errors import ConflictError, NetnskitError, NotOursError
-from netnskit.firewall import Firewall
 from netnskit.network.spec import _subnets_at
 from netnskit.runner import Runner
 
@@ -96,12 +95,19 @@ def _gather(net: Network, full: bool) -> _Facts:
         addresses=facts["addresses"],
         routes=facts["routes"],
         forwarding=facts["forwarding"],
-        rules=tuple(f"-t {r.table} {r.line()}" for r in Firewall(runner=runner).save(4).rules if r.comment == net.mark)
-        if full
-        else (),
+        rules=_our_rules(net) if full else (),
         read=frozenset(read),
         raw=facts.get("raw", {}),
     )
+
+
+def _our_rules(net: Network) -> tuple[str, ...]:
+    """The network's firewall rules as iptables-restore lines (none read where iptables is not
+    installed and the description has no rule)."""
+    from netnskit.network.firewall import _firewall_objects, _firewall_of, _saved
+
+    saved = _saved(_firewall_of(net), 4, needed=bool(_firewall_objects(net)))
+    return tuple(f"-t {r.table} {r.line()}" for r in saved.rules if r.comment == net.mark)
 
 
 def _pristine(links: dict[str, dict[str, Any]], expected: Iterable[str] = ()) -> bool:

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
+from netnskit.commands import NET
 from netnskit.link import AddressInfo, LinkInfo, Neighbour, RouteInfo, neighbours
 from netnskit.network.firewall import _firewall_steps
 from netnskit.network.state import _Facts, _host_link_ours, _namespace_ours
@@ -31,6 +32,35 @@ class NamespaceStatus:
 
 
 @attrs.frozen
+class MissingStep:
+    """A step of the plan that the kernel does not show as done: its description and what it makes.
+
+    ``kind`` is the kind of thing the step creates (``netns``, ``link``, ``address``, ``route``,
+    ``sysctl``), ``firewall`` for the network's rules, or ``setting`` for a change to something that
+    exists (an alias, a link brought up); ``name`` and ``netns`` say which and where (None: the host).
+    """
+
+    step: str
+    kind: str
+    name: str | None = None
+    netns: str | None = None
+
+    @classmethod
+    def of(cls, step: Step) -> MissingStep:
+        """Describe ``step`` from the resources its commands create (pure)."""
+        made = [r for c in step.do for r in c.creates]
+        if made:
+            first = made[0]
+            return cls(step.description, first.kind, first.name, first.netns)
+        firewall = any(c.channel and c.channel != NET for c in step.do)
+        netns = next((c.netns for c in step.do if c.netns is not None), None)
+        return cls(step.description, "firewall" if firewall else "setting", None, netns)
+
+    def __str__(self) -> str:
+        return self.step
+
+
+@attrs.frozen
 class NetworkStatus:
     """The network's state, read with ``ip -j`` and ``iptables-save``: what exists and what is missing."""
 
@@ -41,7 +71,7 @@ class NetworkStatus:
     host_addresses: tuple[AddressInfo, ...]
     host_routes: tuple[RouteInfo, ...]
     rules: tuple[str, ...]
-    missing: tuple[str, ...]
+    missing: tuple[MissingStep, ...]  # each prints as its step's description
 
     def to_json(self) -> dict[str, Any]:
         """A plain dict (addresses as strings) for ``netnskit status --json``."""
@@ -83,7 +113,7 @@ def _status(net: Network, f: _Facts) -> NetworkStatus:
     host = f.links.get(None, {})
     ours = sorted(n for n, d in host.items() if _host_link_ours(d, net.mark, net.group, names))
     host_links, host_addresses, host_routes = typed(None, ours)
-    missing = tuple(step.description for step in _missing(net, f))
+    missing = tuple(MissingStep.of(step) for step in _missing(net, f))
     return NetworkStatus(
         net.name, not missing, tuple(spaces), host_links, host_addresses, host_routes, f.rules, missing
     )

@@ -15,10 +15,18 @@ import attrs
 from netnskit import _ipjson
 from netnskit.commands import link_group_delete
 from netnskit.executors import Executor, SerialExecutor
-from netnskit.firewall import Firewall
+from netnskit.firewall import Backend, Firewall
+from netnskit.firewall.iptables import XTABLES_WAIT
 from netnskit.link import Link
 from netnskit.netns import Namespace
-from netnskit.network.firewall import _any_network, _families, _firewall_removal
+from netnskit.network.firewall import (
+    _any_network,
+    _families,
+    _firewall_objects,
+    _firewall_of,
+    _firewall_removal,
+    _saved,
+)
 from netnskit.network.locks import _exclusive
 from netnskit.network.spec import MARK_PREFIX
 from netnskit.network.state import _host_link_ours, _ifnames_in, _pristine, _read_links
@@ -71,11 +79,12 @@ def _marked_or_pristine(runner: Runner, name: str, mark: str | None, expected: I
 
 def _down(net: Network, executor: Executor) -> Teardown:
     runner = net.runner
+    fw = _firewall_of(net)
     # three independent reads at once (runners are used from several threads by BatchExecutor too)
     with concurrent.futures.ThreadPoolExecutor(max_workers=3) as pool:
         reading_host = pool.submit(_read_links, runner, None)
         reading_netns = pool.submit(_ipjson.netns_list, runner)
-        reading_rules = pool.submit(Firewall(runner=runner).save, 4)
+        reading_rules = pool.submit(_saved, fw, 4, needed=bool(_firewall_objects(net)))
         host = reading_host.result()
         netns = {str(d["name"]): d.get("id") for d in reading_netns.result()}
         saved = reading_rules.result()
@@ -95,9 +104,7 @@ def _down(net: Network, executor: Executor) -> Teardown:
     steps = [Step(f"namespace {n}", [], [Namespace(n, runner=runner).delete_command()]) for n in ours]
     steps += _link_removal(runner, host, net.mark, net.group, names_on_host)
     # (our own links go right after the sweep: putting their forwarding back too is harmless)
-    steps += _firewall_removal(
-        runner, lambda comment: comment == net.mark, stays=_any_network, host=host, read={4: saved}
-    )
+    steps += _firewall_removal(fw, lambda comment: comment == net.mark, stays=_any_network, host=host, read={4: saved})
     gone = [f"namespace {n}" for n in net.namespace_names() if n not in netns]
     gone += [f"link {n}" for n in net.host_ifnames() if n not in host]
     already = executor.remove(steps, runner) if steps else []
@@ -108,19 +115,23 @@ def _down(net: Network, executor: Executor) -> Teardown:
     )
 
 
-def cleanup(runner: Runner | None = None, executor: Executor | None = None) -> Teardown:
+def cleanup(
+    runner: Runner | None = None, executor: Executor | None = None, *, xtables_wait: int = XTABLES_WAIT
+) -> Teardown:
     """Remove every leftover netnskit marked on this host (any network), and nothing else.
 
     Links whose alias starts ``netnskit:``, rules whose comment does, and namespaces whose ``lo``
     alias does. A namespace left empty by an interrupted ``up`` carries no mark yet: ``down FILE``
-    removes it, since the file names it.
+    removes it, since the file names it. ``xtables_wait``: seconds the firewall's tools wait for
+    the xtables lock. Where iptables is not installed there are no rules to remove.
     """
     run = runner or default_runner()
+    fw = Firewall(Backend(wait=xtables_wait), run)
     with _exclusive(run, None):
-        return _cleanup(run, executor)
+        return _cleanup(run, executor, fw)
 
 
-def _cleanup(run: Runner, executor: Executor | None) -> Teardown:
+def _cleanup(run: Runner, executor: Executor | None, fw: Firewall) -> Teardown:
     host = _read_links(run, None)
     marked = [str(d["name"]) for d in _ipjson.netns_list(run)]
     marked = [n for n in marked if _marked_or_pristine(run, n, None)]
@@ -129,8 +140,6 @@ def _cleanup(run: Runner, executor: Executor | None) -> Teardown:
     for mark in sorted(marks):
         steps += _link_removal(run, host, mark, None)
     # every network goes: no other network's forwarding to keep
-    steps += _firewall_removal(
-        run, lambda comment: comment.startswith(MARK_PREFIX), _families(run), lambda _: False, host
-    )
+    steps += _firewall_removal(fw, lambda c: c.startswith(MARK_PREFIX), _families(fw), lambda _: False, host)
     already = (executor or SerialExecutor()).remove(steps, run) if steps else []
     return Teardown(removed=tuple(s.description for s in steps), already_gone=tuple(already))

@@ -5,8 +5,9 @@ Every table and key is checked against a schema; errors name the file, the key a
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
+
+import attrs
 
 from netnskit.errors import MISSING, ConfigError, ValidationError
 from netnskit.network.spec import ExtraNamespace, ForwardSpec, LinkSpec, NamespaceSpec, RouteSpec
@@ -28,6 +29,7 @@ _KEYS: dict[str, dict[str, tuple[type | tuple[type, ...], bool]]] = {
         "group": (int, False),
         "ipv6_link_local": (bool, False),
         "multicast_snooping": (bool, False),
+        "xtables_wait": (int, False),
     },
     "namespace": {
         "name": (str, True),
@@ -78,7 +80,21 @@ def _table(source: str, key: str, value: object, kind: str) -> dict[str, Any]:
     return dict(value)
 
 
-def _build(source: str, key: str, make: Callable[..., Any], fields: dict[str, Any]) -> Any:
+def _check_fields(source: str, key: str, make: type[Any], fields: dict[str, Any]) -> None:
+    """Run each field's own check alone, so a rejection names its key (not another key of the same value)."""
+    checks: tuple[attrs.Attribute[Any], ...] = attrs.fields(make) if attrs.has(make) else ()
+    for field in checks:
+        convert: Any = field.converter
+        if field.name not in fields or not callable(convert):
+            continue
+        try:
+            convert(fields[field.name])
+        except ValidationError as exc:
+            raise ConfigError(source, f"{key}.{field.name}", fields[field.name], f"{exc.what}: {exc.rule}") from None
+
+
+def _build(source: str, key: str, make: type[Any], fields: dict[str, Any]) -> Any:
+    _check_fields(source, key, make, fields)
     try:
         return make(**fields)
     except ValidationError as exc:
@@ -133,6 +149,7 @@ def _from_dict(cls: type[Network], data: dict[str, Any], source: str, runner: Ru
         "routes": routes_top,
         "port_forwards": forwards,
     }
+    _check_fields(source, "network", cls, top)
     try:
         return cls(**fields, runner=runner)
     except ValidationError as exc:
