@@ -20,7 +20,7 @@ import logging
 import sys
 import traceback
 from collections.abc import Callable, Iterator, Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TextIO
 
 from netnskit.errors import NetnskitError
 from netnskit.runner import Runner, default_runner
@@ -144,17 +144,47 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    """``netnskit check FILE [--json]``: ping-all, NAT and port-forward probes; exit 1 if one fails."""
+    """``netnskit check FILE``: gateway, ring-peer, NAT and forward probes; exit 1 if one fails, 3 if not up."""
+    printer = _CheckProgress(sys.stderr, live=sys.stderr.isatty(), cost=args.all_pairs)
     with _runner(args) as runner:
         net = _load(args, runner)
         _bring_up_in_sandbox(args, net)
-        report = net.check()
+        report = net.check(
+            timeout=args.timeout, tries=args.tries, peers=args.peers, all_pairs=args.all_pairs, progress=printer
+        )
+    printer.end()
     if args.json:
         print(json.dumps(report.to_json(), indent=2))
     else:
         print("\n".join(report.lines()))
-        print(f"{len(report.probes) - len(report.failures)}/{len(report.probes)} probes passed")
-    return 0 if report.ok else 1
+        if report.down:
+            print(f"nothing probed: bring network {report.name} up first (netnskit up FILE)")
+        else:
+            print(f"{len(report.probes) - len(report.failures)}/{len(report.probes)} probes passed")
+    if report.failures:
+        return 1
+    return 0 if report.ok else 3
+
+
+class _CheckProgress:
+    """Prints a check's progress on one line of a terminal (and, when asked, its cost first, always)."""
+
+    def __init__(self, stream: TextIO, *, live: bool, cost: bool) -> None:
+        self.stream, self.live, self.cost, self.drawn = stream, live, cost, False
+
+    def __call__(self, done: int, total: int, what: str) -> None:
+        if done == 0:  # the first call says what the check will cost
+            if self.live or self.cost:
+                print(what, file=self.stream, flush=True)
+            return
+        if self.live:
+            self.drawn = True
+            print(f"\rcheck: {done}/{total} probes ({what})"[:200].ljust(80), end="", file=self.stream, flush=True)
+
+    def end(self) -> None:
+        """Finish the progress line."""
+        if self.drawn:
+            print(file=self.stream, flush=True)
 
 
 def cmd_cleanup(args: argparse.Namespace) -> int:
@@ -196,7 +226,7 @@ def _network_verbs(verbs: argparse._SubParsersAction[argparse.ArgumentParser]) -
         ("up", cmd_up, "bring the network up: apply what is missing, roll back on failure", True, False),
         ("down", cmd_down, "remove everything the network owns (after a crash too); safe twice", True, False),
         ("status", cmd_status, "what exists and what is missing; exit 3 when not up", True, True),
-        ("check", cmd_check, "ping-all, NAT and port-forward probes; exit 1 if one fails", True, True),
+        ("check", cmd_check, "gateway, peer, NAT and forward probes; exit 1 if one fails, 3 if not up", True, True),
         ("cleanup", cmd_cleanup, "remove every netnskit leftover on this host, and nothing else", False, False),
     ]
     for name, func, text, takes_file, takes_json in specs:
@@ -207,7 +237,24 @@ def _network_verbs(verbs: argparse._SubParsersAction[argparse.ArgumentParser]) -
             verb.add_argument("--json", action="store_true", help="print JSON for scripts")
         if takes_file:
             verb.add_argument("file", metavar="FILE", help="the network, as a TOML file (see examples/seed.toml)")
+        if name == "check":
+            _check_options(verb)
         verb.set_defaults(func=func)
+
+
+def _check_options(check: argparse.ArgumentParser) -> None:
+    check.add_argument(
+        "--all-pairs",
+        action="store_true",
+        help="ping every namespace from every other (says its cost first; refused where the neighbour table is short)",
+    )
+    check.add_argument(
+        "--peers", type=int, default=2, metavar="K", help="ping each namespace's next K namespaces (default 2)"
+    )
+    check.add_argument("--tries", type=int, default=3, metavar="N", help="try a silent probe N times (default 3)")
+    check.add_argument(
+        "--timeout", type=float, default=1.0, metavar="S", help="seconds to wait for each try (default 1)"
+    )
 
 
 def _sandbox_flags(parser: argparse.ArgumentParser, *, default: object) -> None:
