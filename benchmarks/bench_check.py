@@ -114,9 +114,12 @@ def worker(n: int) -> dict[str, Any]:
     before = machine_entries()
     sampler = Sampler()
     sampler.start()
+    marks: list[tuple[float, int, str]] = []
     t0 = time.monotonic()
-    report = net.check()
+    report = net.check(progress=lambda done, total, what: marks.append((time.monotonic() - t0, done, what)))
     check_s = time.monotonic() - t0
+    pings = [m for m in marks if m[2].startswith("pinged")]
+    start = marks[0][0] if marks else 0.0
     sampler.halt.set()
     sampler.join()
     after = machine_entries()
@@ -130,6 +133,9 @@ def worker(n: int) -> dict[str, Any]:
         "missing_s": missing_s,
         "missing": len(missing),
         "check_s": check_s,
+        "check_before_pings_s": start,
+        "pings_s": (pings[-1][0] - start) if pings else 0.0,
+        "rounds_s": [round(b[0] - a[0], 3) for a, b in zip([marks[0], *pings], pings, strict=False)],
         "ok": report.ok,
         "failures": [line for line in report.lines() if line.startswith("FAIL")][:5],
         "probes": len(report.probes),

@@ -16,7 +16,8 @@ import functools
 import json
 import subprocess
 import sys
-from collections.abc import Callable, Sequence
+import threading
+from collections.abc import Callable, Iterator, Sequence
 from ipaddress import IPv4Address
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -69,9 +70,10 @@ class NeighbourUse:
     gc_thresh3: int
     assumed: bool  # the limits are the kernel's defaults (not visible from this namespace)
     in_use: int | None  # entries on the whole machine before the check, when readable
-    budget: int  # entries one round may hold
+    budget: int  # entries the rounds running at one time may hold together
     rounds: int
-    peak: int  # the most entries of the network's namespaces and bridge during one round
+    lanes: int  # rounds run at one time (each holds at most budget / lanes)
+    peak: int  # the most entries the namespaces and bridge of one round held
     left: int  # entries the rounds added and left (0: every one deleted)
     without_rounds: int  # entries the pings would hold if nothing were deleted between rounds
 
@@ -170,15 +172,20 @@ class CheckPlan:
             rounds.append(tuple(current))
         return rounds
 
+    def lanes(self, budget: int) -> int:
+        """Rounds run at one time: two where one namespace's pings fit in half the budget."""
+        return LANES if max((p.entries for p in self.pings), default=0) <= budget // LANES else 1
+
     def cost(self, limits: NeighbourLimits) -> str:
         """What the check will cost: probes, rounds and neighbour entries."""
         budget = limits.round_budget()
+        lanes = self.lanes(budget)
         pings = sum(len(p.targets) for p in self.pings)
         what = "all pairs" if self.all_pairs else "gateway and ring peers"
         return (
             f"check: {self.probes} probes ({pings} pings, {what}; {len(self.nat)} NAT; {len(self.forwards)} forward) "
-            f"in {len(self.rounds(budget))} rounds of at most {budget} neighbour entries each, deleted after each "
-            f"round ({self.neighbour_entries} if kept); {limits.describe()}"
+            f"in {len(self.rounds(budget // lanes))} rounds, {lanes} at a time, holding at most {budget} neighbour "
+            f"entries together, deleted after each round ({self.neighbour_entries} if kept); {limits.describe()}"
         )
 
 
@@ -243,18 +250,20 @@ def _check(
     limits, warning = warn_if_short(net, peers)
     budget = limits.round_budget()
     _refuse_overflow(net, plan, limits, budget)
+    # two rounds at a time, each with half the budget, where one namespace's pings fit in half:
+    # the kernel's work (an ARP request flooded to every port of the bridge) then uses two CPUs
+    lanes = plan.lanes(budget)
+    rounds = plan.rounds(budget // lanes)
     total = plan.probes
     if progress is not None:
         progress(0, total, plan.cost(limits))
     probes: list[Probe] = []
-    rounds = plan.rounds(budget)
     peak = left = 0
-    for pings in rounds:
-        done, figures = _ping_round(net, pings, timeout, tries)
+    for done, figures in _run_rounds(net, rounds, lanes, timeout, tries):
         probes += done
         peak, left = max(peak, figures.get("peak", 0)), left + figures.get("left", 0)
         if progress is not None:
-            progress(len(probes), total, f"pinged from {pings[-1].source}")
+            progress(len(probes), total, f"pinged from {done[-1].source}")
     probes += _exchanges(net, plan, timeout, tries, total, len(probes), progress)
     use = NeighbourUse(
         limits.gc_thresh2,
@@ -263,6 +272,7 @@ def _check(
         limits.in_use,
         budget,
         len(rounds),
+        lanes,
         peak,
         left,
         plan.neighbour_entries,
@@ -313,6 +323,37 @@ def _refuse_overflow(net: Network, plan: CheckPlan, limits: NeighbourLimits, bud
         f"({limits.describe()}). Raise it on the host ({limits.raise_command(widest.entries * 2)})"
         + (", or check without all pairs" if plan.all_pairs else "")
     )
+
+
+LANES = 2
+
+
+def _run_rounds(
+    net: Network, rounds: Sequence[tuple[_Ping, ...]], lanes: int, timeout: float, tries: int
+) -> Iterator[tuple[list[Probe], dict[str, int]]]:
+    """Run the rounds ``lanes`` at a time, never two that touch one namespace at once (each deletes
+    what it added there); yields each round's results in the plan's order."""
+    places = [{p.source for p in pings} | {ns for p in pings for ns, _ in p.targets if ns} for pings in rounds]
+    # lane i starts at the i-th part of the ring: rounds running together are far apart
+    order = [r for lane in range(lanes) for r in range(lane * len(rounds) // lanes, (lane + 1) * len(rounds) // lanes)]
+    busy: set[str] = set()
+    ready = threading.Condition()
+
+    def one(index: int) -> tuple[list[Probe], dict[str, int]]:
+        with ready:
+            ready.wait_for(lambda: not places[index] & busy)
+            busy.update(places[index])
+        try:
+            return _ping_round(net, rounds[index], timeout, tries)
+        finally:
+            with ready:
+                busy.difference_update(places[index])
+                ready.notify_all()
+
+    with concurrent.futures.ThreadPoolExecutor(max_workers=lanes) as pool:
+        futures = {index: pool.submit(one, index) for index in order}
+        for index in range(len(rounds)):
+            yield futures[index].result()
 
 
 def _ping_round(net: Network, pings: Sequence[_Ping], timeout: float, tries: int) -> tuple[list[Probe], dict[str, int]]:
