@@ -75,10 +75,11 @@ def network(n: int) -> Network:
 def machine_entries() -> tuple[int, int] | None:
     """(entries, table fulls) of the machine's IPv4 neighbour table (init's view: every namespace)."""
     try:
-        row = Path("/proc/1/net/stat/arp_cache").read_text().splitlines()[1].split()
-    except (OSError, IndexError):
+        rows = [line.split() for line in Path("/proc/1/net/stat/arp_cache").read_text().splitlines()[1:]]
+        # one row per CPU: the entries are the table's (the same in each), the events per CPU
+        return int(rows[0][0], 16), sum(int(row[12], 16) for row in rows)
+    except (OSError, IndexError, ValueError):
         return None
-    return int(row[0], 16), int(row[12], 16)
 
 
 class Sampler(threading.Thread):
