@@ -254,15 +254,46 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    """``netnskit check FILE [--json]``: ping-all, NAT and port-forward probes; exit 1 if one fails."""
+    """``netnskit check FILE``: gateway, ring-peer, NAT and forward probes; exit 1 if one fails, 3 if not up."""
     _check_root(args)
-    report = _load(args, _runner(args)).check()
+    printer = _CheckProgress(sys.stderr, live=sys.stderr.isatty(), cost=args.all_pairs)
+    net = _load(args, _runner(args))
+    report = net.check(
+        timeout=args.timeout, tries=args.tries, peers=args.peers, all_pairs=args.all_pairs, progress=printer
+    )
+    printer.end()
     if args.json:
         _json(report.to_json())
     else:
         print("\n".join(report.lines()))
-        print(f"{len(report.probes) - len(report.failures)}/{len(report.probes)} probes passed")
-    return OK if report.ok else FAILED
+        if report.down:
+            print(f"nothing probed: bring network {report.name} up first (netnskit up FILE)")
+        else:
+            print(f"{len(report.probes) - len(report.failures)}/{len(report.probes)} probes passed")
+    if report.failures:
+        return FAILED
+    return OK if report.ok else NOT_UP
+
+
+class _CheckProgress:
+    """Prints a check's progress on one line of a terminal (and, when asked, its cost first, always)."""
+
+    def __init__(self, stream: TextIO, *, live: bool, cost: bool) -> None:
+        self.stream, self.live, self.cost, self.drawn = stream, live, cost, False
+
+    def __call__(self, done: int, total: int, what: str) -> None:
+        if done == 0:  # the first call says what the check will cost
+            if self.live or self.cost:
+                print(what, file=self.stream, flush=True)
+            return
+        if self.live:
+            self.drawn = True
+            print(f"\rcheck: {done}/{total} probes ({what})"[:200].ljust(80), end="", file=self.stream, flush=True)
+
+    def end(self) -> None:
+        """Finish the progress line."""
+        if self.drawn:
+            print(file=self.stream, flush=True)
 
 
 def cmd_cleanup(args: argparse.Namespace) -> int:
@@ -393,9 +424,10 @@ _VERBS: list[tuple[str, Verb, str, str, str, bool, set[str]]] = [
     (
         "check",
         cmd_check,
-        "ping-all, NAT and port-forward probes; exit 1 if one fails",
-        "Probe the network: pings between its namespaces and to the gateway, TCP through the\n"
-        "masquerade and through each port forward. Exits 1 if a probe failed.\n"
+        "gateway, ring-peer, NAT and forward probes; exit 1 if one fails, 3 if not up",
+        "Probe the network: each namespace pings the gateway and its next K namespaces (O(N); the\n"
+        "full matrix with --all-pairs, which says its cost first), TCP through the masquerade and\n"
+        "through each port forward, with retries. Exits 1 if a probe failed, 3 if the network is down.\n"
         'With --json: {"schema": 1, "ok", "probes": [{"kind", "source", "target", "ok", "detail"}]}.',
         "sudo netnskit check examples/seed.toml",
         True,
@@ -412,6 +444,21 @@ _VERBS: list[tuple[str, Verb, str, str, str, bool, set[str]]] = [
         {"--serial", "--xtables-wait"},
     ),
 ]
+
+
+def _check_options(check: argparse.ArgumentParser) -> None:
+    check.add_argument(
+        "--all-pairs",
+        action="store_true",
+        help="ping every namespace from every other (says its cost first; refused where the neighbour table is short)",
+    )
+    check.add_argument(
+        "--peers", type=int, default=2, metavar="K", help="ping each namespace's next K namespaces (default 2)"
+    )
+    check.add_argument("--tries", type=int, default=3, metavar="N", help="try a silent probe N times (default 3)")
+    check.add_argument(
+        "--timeout", type=float, default=1.0, metavar="S", help="seconds to wait for each try (default 1)"
+    )
 
 
 def _common(parser: argparse.ArgumentParser, *, top: bool, options: set[str]) -> None:
@@ -494,6 +541,8 @@ def build_parser() -> argparse.ArgumentParser:
             )
         if takes_file:
             verb.add_argument("file", metavar="FILE", help="the network, as a TOML file (see examples/seed.toml)")
+        if name == "check":
+            _check_options(verb)
         verb.set_defaults(func=func)
     _graph_verb(verbs)
     return parser

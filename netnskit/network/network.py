@@ -20,9 +20,10 @@ from netnskit.errors import MISSING, ConfigError, StepError
 from netnskit.executors import Executor, SerialExecutor
 from netnskit.firewall import Backend, NatRule, PortForward
 from netnskit.firewall.iptables import XTABLES_WAIT, xtables_wait
-from netnskit.network.check import CheckReport, _check
+from netnskit.network.check import CheckReport, Progress, _check
 from netnskit.network.firewall import _firewall_steps
 from netnskit.network.locks import _exclusive
+from netnskit.network.neighbours import warn_if_short
 from netnskit.network.spec import (
     ExtraNamespace,
     ForwardSpec,
@@ -175,6 +176,7 @@ class Network:
 
     def _up(self, executor: Executor | None) -> Network:
         run = executor or SerialExecutor()
+        warn_if_short(self)  # the neighbour table is the machine's: say so before it overflows, not after
         facts = self._facts()
         _refuse_foreign(self, facts)
         todo = [step for step, done in self._entries() if not done(facts)]
@@ -216,9 +218,26 @@ class Network:
         """The network's state as typed objects, read from ``ip -j`` and ``iptables-save``."""
         return _status(self, self._facts(full=True))
 
-    def check(self, *, timeout: float = 2.0) -> CheckReport:
-        """Reachability: every namespace to every other and to the gateway, NAT and port-forward paths."""
-        return _check(self, timeout)
+    def check(
+        self,
+        *,
+        timeout: float = 1.0,
+        tries: int = 3,
+        peers: int = 2,
+        all_pairs: bool = False,
+        progress: Progress | None = None,
+    ) -> CheckReport:
+        """Reachability: each namespace to the gateway and its next ``peers`` (or, ``all_pairs``, to every
+        other), then the NAT and port-forward paths.
+
+        ``timeout``: seconds to wait for each try's answer; a probe with no answer is tried again,
+        ``tries`` times in all. The pings run in rounds that each hold a bounded number of the
+        machine's neighbour entries (deleted after each round); a plan one namespace of which needs
+        more than a round may hold is refused (ConflictError, with the numbers). On a network that
+        is down (none of its namespaces or links exist) nothing is probed: the report says so
+        (``down``). ``progress(done, total, what)`` is called as it goes, first with what it will cost.
+        """
+        return _check(self, timeout, tries=tries, peers=peers, all_pairs=all_pairs, progress=progress)
 
     def _facts(self, *, full: bool = False) -> _Facts:
         return _gather(self, full)

@@ -108,7 +108,9 @@ def test_a_failure_at_every_command_of_up_reads_included_is_rolled_back(
         lambda box: full_run(box, executor),
     )
     assert outcomes.count("short") <= 3, outcomes
-    assert outcomes.count("tolerated") <= 6, "only the few `iptables -C` probes may fail harmlessly"
+    # the few `iptables -C` probes, and the read of the neighbour table's limits (up then warns
+    # against the kernel's defaults, read with `sysctl -n` or assumed)
+    assert outcomes.count("tolerated") <= 7, "only the few `iptables -C` probes and the ntable read may fail harmlessly"
     covered = len(outcomes) - outcomes.count("short")
     record("injection_points", covered, executor=executor.__name__, kind="fails instead")
     record("tolerated_read_failures", outcomes.count("tolerated"), executor=executor.__name__)
