@@ -5,10 +5,12 @@
 evidence reads included, on stderr.
 
 ``plan FILE``, ``up FILE``, ``down FILE``, ``status FILE [--json]``, ``check FILE [--json]`` and
-``cleanup`` work on a :class:`~netnskit.network.Network` described in a TOML file. ``--sandbox``
-runs any of them inside a throwaway sandbox (``status`` and ``check`` bring the network up there
-first); ``--batch`` applies and removes with :class:`~netnskit.executors.BatchExecutor`. Errors are
-one line on stderr (with the traceback under ``-v``) and a non-zero exit status.
+``cleanup`` work on a :class:`~netnskit.network.Network` described in a TOML file; ``impair FILE
+NAME ...``, ``link FILE NAME down|up`` and ``faults FILE`` change its cables while it is up.
+``--sandbox`` runs any of them inside a throwaway sandbox (the verbs that read or change a network
+bring it up there first); ``--batch`` applies and removes with
+:class:`~netnskit.executors.BatchExecutor`. Errors are one line on stderr (with the traceback under
+``-v``) and a non-zero exit status; Ctrl-C exits 130 (``faults`` restores every cable first).
 """
 
 from __future__ import annotations
@@ -138,6 +140,14 @@ def cmd_status(args: argparse.Namespace) -> int:
             print(f"  namespace {ns.name}: {state}" + (f"; {addrs}" if addrs else ""))
         for rule in status.rules:
             print(f"  rule: {rule}")
+        for cable in status.impairments:
+            state = "as in the file" if cable.matches else "DIFFERS from the file"
+            how = f"; {cable.how}" if cable.how else ""
+            print(f"  impair {cable.cable}: file: {cable.wanted or 'none'}; kernel: {state}{how}")
+            for end in cable.ends:
+                print(f"    {end.end}: {', '.join(end.qdiscs) or 'no qdisc set'}")
+            for rule in cable.loss_rules:
+                print(f"    netfilter: {rule}")
         for step in status.missing:
             print(f"  missing: {step}")
     return 0 if status.up else 3
@@ -155,6 +165,80 @@ def cmd_check(args: argparse.Namespace) -> int:
         print("\n".join(report.lines()))
         print(f"{len(report.probes) - len(report.failures)}/{len(report.probes)} probes passed")
     return 0 if report.ok else 1
+
+
+_IMPAIR_OPTIONS = (
+    "delay",
+    "jitter",
+    "distribution",
+    "loss",
+    "loss_correlation",
+    "duplicate",
+    "reorder",
+    "corrupt",
+    "rate",
+)
+
+
+def cmd_impair(args: argparse.Namespace) -> int:
+    """``netnskit impair FILE NAME --delay 100ms --loss 5%`` (or ``--clear``): impair a cable now, both ends."""
+    values = {key: value for key in _IMPAIR_OPTIONS if (value := getattr(args, key)) is not None}
+    if args.direction is not None:
+        values["direction"] = args.direction
+    if args.clear and values:
+        raise NetnskitError("--clear takes no impairment options")
+    if not args.clear and not values:
+        raise NetnskitError("give an impairment (--delay, --loss, --rate, ...) or --clear")
+    with _runner(args) as runner:
+        net = _load(args, runner)
+        _bring_up_in_sandbox(args, net)
+        name = net.cable(args.name).describe()
+        applied = net.impair(args.name, clear=True) if args.clear else net.impair(args.name, values)
+        how = _how(net, applied)
+    if applied is None:
+        print(f"{name}: impairment cleared (both ends)")
+    else:
+        print(f"{name}: {applied.describe()}" + (f" ({how})" if how else ""))
+    return 0
+
+
+def _how(net: Network, applied: object) -> str:
+    from netnskit.network.impair import how
+    from netnskit.qdisc import Impairment
+
+    return how(applied, net.netem_support()) if isinstance(applied, Impairment) else ""
+
+
+def cmd_link(args: argparse.Namespace) -> int:
+    """``netnskit link FILE NAME down|up``: cut a cable (both ends down) or restore it (up, with its routes)."""
+    with _runner(args) as runner:
+        net = _load(args, runner)
+        _bring_up_in_sandbox(args, net)
+        name = net.cable(args.name).describe()
+        if args.state == "down":
+            net.link_down(args.name, executor=_executor(args))
+            print(f"{name}: cut (both ends down)")
+        else:
+            net.link_up(args.name, executor=_executor(args))
+            print(f"{name}: restored (both ends up, routes back)")
+    return 0
+
+
+def cmd_faults(args: argparse.Namespace) -> int:
+    """``netnskit faults FILE``: run the file's fault schedule, a line per change; every cable restored at the end."""
+    from netnskit.network.faults import describe_schedule
+
+    with _runner(args) as runner:
+        net = _load(args, runner)
+        if not net.faults:
+            raise NetnskitError(f"{args.file} has no [[fault]] to run")
+        _bring_up_in_sandbox(args, net)
+        print(f"network {net.name}: {len(net.faults)} faults", flush=True)
+        for line in describe_schedule(net):
+            print(f"  {line}", flush=True)
+        events = net.run_faults(report=lambda event: print(event.line(), flush=True), executor=_executor(args))
+    print(f"network {net.name}: {len(events)} changes made; every cable is as the file says")
+    return 0
 
 
 def cmd_cleanup(args: argparse.Namespace) -> int:
@@ -198,6 +282,9 @@ def _network_verbs(verbs: argparse._SubParsersAction[argparse.ArgumentParser]) -
         ("status", cmd_status, "what exists and what is missing; exit 3 when not up", True, True),
         ("check", cmd_check, "ping-all, NAT and port-forward probes; exit 1 if one fails", True, True),
         ("cleanup", cmd_cleanup, "remove every netnskit leftover on this host, and nothing else", False, False),
+        ("impair", cmd_impair, "impair a cable now (both ends): --delay 100ms --loss 5% ..., or --clear", True, False),
+        ("link", cmd_link, "cut a cable (down: both ends) or restore it (up: with its routes)", True, False),
+        ("faults", cmd_faults, "run the file's [[fault]] schedule, a line per change; Ctrl-C restores", True, False),
     ]
     for name, func, text, takes_file, takes_json in specs:
         verb = verbs.add_parser(name, help=text)
@@ -207,7 +294,32 @@ def _network_verbs(verbs: argparse._SubParsersAction[argparse.ArgumentParser]) -
             verb.add_argument("--json", action="store_true", help="print JSON for scripts")
         if takes_file:
             verb.add_argument("file", metavar="FILE", help="the network, as a TOML file (see examples/seed.toml)")
+        if name in ("impair", "link"):
+            verb.add_argument("name", metavar="NAME", help="a namespace on the bridge or a link of the file")
+        if name == "impair":
+            _impair_flags(verb)
+        if name == "link":
+            verb.add_argument("state", choices=("down", "up"), help="down: cut the cable; up: restore it")
         verb.set_defaults(func=func)
+
+
+def _impair_flags(parser: argparse.ArgumentParser) -> None:
+    """The impair table's keys as options (values as tc writes them), and --clear."""
+    helps = {
+        "delay": "a delay, like 100ms",
+        "jitter": "the delay's variation, like 10ms (needs --delay)",
+        "distribution": "the jitter's distribution: normal, pareto or paretonormal",
+        "loss": "a share of packets lost, like 5%",
+        "loss_correlation": "how much a loss depends on the one before, like 25%",
+        "duplicate": "a share of packets sent twice, like 1%",
+        "reorder": "a share of packets sent at once, out of order (needs --delay), like 25%",
+        "corrupt": "a share of packets with a bit flipped, like 0.1%",
+        "rate": "a rate limit, like 10mbit",
+    }
+    for key, text in helps.items():
+        parser.add_argument("--" + key.replace("_", "-"), dest=key, metavar="VALUE", help=text)
+    parser.add_argument("--direction", choices=("both", "out", "in"), help="both (default), out or in only")
+    parser.add_argument("--clear", action="store_true", help="remove every impairment of the cable")
 
 
 def _sandbox_flags(parser: argparse.ArgumentParser, *, default: object) -> None:
