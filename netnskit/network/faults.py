@@ -113,12 +113,19 @@ def run_faults(
     sleep: Callable[[float], None] = time.sleep,
 ) -> list[FaultEvent]:
     """Make each change at its time; restore every cable changed when it ends, early too. Returns the events."""
-    changes = schedule(net)
-    from netnskit.network.impair import refuse_unsupported
+    from netnskit.executors import BatchExecutor
+    from netnskit.network.impair import CableState, read_cable, refuse_unsupported
 
-    if any(f.impair is not None for f in net.faults):
+    changes = schedule(net)
+    run = executor or BatchExecutor()  # each change's processes at once, a batch per place
+    impaired = {c.link for c in changes if c.action == IMPAIR}
+    if impaired:
         refuse_unsupported(_faults_impairments(net.faults), net.netem_support())
     net._check_up({c.link for c in changes})
+    # what each cable to impair has now, read once: each change then only writes (it is on time)
+    known: dict[str, CableState] = {
+        name: read_cable(net, cable(net, name), net.netem_support().usable) for name in sorted(impaired)
+    }
     events: list[FaultEvent] = []
     altered: dict[str, FaultChange] = {}  # cable -> the start change not yet undone
     start = clock()
@@ -128,11 +135,13 @@ def run_faults(
         if change.action in (CUT, IMPAIR):
             altered[change.link] = change  # before the change: a half-made one is restored too
         if change.action == CUT:
-            net._link_down(change.link, executor)
+            net._link_down(change.link, run)
         elif change.action == RESTORE:
-            net._link_up(change.link, executor)
+            net._link_up(change.link, run)
         else:
-            net._impair_now(cable(net, change.link), change.impairment, executor)
+            # after an interruption, what a half-made change left is read again
+            state = None if restoring else known.get(change.link)
+            known[change.link] = net._impair_now(cable(net, change.link), change.impairment, run, state)
         if change.action in (RESTORE, UNIMPAIR):
             altered.pop(change.link, None)
         event = FaultEvent(change, due, began, clock() - start, restoring)

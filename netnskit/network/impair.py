@@ -51,22 +51,21 @@ class EndState:
     """What the kernel applies to what one end sends: its qdiscs, and what netnskit's among them amount to."""
 
     exists: bool
-    qdiscs: tuple[QdiscInfo, ...] = ()
+    qdiscs: tuple[QdiscInfo, ...] = ()  # as tc reported them (empty when not read)
+    configured: bool = False  # a root qdisc is set (by netnskit or anyone), not the interface's default
+    applies: Impairment | None = None  # what netnskit's qdiscs there apply (None: none of ours)
 
-    @property
-    def root(self) -> QdiscInfo | None:
-        """The end's root qdisc as tc reports it."""
-        return next((q for q in self.qdiscs if q.root), None)
+    @classmethod
+    def read(cls, exists: bool, qdiscs: Sequence[QdiscInfo], dev: str) -> EndState:
+        """From what ``tc -j qdisc show`` reports for ``dev``."""
+        mine = tuple(q for q in qdiscs if q.dev == dev)
+        root = next((q for q in mine if q.root), None)
+        return cls(exists, mine, root is not None and root.configured, observed(mine, dev))
 
-    @property
-    def configured(self) -> bool:
-        """True when a root qdisc is set (by netnskit or anyone), not the interface's default."""
-        root = self.root
-        return root is not None and root.configured
-
-    def impairment(self, dev: str) -> Impairment | None:
-        """What netnskit's qdiscs on this end apply (None: none of ours)."""
-        return observed(self.qdiscs, dev)
+    @classmethod
+    def after(cls, want: Impairment | None) -> EndState:
+        """The end once :func:`cable_steps` gave it ``want`` (known without reading it again)."""
+        return cls(True, (), want is not None, want)
 
 
 @attrs.frozen
@@ -75,6 +74,13 @@ class CableState:
 
     ends: tuple[EndState, EndState]
     rules: tuple[Rule, ...] = ()
+
+    @classmethod
+    def after(cls, cable: Cable, imp: Impairment | None, *, netem: bool, comment: str) -> CableState:
+        """The cable once :func:`cable_steps` took it to ``imp``: a fault schedule's next change needs no read."""
+        first, second = wanted_egress(cable, imp, netem)
+        loss = wanted_loss(cable, imp, netem, comment)
+        return cls((EndState.after(first), EndState.after(second)), tuple(loss.rules()) if loss is not None else ())
 
 
 def _loss_by_netfilter(imp: Impairment | None, netem: bool) -> bool:
@@ -158,7 +164,7 @@ def cable_steps(
     for k, (end, want) in enumerate(zip(cable.ends, egress, strict=True)):
         where, dev = end
         now = state.ends[k] if state is not None else EndState(False)
-        current = now.impairment(dev)  # None: no qdisc of netnskit's there
+        current = now.applies  # None: no qdisc of netnskit's there
         text = Cable.end_text(end)
         if want is None:
             if current is None:
@@ -234,7 +240,9 @@ def read_qdiscs(runner: Runner, where: str | None, dev: str | None = None) -> tu
     argv = ["tc", "-j", "qdisc", "show", *(["dev", dev] if dev is not None else [])]
     result = runner.run(argv, netns=where)
     action = f"reading the qdiscs of {dev or 'every link'} in {where or 'the host'}"
-    return tuple(parse_qdiscs(result.check(action).stdout))
+    found = parse_qdiscs(result.check(action).stdout)
+    # asked for one device, tc leaves its name out of each entry
+    return tuple(attrs.evolve(q, dev=dev) if dev is not None and not q.dev else q for q in found)
 
 
 def read_loss_rules(runner: Runner, where: str, backend: Backend | None = None) -> tuple[Rule, ...]:
@@ -253,11 +261,7 @@ def states_from(
     """Each cable's state, from the places' links (``ip -j link``), qdiscs and namespace rules."""
     out = {}
     for item in cables(net):
-        ends = []
-        for where, dev in item.ends:
-            exists = dev in links.get(where, {})
-            mine = tuple(q for q in qdiscs.get(where, ()) if q.dev == dev)
-            ends.append(EndState(exists, mine))
+        ends = [EndState.read(dev in links.get(where, {}), qdiscs.get(where, ()), dev) for where, dev in item.ends]
         loss_where, loss_dev = item.ends[item.loss_end]
         found = tuple(loss_rules(rules.get(loss_where or "", ()), loss_dev, net.mark))
         out[item.name] = CableState((ends[0], ends[1]), found)
@@ -290,7 +294,7 @@ def read_cable(net: Network, item: Cable, netem: bool) -> CableState:
     ends = []
     for where, dev in item.ends:
         try:
-            ends.append(EndState(True, read_qdiscs(net.runner, where, dev)))
+            ends.append(EndState.read(True, read_qdiscs(net.runner, where, dev), dev))
         except NotFoundError as exc:
             raise NetnskitError(
                 f"{item.describe()} of network {net.name!r} is not there ({Cable.end_text((where, dev))} is missing): "
@@ -337,7 +341,7 @@ def cable_status(
         state = states.get(item.name)
         if state is None:
             continue
-        applied = [state.ends[k].impairment(dev) for k, (_, dev) in enumerate(item.ends)]
+        applied = [end.applies for end in state.ends]
         shown = [q for end in state.ends for q in end.qdiscs if q.configured or q.parent is not None]
         if item.impair is None and not any(applied) and not state.rules and not shown:
             continue

@@ -20,11 +20,12 @@ from netnskit import _validate as v
 from netnskit.errors import MISSING, ConfigError, NetnskitError, StepError, ValidationError
 from netnskit.executors import Executor, SerialExecutor
 from netnskit.firewall import NatRule, PortForward
-from netnskit.link import Link
+from netnskit.link import Link, Route
 from netnskit.network.check import CheckReport, _check
 from netnskit.network.faults import FaultEvent, run_faults
 from netnskit.network.firewall import _firewall_steps
 from netnskit.network.impair import (
+    CableState,
     cable_steps,
     impair_entries,
     needs_probe,
@@ -298,15 +299,19 @@ class Network:
             self._impair_now(item, wanted, executor)
         return wanted
 
-    def _impair_now(self, item: Cable, wanted: Impairment | None, executor: Executor | None) -> list[Step]:
+    def _impair_now(
+        self, item: Cable, wanted: Impairment | None, executor: Executor | None, state: CableState | None = None
+    ) -> CableState:
+        """Take ``item`` to ``wanted`` from ``state`` (None: read it now); returns the state it is left in."""
         support = self.netem_support()
         refuse_unsupported([(item.describe(), wanted)], support)
-        state = read_cable(self, item, support.usable)
+        if state is None:
+            state = read_cable(self, item, support.usable)
         entries = cable_steps(item, wanted, netem=support.usable, comment=self.mark, state=state)
         steps = [step for step, done in entries if not done]
         if steps:
             (executor or SerialExecutor()).apply(steps, self.runner)
-        return steps
+        return CableState.after(item, wanted, netem=support.usable, comment=self.mark)
 
     def link_down(self, name: str, *, executor: Executor | None = None) -> None:
         """Cut cable ``name``: both ends down (the kernel drops the routes through them)."""
@@ -331,12 +336,14 @@ class Network:
     def _link_up(self, name: str, executor: Executor | None) -> None:
         item = cable(self, name)
         ends = [Link(dev, where, runner=self.runner) for where, dev in item.ends]
-        run = executor or SerialExecutor()
-        run.apply([Step(f"restore {item.describe()}: both ends up", [end.up_command() for end in ends])], self.runner)
-        facts = _gather(self, False, impairments=False)
-        routes = [step for step, done in self._entries() if _is_route(step) and not done(facts)]
-        if routes:
-            run.apply(routes, self.runner)
+        # the kernel dropped the routes through the ends with them: put back the network's own
+        # (replace: those that survived stay as they are); nothing to read, so it is quick
+        routes = [Route(r.to, r.via, r.dev, where, runner=self.runner) for where, r in _routes_through(self, item)]
+        step = Step(
+            f"restore {item.describe()}: both ends up, their routes back",
+            [*(end.up_command() for end in ends), *(route.replace_command() for route in routes)],
+        )
+        (executor or SerialExecutor()).apply([step], self.runner)
 
     def _check_up(self, names: set[str]) -> None:
         """Refuse (NetnskitError) when an end of one of these cables is missing: the network is not up."""
@@ -368,10 +375,30 @@ class Network:
             return run_faults(self, report=report, executor=executor, clock=clock, sleep=sleep)
 
 
-def _is_route(step: Step) -> bool:
-    """A step that adds a route (the steps a cable cut can undo: the kernel drops routes with their link)."""
-    made = [r for command in step.do for r in command.creates]
-    return bool(made) and all(r.kind == "route" for r in made)
+def _routes_through(net: Network, item: Cable) -> list[tuple[str | None, RouteSpec]]:
+    """The network's routes that go out of an end of ``item``: by its name, or by a gateway on its subnet."""
+    subnets: dict[tuple[str | None, str], list[IPv4Network]] = {}
+    for ns in net.namespaces:
+        subnets[(ns.name, ns.ifname)] = [net.subnet]
+    for spec in net.links:
+        for where, ifname, address in spec.ends():
+            subnets[(where, ifname)] = [] if address is None else [address.network]
+    routes: list[tuple[str | None, RouteSpec]] = []
+    for ns in net.namespaces:
+        if ns.default_route:
+            routes.append((ns.name, RouteSpec("default", via=net.gateway)))
+        routes += [(ns.name, r) for r in ns.routes]
+    routes += [(r.netns, r) for r in net.routes]
+    out = []
+    for where, route in routes:
+        for end in item.ends:
+            if end[0] != where:
+                continue
+            gateway_there = route.via is not None and any(route.via in s for s in subnets.get(end, []))
+            if route.dev == end[1] or (route.dev is None and gateway_there):
+                out.append((where, route))
+                break
+    return out
 
 
 def _runtime_impairment(
