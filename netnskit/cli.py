@@ -82,10 +82,13 @@ def _load(args: argparse.Namespace, runner: Runner) -> Network:
 
 
 def cmd_plan(args: argparse.Namespace) -> int:
-    """``netnskit plan FILE``: print the script ``up`` would run on a clean host (runs nothing)."""
-    from netnskit.network import Network
+    """``netnskit plan FILE``: print the script ``up`` would run on a clean host (changes nothing).
 
-    print(Network.from_toml(args.file).render_script(), end="")
+    A file whose impairments depend on the kernel (loss; delay and the rest of netem) asks it
+    whether it has netem first, in a throwaway namespace.
+    """
+    net = _load(args, args.runner or default_runner())
+    print(net.render_script(), end="")
     return 0
 
 
@@ -282,7 +285,7 @@ def _network_verbs(verbs: argparse._SubParsersAction[argparse.ArgumentParser]) -
         ("status", cmd_status, "what exists and what is missing; exit 3 when not up", True, True),
         ("check", cmd_check, "ping-all, NAT and port-forward probes; exit 1 if one fails", True, True),
         ("cleanup", cmd_cleanup, "remove every netnskit leftover on this host, and nothing else", False, False),
-        ("impair", cmd_impair, "impair a cable now (both ends): --delay 100ms --loss 5% ..., or --clear", True, False),
+        ("impair", cmd_impair, "impair a cable now (both ends): --delay 100ms --loss 5%% ..., or --clear", True, False),
         ("link", cmd_link, "cut a cable (down: both ends) or restore it (up: with its routes)", True, False),
         ("faults", cmd_faults, "run the file's [[fault]] schedule, a line per change; Ctrl-C restores", True, False),
     ]
@@ -317,7 +320,8 @@ def _impair_flags(parser: argparse.ArgumentParser) -> None:
         "rate": "a rate limit, like 10mbit",
     }
     for key, text in helps.items():
-        parser.add_argument("--" + key.replace("_", "-"), dest=key, metavar="VALUE", help=text)
+        # (argparse formats help with %: a percentage is written %%)
+        parser.add_argument("--" + key.replace("_", "-"), dest=key, metavar="VALUE", help=text.replace("%", "%%"))
     parser.add_argument("--direction", choices=("both", "out", "in"), help="both (default), out or in only")
     parser.add_argument("--clear", action="store_true", help="remove every impairment of the cable")
 

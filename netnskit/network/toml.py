@@ -181,7 +181,9 @@ def _from_dict(cls: type[Network], data: dict[str, Any], source: str, runner: Ru
         return cls(**fields, runner=runner)
     except ValidationError as exc:
         # a check of the whole network that knows the key names it (fault[1].at); else look for the value
-        where = exc.what if _KEY_PATH.match(exc.what) else _find_key(data, exc.value) or "network"
+        if _KEY_PATH.match(exc.what):
+            raise ConfigError(source, exc.what, exc.value, exc.rule) from None
+        where = _find_key(data, exc.value) or "network"
         raise ConfigError(source, where, exc.value, f"{exc.what}: {exc.rule}") from None
 
 
