@@ -201,7 +201,7 @@ def cmd_impair(args: argparse.Namespace) -> int:
     if applied is None:
         print(f"{name}: impairment cleared (both ends)")
     else:
-        print(f"{name}: {applied.describe()}" + (f" ({how})" if how else ""))
+        print(f"{name}: {applied.describe()}" + (f"; {how}" if how else ""))
     return 0
 
 
@@ -239,7 +239,8 @@ def cmd_faults(args: argparse.Namespace) -> int:
         print(f"network {net.name}: {len(net.faults)} faults", flush=True)
         for line in describe_schedule(net):
             print(f"  {line}", flush=True)
-        events = net.run_faults(report=lambda event: print(event.line(), flush=True), executor=_executor(args))
+        # (always batched: each change's commands at once, a process per place)
+        events = net.run_faults(report=lambda event: print(event.line(), flush=True))
     print(f"network {net.name}: {len(events)} changes made; every cable is as the file says")
     return 0
 

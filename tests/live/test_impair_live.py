@@ -20,7 +20,7 @@ import subprocess
 import sys
 import textwrap
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +31,7 @@ from netnskit.executors import BatchExecutor, SerialExecutor
 from netnskit.network import Network
 from netnskit.network.faults import FaultEvent
 from netnskit.qdisc import Impairment
+from netnskit.runner import Process, Result, Runner
 from netnskit.sandbox import Sandbox
 from netnskit.snapshot import HostState, _clean_save
 
@@ -316,12 +317,31 @@ impair = { rate = "2mbit", loss = "50%" }
 """
 
 
+class Stamped:
+    """Passes every command on; stamps each write (not a read): when it was run, and when it returned."""
+
+    def __init__(self, inner: Runner) -> None:
+        self.inner = inner
+        self.writes: list[tuple[float, float, list[str]]] = []
+
+    def run(self, argv: Sequence[str], **kw: Any) -> Result:
+        called = time.monotonic()
+        result = self.inner.run(argv, **kw)
+        if "-j" not in argv and "iptables-save" not in argv[0] and argv[0] not in ("readlink", "unshare", "modinfo"):
+            self.writes.append((called, time.monotonic(), list(argv)))
+        return result
+
+    def start(self, argv: Sequence[str], **kw: Any) -> Process:
+        return self.inner.start(argv, **kw)
+
+
 def test_a_fault_schedule_makes_each_change_at_its_time_and_restores_everything(
     sandbox: Sandbox, tmp_path: Path
 ) -> None:
-    net = lab(sandbox, tmp_path, a='{ rate = "8mbit" }', faults=FAULTS)
-    net.up()
+    lab(sandbox, tmp_path, a='{ rate = "8mbit" }', faults=FAULTS).up()
     before = state_of(sandbox)
+    stamped = Stamped(sandbox.runner)
+    net = Network.from_toml(tmp_path / "lab.toml", runner=stamped)
     seen: list[tuple[FaultEvent, dict[str, Any]]] = []
 
     def look(event: FaultEvent) -> None:
@@ -339,20 +359,40 @@ def test_a_fault_schedule_makes_each_change_at_its_time_and_restores_everything(
             )
         )
 
-    events = net.run_faults(report=look)
+    starts: list[float] = []
+
+    def clock() -> float:
+        now = time.monotonic()
+        if not starts:
+            starts.append(now)  # run_faults' first reading of the clock is the schedule's start
+        return now
+
+    events = net.run_faults(report=look, clock=clock)
     assert [e.change.describe() for e in events] == [
         "b: cut (both ends down)",
         "b: restored (both ends up, routes back)",
         "a: impair loss 50% rate 2mbit",
         "a: impairment back to the file's (rate 8mbit)",
     ]
-    # (the reads in look() take a while: the faults are spaced so that none delays the next change)
+    # each change's first command was run within 100 ms of the change's time (the runner's own stamps;
+    # the kernel's state after each is checked below). The reads in look() take a while: the faults
+    # are spaced for none of them to delay the next change. (How long a command takes to return is
+    # the machine's load: measured figures in the README.)
     for event in events:
-        assert event.started - event.due >= 0 and event.done - event.due < 0.1, event.line()
+        made = [
+            (called - starts[0], returned - starts[0])
+            for called, returned, _ in stamped.writes
+            if event.started <= called - starts[0] <= event.done
+        ]
+        assert made, f"no command ran for {event.line()}"
+        called, returned = made[0]
+        assert 0 <= called - event.due < 0.1, f"{event.line()}: its first command ran at {called:.3f}s"
+        assert returned <= event.done
     cut, restored, impaired, back = (kernel for _, kernel in seen)
     assert "UP" not in cut["b"] and "UP" not in cut["veth-b"] and cut["b routes"].strip() == "[]"
     assert "UP" in restored["b"] and "UP" in restored["veth-b"] and "default" in restored["b routes"]
-    assert impaired["a"][0]["options"]["rate"] == 250_000
+    # (a kernel with netem: netem drops, with tbf in its class)
+    assert [q["options"]["rate"] for q in impaired["a"] if q["kind"] == "tbf"] == [250_000]
     uses_netfilter = net.netem_support().available is False
     assert ("--probability 0.5" in impaired["a rules"]) == uses_netfilter
     assert back["a"][0]["options"]["rate"] == 1_000_000 and "statistic" not in back["a rules"]

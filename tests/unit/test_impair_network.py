@@ -654,7 +654,7 @@ def test_cli_impair_link_and_their_errors(tmp_path: Path, capsys: pytest.Capture
     path = tmp_path / "lab.toml"
     path.write_text(TOML)
     assert main(["impair", str(path), "a", "--rate", "2mbit", "--direction", "out"], runner=fake) == 0
-    assert capsys.readouterr().out == "namespace a: rate 2mbit (out only) (tc tbf)\n"
+    assert capsys.readouterr().out == "namespace a: rate 2mbit (out only); tc tbf\n"
     assert writes(fake) == [
         [
             *IN_A,
@@ -753,3 +753,26 @@ def test_cli_status_prints_each_impaired_cable(capsys: pytest.CaptureFixture[str
         "    eth0 in a: tbf rate 8mbit burst 15139b\n"
         "    veth-a on the host: tbf rate 8mbit burst 15139b\n"
     ) in out
+
+
+# --- the README's example -------------------------------------------------------------------------
+
+EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "impair.toml"
+README = Path(__file__).resolve().parents[2] / "README.md"
+
+
+def test_the_readme_shows_parts_of_examples_impair_toml_which_loads() -> None:
+    import re
+
+    (block,) = [b for b in re.findall(r"^```toml\n(.*?)^```", README.read_text(), re.S | re.M) if "[[fault]]" in b]
+    example = EXAMPLE.read_text()
+    for chunk in block.strip().split("\n\n"):
+        assert chunk in example
+    net = Network.from_toml(EXAMPLE, runner=FakeRunner(strict=True))
+    assert [c.describe() for c in schedule(net)] == [
+        "blue: cut (both ends down)",
+        "red: impair loss 30% rate 2mbit",
+        "red: impairment back to the file's (loss 1% rate 8mbit)",
+        "blue: restored (both ends up, routes back)",
+    ]
+    assert any("netfilter" in s.description for s in net.plan(netem=False))
