@@ -42,16 +42,23 @@ __all__ = [
     "NetfilterLoss",
     "QdiscInfo",
     "TcImpairment",
+    "delete_command",
     "format_percent",
     "format_rate",
     "format_time",
+    "loss_rules",
     "netem_refusal",
     "observed",
     "parse_percent",
+    "parse_qdiscs",
     "parse_rate",
     "parse_time",
     "probe_netem",
     "qdiscs",
+    "rule_command",
+    "rule_loss",
+    "same",
+    "tc",
 ]
 
 DIRECTIONS = ("both", "out", "in")
@@ -81,19 +88,12 @@ _RATE_RULE = (
 )
 
 
-def _decimal(text: str) -> Decimal:
-    try:
-        return Decimal(text)
-    except InvalidOperation:  # the patterns allow only digits and a dot: cannot happen
-        raise ValueError(text) from None
-
-
 def parse_time(key: str, value: object) -> int:
     """A time as tc writes it (``50ms``, ``500us``, ``1.5s``) in whole microseconds, more than 0."""
     found = _TIME.match(value) if isinstance(value, str) else None
     if found is None:
         raise ValidationError(key, value, _TIME_RULE)
-    micros = _decimal(found.group(1)) * _TIME_SCALE[_TIME_UNITS.get(found.group(2), found.group(2))]
+    micros = Decimal(found.group(1)) * _TIME_SCALE[_TIME_UNITS.get(found.group(2), found.group(2))]
     if micros != micros.to_integral_value():
         raise ValidationError(key, value, "must be a whole number of microseconds")
     if micros <= 0:
@@ -115,7 +115,7 @@ def parse_percent(key: str, value: object) -> Decimal:
     found = _PERCENT.match(value) if isinstance(value, str) else None
     if found is None:
         raise ValidationError(key, value, _PERCENT_RULE)
-    number = _decimal(found.group(1))
+    number = Decimal(found.group(1))
     if not 0 < number <= 100:
         raise ValidationError(key, value, _PERCENT_RULE)
     if -number.as_tuple().exponent > 4:  # type: ignore[operator]
@@ -141,7 +141,7 @@ def parse_rate(key: str, value: object) -> int:
     unit = found.group(2).lower()
     bytes_unit = unit.endswith("bps")
     scale = _RATE_SCALE[unit[:-3]] * (8 if bytes_unit else 1)  # "mbit" -> "m", "mbps" -> "m" (bytes)
-    bits = _decimal(found.group(1)) * scale
+    bits = Decimal(found.group(1)) * scale
     if bits <= 0:
         raise ValidationError(key, value, "must be more than 0 (leave the key out for none)")
     if bits % 8 != 0:
@@ -259,11 +259,6 @@ class Impairment:
     def rate_bits(self) -> int | None:
         """The rate in bits per second."""
         return None if self.rate is None else parse_rate("rate", self.rate)
-
-    @property
-    def loss_fraction(self) -> Decimal | None:
-        """The loss as a fraction of 1 (``0.2`` for ``20%``)."""
-        return None if self.loss is None else parse_percent("loss", self.loss) / 100
 
 
 def _get(values: Mapping[str, Any], *path: str) -> Any:
