@@ -2,6 +2,8 @@
 
 The verbs, their options, the exit codes and the JSON of ``status`` and ``check`` are in the
 README's "Command line" section, and in ``netnskit --help`` and ``netnskit VERB --help``.
+``impair FILE NAME ...``, ``link FILE NAME down|up`` and ``faults FILE`` change a network's cables
+while it is up.
 """
 
 from __future__ import annotations
@@ -165,10 +167,13 @@ def _load(args: argparse.Namespace, runner: Runner) -> Network:
 
 
 def cmd_plan(args: argparse.Namespace) -> int:
-    """``netnskit plan FILE``: print the script ``up`` would run on a clean host (runs nothing)."""
-    from netnskit.network import Network
+    """``netnskit plan FILE``: print the script ``up`` would run on a clean host (changes nothing).
 
-    print(Network.from_toml(args.file).render_script(), end="")
+    A file whose impairments depend on the kernel (loss; delay and the rest of netem) asks it
+    whether it has netem first, in a throwaway namespace.
+    """
+    net = _load(args, _runner(args))
+    print(net.render_script(), end="")
     return OK
 
 
@@ -248,6 +253,14 @@ def cmd_status(args: argparse.Namespace) -> int:
             print(f"  namespace {ns.name}: {state}" + (f"; {addrs}" if addrs else ""))
         for rule in status.rules:
             print(f"  rule: {rule}")
+        for cable in status.impairments:
+            state = "as in the file" if cable.matches else "DIFFERS from the file"
+            how = f"; {cable.how}" if cable.how else ""
+            print(f"  impair {cable.cable}: file: {cable.wanted or 'none'}; kernel: {state}{how}")
+            for end in cable.ends:
+                print(f"    {end.end}: {', '.join(end.qdiscs) or 'no qdisc set'}")
+            for rule in cable.loss_rules:
+                print(f"    netfilter: {rule}")
         for step in status.missing:
             print(f"  missing: {step}")
     return OK if status.up else NOT_UP
@@ -294,6 +307,79 @@ class _CheckProgress:
         """Finish the progress line."""
         if self.drawn:
             print(file=self.stream, flush=True)
+
+
+_IMPAIR_OPTIONS = (
+    "delay",
+    "jitter",
+    "distribution",
+    "loss",
+    "loss_correlation",
+    "duplicate",
+    "reorder",
+    "corrupt",
+    "rate",
+)
+
+
+def cmd_impair(args: argparse.Namespace) -> int:
+    """``netnskit impair FILE NAME --delay 100ms --loss 5%`` (or ``--clear``): impair a cable now, both ends."""
+    values = {key: value for key in _IMPAIR_OPTIONS if (value := getattr(args, key)) is not None}
+    if args.direction is not None:
+        values["direction"] = args.direction
+    if args.clear and values:
+        raise _Refused("--clear takes no impairment options")
+    if not args.clear and not values:
+        raise _Refused("give an impairment (--delay, --loss, --rate, ...) or --clear")
+    _check_root(args)
+    net = _load(args, _runner(args))
+    name = net.cable(args.name).describe()
+    applied = net.impair(args.name, clear=True) if args.clear else net.impair(args.name, values)
+    how = _how(net, applied)
+    if applied is None:
+        print(f"{name}: impairment cleared (both ends)")
+    else:
+        print(f"{name}: {applied.describe()}" + (f"; {how}" if how else ""))
+    return OK
+
+
+def _how(net: Network, applied: object) -> str:
+    from netnskit.network.impair import how
+    from netnskit.qdisc import Impairment
+
+    return how(applied, net.netem_support()) if isinstance(applied, Impairment) else ""
+
+
+def cmd_link(args: argparse.Namespace) -> int:
+    """``netnskit link FILE NAME down|up``: cut a cable (both ends down) or restore it (up, with its routes)."""
+    _check_root(args)
+    net = _load(args, _runner(args))
+    name = net.cable(args.name).describe()
+    with _executor(args) as executor:
+        if args.state == "down":
+            net.link_down(args.name, executor=executor)
+            print(f"{name}: cut (both ends down)")
+        else:
+            net.link_up(args.name, executor=executor)
+            print(f"{name}: restored (both ends up, routes back)")
+    return OK
+
+
+def cmd_faults(args: argparse.Namespace) -> int:
+    """``netnskit faults FILE``: run the file's fault schedule, a line per change; every cable restored at the end."""
+    from netnskit.network.faults import describe_schedule
+
+    _check_root(args)
+    net = _load(args, _runner(args))
+    if not net.faults:
+        raise NetnskitError(f"{args.file} has no [[fault]] to run")
+    print(f"network {net.name}: {len(net.faults)} faults", flush=True)
+    for line in describe_schedule(net):
+        print(f"  {line}", flush=True)
+    # (always batched: each change's commands at once, a process per place)
+    events = net.run_faults(report=lambda event: print(event.line(), flush=True))
+    print(f"network {net.name}: {len(events)} changes made; every cable is as the file says")
+    return OK
 
 
 def cmd_cleanup(args: argparse.Namespace) -> int:
@@ -545,6 +631,7 @@ def build_parser() -> argparse.ArgumentParser:
             _check_options(verb)
         verb.set_defaults(func=func)
     _graph_verb(verbs)
+    _cable_verbs(verbs)
     return parser
 
 
@@ -609,3 +696,61 @@ def _closed_pipe() -> int:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
     return CLOSED_PIPE
+
+
+def _impair_flags(parser: argparse.ArgumentParser) -> None:
+    """The impair table's keys as options (values as tc writes them), and --clear."""
+    helps = {
+        "delay": "a delay, like 100ms",
+        "jitter": "the delay's variation, like 10ms (needs --delay)",
+        "distribution": "the jitter's distribution: normal, pareto or paretonormal",
+        "loss": "a share of packets lost, like 5%",
+        "loss_correlation": "how much a loss depends on the one before, like 25%",
+        "duplicate": "a share of packets sent twice, like 1%",
+        "reorder": "a share of packets sent at once, out of order (needs --delay), like 25%",
+        "corrupt": "a share of packets with a bit flipped, like 0.1%",
+        "rate": "a rate limit, like 10mbit",
+    }
+    for key, text in helps.items():
+        # (argparse formats help with %: a percentage is written %%)
+        parser.add_argument("--" + key.replace("_", "-"), dest=key, metavar="VALUE", help=text.replace("%", "%%"))
+    parser.add_argument("--direction", choices=("both", "out", "in"), help="both (default), out or in only")
+    parser.add_argument("--clear", action="store_true", help="remove every impairment of the cable")
+
+
+def _cable_verbs(verbs: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """``impair``, ``link`` and ``faults``: change a network's cables while it is up."""
+    raw = argparse.RawDescriptionHelpFormatter
+    specs: list[tuple[str, Verb, str, str]] = [
+        (
+            "impair",
+            cmd_impair,
+            "impair a cable now (both ends): --delay 100ms --loss 5%% ..., or --clear",
+            "sudo netnskit impair examples/seed.toml blue --loss 5% --rate 10mbit",
+        ),
+        (
+            "link",
+            cmd_link,
+            "cut a cable (down: both ends) or restore it (up: with its routes)",
+            "sudo netnskit link examples/seed.toml blue down",
+        ),
+        (
+            "faults",
+            cmd_faults,
+            "run the file's [[fault]] schedule, a line per change; Ctrl-C restores",
+            "sudo netnskit faults examples/seed.toml",
+        ),
+    ]
+    for name, func, line, example in specs:
+        verb = verbs.add_parser(
+            name, help=line, description=line.replace("%%", "%"), epilog=f"example:\n  {example}", formatter_class=raw
+        )
+        _common(verb, top=False, options=set())
+        verb.add_argument("file", metavar="FILE", help="the network, as a TOML file (see examples/seed.toml)")
+        if name in ("impair", "link"):
+            verb.add_argument("name", metavar="NAME", help="a namespace on the bridge or a link of the file")
+        if name == "impair":
+            _impair_flags(verb)
+        if name == "link":
+            verb.add_argument("state", choices=("down", "up"), help="down: cut the cable; up: restore it")
+        verb.set_defaults(func=func)

@@ -9,6 +9,7 @@
     ├─ BusyError(NetnskitError)                        another process is changing the same network or host
     ├─ NotOursError(NetnskitError)                     something with one of our names is not ours: refused
     ├─ ConflictError(NetnskitError)                    what the network asks for is someone else's: refused
+    ├─ UnsupportedError(NetnskitError)                 this kernel lacks what is asked (netem): refused
     ├─ StepError(NetnskitError)                        a plan step failed (after rollback); keeps the CommandError
     └─ CommandError(NetnskitError)                     a command exited non-zero
        ├─ AlreadyExistsError     "File exists", "already assigned", "Chain already exists"
@@ -43,6 +44,7 @@ __all__ = [
     "PermissionDeniedError",
     "SandboxError",
     "StepError",
+    "UnsupportedError",
     "ValidationError",
     "XtablesLockError",
     "error_for",
@@ -170,6 +172,23 @@ class ConflictError(NetnskitError):
     """What the network asks for (a subnet, a host port) is already someone else's: refused, nothing changed."""
 
 
+class UnsupportedError(NetnskitError):
+    """This kernel lacks what is asked for (netem for a delay): refused before anything changed.
+
+    ``what`` names the thing asking (a namespace, a link, a file's key), ``value`` what it asks,
+    ``reason`` what is missing, how to get it, and what works instead.
+    """
+
+    def __init__(self, what: str, value: object, reason: str) -> None:
+        super().__init__(what, value, reason)
+        self.what = what
+        self.value = value
+        self.reason = reason
+
+    def __str__(self) -> str:
+        return f"{self.what}: {self.value} {self.reason}"
+
+
 class CommandError(NetnskitError):
     """A command exited with a non-zero status."""
 
@@ -290,6 +309,7 @@ _STDERR_CLASSES: tuple[tuple[str, type[CommandError]], ...] = (
     ("does not exist", NotFoundError),
     ("no such process", NotFoundError),
     ("cannot assign requested address", NotFoundError),
+    ("cannot delete qdisc with handle of zero", NotFoundError),  # `tc qdisc del ... root` with none set
     ("address not found", NotFoundError),  # `ip addr del` of an absent address (iproute2 6.x)
     ("bad rule (does a matching rule exist", NotFoundError),
     ("no chain/target/match by that name", NotFoundError),

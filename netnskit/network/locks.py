@@ -74,8 +74,12 @@ def _try_lock(fd: int) -> bool:
 
 
 @contextlib.contextmanager
-def _exclusive(runner: Runner, name: str | None, *, wait: float = _LOCK_WAIT) -> Iterator[None]:
-    """Claim network ``name`` where ``runner`` acts (fail at once if another process has it), then the host lock."""
+def _exclusive(runner: Runner, name: str | None, *, wait: float = _LOCK_WAIT, host: bool = True) -> Iterator[None]:
+    """Claim network ``name`` where ``runner`` acts (fail at once if another process has it), then the host lock.
+
+    ``host=False`` takes the network's claim only: for changes that touch nothing networks share
+    (an impairment, a cable cut), so a long fault schedule does not hold up other networks.
+    """
     folder = _safe_dir(lock_dir())
     place = place_of(runner)
     with contextlib.ExitStack() as stack:
@@ -88,10 +92,13 @@ def _exclusive(runner: Runner, name: str | None, *, wait: float = _LOCK_WAIT) ->
                     f"network {name!r} is being changed by another process on this host (it holds the "
                     f"claim {mark_for(name)!r}); try again when that process is done"
                 )
-        host = _open(os.path.join(folder, f"net-{place}.host.lock"))
-        stack.callback(os.close, host)
+        if not host:
+            yield
+            return
+        shared = _open(os.path.join(folder, f"net-{place}.host.lock"))
+        stack.callback(os.close, shared)
         deadline = time.monotonic() + wait
-        while not _try_lock(host):
+        while not _try_lock(shared):
             if time.monotonic() > deadline:
                 raise BusyError(f"another netnskit process has held the host lock for {wait:.0f} s")
             time.sleep(0.01)

@@ -7,6 +7,7 @@ Its methods are thin: the plan is built in :mod:`.steps`, read and checked in :m
 from __future__ import annotations
 
 import os
+import time
 import tomllib
 from collections.abc import Callable, Sequence
 from ipaddress import IPv4Address, IPv4Interface, IPv4Network
@@ -16,22 +17,36 @@ from typing import Any
 import attrs
 
 from netnskit import _validate as v
-from netnskit.errors import MISSING, ConfigError, StepError
+from netnskit.errors import MISSING, ConfigError, NetnskitError, StepError, ValidationError
 from netnskit.executors import Executor, SerialExecutor
 from netnskit.firewall import Backend, NatRule, PortForward
 from netnskit.firewall.iptables import XTABLES_WAIT, xtables_wait
+from netnskit.link import Link, Route
 from netnskit.network.check import CheckReport, Progress, _check
+from netnskit.network.faults import FaultEvent, run_faults
 from netnskit.network.firewall import _firewall_steps
+from netnskit.network.impair import (
+    CableState,
+    cable_steps,
+    impair_entries,
+    needs_probe,
+    read_cable,
+    refuse_unsupported,
+    states_from,
+)
 from netnskit.network.locks import _exclusive
 from netnskit.network.neighbours import warn_if_short
 from netnskit.network.spec import (
+    Cable,
     ExtraNamespace,
+    FaultSpec,
     ForwardSpec,
     LinkSpec,
     NamespaceSpec,
     RouteSpec,
     _allocate,
     _extras,
+    _faults,
     _flag,
     _forwards,
     _links,
@@ -40,6 +55,8 @@ from netnskit.network.spec import (
     _v4_address,
     _v4_network,
     _validate_network,
+    cable,
+    cables,
     group_for,
     mark_for,
 )
@@ -49,6 +66,7 @@ from netnskit.network.steps import _entries
 from netnskit.network.teardown import Teardown, _down
 from netnskit.network.toml import _from_dict
 from netnskit.plan import Step, render_script
+from netnskit.qdisc import Impairment, NetemSupport, probe_netem
 from netnskit.runner import Runner, default_runner
 
 
@@ -70,7 +88,10 @@ class Network:
     ipv6_link_local: bool = attrs.field(default=False, converter=_flag)
     multicast_snooping: bool = attrs.field(default=False, converter=_flag)
     xtables_wait: int = attrs.field(default=XTABLES_WAIT, converter=xtables_wait)
+    faults: tuple[FaultSpec, ...] = attrs.field(default=(), converter=_faults)
     runner: Runner = attrs.field(factory=default_runner, eq=False, repr=False, kw_only=True)
+    # what the kernel said about netem, asked once (a frozen class may still fill a list)
+    _netem: list[NetemSupport] = attrs.field(factory=list, init=False, eq=False, repr=False)
 
     @group.default
     def _group(self) -> int:
@@ -149,11 +170,49 @@ class Network:
             for f in self.port_forwards
         ]
 
+    def cables(self) -> list[Cable]:
+        """Every cable (a namespace's veth, a link) by name: what ``impair``, ``link_down`` and faults take."""
+        return cables(self)
+
+    def cable(self, name: str) -> Cable:
+        """The cable called ``name`` (a namespace on the bridge or a link); ValidationError names the cables."""
+        return cable(self, name)
+
+    def netem_support(self) -> NetemSupport:
+        """Whether the kernel has netem: asked once, in a throwaway namespace (``unshare --net tc ...``)."""
+        if not self._netem:
+            self._netem.append(probe_netem(self.runner))
+        return self._netem[0]
+
     # --- plan ------------------------------------------------------------------------------
 
-    def plan(self) -> list[Step]:
-        """The ordered steps that bring the network up on a clean host, each with its undo (pure)."""
-        return [step for step, _ in self._entries()] + _firewall_steps(self, live=False)
+    def plan(self, *, netem: bool | None = None) -> list[Step]:
+        """The ordered steps that bring the network up on a clean host, each with its undo.
+
+        Pure, unless the file's impairments depend on the kernel (loss, or what only netem does):
+        then the kernel is asked whether it has netem (see :meth:`netem_support`); ``netem``
+        answers for it. Without netem, loss is planned in netfilter, and delay & co are refused
+        (UnsupportedError).
+        """
+        support = self._support_for_file() if netem is None else NetemSupport(netem, "as told")
+        refuse_unsupported(self._file_impairments(), support)
+        impair = [step for step, _ in impair_entries(self, netem=support.usable)]
+        return [step for step, _ in self._entries()] + impair + _firewall_steps(self, live=False)
+
+    def _file_impairments(self) -> list[tuple[str, Impairment | None]]:
+        return [(c.describe(), c.impair) for c in cables(self)]
+
+    def _support_for_file(self) -> NetemSupport:
+        """netem's support, asked only if the file's impairments depend on it."""
+        if needs_probe(imp for _, imp in self._file_impairments()):
+            return self.netem_support()
+        return NetemSupport(None, "not asked: nothing in the file depends on it")
+
+    def _impair_entries(self, facts: _Facts) -> list[tuple[Step, bool]]:
+        """(step, done) of every cable's impairment, from what the kernel applies now."""
+        support = facts.netem or self._support_for_file()
+        states = states_from(self, facts.links, facts.qdiscs, facts.rules_in)
+        return impair_entries(self, netem=support.usable, states=states)
 
     def render_script(self) -> str:
         """The plan as a bash script a person can review and run."""
@@ -177,9 +236,11 @@ class Network:
     def _up(self, executor: Executor | None) -> Network:
         run = executor or SerialExecutor()
         warn_if_short(self)  # the neighbour table is the machine's: say so before it overflows, not after
+        refuse_unsupported(self._file_impairments(), self._support_for_file())
         facts = self._facts()
         _refuse_foreign(self, facts)
         todo = [step for step, done in self._entries() if not done(facts)]
+        todo += [step for step, done in self._impair_entries(facts) if not done]
         if todo:
             run.apply(todo, self.runner)
         try:
@@ -241,6 +302,147 @@ class Network:
 
     def _facts(self, *, full: bool = False) -> _Facts:
         return _gather(self, full)
+
+    # --- impairments and faults at run time ----------------------------------------------------
+
+    def impair(
+        self,
+        name: str,
+        impairment: Impairment | dict[str, str] | None = None,
+        *,
+        clear: bool = False,
+        executor: Executor | None = None,
+        **values: str,
+    ) -> Impairment | None:
+        """Impair cable ``name`` (a namespace on the bridge or a link) now, in place of what it has.
+
+        Give an :class:`~netnskit.qdisc.Impairment`, a mapping, or its keys (``delay="50ms"``);
+        ``clear=True`` removes every impairment. Both ends, as in the file; ``up`` puts the
+        file's back. Returns what is applied now (None when cleared).
+        """
+        wanted = _runtime_impairment(impairment, clear, values)
+        item = cable(self, name)
+        with _exclusive(self.runner, self.name, host=False):
+            self._impair_now(item, wanted, executor)
+        return wanted
+
+    def _impair_now(
+        self, item: Cable, wanted: Impairment | None, executor: Executor | None, state: CableState | None = None
+    ) -> CableState:
+        """Take ``item`` to ``wanted`` from ``state`` (None: read it now); returns the state it is left in."""
+        support = self.netem_support()
+        refuse_unsupported([(item.describe(), wanted)], support)
+        if state is None:
+            state = read_cable(self, item, support.usable)
+        entries = cable_steps(item, wanted, netem=support.usable, comment=self.mark, state=state)
+        steps = [step for step, done in entries if not done]
+        if steps:
+            (executor or SerialExecutor()).apply(steps, self.runner)
+        return CableState.after(item, wanted, netem=support.usable, comment=self.mark)
+
+    def link_down(self, name: str, *, executor: Executor | None = None) -> None:
+        """Cut cable ``name``: both ends down (the kernel drops the routes through them)."""
+        with _exclusive(self.runner, self.name, host=False):
+            self._link_down(name, executor)
+
+    def link_up(self, name: str, *, executor: Executor | None = None) -> None:
+        """Restore cable ``name``: both ends up, then the network's routes the cut took away."""
+        with _exclusive(self.runner, self.name, host=False):
+            self._link_up(name, executor)
+
+    def _link_down(self, name: str, executor: Executor | None) -> None:
+        item = cable(self, name)
+        ends = [Link(dev, where, runner=self.runner) for where, dev in item.ends]
+        step = Step(
+            f"cut {item.describe()}: both ends down",
+            [end.down_command() for end in ends],
+            [end.up_command() for end in ends],
+        )
+        (executor or SerialExecutor()).apply([step], self.runner)
+
+    def _link_up(self, name: str, executor: Executor | None) -> None:
+        item = cable(self, name)
+        ends = [Link(dev, where, runner=self.runner) for where, dev in item.ends]
+        # the kernel dropped the routes through the ends with them: put back the network's own
+        # (replace: those that survived stay as they are); nothing to read, so it is quick
+        routes = [Route(r.to, r.via, r.dev, where, runner=self.runner) for where, r in _routes_through(self, item)]
+        step = Step(
+            f"restore {item.describe()}: both ends up, their routes back",
+            [*(end.up_command() for end in ends), *(route.replace_command() for route in routes)],
+        )
+        (executor or SerialExecutor()).apply([step], self.runner)
+
+    def _check_up(self, names: set[str]) -> None:
+        """Refuse (NetnskitError) when an end of one of these cables is missing: the network is not up."""
+        facts = _gather(self, False, impairments=False)
+        for item in cables(self):
+            if item.name not in names:
+                continue
+            for where, dev in item.ends:
+                if dev not in facts.links.get(where, {}):
+                    raise NetnskitError(
+                        f"network {self.name!r} is not up: {Cable.end_text((where, dev))} of {item.describe()} "
+                        "is missing; bring the network up first"
+                    )
+
+    def run_faults(
+        self,
+        *,
+        report: Callable[[FaultEvent], None] | None = None,
+        executor: Executor | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> list[FaultEvent]:
+        """Run the file's ``[[fault]]`` schedule: each change at its time, reported as it happens.
+
+        Every cable a fault changed is restored at the end, early too (an error, Ctrl-C). Holds
+        the network's claim for the whole run (``up`` and ``down`` of it wait their turn: BusyError).
+        """
+        with _exclusive(self.runner, self.name, host=False):
+            return run_faults(self, report=report, executor=executor, clock=clock, sleep=sleep)
+
+
+def _routes_through(net: Network, item: Cable) -> list[tuple[str | None, RouteSpec]]:
+    """The network's routes that go out of an end of ``item``: by its name, or by a gateway on its subnet."""
+    subnets: dict[tuple[str | None, str], list[IPv4Network]] = {}
+    for ns in net.namespaces:
+        subnets[(ns.name, ns.ifname)] = [net.subnet]
+    for spec in net.links:
+        for where, ifname, address in spec.ends():
+            subnets[(where, ifname)] = [] if address is None else [address.network]
+    routes: list[tuple[str | None, RouteSpec]] = []
+    for ns in net.namespaces:
+        if ns.default_route:
+            routes.append((ns.name, RouteSpec("default", via=net.gateway)))
+        routes += [(ns.name, r) for r in ns.routes]
+    routes += [(r.netns, r) for r in net.routes]
+    out = []
+    for where, route in routes:
+        for end in item.ends:
+            if end[0] != where:
+                continue
+            gateway_there = route.via is not None and any(route.via in s for s in subnets.get(end, []))
+            if route.dev == end[1] or (route.dev is None and gateway_there):
+                out.append((where, route))
+                break
+    return out
+
+
+def _runtime_impairment(
+    impairment: Impairment | dict[str, str] | None, clear: bool, values: dict[str, str]
+) -> Impairment | None:
+    if clear:
+        if impairment is not None or values:
+            raise ValidationError("impair", "clear", "takes no impairment: clear=True removes them all")
+        return None
+    if impairment is not None and values:
+        raise ValidationError("impair", values, "give an Impairment or its keys, not both")
+    if isinstance(impairment, Impairment):
+        return impairment
+    found = dict(impairment or {}) | values
+    if not found:
+        raise ValidationError("impair", found, "give an impairment (delay=, loss=, rate=...) or clear=True")
+    return Impairment.from_mapping(found)
 
 
 def _remove(executor: Executor, steps: Sequence[Step], runner: Runner) -> list[str]:

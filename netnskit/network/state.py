@@ -15,7 +15,10 @@ import attrs
 
 from netnskit import _ipjson
 from netnskit.errors import ConflictError, NetnskitError, NotOursError
+from netnskit.firewall.rules import Rule
+from netnskit.network.impair import loss_places, places_to_read, read_loss_rules, read_qdiscs
 from netnskit.network.spec import _subnets_at
+from netnskit.qdisc import NetemSupport, QdiscInfo
 from netnskit.runner import Runner
 
 if TYPE_CHECKING:
@@ -34,6 +37,9 @@ class _Facts:
     rules: tuple[str, ...]  # our firewall rules, as iptables-restore lines
     read: frozenset[str | None]  # places read in full (host = None)
     raw: dict[str | None, dict[str, list[dict[str, Any]]]] = attrs.field(factory=dict)  # where -> addr/route
+    qdiscs: dict[str | None, tuple[QdiscInfo, ...]] = attrs.field(factory=dict)  # where -> tc -j qdisc show
+    rules_in: dict[str, tuple[Rule, ...]] = attrs.field(factory=dict)  # namespace -> its iptables-save (IPv4)
+    netem: NetemSupport | None = None  # asked of the kernel when a namespace was read
 
 
 def _read_links(runner: Runner, where: str | None) -> dict[str, dict[str, Any]]:
@@ -74,7 +80,7 @@ def _host_link_ours(entry: dict[str, Any], mark: str, group: int | None, names: 
     return unmarked and entry.get("ifname") in set(names)
 
 
-def _gather(net: Network, full: bool) -> _Facts:
+def _gather(net: Network, full: bool, *, impairments: bool = True) -> _Facts:
     runner = net.runner
     listed = _ipjson.netns_list(runner)
     netns = {str(d["name"]): (int(d["id"]) if "id" in d else None) for d in listed}
@@ -89,6 +95,11 @@ def _gather(net: Network, full: bool) -> _Facts:
         for name in present:
             _read_place(runner, name, facts)
             read.add(name)
+    qdiscs: dict[str | None, tuple[QdiscInfo, ...]] = {}
+    rules_in: dict[str, tuple[Rule, ...]] = {}
+    netem: NetemSupport | None = None
+    if impairments:
+        qdiscs, rules_in, netem = _read_impairments(net, facts["links"], read)
     return _Facts(
         netns=netns,
         links=facts["links"],
@@ -98,6 +109,9 @@ def _gather(net: Network, full: bool) -> _Facts:
         rules=_our_rules(net) if full else (),
         read=frozenset(read),
         raw=facts.get("raw", {}),
+        qdiscs=qdiscs,
+        rules_in=rules_in,
+        netem=netem,
     )
 
 
@@ -108,6 +122,22 @@ def _our_rules(net: Network) -> tuple[str, ...]:
 
     saved = _saved(_firewall_of(net), 4, needed=bool(_firewall_objects(net)))
     return tuple(f"-t {r.table} {r.line()}" for r in saved.rules if r.comment == net.mark)
+
+
+def _read_impairments(
+    net: Network, links: dict[str | None, dict[str, dict[str, Any]]], read: set[str | None]
+) -> tuple[dict[str | None, tuple[QdiscInfo, ...]], dict[str, tuple[Rule, ...]], NetemSupport | None]:
+    """The qdiscs where a cable end has one set (``ip -j link`` shows its kind: no read otherwise), and,
+    on a kernel without netem, the netfilter of each namespace read (where loss rules would be)."""
+    qdiscs = {where: read_qdiscs(net.runner, where) for where in sorted(places_to_read(net, links), key=str)}
+    rules_in: dict[str, tuple[Rule, ...]] = {}
+    netem: NetemSupport | None = None
+    spaces = sorted(w for w in loss_places(net) if w in read)
+    if spaces:
+        netem = net.netem_support()
+        if netem.available is False:
+            rules_in = {where: read_loss_rules(net.runner, where) for where in spaces}
+    return qdiscs, rules_in, netem
 
 
 def _pristine(links: dict[str, dict[str, Any]], expected: Iterable[str] = ()) -> bool:

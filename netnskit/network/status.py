@@ -11,6 +11,7 @@ import attrs
 from netnskit.commands import NET
 from netnskit.link import AddressInfo, LinkInfo, Neighbour, RouteInfo, neighbours
 from netnskit.network.firewall import _firewall_steps
+from netnskit.network.impair import CableImpairment, cable_status, states_from
 from netnskit.network.state import _Facts, _host_link_ours, _namespace_ours
 from netnskit.plan import Step
 
@@ -72,6 +73,7 @@ class NetworkStatus:
     host_routes: tuple[RouteInfo, ...]
     rules: tuple[str, ...]
     missing: tuple[MissingStep, ...]  # each prints as its step's description
+    impairments: tuple[CableImpairment, ...] = ()  # each cable impaired in the file or in the kernel
 
     def to_json(self) -> dict[str, Any]:
         """A plain dict (addresses as strings) for ``netnskit status --json``."""
@@ -86,6 +88,7 @@ def _plain(instance: object, field: object, value: object) -> object:
 
 def _missing(net: Network, f: _Facts) -> list[Step]:
     core = [step for step, done in net._entries() if not done(f)]
+    core += [step for step, done in net._impair_entries(f) if not done]
     # the firewall reads sysctls of the bridge: before it exists, all of its steps are missing
     live = net.bridge in f.links.get(None, {})
     return core + _firewall_steps(net, live=live)
@@ -114,6 +117,9 @@ def _status(net: Network, f: _Facts) -> NetworkStatus:
     ours = sorted(n for n, d in host.items() if _host_link_ours(d, net.mark, net.group, names))
     host_links, host_addresses, host_routes = typed(None, ours)
     missing = tuple(MissingStep.of(step) for step in _missing(net, f))
+    support = f.netem or net._support_for_file()
+    states = states_from(net, f.links, f.qdiscs, f.rules_in)
+    impairments = cable_status(net, states, support, net._impair_entries(f))
     return NetworkStatus(
-        net.name, not missing, tuple(spaces), host_links, host_addresses, host_routes, f.rules, missing
+        net.name, not missing, tuple(spaces), host_links, host_addresses, host_routes, f.rules, missing, impairments
     )

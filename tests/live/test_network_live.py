@@ -26,7 +26,11 @@ from netnskit.sandbox import Sandbox
 from netnskit.snapshot import HostState
 
 SEED = Path(__file__).resolve().parents[2] / "examples" / "seed.toml"
-_READ = re.compile(r"(^| )(-j|iptables-save|ip6tables-save|iptables-legacy-save|-C|-V)( |$)|^sysctl -n |^readlink ")
+# (the netem probe, unshare --net tc ..., changes only a namespace that goes with it; modinfo reads)
+_READ = re.compile(
+    r"(^| )(-j|iptables-save|ip6tables-save|iptables-legacy-save|-C|-V)( |$)|^sysctl -n |^readlink |^unshare --net "
+    r"|^modinfo "
+)
 
 
 def is_write(argv: Sequence[str]) -> bool:

@@ -35,8 +35,12 @@ ROLLBACK_STRIDE = 3 if FULL else 5
 def is_read(argv: list[str]) -> bool:
     """A command that only reads: ``ip ... -j``, ``*-save``, ``sysctl -n``, ``iptables -C``, ``readlink``."""
     program = argv[0].rsplit("/", 1)[-1]
-    if program.endswith("-save") or program == "readlink":
+    if program.endswith("-save") or program in ("readlink", "modinfo"):
         return True
+    if program == "unshare":
+        return "--net" in argv  # the netem probe: tc in a namespace that goes with it
+    if program == "tc":
+        return "-j" in argv
     if program == "sysctl":
         return "-w" not in argv
     if program == "ip":
