@@ -322,6 +322,9 @@ class LiveRunner:
                 env=self.env,
                 check=False,
                 stdin=None if input is not None else subprocess.DEVNULL,
+                # a group of its own: a Ctrl-C at the terminal reaches this process, which decides
+                # (see netnskit.interrupt), not a batch half-way through its lines
+                process_group=0,
             )
         except FileNotFoundError as exc:
             raise CommandNotFoundError(args[0], package_for(args[0])) from exc
@@ -342,6 +345,7 @@ class LiveRunner:
             text=True,
             errors="replace",
             env=self.env,
+            process_group=0,  # as in run(): a terminal's Ctrl-C is for this process to handle
         )
         if proc is None or isinstance(proc, tuple):
             return None if proc is None else _result(args, proc[0], "", proc[1])

@@ -6,7 +6,8 @@ from collections.abc import Sequence
 
 import attrs
 
-from netnskit.errors import CommandError, NotFoundError, StepError
+from netnskit.errors import CommandError, Interrupted, NotFoundError, StepError
+from netnskit.interrupt import Interrupt
 from netnskit.plan import Step
 from netnskit.runner import Runner
 
@@ -30,9 +31,16 @@ def undo_all(steps: Sequence[Step], runner: Runner) -> tuple[list[str], list[str
 class SerialExecutor:
     """One process per command, in plan order."""
 
-    def apply(self, steps: Sequence[Step], runner: Runner) -> None:
-        """Run every step; on failure undo the done steps in reverse and raise StepError."""
+    def apply(self, steps: Sequence[Step], runner: Runner, *, interrupt: Interrupt | None = None) -> None:
+        """Run every step; on failure undo the done steps in reverse and raise StepError.
+
+        ``interrupt`` is read before each step: once requested, the done steps are undone and
+        Interrupted is raised.
+        """
         for index, step in enumerate(steps):
+            if interrupt is not None and interrupt.signum is not None:
+                _, failed = undo_all(steps[:index], runner)
+                raise Interrupted(interrupt.signum, "", _undoable(steps[:index]), failed)
             for position, command in enumerate(step.do):
                 try:
                     command.check(runner, step.description)
@@ -50,3 +58,8 @@ class SerialExecutor:
         if failed:
             raise StepError("teardown", len(steps) - 1, "; ".join(failed))
         return gone
+
+
+def _undoable(steps: Sequence[Step]) -> int:
+    """How many of ``steps`` have something to undo (a removal step has not)."""
+    return sum(1 for step in steps if step.undo)

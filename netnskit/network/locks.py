@@ -22,6 +22,7 @@ import time
 from collections.abc import Iterator
 
 from netnskit.errors import BusyError, NetnskitError
+from netnskit.interrupt import Interrupt
 from netnskit.network.spec import mark_for
 from netnskit.runner import Runner
 
@@ -74,8 +75,11 @@ def _try_lock(fd: int) -> bool:
 
 
 @contextlib.contextmanager
-def _exclusive(runner: Runner, name: str | None, *, wait: float = _LOCK_WAIT) -> Iterator[None]:
-    """Claim network ``name`` where ``runner`` acts (fail at once if another process has it), then the host lock."""
+def _exclusive(
+    runner: Runner, name: str | None, *, wait: float = _LOCK_WAIT, interrupt: Interrupt | None = None
+) -> Iterator[None]:
+    """Claim network ``name`` where ``runner`` acts (fail at once if another process has it), then the host lock
+    (waited for: a requested ``interrupt`` ends the wait with Interrupted, nothing done)."""
     folder = _safe_dir(lock_dir())
     place = place_of(runner)
     with contextlib.ExitStack() as stack:
@@ -92,6 +96,8 @@ def _exclusive(runner: Runner, name: str | None, *, wait: float = _LOCK_WAIT) ->
         stack.callback(os.close, host)
         deadline = time.monotonic() + wait
         while not _try_lock(host):
+            if interrupt is not None:
+                interrupt.check("waiting for another netnskit process to finish with this host")
             if time.monotonic() > deadline:
                 raise BusyError(f"another netnskit process has held the host lock for {wait:.0f} s")
             time.sleep(0.01)
