@@ -4,8 +4,9 @@
 :mod:`netnskit.demo`); it exits 0 only if every check held. ``-v`` logs every command run,
 evidence reads included, on stderr.
 
-``plan FILE``, ``up FILE``, ``down FILE``, ``status FILE [--json]``, ``check FILE [--json]`` and
-``cleanup`` work on a :class:`~netnskit.network.Network` described in a TOML file. ``--sandbox``
+``plan FILE``, ``up FILE``, ``down FILE``, ``status FILE [--json]`` and ``check FILE [--json]``
+work on a :class:`~netnskit.network.Network` described in a TOML file; ``cleanup NAME`` removes
+what network NAME marked, ``cleanup --all [--yes]`` lists (removes) every network's. ``--sandbox``
 runs any of them inside a throwaway sandbox (``status`` and ``check`` bring the network up there
 first); ``--batch`` applies and removes with :class:`~netnskit.executors.BatchExecutor`. Errors are
 one line on stderr (with the traceback under ``-v``) and a non-zero exit status.
@@ -22,7 +23,8 @@ import traceback
 from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING
 
-from netnskit.errors import NetnskitError
+from netnskit.errors import Interrupted, NetnskitError
+from netnskit.interrupt import Interrupt, on_signals
 from netnskit.runner import Runner, default_runner
 
 if TYPE_CHECKING:
@@ -88,20 +90,22 @@ def cmd_plan(args: argparse.Namespace) -> int:
 
 
 def cmd_up(args: argparse.Namespace) -> int:
-    """``netnskit up FILE``: apply what is missing; a failure rolls back and exits 1."""
+    """``netnskit up FILE``: apply what is missing; a failure, SIGINT or SIGTERM rolls back (exit 1, 130, 143)."""
     with _runner(args) as runner:
         net = _load(args, runner)
-        todo = len(net.missing_steps())
-        net.up(executor=_executor(args))
+        with on_signals() as stop:
+            todo = len(net.missing_steps())
+            net.up(executor=_executor(args), interrupt=stop)
         print(f"network {net.name} is up ({todo} steps applied)" if todo else f"network {net.name} was already up")
     return 0
 
 
 def cmd_down(args: argparse.Namespace) -> int:
-    """``netnskit down FILE``: remove what the network owns (after a crash too); safe twice."""
+    """``netnskit down FILE``: remove what the network owns (after a crash too); safe twice; finishes on SIGINT."""
     with _runner(args) as runner:
         net = _load(args, runner)
-        teardown = net.down(executor=_executor(args))
+        with on_signals() as stop:
+            teardown = net.down(executor=_executor(args), interrupt=stop)
     for item in teardown.removed:
         print(f"removed: {item}")
     for item in teardown.already_gone:
@@ -109,7 +113,21 @@ def cmd_down(args: argparse.Namespace) -> int:
     for item in teardown.left:
         print(f"left alone: {item}")
     print(f"network {net.name} is down")
-    return 0
+    for other in teardown.others:
+        print(
+            f"netnskit down: things with this file's names belong to network {other!r} (marked netnskit:{other}); "
+            f"if {net.name!r} was renamed from it, `netnskit cleanup {other}` removes them",
+            file=sys.stderr,
+        )
+    return _finished(args, stop, "finished removing first")
+
+
+def _finished(args: argparse.Namespace, stop: Interrupt, what: str) -> int:
+    """0, or after a signal that came while the verb finished its work: say so, and 128 + the signal."""
+    if stop.signum is None:
+        return 0
+    print(f"netnskit {args.verb}: {Interrupted(stop.signum)}; {what}", file=sys.stderr)
+    return 128 + stop.signum
 
 
 def _bring_up_in_sandbox(args: argparse.Namespace, net: Network) -> None:
@@ -158,15 +176,36 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 
 def cmd_cleanup(args: argparse.Namespace) -> int:
-    """``netnskit cleanup``: remove every leftover netnskit marked on this host, and nothing else."""
+    """``netnskit cleanup NAME``: remove what network NAME marked; ``--all``: list all networks', ``--yes``: remove."""
     from netnskit.network import cleanup
 
+    if (args.name is None) == (not args.all):
+        print(
+            "netnskit cleanup: give the network's NAME (what is marked netnskit:NAME goes), "
+            "or --all for every network's (listed; removed with --yes)",
+            file=sys.stderr,
+        )
+        return 2
     with _runner(args) as runner:
-        teardown = cleanup(runner, _executor(args))
+        if args.all and not args.yes:
+            # dry by default: --all removes other people's networks too, so it shows them first
+            listed = cleanup(None, runner, dry_run=True)
+            for item in listed.removed:
+                print(f"would remove: {item}")
+            if listed.removed:
+                print(f"{len(listed.removed)} netnskit leftovers found; nothing removed: add --yes to remove them")
+            else:
+                print("no netnskit leftovers on this host")
+            return 0
+        with on_signals() as stop:
+            teardown = cleanup(args.name, runner, _executor(args), interrupt=stop)
     for item in teardown.removed:
         print(f"removed: {item}")
-    print(f"{len(teardown.removed)} netnskit leftovers removed")
-    return 0
+    for item in teardown.left:
+        print(f"left alone: {item}")
+    whose = "netnskit" if args.name is None else f"network {args.name}'s"
+    print(f"{len(teardown.removed)} {whose} leftovers removed")
+    return _finished(args, stop, "finished removing first")
 
 
 def _verbosity(parser: argparse.ArgumentParser, *, default: object) -> None:
@@ -197,7 +236,7 @@ def _network_verbs(verbs: argparse._SubParsersAction[argparse.ArgumentParser]) -
         ("down", cmd_down, "remove everything the network owns (after a crash too); safe twice", True, False),
         ("status", cmd_status, "what exists and what is missing; exit 3 when not up", True, True),
         ("check", cmd_check, "ping-all, NAT and port-forward probes; exit 1 if one fails", True, True),
-        ("cleanup", cmd_cleanup, "remove every netnskit leftover on this host, and nothing else", False, False),
+        ("cleanup", cmd_cleanup, "remove what network NAME marked (--all: every network's)", False, False),
     ]
     for name, func, text, takes_file, takes_json in specs:
         verb = verbs.add_parser(name, help=text)
@@ -207,6 +246,10 @@ def _network_verbs(verbs: argparse._SubParsersAction[argparse.ArgumentParser]) -
             verb.add_argument("--json", action="store_true", help="print JSON for scripts")
         if takes_file:
             verb.add_argument("file", metavar="FILE", help="the network, as a TOML file (see examples/seed.toml)")
+        if name == "cleanup":
+            verb.add_argument("name", metavar="NAME", nargs="?", help="the network whose marks (netnskit:NAME) go")
+            verb.add_argument("--all", action="store_true", help="every network's marks: listed, removed with --yes")
+            verb.add_argument("--yes", action="store_true", help="with --all: remove what it lists")
         verb.set_defaults(func=func)
 
 
@@ -236,6 +279,10 @@ def main(argv: Sequence[str] | None = None, *, runner: Runner | None = None) -> 
         return func(args)
     except KeyboardInterrupt:
         return 130
+    except Interrupted as exc:
+        # one line, as for any error, with the shell's status for the signal
+        print(f"netnskit {args.verb}: {exc}", file=sys.stderr)
+        return exc.exit_status
     except (NetnskitError, OSError) as exc:
         # one line; the traceback only with -v
         if args.verbose:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from netnskit.errors import ConfigError
 from netnskit.network.check import CheckReport, Probe
+from netnskit.network.drift import Owned
 from netnskit.network.network import Network
 from netnskit.network.spec import (
     ExtraNamespace,
@@ -32,6 +33,7 @@ __all__ = [
     "NamespaceSpec",
     "Network",
     "NetworkStatus",
+    "Owned",
     "Probe",
     "RouteSpec",
     "Teardown",
