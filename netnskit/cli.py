@@ -18,6 +18,7 @@ import argparse
 import contextlib
 import json
 import logging
+import signal
 import sys
 import traceback
 from collections.abc import Callable, Iterator, Sequence
@@ -126,7 +127,7 @@ def _finished(args: argparse.Namespace, stop: Interrupt, what: str) -> int:
     """0, or after a signal that came while the verb finished its work: say so, and 128 + the signal."""
     if stop.signum is None:
         return 0
-    print(f"netnskit {args.verb}: {Interrupted(stop.signum)}; {what}", file=sys.stderr)
+    print(f"netnskit {args.verb}: interrupted by {signal.Signals(stop.signum).name}; {what}", file=sys.stderr)
     return 128 + stop.signum
 
 
@@ -152,12 +153,16 @@ def cmd_status(args: argparse.Namespace) -> int:
                 print(f"  host address: {address.dev} {address.address}")
         for ns in status.namespaces:
             state = "ours" if ns.ours else ("present, NOT ours" if ns.present else "absent")
+            if ns.present and not ns.ours and ns.owner:
+                state += f" (marked netnskit:{ns.owner}: network {ns.owner!r}'s)"
             addrs = ", ".join(f"{a.dev} {a.address}" for a in ns.addresses if a.scope == "global")
             print(f"  namespace {ns.name}: {state}" + (f"; {addrs}" if addrs else ""))
         for rule in status.rules:
             print(f"  rule: {rule}")
         for step in status.missing:
             print(f"  missing: {step}")
+        for owned in status.extra:
+            print(f"  extra: {owned.kind} {owned.name} (marked netnskit:{status.name}, not in the file: up removes it)")
     return 0 if status.up else 3
 
 
