@@ -1,7 +1,8 @@
 """Network: a whole topology as one object (or one TOML file), with plan, up, down, status and check.
 
 One file per concept: spec (the description), toml (reading it), steps (the plan), state and status
-(what the kernel has), firewall (NAT and forwards), teardown, check, locks; network holds the class.
+(what the kernel has), drift (what is ours and no longer described), firewall (NAT and forwards),
+teardown, check, locks; network holds the class.
 Design notes (ownership marks, forwarding, the bridge-wide choices, locks): docs/network-notes.md.
 """
 

@@ -71,6 +71,34 @@ def _stale_core(net: Network, f: _Facts) -> list[Step]:
     return steps
 
 
+def _after_removal(net: Network, f: _Facts) -> _Facts:
+    """``f`` as it will be once ``_stale_core``'s links are gone: a veth end takes its peer along, and
+    a peer in a namespace the description keeps may be one of its links (a renamed ``host_ifname``:
+    the new pair's ``eth0`` is to be brought up and addressed again, not taken as done)."""
+    doomed = set(_stale_links(net, f))
+    if not doomed:
+        return f
+    host = f.links.get(None, {})
+    by_id = {nsid: name for name, nsid in f.netns.items() if nsid is not None}
+    gone: dict[str | None, set[str]] = {None: doomed}
+    for name in doomed:
+        entry = host.get(name, {})
+        nsid = entry.get("link_netnsid")
+        space = by_id.get(int(nsid)) if isinstance(nsid, int) else None
+        if space is None or "link_index" not in entry:
+            continue
+        peers = {n for n, d in f.links.get(space, {}).items() if d.get("ifindex") == entry["link_index"]}
+        gone.setdefault(space, set()).update(peers)
+    links = {w: {n: d for n, d in ls.items() if n not in gone.get(w, set())} for w, ls in f.links.items()}
+    addresses = {w: {a for a in v if a[0] not in gone.get(w, set())} for w, v in f.addresses.items()}
+    forwarding = {w: {n: on for n, on in v.items() if n not in gone.get(w, set())} for w, v in f.forwarding.items()}
+    routes = dict(f.routes)
+    for where, names in gone.items():
+        kept = [r for r in f.raw.get(where, {}).get("route", []) if r.get("dev") not in names]
+        routes[where] = {(str(r.get("dst", "")), r.get("gateway")) for r in kept}
+    return attrs.evolve(f, links=links, addresses=addresses, forwarding=forwarding, routes=routes)
+
+
 def _stale_rules(mark: str, saved: SavedRules, wanted: list[Rule]) -> list[Rule]:
     """Our rules (comment ``mark``) in ``saved`` that are none of ``wanted``, compared as iptables sees them."""
     keys = {_rule_key(r) for r in wanted}

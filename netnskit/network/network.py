@@ -21,7 +21,7 @@ from netnskit.executors import Executor, SerialExecutor
 from netnskit.firewall import Firewall, NatRule, PortForward, SavedRules
 from netnskit.interrupt import Interrupt
 from netnskit.network.check import CheckReport, _check
-from netnskit.network.drift import _stale_core, _stale_rule_step, _stale_rules
+from netnskit.network.drift import _after_removal, _stale_core, _stale_rule_step, _stale_rules
 from netnskit.network.firewall import _firewall_steps, _sweep_step, _wanted_rules
 from netnskit.network.locks import _exclusive
 from netnskit.network.spec import (
@@ -186,7 +186,8 @@ class Network:
 
         try:
             stop.check(action)
-            apply(_stale_core(self, facts) + [step for step, ok in self._entries() if not ok(facts)])
+            after = _after_removal(self, facts)  # what the removals take along is to do again
+            apply(_stale_core(self, facts) + [step for step, ok in self._entries() if not ok(after)])
             fw = Firewall(runner=self.runner)
             saved = _saved(fw)
             # rules of ours the description lost go before the firewall plan is read: were one of

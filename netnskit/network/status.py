@@ -11,7 +11,7 @@ import attrs
 from netnskit.errors import CommandNotFoundError
 from netnskit.firewall import Firewall, Rule, SavedRules
 from netnskit.link import AddressInfo, LinkInfo, Neighbour, RouteInfo, neighbours
-from netnskit.network.drift import Owned, _extra, _stale_core, _stale_rule_step, _stale_rules
+from netnskit.network.drift import Owned, _after_removal, _extra, _stale_core, _stale_rule_step, _stale_rules
 from netnskit.network.firewall import _firewall_steps, _sweep_step, _wanted_rules
 from netnskit.network.spec import owner_of
 from netnskit.network.state import _Facts, _host_link_ours, _namespace_ours
@@ -75,7 +75,8 @@ def _missing(net: Network, f: _Facts, saved: SavedRules | None = None) -> list[S
     """What ``up`` would do now, in its order: removals of what the description lost, the plan's
     missing steps, the firewall's (and its sweep, where rules go)."""
     saved = saved if saved is not None else _saved(net)
-    core = _stale_core(net, f) + [step for step, done in net._entries() if not done(f)]
+    then = _after_removal(net, f)  # what the removals take along is to do again
+    core = _stale_core(net, f) + [step for step, done in net._entries() if not done(then)]
     stale = _stale(net, saved)
     # the firewall reads sysctls of the bridge: before it exists, all of its steps are missing
     live = net.bridge in f.links.get(None, {})
@@ -83,8 +84,8 @@ def _missing(net: Network, f: _Facts, saved: SavedRules | None = None) -> list[S
     if stale and saved is not None:
         # the sweep once the stale rules are gone and the wanted ones are there
         gone = set(stale)
-        after = [r for r in saved.rules if r not in gone] + _wanted_rules(net, saved)
-        steps += _sweep_step(net.runner, attrs.evolve(saved, rules=tuple(after)), f.links.get(None, {}))
+        rules = [r for r in saved.rules if r not in gone] + _wanted_rules(net, saved)
+        steps += _sweep_step(net.runner, attrs.evolve(saved, rules=tuple(rules)), f.links.get(None, {}))
     return steps
 
 

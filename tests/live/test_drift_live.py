@@ -214,3 +214,26 @@ def test_status_of_an_edited_file_as_json_lists_what_is_extra(
     assert {"kind": "link", "name": "veth-gray"} in data["extra"]
     assert Owned("namespace", "gray") in Network.from_toml(path, runner=sandbox.runner).status().extra
     Network.from_dict(SEED_DATA, runner=sandbox.runner).down()
+
+
+@pytest.mark.parametrize("executor", EXECUTORS)
+def test_a_renamed_host_end_is_remade_with_its_peers_address_and_route(
+    sandbox: Sandbox, executor: type[Executor]
+) -> None:
+    before = Snapshot.capture(sandbox.runner)
+    Network.from_dict(SEED_DATA, runner=sandbox.runner).up(executor())
+    data = copy.deepcopy(SEED_DATA)
+    data["namespace"][0]["host_ifname"] = "v-red"  # red's veth was veth-red
+    net = Network.from_dict(data, runner=sandbox.runner)
+    net.up(executor())
+    assert "veth-red" not in links(sandbox)
+    (red,) = ipj(sandbox, "-n", "red", "-4", "addr", "show", "dev", "eth0")
+    assert [a["local"] for a in red["addr_info"]] == ["192.168.15.1"]
+    assert [r.get("gateway") for r in ipj(sandbox, "-n", "red", "route", "show", "default")] == ["192.168.15.5"]
+    assert ipj(sandbox, "link", "show", "v-red")[0]["master"] == "v-net-0"
+    # and it works: red reaches the gateway (until one reply, 5 s at most)
+    ping = sandbox.runner.run(["ping", "-c", "1", "-i", "0.2", "-w", "5", "192.168.15.5"], netns="red")
+    assert ping.ok, ping.stdout + ping.stderr
+    assert net.status().up
+    net.down(executor())
+    assert settled_diff(sandbox.runner, before) == []

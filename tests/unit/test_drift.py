@@ -459,3 +459,54 @@ def test_cleanup_all_dry_lists_every_networks_marks_and_changes_nothing() -> Non
 def test_cleanup_wants_a_network_name_not_a_runner() -> None:
     with pytest.raises(ValidationError):
         cleanup(FakeRunner())  # type: ignore[arg-type]
+
+
+def test_a_renamed_host_end_is_made_again_with_what_its_peer_had() -> None:
+    # a's veth was veth-a <-> eth0; the file now names the host end va: deleting veth-a takes eth0
+    # along, so eth0's steps (up, address, route) are to do again, not taken for done
+    fake = FakeRunner()
+    fake.on(["ip", "-j", "netns", "list"], stdout=json.dumps([{"name": "a", "id": 0}]))
+    veth = {**host_link("veth-a", nsid=0), "link_index": 2}
+    place(
+        fake,
+        links=[LO, host_link("br-t1"), veth],
+        addrs=[{"ifname": "br-t1", "addr_info": [{"family": "inet", "local": "10.9.0.1", "prefixlen": 24}]}],
+        netconf=[{"interface": "br-t1", "forwarding": True}],
+    )
+    place(
+        fake,
+        "a",
+        links=[marked_lo("netnskit:t1"), {"ifindex": 2, "ifname": "eth0", "flags": ["UP"]}],
+        addrs=[{"ifname": "eth0", "addr_info": [{"family": "inet", "local": "10.9.0.2", "prefixlen": 24}]}],
+        routes=[{"dst": "default", "gateway": "10.9.0.1", "dev": "eth0"}],
+    )
+    net = small(fake, namespaces=[{"name": "a", "host_ifname": "va"}])
+    assert [s.description for s in net.missing_steps()] == [
+        "remove link veth-a (marked netnskit:t1, no longer in the description)",
+        "connect namespace a to br-t1 (va <-> eth0)",
+        "mark va as netnskit:t1 and bring it up (no IPv6 link-local address)",
+        "bring up eth0 in a (no IPv6 link-local address)",
+        "address a's eth0 as 10.9.0.2/24",
+        "route default via 10.9.0.1 in a",
+    ]
+
+
+def test_a_rule_is_the_same_rule_in_iptables_saves_order_and_address_form() -> None:
+    from netnskit.firewall import Rule
+    from netnskit.firewall.rules import _rule_key
+
+    ours = Rule(4, "raw", "NETNSKIT-PREROUTING", ["-i", "br0", "-s", "127.0.0.0/8", "-j", "DROP"])
+    saved = Rule(4, "raw", "NETNSKIT-PREROUTING", ["-s", "127.0.0.0/8", "-i", "br0", "-j", "DROP"])
+    assert _rule_key(ours) == _rule_key(saved)
+    host = Rule(4, "nat", "X", ["-d", "10.0.0.1", "-p", "tcp", "-j", "ACCEPT"])
+    assert _rule_key(host) == _rule_key(Rule(4, "nat", "X", ["-p", "tcp", "-d", "10.0.0.1/32", "-j", "ACCEPT"]))
+    # what differs stays different: the value of an option, its negation, the chain, the family
+    assert _rule_key(ours) != _rule_key(
+        Rule(4, "raw", "NETNSKIT-PREROUTING", ["-i", "br0", "-d", "127.0.0.0/8", "-j", "DROP"])
+    )
+    assert _rule_key(ours) != _rule_key(
+        Rule(4, "raw", "NETNSKIT-PREROUTING", ["!", "-i", "br0", "-s", "127.0.0.0/8", "-j", "DROP"])
+    )
+    assert _rule_key(ours) != _rule_key(
+        Rule(6, "raw", "NETNSKIT-PREROUTING", ["-i", "br0", "-s", "127.0.0.0/8", "-j", "DROP"])
+    )
