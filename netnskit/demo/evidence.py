@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import re
 import sys
 from typing import Any
@@ -72,7 +73,8 @@ def ping(
         argv = ["ping", "-n", "-c", str(count), "-i", "0.2", "-W", str(wait), address]
         limit = 10 + count * (wait + 0.2)
     else:
-        argv = ["ping", "-n", "-c", str(count), "-i", "0.2", "-w", str(deadline), address]
+        # ping's -w takes whole seconds
+        argv = ["ping", "-n", "-c", str(count), "-i", "0.2", "-w", str(max(1, math.ceil(deadline))), address]
         limit = 10 + deadline
     result = runner.run(exec_argv(netns, argv), timeout=limit)
     found = _PING_STATS.search(result.stdout)
