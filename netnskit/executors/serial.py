@@ -51,6 +51,11 @@ class SerialExecutor:
                         done.append(step)
                     _, failed = undo_all(done, runner)
                     raise StepError(step.description, index, exc, failed) from exc
+                except BaseException:
+                    # a KeyboardInterrupt where no on_signals() turned Ctrl-C into an Interrupt: the
+                    # command was killed, whether it acted is unknown; undo this step too
+                    undo_all([*steps[:index], step], runner)
+                    raise
 
     def remove(self, steps: Sequence[Step], runner: Runner) -> list[str]:
         """Undo every step in reverse; what is already gone is reported, not raised."""

@@ -217,3 +217,31 @@ def test_a_remembered_sysctl_is_written_after_its_memo_and_put_back_before_the_m
         ["sysctl -w net.ipv4.ip_forward=0"],
         ["iptables-restore -w --noflush"],  # the memos go last
     ]
+
+
+class RaiseAt(FakeRunner):
+    """A FakeRunner whose k-th write raises KeyboardInterrupt, as a Ctrl-C without on_signals() does."""
+
+    def __init__(self, k: int) -> None:
+        super().__init__()
+        self.k = k
+        self.count = 0
+
+    def run(
+        self, argv: Sequence[str], *, input: str | None = None, timeout: float | None = None, netns: str | None = None
+    ) -> Result:
+        result = super().run(argv, input=input, timeout=timeout, netns=netns)
+        if not READS.search(" ".join(self.calls[-1])):
+            self.count += 1
+            if self.count == self.k:
+                raise KeyboardInterrupt
+        return result
+
+
+def test_a_keyboard_interrupt_without_on_signals_still_undoes_what_serial_up_did() -> None:
+    fake = RaiseAt(4)
+    net = small(fake)
+    with pytest.raises(KeyboardInterrupt):
+        net.up(SerialExecutor())
+    done = writes(fake)
+    assert done[4:] == undo_of(net, 4)  # the step that was running included
