@@ -4,6 +4,8 @@ The verbs, their options, the exit codes and the JSON of ``status`` and ``check`
 README's "Command line" section, and in ``netnskit --help`` and ``netnskit VERB --help``.
 ``impair FILE NAME ...``, ``link FILE NAME down|up`` and ``faults FILE`` change a network's cables
 while it is up.
+``cleanup NAME`` removes what network NAME marked; ``cleanup --all [--yes]`` lists (removes) every
+network's. SIGINT and SIGTERM during ``up`` roll back what it did (exit 130, 143).
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import contextlib
 import json
 import logging
 import os
+import signal
 import sys
 import time
 import traceback
@@ -20,7 +23,8 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any, TextIO
 
 from netnskit import __version__, _privilege
-from netnskit.errors import NetnskitError, PermissionDeniedError, StepError, ValidationError
+from netnskit.errors import Interrupted, NetnskitError, PermissionDeniedError, StepError, ValidationError
+from netnskit.interrupt import Interrupt, on_signals
 from netnskit.runner import Runner, default_runner
 
 if TYPE_CHECKING:
@@ -178,7 +182,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
 
 
 def cmd_up(args: argparse.Namespace) -> int:
-    """``netnskit up FILE``: apply what is missing; a failure rolls back and exits 1."""
+    """``netnskit up FILE``: apply what is missing; a failure, SIGINT or SIGTERM rolls back (exit 1, 130, 143)."""
     if args.sandbox:
         return _up_in_sandbox(args)
     _check_root(args)
@@ -188,9 +192,10 @@ def cmd_up(args: argparse.Namespace) -> int:
 
 
 def _up(args: argparse.Namespace, net: Network, where: str) -> None:
-    todo = len(net.missing_steps())
-    with _executor(args, todo) as executor:
-        net.up(executor=executor)
+    with on_signals() as stop:
+        todo = len(net.missing_steps())
+        with _executor(args, todo) as executor:
+            net.up(executor=executor, interrupt=stop)
     print(f"network {net.name} is up{where} ({todo} steps applied)" if todo else f"network {net.name} was already up")
 
 
@@ -212,9 +217,10 @@ def _up_in_sandbox(args: argparse.Namespace) -> int:
     return OK if report.ok else FAILED
 
 
-def _down(args: argparse.Namespace, net: Network) -> None:
-    with _executor(args) as executor:
-        teardown = net.down(executor=executor)
+def _down(args: argparse.Namespace, net: Network) -> int:
+    """Take ``net`` down and print what was removed; a signal meanwhile lets it finish first."""
+    with on_signals() as stop, _executor(args) as executor:
+        teardown = net.down(executor=executor, interrupt=stop)
     for item in teardown.removed:
         print(f"removed: {item}")
     for item in teardown.already_gone:
@@ -222,13 +228,27 @@ def _down(args: argparse.Namespace, net: Network) -> None:
     for item in teardown.left:
         print(f"left alone: {item}")
     print(f"network {net.name} is down")
+    for other in teardown.others:
+        print(
+            f"netnskit down: things with this file's names belong to network {other!r} (marked netnskit:{other}); "
+            f"if {net.name!r} was renamed from it, `netnskit cleanup {other}` removes them",
+            file=sys.stderr,
+        )
+    return _finished(args, stop, "finished removing first")
+
+
+def _finished(args: argparse.Namespace, stop: Interrupt, what: str) -> int:
+    """0, or after a signal that came while the verb finished its work: say so, and 128 + the signal."""
+    if stop.signum is None:
+        return OK
+    print(f"netnskit {args.verb}: interrupted by {signal.Signals(stop.signum).name}; {what}", file=sys.stderr)
+    return 128 + stop.signum
 
 
 def cmd_down(args: argparse.Namespace) -> int:
-    """``netnskit down FILE``: remove what the network owns (after a crash too); safe twice."""
+    """``netnskit down FILE``: remove what the network owns (after a crash too); safe twice; finishes on SIGINT."""
     _check_root(args)
-    _down(args, _load(args, _runner(args)))
-    return OK
+    return _down(args, _load(args, _runner(args)))
 
 
 def _json(data: dict[str, Any]) -> None:
@@ -249,6 +269,8 @@ def cmd_status(args: argparse.Namespace) -> int:
                 print(f"  host address: {address.dev} {address.address}")
         for ns in status.namespaces:
             state = "ours" if ns.ours else ("present, NOT ours" if ns.present else "absent")
+            if ns.present and not ns.ours and ns.owner:
+                state += f" (marked netnskit:{ns.owner}: network {ns.owner!r}'s)"
             addrs = ", ".join(f"{a.dev} {a.address}" for a in ns.addresses if a.scope == "global")
             print(f"  namespace {ns.name}: {state}" + (f"; {addrs}" if addrs else ""))
         for rule in status.rules:
@@ -263,6 +285,8 @@ def cmd_status(args: argparse.Namespace) -> int:
                 print(f"    netfilter: {rule}")
         for step in status.missing:
             print(f"  missing: {step}")
+        for owned in status.extra:
+            print(f"  extra: {owned.kind} {owned.name} (marked netnskit:{status.name}, not in the file: up removes it)")
     return OK if status.up else NOT_UP
 
 
@@ -383,18 +407,39 @@ def cmd_faults(args: argparse.Namespace) -> int:
 
 
 def cmd_cleanup(args: argparse.Namespace) -> int:
-    """``netnskit cleanup``: remove every leftover netnskit marked on this host, and nothing else."""
+    """``netnskit cleanup NAME``: remove what network NAME marked; ``--all``: list all networks', ``--yes``: remove."""
     from netnskit.firewall.iptables import XTABLES_WAIT
     from netnskit.network import cleanup
 
     _check_root(args)
+    if (args.name is None) == (not args.all):
+        print(
+            "netnskit cleanup: give the network's NAME (what is marked netnskit:NAME goes), "
+            "or --all for every network's (listed; removed with --yes)",
+            file=sys.stderr,
+        )
+        return USAGE
     wait = XTABLES_WAIT if args.xtables_wait is None else args.xtables_wait
-    with _executor(args) as executor:
-        teardown = cleanup(_runner(args), executor, xtables_wait=wait)
+    runner = _runner(args)
+    if args.all and not args.yes:
+        # dry by default: --all removes other people's networks too, so it shows them first
+        listed = cleanup(None, runner, dry_run=True, xtables_wait=wait)
+        for item in listed.removed:
+            print(f"would remove: {item}")
+        if listed.removed:
+            print(f"{len(listed.removed)} netnskit leftovers found; nothing removed: add --yes to remove them")
+        else:
+            print("no netnskit leftovers on this host")
+        return OK
+    with on_signals() as stop, _executor(args) as executor:
+        teardown = cleanup(args.name, runner, executor, interrupt=stop, xtables_wait=wait)
     for item in teardown.removed:
         print(f"removed: {item}")
-    print(f"{len(teardown.removed)} netnskit leftovers removed")
-    return OK
+    for item in teardown.left:
+        print(f"left alone: {item}")
+    whose = "netnskit" if args.name is None else f"network {args.name}'s"
+    print(f"{len(teardown.removed)} {whose} leftovers removed")
+    return _finished(args, stop, "finished removing first")
 
 
 def _graph_format(args: argparse.Namespace) -> str:
@@ -522,10 +567,11 @@ _VERBS: list[tuple[str, Verb, str, str, str, bool, set[str]]] = [
     (
         "cleanup",
         cmd_cleanup,
-        "remove every netnskit leftover on this host, and nothing else",
-        "Remove every namespace, link and firewall rule that carries a netnskit mark, of any\n"
-        "network, and put back the sysctls netnskit changed. Nothing unmarked is touched.",
-        "sudo netnskit cleanup",
+        "remove what network NAME marked (--all: every network's, listed; --yes removes)",
+        "Remove every namespace, link and firewall rule marked netnskit:NAME, and put back the\n"
+        "sysctls netnskit changed for it. --all lists what every network marked (and dangling\n"
+        "/run/netns entries) and removes it with --yes. Nothing unmarked is touched.",
+        "sudo netnskit cleanup seed\n  sudo netnskit cleanup --all --yes",
         False,
         {"--serial", "--xtables-wait"},
     ),
@@ -629,6 +675,10 @@ def build_parser() -> argparse.ArgumentParser:
             verb.add_argument("file", metavar="FILE", help="the network, as a TOML file (see examples/seed.toml)")
         if name == "check":
             _check_options(verb)
+        if name == "cleanup":
+            verb.add_argument("name", metavar="NAME", nargs="?", help="the network whose marks (netnskit:NAME) go")
+            verb.add_argument("--all", action="store_true", help="every network's marks: listed, removed with --yes")
+            verb.add_argument("--yes", action="store_true", help="with --all: remove what it lists")
         verb.set_defaults(func=func)
     _graph_verb(verbs)
     _cable_verbs(verbs)
@@ -665,6 +715,9 @@ def main(argv: Sequence[str] | None = None, *, runner: Runner | None = None) -> 
         return _closed_pipe()
     except KeyboardInterrupt:
         return INTERRUPTED
+    except Interrupted as exc:
+        # one line, as for any error, with the shell's status for the signal
+        return _fail(args, exc, exc.exit_status)
     except _Refused as exc:
         return _fail(args, exc, USAGE)
     except ValidationError as exc:

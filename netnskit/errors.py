@@ -11,6 +11,7 @@
     ├─ ConflictError(NetnskitError)                    what the network asks for is someone else's: refused
     ├─ UnsupportedError(NetnskitError)                 this kernel lacks what is asked (netem): refused
     ├─ StepError(NetnskitError)                        a plan step failed (after rollback); keeps the CommandError
+    ├─ Interrupted(NetnskitError)                      SIGINT or SIGTERM stopped ``up`` (after rollback)
     └─ CommandError(NetnskitError)                     a command exited non-zero
        ├─ AlreadyExistsError     "File exists", "already assigned", "Chain already exists"
        ├─ NotFoundError          "Cannot find device", "No such device", "No such file", "does not exist", ...
@@ -38,6 +39,7 @@ __all__ = [
     "CommandTimeoutError",
     "ConfigError",
     "ConflictError",
+    "Interrupted",
     "NetnskitError",
     "NotFoundError",
     "NotOursError",
@@ -293,6 +295,45 @@ class StepError(NetnskitError):
         else:
             text += "; every earlier step was rolled back"
         return text
+
+
+class Interrupted(NetnskitError):
+    """A signal (SIGINT, SIGTERM) asked ``up`` to stop: what this call had done was rolled back first.
+
+    ``signum`` is the signal; ``undone`` how many applied steps were rolled back; ``rollback_errors``
+    what could not be undone (then ``down`` removes it). ``exit_status`` is the shell's 128 + signum.
+    """
+
+    def __init__(self, signum: int, action: str = "", undone: int = 0, rollback_errors: Sequence[str] = ()) -> None:
+        super().__init__(signum, action, undone, tuple(rollback_errors))
+        self.signum = signum
+        self.action = action
+        self.undone = undone
+        self.rollback_errors = tuple(rollback_errors)
+
+    @property
+    def exit_status(self) -> int:
+        """128 + the signal's number, as a shell reports a process a signal ended (130, 143)."""
+        return 128 + self.signum
+
+    def __str__(self) -> str:
+        text = f"interrupted by {_signal_name(self.signum)}"
+        if self.action:
+            text += f" while {self.action}"
+        if self.rollback_errors:
+            return text + "; rolling back failed: " + "; ".join(self.rollback_errors)
+        if not self.undone:
+            return text + "; nothing had been changed"
+        return text + f"; rolled back the {self.undone} step{'s' if self.undone != 1 else ''} it had applied"
+
+
+def _signal_name(signum: int) -> str:
+    import signal
+
+    try:
+        return signal.Signals(signum).name
+    except ValueError:
+        return f"signal {signum}"
 
 
 # Order matters: the first pattern found in stderr picks the class.

@@ -8,6 +8,7 @@ absent). ``Result.check()`` raises the mapped :class:`~netnskit.errors.CommandEr
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import errno
 import functools
@@ -15,6 +16,7 @@ import logging
 import os
 import select
 import shlex
+import signal
 import subprocess
 import threading
 from collections.abc import Iterable, Sequence
@@ -215,6 +217,22 @@ def _setns(fd: int) -> None:
         raise OSError(code, os.strerror(code))
 
 
+# A command netnskit runs is for netnskit to stop, not the terminal: it gets a process group of its
+# own (a Ctrl-C goes to the terminal's foreground group) and starts with these blocked (a signal
+# sent to our group between its fork and its setpgid would otherwise kill it once Python's vfork
+# child resets the handlers). Blocked across exec: ip or iptables-restore finishes its batch.
+_SHIELDED = frozenset({signal.SIGINT, signal.SIGTERM})
+
+
+def _popen_shielded(args: list[str], **popen: Any) -> subprocess.Popen[str]:
+    """``subprocess.Popen`` for a command that a Ctrl-C or SIGTERM to this process must not cut short."""
+    old = signal.pthread_sigmask(signal.SIG_BLOCK, _SHIELDED)
+    try:
+        return subprocess.Popen(args, process_group=0, **popen)
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old)
+
+
 def _spawn_in_netns(path: str, args: list[str], **popen: Any) -> subprocess.Popen[str] | tuple[int, str] | None:
     """Start ``args`` in the network namespace at ``path`` without an ``nsenter`` process.
 
@@ -241,7 +259,7 @@ def _spawn_in_netns(path: str, args: list[str], **popen: Any) -> subprocess.Pope
                 outcome.append(None if denied else exc)
                 return
             try:
-                outcome.append(subprocess.Popen(args, **popen))
+                outcome.append(_popen_shielded(args, **popen))
             except OSError as exc:
                 code = 127 if exc.errno == errno.ENOENT else 126
                 outcome.append((code, f"nsenter: failed to execute {args[0]}: {exc.strerror}\n"))
@@ -298,22 +316,20 @@ class LiveRunner:
             if done is not None:
                 return done
         try:
-            finished = subprocess.run(
+            # shielded: a Ctrl-C reaches this process, which decides (see netnskit.interrupt), not
+            # a batch half-way through its lines
+            proc = _popen_shielded(
                 args,
-                input=input,
-                capture_output=True,
+                stdin=subprocess.PIPE if input is not None else subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
                 text=True,
                 errors="replace",  # a stray non-UTF-8 byte must not lose the whole Result
-                timeout=limit,
                 env=self.env,
-                check=False,
-                stdin=None if input is not None else subprocess.DEVNULL,
             )
         except FileNotFoundError as exc:
             raise CommandNotFoundError(args[0], package_for(args[0]), args) from exc
-        except subprocess.TimeoutExpired as exc:
-            raise CommandTimeoutError(args, -1, _text(exc.stdout), _text(exc.stderr)) from exc
-        return _result(args, finished.returncode, finished.stdout, finished.stderr)
+        return _finish(proc, args, input, limit)
 
     def _run_in_netns(
         self, args: list[str], netns: str, command: list[str], input: str | None, limit: float
@@ -331,17 +347,7 @@ class LiveRunner:
         )
         if proc is None or isinstance(proc, tuple):
             return None if proc is None else _result(args, proc[0], "", proc[1])
-        with proc:
-            try:
-                stdout, stderr = proc.communicate(input, timeout=limit)
-            except subprocess.TimeoutExpired as exc:
-                proc.kill()
-                proc.communicate()
-                raise CommandTimeoutError(args, -1, _text(exc.stdout), _text(exc.stderr)) from exc
-            except BaseException:
-                proc.kill()
-                raise
-        return _result(args, proc.returncode, stdout, stderr)
+        return _finish(proc, args, input, limit)
 
     def start(self, argv: Sequence[str], *, netns: str | None = None, stdin: bool = False) -> subprocess.Popen[str]:
         """Start ``argv`` in ``netns`` in the background (a server, a holder); the caller ends it by pid.
@@ -370,6 +376,31 @@ class LiveRunner:
             return subprocess.Popen(args, **popen)
         except FileNotFoundError as exc:
             raise CommandNotFoundError(args[0], package_for(args[0]), args) from exc
+
+
+def _finish(proc: subprocess.Popen[str], args: list[str], input: str | None, limit: float) -> Result:
+    """Feed ``input``, wait up to ``limit`` s, and return the Result (killed on a timeout or an exception)."""
+    try:
+        stdout, stderr = proc.communicate(input, timeout=limit)
+    except subprocess.TimeoutExpired as exc:
+        _kill(proc)
+        raise CommandTimeoutError(args, -1, _text(exc.stdout), _text(exc.stderr)) from exc
+    except BaseException:
+        _kill(proc)
+        raise
+    return _result(args, proc.returncode, stdout, stderr)
+
+
+def _kill(proc: subprocess.Popen[str]) -> None:
+    """Kill, reap and close its pipes; a process stuck in the kernel may outlive SIGKILL a while: not
+    waited for beyond a few seconds."""
+    proc.kill()
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        proc.wait(timeout=5)
+    for stream in (proc.stdin, proc.stdout, proc.stderr):
+        if stream is not None:
+            with contextlib.suppress(OSError):
+                stream.close()
 
 
 def read_line(stream: IO[str] | None, timeout: float) -> str:

@@ -28,8 +28,9 @@ import attrs
 
 from netnskit import _ipjson
 from netnskit.commands import NET, link_group_delete
-from netnskit.errors import CommandError, NotFoundError, StepError, error_for
+from netnskit.errors import CommandError, Interrupted, NotFoundError, StepError, error_for
 from netnskit.executors.serial import Progress
+from netnskit.interrupt import Interrupt
 from netnskit.plan import Command, Step
 from netnskit.runner import Result, Runner
 
@@ -286,14 +287,25 @@ def _group_members(runner: Runner, group: int) -> set[str] | None:
 
 @attrs.define
 class _Outcome:
-    """What running some batches did: ops done, and each failed op's error text."""
+    """What running some batches did: ops done, each failed op's error text, and whether an
+    interrupt stopped it before the end."""
 
     done: set[int] = attrs.field(factory=set)
     failed: dict[int, tuple[_Op, str]] = attrs.field(factory=dict)
+    stopped: bool = False
 
     def merge(self, other: _Outcome) -> None:
         self.done |= other.done
         self.failed.update(other.failed)
+        self.stopped = self.stopped or other.stopped
+
+    def halted(self, force: bool, interrupt: Interrupt | None) -> bool:
+        """Start nothing more: a strict run failed, or (strict too) an interrupt was requested."""
+        if force:
+            return False
+        if interrupt is not None and interrupt.signum is not None:
+            self.stopped = True
+        return bool(self.failed) or self.stopped
 
 
 @attrs.define
@@ -371,18 +383,26 @@ class BatchExecutor:
 
     # --- the Executor protocol -------------------------------------------------------------
 
-    def apply(self, steps: Sequence[Step], runner: Runner) -> None:
-        """Run every step in batches; on failure undo what was done and raise StepError."""
+    def apply(self, steps: Sequence[Step], runner: Runner, *, interrupt: Interrupt | None = None) -> None:
+        """Run every step in batches; on failure undo what was done and raise StepError.
+
+        ``interrupt`` is read between batches: once requested, nothing more starts, the batches
+        running finish, what was done is undone and Interrupted is raised.
+        """
         ops = _do_ops(steps)
-        outcome = self._execute(ops, runner, force=False, tally=_Tally.of(ops, steps, self.progress))
-        if not outcome.failed:
-            return
-        op, message = min(outcome.failed.values(), key=lambda item: item[0].index)
-        step = steps[op.step]
-        error = error_for(op.command.host_argv(), 1, "", message, step.description)
-        touched = sorted({ops[i].step for i in outcome.done})
-        _, failed = self._undo([steps[i] for i in touched], runner)
-        raise StepError(step.description, op.step, error, failed) from error
+        outcome = self._execute(
+            ops, runner, force=False, tally=_Tally.of(ops, steps, self.progress), interrupt=interrupt
+        )
+        touched = [steps[i] for i in sorted({ops[i].step for i in outcome.done})]
+        if outcome.failed:
+            op, message = min(outcome.failed.values(), key=lambda item: item[0].index)
+            step = steps[op.step]
+            error = error_for(op.command.host_argv(), 1, "", message, step.description)
+            _, failed = self._undo(touched, runner)
+            raise StepError(step.description, op.step, error, failed) from error
+        if outcome.stopped and interrupt is not None and interrupt.signum is not None:
+            _, failed = self._undo(touched, runner)
+            raise Interrupted(interrupt.signum, "", sum(1 for step in touched if step.undo), failed)
 
     def remove(self, steps: Sequence[Step], runner: Runner) -> list[str]:
         """Undo every step in reverse, batched; what is already gone is reported, not raised."""
@@ -466,8 +486,16 @@ class BatchExecutor:
             outcome.merge(result)
         return outcome, head
 
-    def _execute(self, ops: Sequence[_Op], runner: Runner, force: bool, tally: _Tally | None = None) -> _Outcome:
-        """Run ``ops`` segment by segment, wave by wave; strict mode stops at the first failure."""
+    def _execute(
+        self,
+        ops: Sequence[_Op],
+        runner: Runner,
+        force: bool,
+        tally: _Tally | None = None,
+        interrupt: Interrupt | None = None,
+    ) -> _Outcome:
+        """Run ``ops`` segment by segment, wave by wave; strict mode stops at the first failure
+        (or, asked by ``interrupt``, before the next batch)."""
         total = _Outcome()
         by_index = {op.index: op for op in ops}
 
@@ -478,6 +506,8 @@ class BatchExecutor:
         pool = ThreadPoolExecutor(max_workers=self.workers) if self.workers > 1 else None
         try:
             for segment in _schedule(ops):
+                if total.halted(force, interrupt):
+                    return total
                 if isinstance(segment, _Op):
                     result = _run(segment.command, runner)
                     if result.ok:
@@ -485,14 +515,12 @@ class BatchExecutor:
                     else:
                         total.failed[segment.index] = (segment, result.stderr.strip() or result.stdout.strip())
                     count(total)
-                    if total.failed and not force:
-                        return total
                     continue
                 for wave in segment:
-                    total.merge(self._run_wave(wave, runner, force, pool, count))
-                    count(total)
-                    if total.failed and not force:
+                    if total.halted(force, interrupt):
                         return total
+                    total.merge(self._run_wave(wave, runner, force, pool, interrupt, count))
+                    count(total)
         finally:
             if pool is not None:
                 pool.shutdown(wait=True)
@@ -504,22 +532,25 @@ class BatchExecutor:
         runner: Runner,
         force: bool,
         pool: ThreadPoolExecutor | None,
+        interrupt: Interrupt | None,
         count: Callable[[_Outcome], None] = lambda _: None,
     ) -> _Outcome:
         if pool is not None and self.pipeline:
-            return self._run_wave_pipelined(wave, runner, force, pool, count)
+            return self._run_wave_pipelined(wave, runner, force, pool, interrupt, count)
         outcome = _Outcome()
         firewalls = [partial(_run_lane, members, runner, force) for members in wave.side.values()]
         # the other channels (firewalls) depend on no ip command: with threads they run alongside the host batch
         early = [pool.submit(job) for job in firewalls] if pool is not None and wave.host else []
         try:
             for run in _runs(wave.host):
+                if outcome.halted(force, interrupt):
+                    return outcome
                 first, covered = self._host_head(run, runner, force, pool)
                 outcome.merge(first)
                 if covered < len(run) and not (outcome.failed and not force):
                     outcome.merge(_run_lines(run[covered:], runner, force))
-                if outcome.failed and not force:
-                    return outcome
+            if outcome.halted(force, interrupt):
+                return outcome
             jobs: list[Callable[[], _Outcome]] = [
                 partial(_run_lane, lane, runner, force) for lane in wave.lanes.values()
             ]
@@ -539,6 +570,7 @@ class BatchExecutor:
         runner: Runner,
         force: bool,
         pool: ThreadPoolExecutor,
+        interrupt: Interrupt | None,
         count: Callable[[_Outcome], None] = lambda _: None,
     ) -> _Outcome:
         """The firewall batches from the start, each namespace's batch once the host lines it waits for are done.
@@ -556,16 +588,18 @@ class BatchExecutor:
         waiting = sorted(wave.lanes, key=lambda lane: gate[lane])
 
         def release(done_through: int) -> None:
-            while waiting and gate[waiting[0]] <= done_through:
+            while waiting and gate[waiting[0]] <= done_through and not outcome.halted(force, interrupt):
                 futures.append(pool.submit(_run_lane, wave.lanes[waiting.pop(0)], runner, force))
 
         release(-1)
         position = -1
         for run in _runs(wave.host):
+            if outcome.halted(force, interrupt):
+                break
             first, covered = self._host_head(run, runner, force, pool)
             outcome.merge(first)
             position += covered
-            if outcome.failed and not force:
+            if outcome.halted(force, interrupt):
                 break
             release(position)
             run = run[covered:]
@@ -574,11 +608,11 @@ class BatchExecutor:
                 piece = run[start : start + size]
                 outcome.merge(_run_lines(piece, runner, force))
                 count(outcome)
-                if outcome.failed and not force:
+                if outcome.halted(force, interrupt):
                     break
                 position += len(piece)
                 release(position)
-            if outcome.failed and not force:
+            if outcome.halted(force, interrupt):
                 break
         else:
             release(len(wave.host))

@@ -6,7 +6,8 @@ from collections.abc import Callable, Sequence
 
 import attrs
 
-from netnskit.errors import CommandError, NotFoundError, StepError
+from netnskit.errors import CommandError, Interrupted, NotFoundError, StepError
+from netnskit.interrupt import Interrupt
 from netnskit.plan import Step
 from netnskit.runner import Runner
 
@@ -37,9 +38,16 @@ class SerialExecutor:
 
     progress: Progress | None = attrs.field(default=None, kw_only=True)
 
-    def apply(self, steps: Sequence[Step], runner: Runner) -> None:
-        """Run every step; on failure undo the done steps in reverse and raise StepError."""
+    def apply(self, steps: Sequence[Step], runner: Runner, *, interrupt: Interrupt | None = None) -> None:
+        """Run every step; on failure undo the done steps in reverse and raise StepError.
+
+        ``interrupt`` is read before each step: once requested, the done steps are undone and
+        Interrupted is raised.
+        """
         for index, step in enumerate(steps):
+            if interrupt is not None and interrupt.signum is not None:
+                _, failed = undo_all(steps[:index], runner)
+                raise Interrupted(interrupt.signum, "", _undoable(steps[:index]), failed)
             for position, command in enumerate(step.do):
                 try:
                     command.check(runner, step.description)
@@ -50,6 +58,11 @@ class SerialExecutor:
                         done.append(step)
                     _, failed = undo_all(done, runner)
                     raise StepError(step.description, index, exc, failed) from exc
+                except BaseException:
+                    # a KeyboardInterrupt where no on_signals() turned Ctrl-C into an Interrupt: the
+                    # command was killed, whether it acted is unknown; undo this step too
+                    undo_all([*steps[:index], step], runner)
+                    raise
             if self.progress is not None:
                 self.progress(index + 1, len(steps), step.description)
 
@@ -59,3 +72,8 @@ class SerialExecutor:
         if failed:
             raise StepError("teardown", len(steps) - 1, "; ".join(failed))
         return gone
+
+
+def _undoable(steps: Sequence[Step]) -> int:
+    """How many of ``steps`` have something to undo (a removal step has not)."""
+    return sum(1 for step in steps if step.undo)

@@ -6,6 +6,7 @@ that marks a rule as ours (the chain table: docs/firewall-notes.md).
 
 from __future__ import annotations
 
+import ipaddress
 import re
 import shlex
 from collections.abc import Iterable, Sequence
@@ -121,6 +122,52 @@ class Rule:
             creates=me if action == "-A" else (),
             removes=me if action == "-D" else (),
         )
+
+
+# Options whose value iptables-save prints as a network (``10.0.0.1`` comes back ``10.0.0.1/32``).
+_ADDRESS_OPTIONS = frozenset(
+    {"-s", "--source", "-d", "--destination", "--ctorigsrc", "--ctorigdst", "--ctreplsrc", "--ctrepldst"}
+)
+
+
+def _rule_key(rule: Rule) -> tuple[object, ...]:
+    """What a rule is, whichever way it is written: ours as built, or as ``iptables-save`` prints it.
+
+    iptables-save moves ``-s``/``-d``/``-i``/``-o``/``-p`` in front of the matches and writes an
+    address as ADDRESS/PREFIX. The key is the rule's options (each ``[!] -OPTION VALUE...``, an
+    address as a network) as a sorted tuple, with its family, table and chain: two rules with the
+    same options in another order are one rule here (no two rules netnskit makes differ so).
+    """
+    units: list[tuple[str, ...]] = []
+    current: list[str] = []
+    negate = False
+    for word in rule.spec:
+        if word == "!":
+            negate = True
+            continue
+        if word.startswith("-") and not _is_number(word):
+            if current:
+                units.append(tuple(current))
+            current = ["!" + word if negate else word]
+            negate = False
+            continue
+        if current and current[0].lstrip("!") in _ADDRESS_OPTIONS:
+            word = _network(word)
+        current.append(word)
+    if current:
+        units.append(tuple(current))
+    return (rule.family, rule.table, rule.chain, tuple(sorted(units)))
+
+
+def _is_number(word: str) -> bool:
+    return word[1:].isdigit() if word.startswith("-") else word.isdigit()
+
+
+def _network(word: str) -> str:
+    try:
+        return str(ipaddress.ip_network(word, strict=False))
+    except ValueError:
+        return word
 
 
 def _shared_rules(family: int, tables: Iterable[str]) -> list[Rule]:

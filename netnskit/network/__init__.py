@@ -1,8 +1,9 @@
 """Network: a whole topology as one object (or one TOML file), with plan, up, down, status and check.
 
 One file per concept: spec (the description), toml (reading it), steps (the plan), state and status
-(what the kernel has), firewall (NAT and forwards), impair (each cable's qdiscs and loss), faults
-(the schedule), teardown, check, locks; network holds the class.
+(what the kernel has), drift (what is ours and no longer described), firewall (NAT and forwards),
+impair (each cable's qdiscs and loss), faults (the schedule), teardown, check, locks; network holds
+the class.
 Design notes (ownership marks, forwarding, the bridge-wide choices, locks): docs/network-notes.md.
 """
 
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 from netnskit.errors import ConfigError
 from netnskit.network.check import CheckReport, Probe
+from netnskit.network.drift import Owned
 from netnskit.network.faults import FaultChange, FaultEvent
 from netnskit.network.impair import CableImpairment, EndImpairment
 from netnskit.network.network import Network
@@ -44,6 +46,7 @@ __all__ = [
     "NamespaceSpec",
     "Network",
     "NetworkStatus",
+    "Owned",
     "Probe",
     "RouteSpec",
     "Teardown",

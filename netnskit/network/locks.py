@@ -22,6 +22,7 @@ import time
 from collections.abc import Iterator
 
 from netnskit.errors import BusyError, NetnskitError
+from netnskit.interrupt import Interrupt
 from netnskit.network.spec import mark_for
 from netnskit.runner import Runner
 
@@ -74,11 +75,19 @@ def _try_lock(fd: int) -> bool:
 
 
 @contextlib.contextmanager
-def _exclusive(runner: Runner, name: str | None, *, wait: float = _LOCK_WAIT, host: bool = True) -> Iterator[None]:
+def _exclusive(
+    runner: Runner,
+    name: str | None,
+    *,
+    wait: float = _LOCK_WAIT,
+    host: bool = True,
+    interrupt: Interrupt | None = None,
+) -> Iterator[None]:
     """Claim network ``name`` where ``runner`` acts (fail at once if another process has it), then the host lock.
 
     ``host=False`` takes the network's claim only: for changes that touch nothing networks share
-    (an impairment, a cable cut), so a long fault schedule does not hold up other networks.
+    (an impairment, a cable cut), so a long fault schedule does not hold up other networks. The host
+    lock is waited for: a requested ``interrupt`` ends the wait with Interrupted, nothing done.
     """
     folder = _safe_dir(lock_dir())
     place = place_of(runner)
@@ -99,6 +108,8 @@ def _exclusive(runner: Runner, name: str | None, *, wait: float = _LOCK_WAIT, ho
         stack.callback(os.close, shared)
         deadline = time.monotonic() + wait
         while not _try_lock(shared):
+            if interrupt is not None:
+                interrupt.check("waiting for another netnskit process to finish with this host")
             if time.monotonic() > deadline:
                 raise BusyError(f"another netnskit process has held the host lock for {wait:.0f} s")
             time.sleep(0.01)

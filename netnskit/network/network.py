@@ -17,14 +17,24 @@ from typing import Any
 import attrs
 
 from netnskit import _validate as v
-from netnskit.errors import MISSING, ConfigError, NetnskitError, StepError, ValidationError
+from netnskit.errors import (
+    MISSING,
+    CommandNotFoundError,
+    ConfigError,
+    Interrupted,
+    NetnskitError,
+    StepError,
+    ValidationError,
+)
 from netnskit.executors import Executor, SerialExecutor
-from netnskit.firewall import Backend, NatRule, PortForward
+from netnskit.firewall import Backend, Firewall, NatRule, PortForward, SavedRules
 from netnskit.firewall.iptables import XTABLES_WAIT, xtables_wait
+from netnskit.interrupt import Interrupt
 from netnskit.link import Link, Route
 from netnskit.network.check import CheckReport, Progress, _check
+from netnskit.network.drift import _after_removal, _stale_core, _stale_rule_step, _stale_rules
 from netnskit.network.faults import FaultEvent, run_faults
-from netnskit.network.firewall import _firewall_steps
+from netnskit.network.firewall import _firewall_of, _firewall_steps, _sweep_step, _wanted_rules
 from netnskit.network.impair import (
     CableState,
     cable_steps,
@@ -60,7 +70,7 @@ from netnskit.network.spec import (
     group_for,
     mark_for,
 )
-from netnskit.network.state import _Facts, _gather, _refuse_foreign
+from netnskit.network.state import _Facts, _gather, _read_links, _refuse_foreign
 from netnskit.network.status import NetworkStatus, _missing, _status
 from netnskit.network.steps import _entries
 from netnskit.network.teardown import Teardown, _down
@@ -223,46 +233,74 @@ class Network:
 
     # --- running ---------------------------------------------------------------------------
 
-    def up(self, executor: Executor | None = None) -> Network:
+    def up(self, executor: Executor | None = None, *, interrupt: Interrupt | None = None) -> Network:
         """Apply the steps not already done; on failure roll back what this call did and raise StepError.
 
         Returns the network, so ``with network.up(): ...`` tears it down on leaving the block.
-        The firewall's steps are read from the host once the bridge exists (they depend on it),
-        and a failure there rolls back this call's earlier steps too.
+        What the network owns (marked ``netnskit:NAME``) and the description no longer has is
+        removed first (see :mod:`.drift`). The firewall's steps are read from the host once the
+        bridge exists (they depend on it), and a failure there rolls back this call's earlier
+        steps too. ``interrupt`` (see :func:`netnskit.interrupt.on_signals`) is read between
+        steps: once requested, what this call did is rolled back and Interrupted is raised.
         """
-        with _exclusive(self.runner, self.name):
-            return self._up(executor)
+        stop = interrupt or Interrupt()
+        with _exclusive(self.runner, self.name, interrupt=stop):
+            return self._up(executor or SerialExecutor(), stop)
 
-    def _up(self, executor: Executor | None) -> Network:
-        run = executor or SerialExecutor()
+    def _up(self, run: Executor, stop: Interrupt) -> Network:
+        action = f"bringing network {self.name} up"
         warn_if_short(self)  # the neighbour table is the machine's: say so before it overflows, not after
         refuse_unsupported(self._file_impairments(), self._support_for_file())
         facts = self._facts()
         _refuse_foreign(self, facts)
-        todo = [step for step, done in self._entries() if not done(facts)]
-        todo += [step for step, done in self._impair_entries(facts) if not done]
-        if todo:
-            run.apply(todo, self.runner)
+        done: list[Step] = []  # applied by this call, in order: what a later failure rolls back
+
+        def apply(steps: Sequence[Step]) -> None:
+            if steps:
+                run.apply(steps, self.runner, interrupt=stop)
+                done.extend(steps)
+            stop.check(action)
+
         try:
-            firewall = _firewall_steps(self, live=True)
-            if firewall:
-                run.apply(firewall, self.runner)
+            stop.check(action)
+            after = _after_removal(self, facts)  # what the removals take along is to do again
+            apply(_stale_core(self, facts) + [step for step, ok in self._entries() if not ok(after)])
+            apply([step for step, ok in self._impair_entries(facts) if not ok])
+            fw = _firewall_of(self)
+            saved = _saved(fw)
+            # rules of ours the description lost go before the firewall plan is read: were one of
+            # them wrongly taken for lost, the plan adds it back
+            stale = [] if saved is None else _stale_rules(self.mark, saved, _wanted_rules(self, saved))
+            apply(_stale_rule_step(self, stale))
+            apply(_firewall_steps(self, live=True, saved=fw.save(4) if stale else saved))
+            if stale:
+                # what no rule needs any more once those are gone (ip_forward, guards' sysctls)
+                apply(_sweep_step(self.runner, fw.save(4), _read_links(self.runner, None)))
         except StepError as exc:
-            failed = _remove(run, todo, self.runner)
+            failed = _remove(run, done, self.runner)
             cause = exc.error or exc.cause  # keep the CommandError (its class says why)
-            raise StepError(exc.step, len(todo) + exc.index, cause, [*exc.rollback_errors, *failed]) from exc
+            raise StepError(exc.step, len(done) + exc.index, cause, [*exc.rollback_errors, *failed]) from exc
+        except Interrupted as exc:
+            failed = _remove(run, done, self.runner)
+            undone = exc.undone + sum(1 for step in done if step.undo)
+            raise Interrupted(exc.signum, action, undone, [*exc.rollback_errors, *failed]) from None
         except BaseException:
-            _remove(run, todo, self.runner)
+            _remove(run, done, self.runner)
             raise
         return self
 
     def missing_steps(self) -> list[Step]:
-        """The steps of the plan that the kernel does not show as done (all of them when down)."""
+        """What ``up`` would do: remove what the network owns and the description no longer has,
+        then the plan's steps the kernel does not show as done (all of them when down)."""
         return _missing(self, self._facts())
 
-    def down(self, executor: Executor | None = None) -> Teardown:
-        """Remove everything this network owns on the host; safe after a crash, when partly gone, twice."""
-        with _exclusive(self.runner, self.name):
+    def down(self, executor: Executor | None = None, *, interrupt: Interrupt | None = None) -> Teardown:
+        """Remove everything this network owns on the host; safe after a crash, when partly gone, twice.
+
+        Owned means marked with its name: what the description no longer has goes too. ``interrupt``
+        is read only while waiting for the lock: once removing, ``down`` finishes.
+        """
+        with _exclusive(self.runner, self.name, interrupt=interrupt):
             return _down(self, executor or SerialExecutor())
 
     def __enter__(self) -> Network:
@@ -443,6 +481,14 @@ def _runtime_impairment(
     if not found:
         raise ValidationError("impair", found, "give an impairment (delay=, loss=, rate=...) or clear=True")
     return Impairment.from_mapping(found)
+
+
+def _saved(fw: Firewall) -> SavedRules | None:
+    """The host's IPv4 rules; None where there is no iptables-save (then there are none of ours)."""
+    try:
+        return fw.save(4)
+    except CommandNotFoundError:
+        return None
 
 
 def _remove(executor: Executor, steps: Sequence[Step], runner: Runner) -> list[str]:

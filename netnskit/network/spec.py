@@ -29,6 +29,12 @@ def mark_for(name: str) -> str:
     return MARK_PREFIX + name
 
 
+def owner_of(alias: object) -> str | None:
+    """The network a mark names (``netnskit:walk`` -> ``walk``), None for anything else."""
+    text = str(alias or "")
+    return text[len(MARK_PREFIX) :] if text.startswith(MARK_PREFIX) and len(text) > len(MARK_PREFIX) else None
+
+
 def group_for(name: str) -> int:
     """The link group of network ``name``: a stable number from 65536 to 2**31-1 (crc32 of the name)."""
     return 65536 + zlib.crc32(f"netnskit:{name}".encode()) % (2**31 - 65536)

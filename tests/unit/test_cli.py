@@ -248,6 +248,7 @@ def test_status_json_has_a_schema_and_missing_as_objects(capsys):
         "rules",
         "missing",
         "impairments",
+        "extra",
     }
     assert data["missing"][0] == {"step": "create namespace red", "kind": "netns", "name": "red", "netns": None}
     assert data["missing"][1] == {

@@ -280,10 +280,10 @@ def test_nat_rule_setup_and_teardown_commands_on_a_clean_host():
             '-A NETNSKIT-STATE -m comment --comment "netnskit sysctl net.ipv4.ip_forward=0"\n'
             "-A FORWARD -m comment --comment netnskit -j NETNSKIT-FORWARD\nCOMMIT\n",
         ),
-        sysctl(None, "net.ipv4.ip_forward", "1"),
+        sysctl(None, "net.ipv4.ip_forward", "1", barrier=True),
     ]
     teardown = nat.teardown_commands()
-    assert teardown[0] == sysctl(None, "net.ipv4.ip_forward", "0")
+    assert teardown[0] == sysctl(None, "net.ipv4.ip_forward", "0", barrier=True)
     assert teardown[1].argv == ("iptables-legacy-restore", "-w", "10", "--noflush")
     lines = (teardown[1].input or "").splitlines()
     # jumps out of the built-in chains go first, our chains last
@@ -323,7 +323,7 @@ def test_port_forward_clean_plan_is_one_restore_and_two_sysctls():
         "-A PREROUTING -m comment --comment netnskit -j NETNSKIT-PREROUTING\nCOMMIT\n*nat\n"
     )
     assert '-A NETNSKIT-STATE -m comment --comment "netnskit sysctl net.ipv4.conf.br0.route_localnet=0"' in text
-    assert steps[2].undo == (sysctl(None, "net.ipv4.conf.br0.route_localnet", "0"),)
+    assert steps[2].undo == (sysctl(None, "net.ipv4.conf.br0.route_localnet", "0", barrier=True),)
 
 
 # --- reading the host: plan, apply, remove -------------------------------------------------
@@ -480,7 +480,7 @@ def test_sweep_drops_an_unneeded_guard_and_its_sysctl_but_keeps_what_another_own
     saved = SavedRules.parse(4, SAVED_TWO_OWNERS)
     commands = Firewall("nft").sweep_commands(4, saved)
     assert commands == [
-        sysctl(None, "net.ipv4.conf.br0.route_localnet", "0"),
+        sysctl(None, "net.ipv4.conf.br0.route_localnet", "0", barrier=True),
         restore(
             "iptables-nft-restore",
             "*raw\n"

@@ -670,6 +670,12 @@ def test_cli_down_and_cleanup_on_a_clean_host(cli_fake: FakeRunner, capsys: pyte
     script_empty_host(cli_fake)
     assert main(["down", str(SEED)], runner=cli_fake) == 0
     assert "already gone: namespace red" in capsys.readouterr().out
-    assert main(["cleanup"], runner=cli_fake) == 0
+    assert main(["cleanup", "seed"], runner=cli_fake) == 0
+    assert capsys.readouterr().out == "0 network seed's leftovers removed\n"
+    assert main(["cleanup", "--all"], runner=cli_fake) == 0
+    assert capsys.readouterr().out == "no netnskit leftovers on this host\n"
+    assert main(["cleanup", "--all", "--yes"], runner=cli_fake) == 0
     assert capsys.readouterr().out == "0 netnskit leftovers removed\n"
+    assert main(["cleanup"], runner=cli_fake) == 2  # a name, or --all
+    assert "give the network's NAME" in capsys.readouterr().err
     assert writes(cli_fake) == []

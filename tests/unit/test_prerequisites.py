@@ -172,7 +172,7 @@ def test_a_network_without_firewall_rules_goes_up_and_down_and_shows_status_with
     assert "firewall" not in [m.kind for m in status.missing]
     teardown = net.down(executor())
     assert teardown.removed == ()  # the fake host shows nothing: nothing of ours to remove
-    assert cleanup(runner, executor()).removed == ()
+    assert cleanup(None, runner, executor()).removed == ()
     assert set(runner.asked) <= {"iptables-save", "ip6tables-save"}  # asked, found missing, and not needed
 
 
@@ -184,7 +184,7 @@ def test_a_network_without_firewall_rules_needs_no_iptables_where_the_runner_ans
     net = plain(fake)
     assert net.status().rules == ()
     net.down()
-    cleanup(fake)
+    cleanup(None, fake)
 
 
 def test_a_network_with_masquerade_says_which_package_to_install():
