@@ -74,9 +74,18 @@ def _hosts(source: str, data: dict[str, Any]) -> list[HostSpec]:
             hosts.append(HostSpec(**table))
         except ValidationError as exc:
             culprit = next((k for k, val in table.items() if str(val) == str(exc.value)), None)
-            raise ConfigError(
-                source, f"{key}.{culprit}" if culprit else key, exc.value, f"{exc.what}: {exc.rule}"
-            ) from None
+            where = f"{key}.{culprit}" if culprit else key
+            raise ConfigError(source, where, exc.value, f"{exc.what}: {exc.rule}") from None
+    # what only the hosts together can break, named by their keys (split() checks the same for Python)
+    for i, host in enumerate(hosts):
+        if host.name in [h.name for h in hosts[:i]]:
+            raise ConfigError(source, f"host[{i}].name", host.name, "host name: is used twice")
+        if len(hosts) > 1 and host.address is None:
+            rule = 'needs an underlay address (it is not an IPv4 address): underlay = "A.B.C.D"'
+            raise ConfigError(source, f"host[{i}].ssh", host.ssh, rule)
+        if host.address is not None and host.address in [h.address for h in hosts[:i]]:
+            key = f"host[{i}].underlay" if host.underlay is not None else f"host[{i}].ssh"
+            raise ConfigError(source, key, str(host.address), "underlay address: is used twice")
     return hosts
 
 
