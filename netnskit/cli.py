@@ -225,6 +225,13 @@ def _sandbox_flags(parser: argparse.ArgumentParser, *, default: object) -> None:
     )
 
 
+def _for_cluster_file(args: argparse.Namespace, func: Verb) -> Verb:
+    """A file with ``[[host]]`` tables describes a network across hosts: netnskit.cluster's verbs read it."""
+    from netnskit.cluster.cli import VERBS, is_cluster_file
+
+    return VERBS.get(args.verb, func) if is_cluster_file(args.file) else func
+
+
 def main(argv: Sequence[str] | None = None, *, runner: Runner | None = None) -> int:
     """Run the command line; returns the exit status. ``runner``: where commands run (default: this host)."""
     args = build_parser().parse_args(argv)
@@ -233,6 +240,8 @@ def main(argv: Sequence[str] | None = None, *, runner: Runner | None = None) -> 
         logging.basicConfig(level=logging.DEBUG, format="netnskit: %(message)s", stream=sys.stderr)
     func: Verb = args.func
     try:
+        if getattr(args, "file", None) is not None:
+            func = _for_cluster_file(args, func)
         return func(args)
     except KeyboardInterrupt:
         return 130

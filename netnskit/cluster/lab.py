@@ -76,8 +76,8 @@ class SandboxHosts:
     """``count`` sandbox hosts running sshd, joined by an underlay bridge in a driver sandbox.
 
     ``with SandboxHosts(3) as lab: Cluster.from_toml(path, **lab.cluster_options())`` drives them
-    from the driver. Hosts are named ``names`` (a, b, c... by default) and addressed ``.1``,
-    ``.2``... in ``underlay``; the driver is ``.254``.
+    from the driver. Hosts are named ``names`` (a, b, c... by default) and addressed ``addresses``
+    (``.1``, ``.2``... in ``underlay`` by default); the driver has the last free address (``.254``).
     """
 
     def __init__(
@@ -85,14 +85,28 @@ class SandboxHosts:
         count: int = 3,
         *,
         names: Sequence[str] | None = None,
+        addresses: Sequence[str] | None = None,
         underlay: str = "10.200.0.0/24",
         timeout: float = 15.0,
     ) -> None:
-        """Prepare the lab; it is made on ``__enter__`` (or ``open()``)."""
+        """Prepare the lab; it is made on ``__enter__`` (or ``open()``).
+
+        ``addresses``: the hosts' underlay addresses (default: ``.1``, ``.2``... of ``underlay``),
+        inside ``underlay``; the driver takes the last address of it that no host has.
+        """
         self.names = list(names) if names is not None else [chr(ord("a") + i) for i in range(count)]
         if len(self.names) != count or len(set(self.names)) != count:
             raise SandboxError(f"sandbox hosts: {count} distinct names are needed, got {self.names}")
         self.underlay = ipaddress.IPv4Network(underlay)
+        pool = list(self.underlay.hosts())
+        chosen = [ipaddress.IPv4Address(a) for a in addresses] if addresses is not None else pool[:count]
+        if len(chosen) != count or len(set(chosen)) != count or any(a not in self.underlay for a in chosen):
+            raise SandboxError(f"sandbox hosts: {count} distinct addresses in {self.underlay} are needed")
+        self.addresses = chosen
+        free = [a for a in pool if a not in chosen]
+        if not free:
+            raise SandboxError(f"sandbox hosts: no address left in {self.underlay} for the driver")
+        self.driver_address = free[-1]
         self.timeout = timeout
         self.hosts: list[LabHost] = []
         self._driver: Sandbox | None = None
@@ -167,8 +181,7 @@ class SandboxHosts:
         self._folder = tempfile.mkdtemp(prefix="netnskit-lab-")
         driver = self._driver = Sandbox(timeout=self.timeout).open()
         run = driver.runner
-        addresses = list(self.underlay.hosts())
-        gateway = f"{addresses[253] if len(addresses) > 253 else addresses[-1]}/{self.underlay.prefixlen}"
+        gateway = f"{self.driver_address}/{self.underlay.prefixlen}"
         # the underlay is IPv4 only (addrgenmode none): no link-local address appearing later to change a host
         for argv in (
             ["ip", "link", "add", "ul0", "type", "bridge"],
@@ -181,8 +194,7 @@ class SandboxHosts:
         shutil.copyfile(os.path.join(self.folder, "client_key.pub"), authorized)
         os.chmod(authorized, 0o600)
         known = []
-        for index, name in enumerate(self.names):
-            address = addresses[index]
+        for name, address in zip(self.names, self.addresses, strict=True):
             host_key = self._keygen(f"host_key_{name}")
             with open(host_key + ".pub") as handle:
                 known.append(f"{address} {handle.read().strip()}")

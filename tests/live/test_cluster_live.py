@@ -329,3 +329,19 @@ def test_sigkill_of_up_mid_way_then_down_from_the_marks_restores_every_host(lab:
             assert [r for r in teardown.removed if r.endswith(": link vx-seed")], teardown.removed
         assert settled(lab, before) == {}, (k, after)
     assert ssh_clients(lab) == []
+
+
+def test_cli_sandbox_check_of_the_cluster_file_makes_the_hosts_and_passes(lab: SandboxHosts) -> None:
+    # (its own sandbox hosts, at the file's addresses: the lab fixture only makes sure they can be made here)
+    real = HostState.capture(LiveRunner())
+    done = subprocess.run(
+        [PY, "-m", "netnskit", "--sandbox", "--batch", "check", str(CLUSTER)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert done.stdout.splitlines()[-1] == "26/26 probes passed"
+    assert "ok   forward lan@a -> 192.168.1.2:80 blue@b saw peer 192.168.1.3" in done.stdout
+    assert HostState.capture(LiveRunner()).diff(real) == []

@@ -630,3 +630,43 @@ def test_locks_of_two_machines_whose_namespaces_share_an_inode_are_distinct() ->
     again = SshRunner("root@10.0.0.1", inner=FakeRunner().on(lambda a: True, stdout=same))
     with _exclusive(a, "seed"), pytest.raises(BusyError), _exclusive(again, "seed"):
         pass
+
+
+# --- the command line ------------------------------------------------------------------------------
+
+
+def test_cli_plan_of_a_cluster_file_prints_every_hosts_section(capsys: pytest.CaptureFixture[str]) -> None:
+    from netnskit.cli import main
+
+    assert main(["plan", str(CLUSTER)]) == 0
+    assert capsys.readouterr().out == seed().render_script() + "\n"
+
+
+def test_cli_up_of_a_cluster_file_drives_every_host_over_ssh(capsys: pytest.CaptureFixture[str]) -> None:
+    from netnskit.cli import main
+
+    local = FakeRunner()
+    assert main(["--batch", "up", str(CLUSTER)], runner=local) == 0
+    assert capsys.readouterr().out.startswith("network seed is up on 3 hosts (")
+    sent: dict[str, list[str]] = {}
+    for argv in local.argvs:
+        assert argv[0] == "ssh", argv  # every command goes over ssh
+        if "-O" in argv:  # a request to the shared connection: ending it
+            sent.setdefault(argv[-1], []).append(f"-O {argv[argv.index('-O') + 1]}")
+            continue
+        assert "ControlMaster=auto" in argv, argv
+        sent.setdefault(argv[argv.index("--") - 1], []).append(argv[-1])
+    assert sorted(sent) == ["root@10.200.0.1", "root@10.200.0.2", "root@10.200.0.3"]
+    for remote in sent.values():
+        assert remote[0] == "true" and remote[-1] == "-O exit"  # one connection per host, opened, then ended
+        assert remote.count("true") == 1 and remote.count("-O exit") == 1
+    batches = [r for r in sent["root@10.200.0.2"] if r == "bridge -batch -"]
+    assert len(batches) == 1  # the flood entries in one bridge process, on host b
+    assert [i for i, v in enumerate(local.inputs) if v and "link add vx-seed" in v]
+
+
+def test_cli_refuses_a_cluster_file_with_a_runner_and_sandbox(capsys: pytest.CaptureFixture[str]) -> None:
+    from netnskit.cli import main
+
+    assert main(["--sandbox", "up", str(CLUSTER)], runner=FakeRunner()) == 1
+    assert "--sandbox makes its own runner" in capsys.readouterr().err
