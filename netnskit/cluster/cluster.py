@@ -292,9 +292,14 @@ class Cluster:
             lines += [body.rstrip("\n"), tag, ""]
         return "\n".join(lines)
 
-    def missing_steps(self) -> dict[str, list[str]]:
-        """Each host's steps that the kernel there does not show as done (descriptions)."""
-        return {h.host: list(h.missing) for h in self.status().hosts}
+    def missing_steps(self) -> dict[str, list[Step]]:
+        """Each host's steps that the kernel there does not show as done: its Network's, then its overlay's."""
+        with self._connected():
+            outcomes = _each(self._parts, _host_missing)
+        for name, (_, exc) in outcomes.items():
+            if exc is not None:
+                raise _on_host(name, exc, [], "reading what is missing")
+        return {name: steps or [] for name, (steps, _) in outcomes.items()}
 
     # --- connections ---------------------------------------------------------------------------
 
@@ -491,6 +496,11 @@ def _down_host(part: HostPart, executor: Executor) -> Teardown:
         already_gone=(*gone, *teardown.already_gone),
         left=(*left, *teardown.left),
     )
+
+
+def _host_missing(part: HostPart) -> list[Step]:
+    facts = overlay.read(part)
+    return part.network.missing_steps() + [step for step, done in overlay.entries(part) if not done(facts)]
 
 
 def _host_status(part: HostPart) -> HostStatus:

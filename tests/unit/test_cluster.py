@@ -670,3 +670,12 @@ def test_cli_refuses_a_cluster_file_with_a_runner_and_sandbox(capsys: pytest.Cap
 
     assert main(["--sandbox", "up", str(CLUSTER)], runner=FakeRunner()) == 1
     assert "--sandbox makes its own runner" in capsys.readouterr().err
+
+
+def test_missing_steps_on_clean_hosts_are_each_hosts_whole_plan() -> None:
+    cluster = seed()
+    missing = cluster.missing_steps()
+    plan = cluster.plan()
+    for name in ("b", "c"):  # (a's firewall steps, read from its host, say what each sysctl was)
+        assert [s.description for s in missing[name]] == [s.description for s in plan[name]]
+    assert [argvs(missing[n]) for n in "bc"] == [argvs(plan[n]) for n in "bc"]
