@@ -679,3 +679,15 @@ def test_missing_steps_on_clean_hosts_are_each_hosts_whole_plan() -> None:
     for name in ("b", "c"):  # (a's firewall steps, read from its host, say what each sysctl was)
         assert [s.description for s in missing[name]] == [s.description for s in plan[name]]
     assert [argvs(missing[n]) for n in "bc"] == [argvs(plan[n]) for n in "bc"]
+
+
+def test_the_readme_excerpt_is_from_the_cluster_file() -> None:
+    import tomllib
+
+    text = (ROOT / "README.md").read_text()
+    (block,) = [b for b in re.findall(r"^```toml\n(.*?)^```", text, flags=re.S | re.M) if "gateway_host" in b]
+    excerpt = tomllib.loads(block)
+    whole = tomllib.loads(CLUSTER.read_text())
+    assert excerpt["network"].items() <= whole["network"].items()
+    assert excerpt["host"] == whole["host"][: len(excerpt["host"])]
+    assert all(ns in whole["namespace"] for ns in excerpt["namespace"])
