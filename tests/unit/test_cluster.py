@@ -691,3 +691,15 @@ def test_the_readme_excerpt_is_from_the_cluster_file() -> None:
     assert excerpt["network"].items() <= whole["network"].items()
     assert excerpt["host"] == whole["host"][: len(excerpt["host"])]
     assert all(ns in whole["namespace"] for ns in excerpt["namespace"])
+
+
+def test_a_local_host_runs_through_the_local_runner_and_its_section_runs_here() -> None:
+    local = FakeRunner()
+    data = with_changes(host__0__ssh=None, host__0__local=True, host__0__underlay="10.200.0.1")
+    cluster = Cluster.from_dict(data, local_runner=local)
+    assert cluster.parts["a"].runner is local
+    assert isinstance(cluster.parts["b"].runner, SshRunner) and cluster.parts["b"].runner.inner is local
+    script = cluster.render_script()
+    assert "# host a (local, underlay 10.200.0.1; the gateway host)\nbash -s <<'NETNSKIT_HOST'\n" in script
+    with pytest.raises(ConfigError, match="needs exactly one of ssh"):
+        Cluster.from_dict(with_changes(host__0__local=True), local_runner=local)
