@@ -703,3 +703,15 @@ def test_a_local_host_runs_through_the_local_runner_and_its_section_runs_here() 
     assert "# host a (local, underlay 10.200.0.1; the gateway host)\nbash -s <<'NETNSKIT_HOST'\n" in script
     with pytest.raises(ConfigError, match="needs exactly one of ssh"):
         Cluster.from_dict(with_changes(host__0__local=True), local_runner=local)
+
+
+def test_a_network_file_may_give_the_mtu_of_its_namespaces_ends() -> None:
+    data = {
+        "network": {"name": "m", "bridge": "br-m", "subnet": "10.9.0.0/24", "gateway": "10.9.0.1", "mtu": 1400},
+        "namespace": [{"name": "x"}],
+    }
+    net = Network.from_dict(data, runner=FakeRunner())
+    assert net.mtu == 1400
+    assert next(list(c.argv[6:8]) for s in net.plan() for c in s.do if "veth-x" in c.argv) == ["mtu", "1400"]
+    with pytest.raises(ConfigError, match="network.mtu"):
+        Network.from_dict({**data, "network": {**data["network"], "mtu": 10}}, runner=FakeRunner())
