@@ -696,6 +696,13 @@ def _refuse_sandbox(args: argparse.Namespace) -> None:
         )
 
 
+def _for_cluster_file(args: argparse.Namespace, func: Verb) -> Verb:
+    """A file with ``[[host]]`` tables describes a network across hosts: netnskit.cluster's verbs read it."""
+    from netnskit.cluster.cli import VERBS, is_cluster_file
+
+    return VERBS.get(args.verb, func) if is_cluster_file(args.file) else func
+
+
 def main(argv: Sequence[str] | None = None, *, runner: Runner | None = None) -> int:
     """Run the command line; returns the exit status. ``runner``: where commands run (default: this host)."""
     args = build_parser().parse_args(argv)
@@ -708,6 +715,8 @@ def main(argv: Sequence[str] | None = None, *, runner: Runner | None = None) -> 
     func: Verb = args.func
     try:
         _refuse_sandbox(args)
+        if getattr(args, "file", None) is not None:
+            func = _for_cluster_file(args, func)
         code = func(args)
         sys.stdout.flush()  # here, so that a closed pipe is met inside the try
         return code

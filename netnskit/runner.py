@@ -14,6 +14,7 @@ import errno
 import functools
 import logging
 import os
+import re
 import select
 import shlex
 import signal
@@ -477,13 +478,47 @@ def sudo_runner(inner: Runner) -> PrefixRunner:
     return PrefixRunner(inner, ("sudo", "-n", "--"))
 
 
+def _control_path(value: object) -> str | None:
+    if value is None:
+        return None
+    bad = not isinstance(value, str) or not value or any(c.isspace() or c in "\"'\\" for c in value)
+    if bad:
+        from netnskit.errors import ValidationError
+
+        raise ValidationError("ssh control path", value, "must be a path without blanks or quotes (ssh reads it)")
+    return str(value)
+
+
+def _positive(value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        from netnskit.errors import ValidationError
+
+        raise ValidationError("ssh setting", value, "must be a positive integer")
+    return value
+
+
 @attrs.define
 class SshRunner:
-    """Runs each command on ``host`` over ssh, quoted for the remote shell."""
+    """Runs each command on ``host`` over ssh, quoted for the remote shell.
+
+    With ``control_path`` (ssh's ``ControlPath``, e.g. ``/run/netnskit/ssh/%C``) every command
+    shares one OpenSSH connection (``ControlMaster=auto``): :meth:`open` starts it, :meth:`close`
+    ends it, and it ends by itself ``persist`` seconds after its last command if this process dies.
+    One connection carries at most sshd's ``MaxSessions`` (10 by default) commands at once: ``run``
+    lets at most ``max_sessions`` through together (``start``'s background processes count too).
+    """
 
     host: str
     inner: Runner = attrs.field(factory=lambda: default_runner())
     options: tuple[str, ...] = attrs.field(default=("-o", "BatchMode=yes"), converter=_strs)
+    control_path: str | None = attrs.field(default=None, converter=_control_path)
+    persist: int = attrs.field(default=60, converter=_positive)
+    max_sessions: int = attrs.field(default=8, converter=_positive)
+    _sessions: threading.BoundedSemaphore = attrs.field(init=False, repr=False, eq=False)
+
+    @_sessions.default
+    def _make_sessions(self) -> threading.BoundedSemaphore:
+        return threading.BoundedSemaphore(self.max_sessions)
 
     def __attrs_post_init__(self) -> None:
         bad = not isinstance(self.host, str) or not self.host or self.host.startswith("-")
@@ -491,10 +526,27 @@ class SshRunner:
             rule = "must be non-empty, without spaces or control characters (NUL included), not start with '-'"
             raise ValidationError("ssh host", self.host, rule)
 
+    @property
+    def machine(self) -> str:
+        """The machine this runner reaches (its ssh destination): locks key on it (network/locks.py)."""
+        return self.host
+
+    def _multiplexing(self) -> list[str]:
+        if self.control_path is None:
+            return []
+        return [
+            "-o",
+            "ControlMaster=auto",
+            "-o",
+            f"ControlPath={self.control_path}",
+            "-o",
+            f"ControlPersist={self.persist}",
+        ]
+
     def argv_for(self, argv: Sequence[str], netns: str | None = None) -> list[str]:
         """The local argv: ssh re-parses its command with a shell, so quote every word."""
         remote = _argv(argv) if netns is None else in_netns(netns, argv)
-        return ["ssh", *self.options, self.host, "--", shlex.join(remote)]
+        return ["ssh", *self.options, *self._multiplexing(), self.host, "--", shlex.join(remote)]
 
     def run(
         self,
@@ -505,13 +557,50 @@ class SshRunner:
         netns: str | None = None,
     ) -> Result:
         """Run ``argv`` on the remote host; the Result names the argv as asked."""
-        got = self.inner.run(self.argv_for(argv, netns), input=input, timeout=timeout)
+        with self._sessions:
+            got = self.inner.run(self.argv_for(argv, netns), input=input, timeout=timeout)
         asked = _argv(argv) if netns is None else in_netns(netns, argv)
         return Result(asked, got.returncode, got.stdout, got.stderr)
 
     def start(self, argv: Sequence[str], *, netns: str | None = None, stdin: bool = False) -> Process:
         """Start ``argv`` on the remote host in the background (the local ssh process stands for it)."""
         return self.inner.start(self.argv_for(argv, netns), stdin=stdin)
+
+    def open(self, *, timeout: float = 30.0) -> SshRunner:
+        """Start the shared connection now (one per host; without ``control_path``: nothing to do).
+
+        The first command through ``ControlMaster=auto`` would start it too, but commands started
+        together would each open a connection of their own.
+        """
+        if self.control_path is not None:
+            command = ["ssh", *self.options, *self._multiplexing(), self.host, "--", "true"]
+            self.inner.run(command, timeout=timeout).check(f"connecting to {self.host} over ssh")
+        return self
+
+    def master_pid(self) -> int | None:
+        """The pid of the shared connection's ssh process (``ssh -O check``), or None if none runs."""
+        if self.control_path is None:
+            return None
+        result = self.inner.run(self._control("check"))
+        found = re.search(r"\(pid=(\d+)\)", result.stdout + result.stderr) if result.ok else None
+        return int(found.group(1)) if found else None
+
+    def close(self) -> None:
+        """End the shared connection (``ssh -O exit``); nothing to do if none runs."""
+        if self.control_path is not None:
+            self.inner.run(self._control("exit"))
+
+    def _control(self, command: str) -> list[str]:
+        # ssh -O: a request to the shared connection's master through its socket
+        return ["ssh", *self.options, "-o", f"ControlPath={self.control_path}", "-O", command, self.host]
+
+    def __enter__(self) -> SshRunner:
+        """Open the shared connection."""
+        return self.open()
+
+    def __exit__(self, *exc: object) -> None:
+        """Close the shared connection."""
+        self.close()
 
 
 @attrs.define

@@ -6,7 +6,10 @@ nsenter or sudo prefix and a plain LiveRunner each lock their own host. The file
 ``/run/netnskit`` (mode 0700, owned by root): a user who is not root can neither create nor hold
 them. A per-network claim fails at once when another process holds it; the host-wide claim is
 waited for (networks share the firewall's chains and sysctls). Two controllers of one remote
-host (ssh) are serialized only when they run on the same machine.
+host (ssh) are serialized only when they run on the same machine. A runner that reaches another
+machine names it (``machine``: :class:`~netnskit.runner.SshRunner`'s destination), and the place
+is keyed by that name too: namespace inode numbers repeat from machine to machine (every host's
+first namespace has the same one), so hosts of a cluster driven at once must not share a lock.
 """
 
 from __future__ import annotations
@@ -54,10 +57,15 @@ def _safe_dir(path: str) -> str:
 
 
 def place_of(runner: Runner) -> str:
-    """The network namespace the runner acts in (its inode number), read through the runner."""
+    """The network namespace the runner acts in (its inode number), read through the runner;
+    prefixed by a hash of the machine a remote runner names (its ``machine``), if it names one."""
     result = runner.run(["readlink", "/proc/self/ns/net"])
     found = _PLACE.search(result.stdout) if result.ok else None
-    return found.group(1) if found else "unknown"
+    place = found.group(1) if found else "unknown"
+    machine = getattr(runner, "machine", None)
+    if isinstance(machine, str) and machine:
+        return f"{hashlib.sha256(machine.encode()).hexdigest()[:16]}-{place}"
+    return place
 
 
 def _open(path: str) -> int:

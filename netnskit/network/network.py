@@ -61,6 +61,7 @@ from netnskit.network.spec import (
     _forwards,
     _links,
     _namespaces,
+    _remote,
     _routes,
     _v4_address,
     _v4_network,
@@ -82,7 +83,14 @@ from netnskit.runner import Runner, default_runner
 
 @attrs.frozen
 class Network:
-    """A bridge, its subnet and gateway, namespaces on it, routes, NAT, forwards and extra links."""
+    """A bridge, its subnet and gateway, namespaces on it, routes, NAT, forwards and extra links.
+
+    ``mtu``: both ends of each bridged namespace's veth (None: the kernel's 1500).
+    ``gateway_on_host`` False: the host puts no gateway address on the bridge and does not route
+    for the subnet (another host of a cluster does; the namespaces reach it over the bridge).
+    ``remote_addresses``: namespaces of the subnet that live on other hosts, by name: their
+    addresses are reserved and port forwards may target them; nothing is made for them here.
+    """
 
     name: str = attrs.field(converter=v.marked_name)
     bridge: str = attrs.field(converter=v.ifname)
@@ -99,6 +107,10 @@ class Network:
     multicast_snooping: bool = attrs.field(default=False, converter=_flag)
     xtables_wait: int = attrs.field(default=XTABLES_WAIT, converter=xtables_wait)
     faults: tuple[FaultSpec, ...] = attrs.field(default=(), converter=_faults)
+    # the three below let one host carry its part of a network spread over hosts (netnskit.cluster)
+    mtu: int | None = attrs.field(default=None, converter=attrs.converters.optional(v.mtu))
+    gateway_on_host: bool = attrs.field(default=True, converter=_flag)
+    remote_addresses: tuple[tuple[str, IPv4Address], ...] = attrs.field(default=(), converter=_remote)
     runner: Runner = attrs.field(factory=default_runner, eq=False, repr=False, kw_only=True)
     # what the kernel said about netem, asked once (a frozen class may still fill a list)
     _netem: list[NetemSupport] = attrs.field(factory=list, init=False, eq=False, repr=False)
@@ -165,11 +177,11 @@ class Network:
 
     def forward_rules(self) -> list[PortForward]:
         """The DNAT rules of the port forwards."""
-        addrs = self.addresses()
+        addrs = {name: iface.ip for name, iface in self.addresses().items()} | dict(self.remote_addresses)
         return [
             PortForward(
                 f.host_port,
-                addrs[f.netns].ip,
+                addrs[f.netns],
                 f.port,
                 f.protocol,
                 owner=self.name,

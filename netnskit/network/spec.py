@@ -105,6 +105,17 @@ def _impairment(value: object) -> Impairment | None:
     raise ValidationError("impair", value, 'must be a table of impairments, like { delay = "50ms", loss = "1%" }')
 
 
+def _remote(value: object) -> tuple[tuple[str, IPv4Address], ...]:
+    # {name: address} (or (name, address) pairs): bridged namespaces that live on other hosts
+    pairs = value.items() if isinstance(value, dict) else _list("remote_addresses", value)
+    out: list[tuple[str, IPv4Address]] = []
+    for pair in pairs:
+        if not isinstance(pair, tuple | list) or len(pair) != 2:
+            raise ValidationError("remote_addresses", pair, "must map a namespace name to its address")
+        out.append((v.netns_name(pair[0]), _v4_address(pair[1])))
+    return tuple(out)
+
+
 def _flag(value: object) -> bool:
     if not isinstance(value, bool):
         raise ValidationError("flag", value, "must be true or false")
@@ -370,7 +381,7 @@ def _validate_network(net: Network) -> None:
     subnet = net.subnet
     if net.gateway not in subnet or net.gateway in (subnet.network_address, subnet.broadcast_address):
         raise ValidationError("gateway", str(net.gateway), f"must be a host address inside the subnet {subnet}")
-    names = net.namespace_names()
+    names = net.namespace_names() + [name for name, _ in net.remote_addresses]
     for name in names:
         if names.count(name) > 1:
             raise ValidationError("namespace name", name, "is used twice")
@@ -398,6 +409,8 @@ def _validate_network(net: Network) -> None:
     seen: dict[IPv4Address, str] = {net.gateway: "the gateway"}
     for name, iface in _allocate(net).items():
         seen[iface.ip] = f"namespace {name!r}"
+    for name, remote in net.remote_addresses:
+        seen[remote] = f"namespace {name!r} (on another host)"
     host_subnets: list[IPv4Network] = [subnet]
     for link in net.links:
         for where, ifname, addr in link.ends():
@@ -415,7 +428,7 @@ def _validate_network(net: Network) -> None:
                         raise ValidationError("link address", str(addr), f"overlaps {other} on the host")
                 host_subnets.append(addr.network)
     forwarded: list[ForwardSpec] = []
-    bridged = {n.name for n in net.namespaces}
+    bridged = {n.name for n in net.namespaces} | {name for name, _ in net.remote_addresses}
     for fwd in net.port_forwards:
         if fwd.netns not in bridged:
             raise ValidationError("port forward namespace", fwd.netns, "must be a namespace on the bridge")
@@ -481,6 +494,12 @@ def _subnets_at(net: Network, where: str | None) -> list[IPv4Network]:
 def _allocate(net: Network) -> dict[str, IPv4Interface]:
     subnet = net.subnet
     taken: set[IPv4Address] = {net.gateway}
+    for name, remote in net.remote_addresses:
+        # on another host of the subnet: reserved here
+        if remote not in subnet or remote in (subnet.network_address, subnet.broadcast_address) or remote in taken:
+            rule = f"of namespace {name!r} (on another host) must be an unused host address in {subnet}"
+            raise ValidationError("address", str(remote), rule)
+        taken.add(remote)
     out: dict[str, IPv4Interface] = {}
     given: dict[str, IPv4Address] = {}
     for ns in net.namespaces:

@@ -33,6 +33,7 @@ _KEYS: dict[str, dict[str, tuple[type | tuple[type, ...], bool]]] = {
         "ipv6_link_local": (bool, False),
         "multicast_snooping": (bool, False),
         "xtables_wait": (int, False),
+        "mtu": (int, False),
     },
     "namespace": {
         "name": (str, True),
@@ -161,6 +162,10 @@ def _array(source: str, data: dict[str, Any], kind: str) -> list[tuple[str, dict
 
 
 def _from_dict(cls: type[Network], data: dict[str, Any], source: str, runner: Runner) -> Network:
+    if "host" in data:
+        # [[host]] tables spread the network over several hosts: netnskit.cluster reads such a file
+        reason = "the file places the network on several hosts: load it with netnskit.cluster.Cluster.from_toml"
+        raise ConfigError(source, "host", MISSING, reason)
     for k in data:
         if k not in _TOP:
             raise ConfigError(source, k, MISSING, f"unknown key (known: {', '.join(sorted(_TOP))})")

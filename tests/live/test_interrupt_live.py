@@ -73,7 +73,7 @@ def cli_with_signal(box: Sandbox, k: int, signum: int, *args: str) -> subprocess
 
 
 def up_args(executor: type[Executor]) -> list[str]:
-    return ["up", *(["--batch"] if executor is BatchExecutor else []), str(SEED)]
+    return ["up", *(["--serial"] if executor is not BatchExecutor else []), str(SEED)]
 
 
 def count_up(box: Sandbox, executor: type[Executor]) -> int:
@@ -134,7 +134,7 @@ def test_sigterm_during_up_rolls_back_and_exits_143(sandbox: Sandbox) -> None:
 
 def signal_in_down(box: Sandbox, executor: type[Executor], before: Snapshot, k: int) -> str:
     Network.from_toml(SEED, runner=box.runner).up(executor())
-    args = ["down", *(["--batch"] if executor is BatchExecutor else []), str(SEED)]
+    args = ["down", *(["--serial"] if executor is not BatchExecutor else []), str(SEED)]
     done = cli_with_signal(box, k, signal.SIGINT, *args)
     assert done.returncode in (0, 130), (k, done.returncode, done.stderr)
     assert "network seed is down" in done.stdout, (k, done.stdout, done.stderr)
