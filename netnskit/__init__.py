@@ -2,18 +2,22 @@
 
 from netnskit.errors import (
     AlreadyExistsError,
+    BusyError,
     CommandError,
     CommandNotFoundError,
     CommandTimeoutError,
+    ConfigError,
+    ConflictError,
     NetnskitError,
     NotFoundError,
+    NotOursError,
     PermissionDeniedError,
     SandboxError,
     StepError,
     ValidationError,
 )
 from netnskit.firewall import NatRule, PortForward
-from netnskit.link import Bridge, Link, Route, VethPair
+from netnskit.link import Bridge, Link, Route, VethPair, Vlan
 from netnskit.netns import Namespace
 from netnskit.network import Network
 from netnskit.runner import (
@@ -34,9 +38,12 @@ __version__ = "0.1.0"
 __all__ = [
     "AlreadyExistsError",
     "Bridge",
+    "BusyError",
     "CommandError",
     "CommandNotFoundError",
     "CommandTimeoutError",
+    "ConfigError",
+    "ConflictError",
     "Link",
     "LiveRunner",
     "Namespace",
@@ -44,6 +51,7 @@ __all__ = [
     "NetnskitError",
     "Network",
     "NotFoundError",
+    "NotOursError",
     "PermissionDeniedError",
     "PortForward",
     "PrefixRunner",
@@ -57,6 +65,7 @@ __all__ = [
     "StepError",
     "ValidationError",
     "VethPair",
+    "Vlan",
     "__version__",
     "netns_runner",
     "nsenter_runner",

@@ -8,6 +8,7 @@ have their own. Files are keyed by it, so one folder serves every host this mach
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import re
 import stat
@@ -42,7 +43,13 @@ def _safe_dir(path: str) -> str:
 
 
 def place_of(runner: Runner) -> str:
-    """The network namespace the runner acts in (its inode number), read through the runner; "unknown" if unreadable."""
+    """The network namespace the runner acts in (its inode number, "unknown" if unreadable), read through the runner;
+    prefixed by a hash of the machine a remote runner names (its ``machine``), if it names one."""
     result = runner.run(["readlink", "/proc/self/ns/net"])
     found = _PLACE.search(result.stdout) if result.ok else None
-    return found.group(1) if found else "unknown"
+    place = found.group(1) if found else "unknown"
+    # Namespace inode numbers repeat from machine to machine: a remote host's place is keyed by its name too.
+    machine = getattr(runner, "machine", None)
+    if isinstance(machine, str) and machine:
+        return f"{hashlib.sha256(machine.encode()).hexdigest()[:16]}-{place}"
+    return place

@@ -21,7 +21,7 @@ from typing import IO
 import attrs
 
 from netnskit.plan import Command
-from netnskit.runner import Result, in_netns
+from netnskit.runner import Result, _argv, in_netns
 
 __all__ = ["recorded", "STDERR", "FakeProcess", "FakeRunner", "Reply"]
 
@@ -142,7 +142,7 @@ class FakeRunner:
         netns: str | None = None,
     ) -> Result:
         """Record ``argv`` (``nsenter --net=/run/netns/NS -- ARGV`` with ``netns``); return the scripted Result."""
-        args = [str(a) for a in argv] if netns is None else in_netns(netns, argv)
+        args = _argv(argv) if netns is None else in_netns(netns, argv)
         with self._lock:
             self.calls.append(args)
             self.inputs.append(input)
@@ -158,7 +158,7 @@ class FakeRunner:
 
     def start(self, argv: Sequence[str], *, netns: str | None = None, stdin: bool = False) -> FakeProcess:
         """Record a background start (as ``run`` records it) and return a FakeProcess."""
-        proc = FakeProcess([str(a) for a in argv] if netns is None else in_netns(netns, argv))
+        proc = FakeProcess(_argv(argv) if netns is None else in_netns(netns, argv))
         with self._lock:
             self.calls.append(proc.argv)
             self.inputs.append(None)

@@ -13,7 +13,8 @@ from typing import TYPE_CHECKING, Any
 import attrs
 
 from netnskit import _ipjson
-from netnskit.firewall import Firewall, NatRule, PortForward, Rule, SavedRules, Sysctl, SysctlRecord
+from netnskit.errors import CommandNotFoundError
+from netnskit.firewall import Backend, Firewall, NatRule, PortForward, Rule, SavedRules, Sysctl, SysctlRecord
 from netnskit.firewall.host import interfaces, uplinks
 from netnskit.firewall.rules import _unique
 from netnskit.network.spec import MARK_PREFIX
@@ -48,30 +49,111 @@ def _firewall_objects(net: Network, routes: Sequence[dict[str, Any]] | None = No
     return [*([net.nat_rule(_uplinks(net, routes))] if net.masquerade else []), *net.forward_rules()]
 
 
+def _firewall_of(net: Network) -> Firewall:
+    """The firewall the network's rules go through (its xtables wait)."""
+    return Firewall(Backend(wait=net.xtables_wait), net.runner)
+
+
+def _saved(fw: Firewall, family: int, *, needed: bool) -> SavedRules:
+    """The host's rules of ``family``. Without the tool installed and not ``needed`` (no masquerade or
+    forward in the description): none, since no netnskit rule can have been made without it; a
+    network with no masquerade or forward works on a host without iptables."""
+    try:
+        return fw.save(family)
+    except CommandNotFoundError:
+        if needed:
+            raise
+        return _NO_RULES
+
+
+_NO_RULES = SavedRules(frozenset(), (), {})
+
+
+def _host_routes(net: Network) -> list[dict[str, Any]] | None:
+    """The host's IPv4 routes, read where the network masquerades (its uplinks come from them)."""
+    return _ipjson.read(net.runner, None, "route", "show", flags=["-4"]) if net.masquerade else None
+
+
+def _wanted_rules(net: Network, routes: Sequence[dict[str, Any]] | None = None) -> list[Rule]:
+    """The rules of the network's bridge, masquerade and forwards (``routes``: the host's, where read:
+    the masquerade's uplinks)."""
+    return _unique([_bridge_rule(net), *(r for o in _firewall_objects(net, routes) for r in o.rules())])
+
+
 def _firewall_plan(
-    net: Network, *, live: bool, saved: SavedRules | None = None
+    net: Network,
+    *,
+    live: bool,
+    saved: SavedRules | None = None,
+    routes: Sequence[dict[str, Any]] | None = None,
 ) -> tuple[list[Step], list[SysctlRecord]]:
     """The firewall's steps for the network (its bridge, masquerade and forwards, as one ruleset), and
     the sysctl records to write before they run.
 
-    Pure (for a clean host) unless ``live``: then read from the host (``saved``: its rules, if just
-    read), holding only what is missing.
+    Pure (for a clean host) unless ``live``: then read from the host (``saved``: its rules and
+    ``routes``: its IPv4 routes, if just read), holding only what is missing. A host without
+    iptables gets no steps for a network with no masquerade or forward (nothing filters there).
     """
-    fw = Firewall(runner=net.runner)
+    fw = _firewall_of(net)
     description = f"firewall rules of network {net.name} ({net.mark})"
-    routes = _ipjson.read(net.runner, None, "route", "show", flags=["-4"]) if live and net.masquerade else None
-    objects = _firewall_objects(net, routes)
-    rules: list[Rule] = _unique([_bridge_rule(net), *(r for o in objects for r in o.rules())])
-    sysctls: list[Sysctl] = _unique(s for o in objects for s in o.sysctls())
+    objects = _firewall_objects(net)
     if not live:
+        rules = _wanted_rules(net)
+        sysctls: list[Sysctl] = _unique(s for o in objects for s in o.sysctls())
         return fw.plan_changes(4, rules, sysctls, description, values={})
-    steps, changes = fw.plan_changes(4, rules, sysctls, description, saved=saved or fw.save(4))
+    if saved is None:
+        saved = _saved(fw, 4, needed=bool(objects))
+        if saved is _NO_RULES:
+            return [], []
+    rules = _wanted_rules(net, routes if routes is not None else _host_routes(net))
+    sysctls = _unique(s for o in objects for s in o.sysctls())
+    steps, changes = fw.plan_changes(4, rules, sysctls, description, saved=saved)
     return [attrs.evolve(s, undo=_keep_link_forwarding(net.runner, s.undo, _any_network)) for s in steps], changes
 
 
-def _firewall_steps(net: Network, *, live: bool) -> list[Step]:
+def _firewall_steps(net: Network, *, live: bool, saved: SavedRules | None = None) -> list[Step]:
     """The firewall's steps of :func:`_firewall_plan`."""
-    return _firewall_plan(net, live=live)[0]
+    return _firewall_plan(net, live=live, saved=saved)[0]
+
+
+@attrs.frozen
+class _Removal:
+    """The steps removing netnskit's rules, what the sweep leaves on and why, and the records to drop after."""
+
+    steps: tuple[Step, ...] = ()
+    left: tuple[str, ...] = ()
+    forget: tuple[str, ...] = ()
+
+
+def _sweep_step(
+    fw: Firewall, saved: SavedRules, host: dict[str, dict[str, Any]], served: Sequence[str] = ()
+) -> _Removal:
+    """The firewall's sweep as a step to apply (``do``), computed from ``saved``: guards, sysctls
+    (put back from their records, unless something else needs them; ``served``: interfaces of the
+    rules that went), chains and jumps no rule needs any more; other networks' link forwarding kept
+    (``host``: the host's links now; a setting of a link that is gone has nothing to put back).
+    With what it leaves on and why, and the records to forget once it ran."""
+    done = fw.plan_sweep(
+        4,
+        saved,
+        records=fw.records.load(),
+        value=fw.sysctl_value,
+        reliance=functools.partial(fw.reliance, 4, saved, served),
+    )
+    sweep = [c for c in done.commands if _link_of(c) in (None, *host)]
+    if not sweep:
+        return _Removal((), done.left, done.forget)
+    commands = _keep_link_forwarding(fw.runner, sweep, _any_network, host)
+    step = Step("sweep netnskit's shared firewall state (IPv4)", commands)
+    return _Removal((step,), done.left, done.forget)
+
+
+def _link_of(command: Command) -> str | None:
+    """The interface whose per-link sysctl ``command`` writes, if it writes one."""
+    for resource in command.creates:
+        if resource.kind == "sysctl" and resource.name.startswith("net.ipv4.conf."):
+            return resource.name[len("net.ipv4.conf.") :].rpartition(".")[0]
+    return None
 
 
 def _any_network(alias: str) -> bool:
@@ -88,7 +170,7 @@ def _keep_link_forwarding(
     stays: Callable[[str], bool],
     host: dict[str, dict[str, Any]] | None = None,
 ) -> tuple[Command, ...]:
-    """``commands``, and after one that writes net.ipv4.ip_forward, other networks' per-link forwarding put back.
+    """``commands``, and right after one that writes net.ipv4.ip_forward, other networks' per-link forwarding put back.
 
     The kernel copies a write of ip_forward to every interface's ``conf.IF.forwarding``: setting
     it back to 0 would also switch off the per-link forwarding that netnskit networks set on their
@@ -110,23 +192,18 @@ def _keep_link_forwarding(
         for d in entries
         if d.get("forwarding") and d.get("interface") not in _CONF_ALL and d.get("interface") in theirs
     ]
-    return (*commands, *(_sysctl_forwarding(name) for name in forwarding))
+    # right after the write: before the restore that deletes its memo, so that no crash between
+    # them leaves those links without forwarding and nothing left to say why
+    writes = [i for i, c in enumerate(commands) if any(r.kind == "sysctl" and r.name in _IP_FORWARD for r in c.creates)]
+    at = writes[-1] + 1
+    return (*commands[:at], *(_sysctl_forwarding(name) for name in forwarding), *commands[at:])
 
 
 _CONF_ALL = {None, "all", "default", "lo"}
 
 
-@attrs.frozen
-class _Removal:
-    """The steps removing netnskit's rules, what the sweep leaves on and why, and the records to drop after."""
-
-    steps: tuple[Step, ...] = ()
-    left: tuple[str, ...] = ()
-    forget: tuple[str, ...] = ()
-
-
 def _firewall_removal(
-    runner: Runner,
+    fw: Firewall,
     owns: Callable[[str], bool],
     families: Sequence[int] = (4,),
     stays: Callable[[str], bool] | None = None,
@@ -135,16 +212,17 @@ def _firewall_removal(
 ) -> _Removal:
     """Steps (undo order) deleting every rule whose comment ``owns`` accepts, then the firewall's sweep
     (``stays``: the link aliases of networks that stay, see _keep_link_forwarding; ``host``: the
-    host's links and ``read``: the saved rules of a family, if just read). Sysctls are put back from
-    their records (beside the locks): those no rule needs any more, unless something else needs them."""
-    fw = Firewall(runner=runner)
+    host's links and ``read``: the saved rules of a family, if just read; a family not read is read
+    here, as none where the tool is not installed). Sysctls are put back from their records (beside
+    the locks): those no rule needs any more, unless something else needs them."""
+    runner = fw.runner
     records = fw.records.load()
     steps: list[Step] = []
     left: list[str] = []
     forget: list[str] = []
     for family in families:
         given = (read or {}).get(family)
-        saved = fw.save(family) if given is None else given
+        saved = _saved(fw, family, needed=False) if given is None else given
         mine = [r for r in saved.rules if r.comment is not None and owns(r.comment)]
         doomed = set(mine)
         after = attrs.evolve(saved, rules=tuple(r for r in saved.rules if r not in doomed))
@@ -171,6 +249,10 @@ def _firewall_removal(
     return _Removal(tuple(steps), tuple(left), tuple(forget))
 
 
-def _families(runner: Runner) -> tuple[int, ...]:
-    """4, and 6 where ip6tables-save works."""
-    return (4, 6) if runner.run(["ip6tables-save"]).ok else (4,)
+def _families(fw: Firewall) -> tuple[int, ...]:
+    """4, and 6 where ip6tables-save works (not where it is not installed)."""
+    try:
+        works = fw.runner.run([fw.backend.binary(6, "save")]).ok
+    except CommandNotFoundError:
+        works = False
+    return (4, 6) if works else (4,)

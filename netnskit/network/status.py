@@ -8,8 +8,22 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
+from netnskit.commands import NET
+from netnskit.errors import CommandNotFoundError
+from netnskit.firewall import Rule, SavedRules
+from netnskit.firewall.host import interfaces
 from netnskit.link import AddressInfo, LinkInfo, Neighbour, RouteInfo, neighbours
-from netnskit.network.firewall import _firewall_steps
+from netnskit.network.drift import Owned, _after_removal, _extra, _stale_core, _stale_rule_step, _stale_rules
+from netnskit.network.firewall import (
+    _firewall_objects,
+    _firewall_of,
+    _firewall_plan,
+    _host_routes,
+    _sweep_step,
+    _wanted_rules,
+)
+from netnskit.network.impair import CableImpairment, cable_status, states_from
+from netnskit.network.spec import owner_of
 from netnskit.network.state import _conflicts, _Facts, _host_link_ours, _namespace_ours
 from netnskit.plan import Step
 
@@ -28,6 +42,36 @@ class NamespaceStatus:
     addresses: tuple[AddressInfo, ...] = ()
     routes: tuple[RouteInfo, ...] = ()
     neighbours: tuple[Neighbour, ...] = ()
+    owner: str | None = None  # the network its lo's mark names (another one when not ours)
+
+
+@attrs.frozen
+class MissingStep:
+    """A step of the plan that the kernel does not show as done: its description and what it makes.
+
+    ``kind`` is the kind of thing the step creates (``netns``, ``link``, ``address``, ``route``,
+    ``sysctl``), ``firewall`` for the network's rules, or ``setting`` for a change to something that
+    exists (an alias, a link brought up); ``name`` and ``netns`` say which and where (None: the host).
+    """
+
+    step: str
+    kind: str
+    name: str | None = None
+    netns: str | None = None
+
+    @classmethod
+    def of(cls, step: Step) -> MissingStep:
+        """Describe ``step`` from the resources its commands create (pure)."""
+        made = [r for c in step.do for r in c.creates]
+        if made:
+            first = made[0]
+            return cls(step.description, first.kind, first.name, first.netns)
+        firewall = any(c.channel and c.channel != NET for c in step.do)
+        netns = next((c.netns for c in step.do if c.netns is not None), None)
+        return cls(step.description, "firewall" if firewall else "setting", None, netns)
+
+    def __str__(self) -> str:
+        return self.step
 
 
 @attrs.frozen
@@ -41,8 +85,10 @@ class NetworkStatus:
     host_addresses: tuple[AddressInfo, ...]
     host_routes: tuple[RouteInfo, ...]
     rules: tuple[str, ...]
-    missing: tuple[str, ...]
+    missing: tuple[MissingStep, ...]  # each prints as its step's description
     conflicts: tuple[str, ...] = ()  # what someone else holds where the network needs it (up refuses it)
+    impairments: tuple[CableImpairment, ...] = ()  # each cable impaired in the file or in the kernel
+    extra: tuple[Owned, ...] = ()  # marked with this network's name but not in its description
 
     def to_json(self) -> dict[str, Any]:
         """A plain dict (addresses as strings) for ``netnskit status --json``."""
@@ -55,11 +101,43 @@ def _plain(instance: object, field: object, value: object) -> object:
     return value
 
 
-def _missing(net: Network, f: _Facts) -> list[Step]:
-    core = [step for step, done in net._entries() if not done(f)]
+def _saved(net: Network) -> SavedRules | None:
+    try:
+        return _firewall_of(net).save(4)
+    except CommandNotFoundError:  # no iptables: no rules of ours either
+        return None
+
+
+def _stale(net: Network, saved: SavedRules | None, routes: list[dict[str, Any]] | None) -> list[Rule]:
+    return [] if saved is None else _stale_rules(net.mark, saved, _wanted_rules(net, routes))
+
+
+def _missing(
+    net: Network, f: _Facts, saved: SavedRules | None = None, routes: list[dict[str, Any]] | None = None
+) -> list[Step]:
+    """What ``up`` would do now, in its order: removals of what the description lost, the plan's
+    missing steps, the firewall's (and its sweep, where rules go). ``saved``, ``routes``: the host's
+    IPv4 rules and routes, if just read."""
+    saved = saved if saved is not None else _saved(net)
+    routes = routes if routes is not None else _host_routes(net)
+    then = _after_removal(net, f)  # what the removals take along is to do again
+    core = _stale_core(net, f) + [step for step, done in net._entries() if not done(then)]
+    core += [step for step, done in net._impair_entries(f) if not done]
+    stale = _stale(net, saved, routes)
     # the firewall reads sysctls of the bridge: before it exists, all of its steps are missing
     live = net.bridge in f.links.get(None, {})
-    return core + _firewall_steps(net, live=live)
+    if saved is None and not _firewall_objects(net):
+        firewall: list[Step] = []  # no iptables, and no masquerade or forward needs it: nothing to filter
+    else:
+        firewall = _firewall_plan(net, live=live, saved=saved if live else None, routes=routes)[0]
+    steps = core + _stale_rule_step(net, stale) + firewall
+    if stale and saved is not None:
+        # the sweep once the stale rules are gone and the wanted ones are there
+        gone = set(stale)
+        rules = [r for r in saved.rules if r not in gone] + _wanted_rules(net, routes)
+        after = attrs.evolve(saved, rules=tuple(rules))
+        steps += _sweep_step(_firewall_of(net), after, f.links.get(None, {}), interfaces(stale)).steps
+    return steps
 
 
 def _status(net: Network, f: _Facts) -> NetworkStatus:
@@ -79,13 +157,20 @@ def _status(net: Network, f: _Facts) -> NetworkStatus:
         links, addrs, routes = typed(name) if present else ((), (), ())
         neigh = tuple(neighbours(net.runner, name)) if present else ()
         ours_ns = present and _namespace_ours(net, f, name)
-        spaces.append(NamespaceStatus(name, present, ours_ns, links, addrs, routes, neigh))
+        owner = owner_of(f.links.get(name, {}).get("lo", {}).get("ifalias")) if present else None
+        spaces.append(NamespaceStatus(name, present, ours_ns, links, addrs, routes, neigh, owner))
     names = net.host_ifnames()
     host = f.links.get(None, {})
     ours = sorted(n for n, d in host.items() if _host_link_ours(d, net.mark, net.group, names))
     host_links, host_addresses, host_routes = typed(None, ours)
-    missing = tuple(step.description for step in _missing(net, f))
-    conflicts = tuple(_conflicts(net, f, f.saved))
+    saved = f.saved if f.saved is not None else _saved(net)
+    routes = _host_routes(net)
+    missing = tuple(MissingStep.of(step) for step in _missing(net, f, saved, routes))
+    conflicts = tuple(_conflicts(net, f, saved))
+    support = f.netem or net._support_for_file()
+    states = states_from(net, f.links, f.qdiscs, f.rules_in)
+    impairments = cable_status(net, states, support, net._impair_entries(f))
+    extra = _extra(net, f, _stale(net, saved, routes))
     return NetworkStatus(
         net.name,
         not missing and not conflicts,
@@ -96,4 +181,6 @@ def _status(net: Network, f: _Facts) -> NetworkStatus:
         f.rules,
         missing,
         conflicts,
+        impairments=impairments,
+        extra=extra,
     )

@@ -35,8 +35,12 @@ ROLLBACK_STRIDE = 3 if FULL else 5
 def is_read(argv: list[str]) -> bool:
     """A command that only reads: ``ip ... -j``, ``*-save``, ``sysctl -n``, ``iptables -C``, ``readlink``."""
     program = argv[0].rsplit("/", 1)[-1]
-    if program.endswith("-save") or program == "readlink":
+    if program.endswith("-save") or program in ("readlink", "modinfo"):
         return True
+    if program == "unshare":
+        return "--net" in argv  # the netem probe: tc in a namespace that goes with it
+    if program == "tc":
+        return "-j" in argv
     if program == "sysctl":
         return "-w" not in argv
     if program == "ip":
@@ -108,7 +112,9 @@ def test_a_failure_at_every_command_of_up_reads_included_is_rolled_back(
         lambda box: full_run(box, executor),
     )
     assert outcomes.count("short") <= 3, outcomes
-    assert outcomes.count("tolerated") <= 6, "only the few `iptables -C` probes may fail harmlessly"
+    # the few `iptables -C` probes, and the read of the neighbour table's limits (up then warns
+    # against the kernel's defaults, read with `sysctl -n` or assumed)
+    assert outcomes.count("tolerated") <= 7, "only the few `iptables -C` probes and the ntable read may fail harmlessly"
     covered = len(outcomes) - outcomes.count("short")
     record("injection_points", covered, executor=executor.__name__, kind="fails instead")
     record("tolerated_read_failures", outcomes.count("tolerated"), executor=executor.__name__)

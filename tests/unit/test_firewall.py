@@ -49,7 +49,7 @@ SHARED_FILTER_JUMPS = """\
 
 def restore(tool: str, text: str) -> Command:
     """A restore command as the firewall types it: alone, in its tool's channel."""
-    return Command([tool, "-w", "--noflush"], text, tool=tool, channel=tool)
+    return Command([tool, "-w", "10", "--noflush"], text, tool=tool, channel=tool)
 
 
 def specs(rules: list[Rule]) -> list[tuple[int, str, str, list[str]]]:
@@ -103,7 +103,7 @@ def test_nat_rule_ipv6_is_family_6_and_needs_ipv6_forwarding():
     nat = NatRule("fd00:15::/64", "br0", owner="lab", uplinks=["eth0"])
     assert [r.family for r in nat.rules()] == [6, 6, 6, 6]
     assert nat.sysctls() == [Sysctl("net.ipv6.conf.all.forwarding", "1")]
-    assert nat.setup_commands()[0].argv == ("ip6tables-restore", "-w", "--noflush")
+    assert nat.setup_commands()[0].argv == ("ip6tables-restore", "-w", "10", "--noflush")
 
 
 def test_nat_rule_uplinks_must_be_interface_names():
@@ -276,6 +276,7 @@ def test_rule_argv_and_restore_line():
     assert rule.argv(Backend("legacy"), "-C") == [
         "iptables-legacy",
         "-w",
+        "10",
         "-t",
         "filter",
         "-C",
@@ -359,11 +360,11 @@ def test_nat_rule_setup_and_teardown_commands_on_a_clean_host():
             '-A NETNSKIT-STATE -m comment --comment "netnskit sysctl net.ipv4.ip_forward=0"\n'
             f"{SHARED_FILTER_JUMPS}\nCOMMIT\n",
         ),
-        sysctl(None, "net.ipv4.ip_forward", "1"),
+        sysctl(None, "net.ipv4.ip_forward", "1", barrier=True),
     ]
     teardown = nat.teardown_commands()
-    assert teardown[0] == sysctl(None, "net.ipv4.ip_forward", "0")
-    assert teardown[1].argv == ("iptables-legacy-restore", "-w", "--noflush")
+    assert teardown[0] == sysctl(None, "net.ipv4.ip_forward", "0", barrier=True)
+    assert teardown[1].argv == ("iptables-legacy-restore", "-w", "10", "--noflush")
     lines = (teardown[1].input or "").splitlines()
     # jumps out of the built-in chains go first, our chains last
     assert lines[1:4] == [
@@ -398,7 +399,7 @@ def test_port_forward_clean_plan_is_one_restore_and_two_sysctls():
         "set net.ipv4.conf.br0.route_localnet=1 (was 0)",
     ]
     restore_ = steps[0].do[0]
-    assert restore_.argv == ("iptables-restore", "-w", "--noflush")
+    assert restore_.argv == ("iptables-restore", "-w", "10", "--noflush")
     text = restore_.input or ""
     # the guards' jump is inserted first in raw PREROUTING: a foreign ACCEPT there cannot skip them
     assert text.startswith(
@@ -411,7 +412,7 @@ def test_port_forward_clean_plan_is_one_restore_and_two_sysctls():
     # the plan carries the earlier values too: `down` takes down a script run by hand
     assert '-A NETNSKIT-STATE -m comment --comment "netnskit sysctl net.ipv4.conf.br0.route_localnet=0"' in text
     assert text.endswith(f"{SHARED_FILTER_JUMPS}\nCOMMIT\n")
-    assert steps[2].undo == (sysctl(None, "net.ipv4.conf.br0.route_localnet", "0"),)
+    assert steps[2].undo == (sysctl(None, "net.ipv4.conf.br0.route_localnet", "0", barrier=True),)
 
 
 # --- reading the host: plan, apply, remove -------------------------------------------------
@@ -463,7 +464,7 @@ def test_plan_holds_only_what_is_missing():
         "-m comment --comment netnskit:lab -j ACCEPT\nCOMMIT\n"
     )
     checks = [a for a in fake.argvs if "-C" in a]
-    assert checks[0] == ["iptables-nft", "-w", "-t", "nat", "-C", *NAT[2:3], *NAT[3]]
+    assert checks[0] == ["iptables-nft", "-w", "10", "-t", "nat", "-C", *NAT[2:3], *NAT[3]]
 
 
 def test_the_forward_jump_and_the_admin_jump_are_inserted_first_where_missing():
@@ -517,14 +518,14 @@ def test_apply_writes_down_the_old_value_before_it_sets_forwarding(caplog, own_l
     fake.on(["cat", "/proc/net/ip_tables_names"], stdout="filter\n")
     fake.on(["cat", "/proc/net/ip6_tables_names"], stdout="")
     fake.on(["iptables-legacy-save"], stdout="*filter\n-A INPUT -j ACCEPT\nCOMMIT\n")
-    fake.on(["iptables-restore", "-w", "--noflush"])
+    fake.on(["iptables-restore", "-w", "10", "--noflush"])
     fake.on(["sysctl", "-w", "net.ipv4.ip_forward=1"])
     with caplog.at_level(logging.WARNING, logger="netnskit"):
         nat = NatRule("192.168.15.0/24", "br0", owner="lab", runner=fake, uplinks=["eth0"])
         nat.apply()
     writes = [a for a in fake.argvs if a[0] == "iptables-restore" or a[:2] == ["sysctl", "-w"]]
-    assert writes == [["iptables-restore", "-w", "--noflush"], ["sysctl", "-w", "net.ipv4.ip_forward=1"]]
-    restore_input = fake.inputs[fake.argvs.index(["iptables-restore", "-w", "--noflush"])]
+    assert writes == [["iptables-restore", "-w", "10", "--noflush"], ["sysctl", "-w", "net.ipv4.ip_forward=1"]]
+    restore_input = fake.inputs[fake.argvs.index(["iptables-restore", "-w", "10", "--noflush"])]
     assert restore_input == nat.setup_commands()[0].input
     assert fake.seen == [("net.ipv4.ip_forward=1", {"net.ipv4.ip_forward": {"set": "1", "was": "0"}})]
     assert "iptables-legacy" in caplog.text
@@ -538,7 +539,7 @@ def test_apply_rolls_back_the_rules_when_the_sysctl_fails():
     fake.on(["iptables", "-V"], stdout="iptables v1.8.9 (nf_tables)\n")
     fake.on(lambda argv: argv[0] == "cat", stdout="")
     fake.on(READLINK, stdout="")  # a runner that names no namespace: no record is kept
-    fake.on(["iptables-restore", "-w", "--noflush"])
+    fake.on(["iptables-restore", "-w", "10", "--noflush"])
     fake.fail(["sysctl", "-w", "net.ipv4.ip_forward=1"], "sysctl: permission denied on key\n")
     nat = NatRule("192.168.15.0/24", "br0", owner="lab", runner=fake, uplinks=["eth0"])
     with pytest.raises(Exception, match="ip_forward"):
@@ -603,7 +604,7 @@ def test_sweep_drops_an_unneeded_guard_and_its_sysctl_but_keeps_what_another_own
     saved = SavedRules.parse(4, SAVED_TWO_OWNERS)
     sweep = Firewall("nft").plan_sweep(4, saved, records=RECORDS, value=NOW_SET.get)
     assert sweep.commands == (
-        sysctl(None, "net.ipv4.conf.br0.route_localnet", "0"),
+        sysctl(None, "net.ipv4.conf.br0.route_localnet", "0", barrier=True),
         restore(
             "iptables-nft-restore",
             "*raw\n"
@@ -779,7 +780,7 @@ def test_remove_deletes_the_forwards_rules_as_the_host_shows_them_even_with_its_
     fake = FakeRunner(strict=True)
     fake.on(["iptables-save"], stdout=PORT_FORWARD_SAVED)
     fake.on(lambda argv: "-C" in argv, returncode=0)
-    fake.on(["iptables-restore", "-w", "--noflush"])
+    fake.on(["iptables-restore", "-w", "10", "--noflush"])
     PortForward(8080, "192.168.15.2", 80, owner="lab", runner=fake).remove()
     restores = [i for a, i in zip(fake.argvs, fake.inputs, strict=True) if a[0] == "iptables-restore"]
     assert restores[0] == (
@@ -803,7 +804,7 @@ def test_remove_deletes_the_forwards_rules_as_the_host_shows_them_even_with_its_
 def test_purge_deletes_every_rule_of_the_owner_by_its_comment():
     fake = FakeRunner(strict=True)
     fake.on(["iptables-save"], stdout=SAVED_TWO_OWNERS)
-    fake.on(["iptables-restore", "-w", "--noflush"])
+    fake.on(["iptables-restore", "-w", "10", "--noflush"])
     fake.on(lambda argv: argv[:2] == ["sysctl", "-w"])
     assert Firewall(runner=fake).purge("other") == 1
     assert fake.inputs[1] == (

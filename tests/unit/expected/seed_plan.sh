@@ -184,7 +184,7 @@ ip -n internet route add default via 203.0.113.1
 #   undo: ip -n internet route del default via 203.0.113.1
 
 # step 50: firewall rules of network seed (netnskit:seed)
-iptables-restore -w --noflush <<'NETNSKIT_EOF'
+iptables-restore -w 10 --noflush <<'NETNSKIT_EOF'
 *raw
 -N NETNSKIT-PREROUTING
 -A NETNSKIT-PREROUTING -i v-net-0 -s 127.0.0.0/8 -m comment --comment netnskit:seed -j DROP
