@@ -375,6 +375,15 @@ class Firewall:
         for table in _TABLE_ORDER:
             ours = [c for c in _CHAINS[table] if (table, c) in saved.chains]
             if not ours or any(r.table == table for r in owned) or (table == "filter" and memos_left):
+                # the memo chain goes with its last memo, even while another owner keeps the rest
+                state = [r for r in saved.rules if r.table == table and r.chain == STATE_CHAIN and r not in deletes]
+                if (
+                    table == "filter"
+                    and STATE_CHAIN in ours
+                    and not state
+                    and any(r.chain == STATE_CHAIN for r in deletes)
+                ):
+                    lines.setdefault(table, []).append(f"-X {STATE_CHAIN}")
                 continue
             foreign = [r for r in saved.rules if r.table == table and r.chain in ours and not _is_ours(r)]
             if foreign:

@@ -684,6 +684,16 @@ def test_a_plans_memo_puts_forwarding_back_where_no_file_records_it():
     assert "-X NETNSKIT-STATE" in lines
 
 
+def test_the_memo_chain_goes_with_its_last_memo_while_another_owner_keeps_the_rest():
+    other = '-A NETNSKIT-FORWARD -i br1 -o br1 -m comment --comment "netnskit:other" -j ACCEPT\n'
+    text = MEMO_ONLY.replace("-A FORWARD -m comment", other + "-A FORWARD -m comment")
+    sweep = Firewall().plan_sweep(4, SavedRules.parse(4, text), value=NOW_SET.get)
+    assert (sweep.commands[-1].input or "").endswith(
+        '*filter\n-D NETNSKIT-STATE -m comment --comment "netnskit sysctl net.ipv4.ip_forward=0"\n'
+        "-X NETNSKIT-STATE\nCOMMIT\n"
+    )
+
+
 def test_the_interfaces_netnskit_served_are_not_another_managers_bridges():
     fake = FakeRunner(strict=True)
     fake.on(["ip", "-j", "link", "show", "type", "bridge"], stdout='[{"ifname":"nkbr0"},{"ifname":"docker0"}]')
