@@ -761,7 +761,7 @@ def test_firewalld_reload_between_up_and_down(box: Sandbox) -> None:
     assert saves(box) == before_rules  # every rule of ours is gone ...
     assert forwarding(box) == "1"  # ... and nothing in the firewall says forwarding was ours
     status = net.status()
-    assert not status.up and any("firewall rules of network seed" in m for m in status.missing)
+    assert not status.up and any("firewall rules of network seed" in m.step for m in status.missing)
     teardown = net.down()
     assert any("put back" in r and "net.ipv4.ip_forward=0" in r for r in teardown.removed), teardown.removed
     assert forwarding(box) == "0"
@@ -770,7 +770,7 @@ def test_firewalld_reload_between_up_and_down(box: Sandbox) -> None:
     # the same with cleanup after the reload instead of down
     net.up()
     reload_firewalld(box)
-    leftovers = cleanup(box.runner)
+    leftovers = cleanup(None, box.runner)  # --all
     assert any("net.ipv4.ip_forward=0" in r for r in leftovers.removed)
     net.down()
     assert forwarding(box) == "0" and saves(box) == before_rules
