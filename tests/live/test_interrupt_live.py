@@ -184,7 +184,7 @@ def test_a_dangling_netns_entry_is_recognised_and_removed(sandbox: Sandbox) -> N
 
     status = net.status()  # no longer fails on it
     assert not status.up
-    assert status.missing[0].startswith("remove the dangling /run/netns entry red")
+    assert status.missing[0].step.startswith("remove the dangling /run/netns entry red")
     net.up()  # removes the entry, makes red again
     assert net.status().up
     sandbox.run(["umount", "/run/netns/red"]).check()
