@@ -182,6 +182,7 @@ def split(
             mtu=mtu,
             gateway_on_host=gateway,
             remote_addresses=remote if gateway else (),
+            overlay_links=(vx_name,),
             runner=runners[here],
         )
         if vx_name in part.host_ifnames():

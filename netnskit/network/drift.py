@@ -37,7 +37,7 @@ class Owned:
 
 def _stale_links(net: Network, f: _Facts) -> list[str]:
     """Host links with our alias that the file does not have (by name)."""
-    described = set(net.host_ifnames())
+    described = {*net.host_ifnames(), *net.overlay_links}
     return sorted(n for n, d in f.links.get(None, {}).items() if d.get("ifalias") == net.mark and n not in described)
 
 

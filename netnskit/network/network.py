@@ -90,6 +90,10 @@ from netnskit.qdisc import Impairment, NetemSupport, probe_netem
 from netnskit.runner import Runner, default_runner
 
 
+def _ifnames(names: Sequence[str]) -> tuple[str, ...]:
+    return tuple(v.ifname(n) for n in names)
+
+
 @attrs.frozen
 class Network:
     """A bridge, its subnet and gateway, namespaces on it, routes, NAT, forwards and extra links.
@@ -120,6 +124,9 @@ class Network:
     mtu: int | None = attrs.field(default=None, converter=attrs.converters.optional(v.mtu))
     gateway_on_host: bool = attrs.field(default=True, converter=_flag)
     remote_addresses: tuple[tuple[str, IPv4Address], ...] = attrs.field(default=(), converter=_remote)
+    # host links made beside this network by its owner (a cluster's VXLAN link), marked with its mark:
+    # not drift, and left to that owner
+    overlay_links: tuple[str, ...] = attrs.field(default=(), converter=_ifnames)
     runner: Runner = attrs.field(factory=default_runner, eq=False, repr=False, kw_only=True)
     # what the kernel said about netem, asked once (a frozen class may still fill a list)
     _netem: list[NetemSupport] = attrs.field(factory=list, init=False, eq=False, repr=False)
