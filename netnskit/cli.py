@@ -4,11 +4,12 @@
 :mod:`netnskit.demo`); it exits 0 only if every check held. ``-v`` logs every command run,
 evidence reads included, on stderr.
 
-``plan FILE``, ``up FILE``, ``down FILE``, ``status FILE [--json]``, ``check FILE [--json]`` and
-``cleanup`` work on a :class:`~netnskit.network.Network` described in a TOML file. ``--sandbox``
-runs any of them inside a throwaway sandbox (``status`` and ``check`` bring the network up there
-first); ``--batch`` applies and removes with :class:`~netnskit.executors.BatchExecutor`. Errors are
-one line on stderr (with the traceback under ``-v``) and a non-zero exit status.
+``plan FILE``, ``up FILE``, ``down FILE``, ``status FILE [--json]``, ``check FILE [--json]``,
+``capture FILE LINK [-w PATH]`` and ``cleanup`` work on a :class:`~netnskit.network.Network`
+described in a TOML file. ``--sandbox`` runs any of them inside a throwaway sandbox (``status``,
+``check`` and ``capture`` bring the network up there first); ``--batch`` applies and removes with
+:class:`~netnskit.executors.BatchExecutor`. Errors are one line on stderr (with the traceback
+under ``-v``) and a non-zero exit status.
 """
 
 from __future__ import annotations
@@ -92,8 +93,11 @@ def cmd_up(args: argparse.Namespace) -> int:
     with _runner(args) as runner:
         net = _load(args, runner)
         todo = len(net.missing_steps())
+        starting = sum(1 for p in net.process_status() if p.state != "running")
         net.up(executor=_executor(args))
-        print(f"network {net.name} is up ({todo} steps applied)" if todo else f"network {net.name} was already up")
+        done = [f"{todo} steps applied"] if todo else []
+        done += [f"{starting} process{'es' if starting > 1 else ''} started"] if starting else []
+        print(f"network {net.name} is up ({', '.join(done)})" if done else f"network {net.name} was already up")
     return 0
 
 
@@ -136,6 +140,11 @@ def cmd_status(args: argparse.Namespace) -> int:
             state = "ours" if ns.ours else ("present, NOT ours" if ns.present else "absent")
             addrs = ", ".join(f"{a.dev} {a.address}" for a in ns.addresses if a.scope == "global")
             print(f"  namespace {ns.name}: {state}" + (f"; {addrs}" if addrs else ""))
+        for path in status.files:
+            print(f"  file: {path}")
+        for proc in status.processes:
+            pid = f" (pid {proc.pid})" if proc.pid is not None else ""
+            print(f"  process {proc.name} in {proc.netns}: {proc.state}{pid}; log {proc.log}")
         for rule in status.rules:
             print(f"  rule: {rule}")
         for step in status.missing:
@@ -155,6 +164,25 @@ def cmd_check(args: argparse.Namespace) -> int:
         print("\n".join(report.lines()))
         print(f"{len(report.probes) - len(report.failures)}/{len(report.probes)} probes passed")
     return 0 if report.ok else 1
+
+
+def cmd_capture(args: argparse.Namespace) -> int:
+    """``netnskit capture FILE LINK [-w PATH] [-c N] [--duration S]``: a pcap of one link, until Ctrl-C."""
+    with _runner(args) as runner:
+        net = _load(args, runner)
+        _bring_up_in_sandbox(args, net)
+        path = args.write or f"{args.link.replace(':', '-')}.pcap"
+        capture = net.capture(args.link, path, count=args.count, duration=args.duration)
+        where = f"namespace {capture.netns}" if capture.netns else "the host"
+        print(f"capturing on {capture.interface} in {where} into {capture.path}", flush=True)
+        try:
+            capture.wait()
+        except KeyboardInterrupt:
+            pass
+        finally:
+            packets = capture.stop()
+    print(f"{'?' if packets is None else packets} packets captured into {capture.path}")
+    return 0
 
 
 def cmd_cleanup(args: argparse.Namespace) -> int:
@@ -197,6 +225,7 @@ def _network_verbs(verbs: argparse._SubParsersAction[argparse.ArgumentParser]) -
         ("down", cmd_down, "remove everything the network owns (after a crash too); safe twice", True, False),
         ("status", cmd_status, "what exists and what is missing; exit 3 when not up", True, True),
         ("check", cmd_check, "ping-all, NAT and port-forward probes; exit 1 if one fails", True, True),
+        ("capture", cmd_capture, "write a pcap of one link with tcpdump (until Ctrl-C, -c or --duration)", True, False),
         ("cleanup", cmd_cleanup, "remove every netnskit leftover on this host, and nothing else", False, False),
     ]
     for name, func, text, takes_file, takes_json in specs:
@@ -207,7 +236,16 @@ def _network_verbs(verbs: argparse._SubParsersAction[argparse.ArgumentParser]) -
             verb.add_argument("--json", action="store_true", help="print JSON for scripts")
         if takes_file:
             verb.add_argument("file", metavar="FILE", help="the network, as a TOML file (see examples/seed.toml)")
+        if name == "capture":
+            _capture_options(verb)
         verb.set_defaults(func=func)
+
+
+def _capture_options(verb: argparse.ArgumentParser) -> None:
+    verb.add_argument("link", metavar="LINK", help="a host interface of the network, a link's name, or NETNS:IFNAME")
+    verb.add_argument("-w", "--write", metavar="PATH", help="the pcap file to write (default: LINK.pcap)")
+    verb.add_argument("-c", "--count", type=int, metavar="N", help="stop after N packets")
+    verb.add_argument("--duration", type=float, metavar="S", help="stop after S seconds")
 
 
 def _sandbox_flags(parser: argparse.ArgumentParser, *, default: object) -> None:

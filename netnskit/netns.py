@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import attrs
 
@@ -13,6 +15,9 @@ from netnskit.commands import ip, sysctl
 from netnskit.errors import AlreadyExistsError, NotFoundError
 from netnskit.plan import Command, Resource
 from netnskit.runner import PrefixRunner, Result, Runner, default_runner, netns_runner
+
+if TYPE_CHECKING:
+    from netnskit.process import ProcessHandle
 
 __all__ = ["Namespace", "exec_argv"]
 
@@ -111,6 +116,29 @@ class Namespace:
         """Run ``argv`` inside the namespace; with ``check`` a non-zero exit raises."""
         result = self.runner.run(self.exec_argv(argv), input=input, timeout=timeout)
         return result.check(f"running a command in namespace {self.name!r}") if check else result
+
+    def spawn(
+        self,
+        argv: Sequence[str],
+        *,
+        log: str | None = None,
+        name: str | None = None,
+        cwd: str | None = None,
+    ) -> ProcessHandle:
+        """Start ``argv`` in the background inside the namespace (as ``ip netns exec`` runs it); its handle.
+
+        Its output goes to ``log`` (default: ``/run/netnskit/logs/PLACE/NAME/PROGRAM-TIME.log`` where
+        the runner acts). The handle has the pid and the log, ``wait_for_port``, ``wait_ready`` and
+        ``stop``; it returns at once: wait for readiness with those.
+        """
+        from netnskit.network.locks import place_of
+        from netnskit.process import STATE_DIR, command, spawn
+
+        words = command(argv)
+        label = v.netns_name(name) if name is not None else v.netns_name(words[0].rsplit("/", 1)[-1])
+        if log is None:
+            log = f"{STATE_DIR}/logs/{place_of(self.runner)}/{self.name}/{label}-{time.time_ns()}.log"
+        return spawn(self.runner, self.name, words, log=log, name=label, cwd=cwd or "")
 
     @property
     def inside(self) -> PrefixRunner:

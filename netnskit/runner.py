@@ -68,6 +68,15 @@ _PACKAGES = {
     "sysctl": "procps",
     "ssh": "openssh-client",
     "sudo": "sudo",
+    "tcpdump": "tcpdump",
+    "awk": "mawk",
+    "sort": "coreutils",
+    "tee": "coreutils",
+    "tail": "coreutils",
+    "find": "findutils",
+    "grep": "grep",
+    "setsid": "util-linux",
+    "kill": "procps",
 }
 
 

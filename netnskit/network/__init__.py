@@ -1,7 +1,8 @@
 """Network: a whole topology as one object (or one TOML file), with plan, up, down, status and check.
 
 One file per concept: spec (the description), toml (reading it), steps (the plan), state and status
-(what the kernel has), firewall (NAT and forwards), teardown, check, locks; network holds the class.
+(what the kernel has), firewall (NAT and forwards), files (/etc/netns), processes, teardown, check,
+locks; network holds the class.
 Design notes (ownership marks, forwarding, the bridge-wide choices, locks): docs/network-notes.md.
 """
 
@@ -15,10 +16,12 @@ from netnskit.network.spec import (
     ForwardSpec,
     LinkSpec,
     NamespaceSpec,
+    ProcessSpec,
     RouteSpec,
     group_for,
     mark_for,
 )
+from netnskit.network.processes import ProcessStatus
 from netnskit.network.status import NamespaceStatus, NetworkStatus
 from netnskit.network.teardown import Teardown, cleanup
 
@@ -33,6 +36,8 @@ __all__ = [
     "Network",
     "NetworkStatus",
     "Probe",
+    "ProcessSpec",
+    "ProcessStatus",
     "RouteSpec",
     "Teardown",
     "cleanup",

@@ -145,12 +145,35 @@ def _check(net: Network, timeout: float) -> CheckReport:
             if link.netns is None and link.address is not None and link.peer_netns is not None:
                 sources.append((link.peer_netns, link.address.ip))
         dest_port = (fwd.port or fwd.host_port)[0]
+        served = _served_by(net, fwd.netns, dest_port)
         for source, address in sources:
-            job = functools.partial(
-                _exchange, net, "forward", source, fwd.netns, address, fwd.host_port[0], timeout, dest_port
-            )
+            if served is not None:
+                # the network's own process listens there: connect to it instead of a probe server
+                job = functools.partial(_connect, net, source, address, fwd.host_port[0], timeout, served)
+            else:
+                job = functools.partial(
+                    _exchange, net, "forward", source, fwd.netns, address, fwd.host_port[0], timeout, dest_port
+                )
             probes.append(_twice(job))
     return CheckReport(tuple(probes))
+
+
+def _served_by(net: Network, netns: str, port: int) -> str | None:
+    """The name of the network's process in ``netns`` that is ready once it listens on TCP ``port``."""
+    for proc in net.processes:
+        if proc.netns == netns and proc.ready is not None and (proc.ready.kind, proc.ready.port) == ("tcp", port):
+            return proc.name
+    return None
+
+
+def _connect(net: Network, source: str | None, target: IPv4Address, port: int, timeout: float, served: str) -> Probe:
+    """A TCP handshake from ``source`` to ``target``:``port``, answered by the network's process ``served``."""
+    connect = [sys.executable, "-m", "netnskit.probe", "connect", "--connect-only", str(target), str(port)]
+    result = net.runner.run(exec_argv(source, [*connect, "--timeout", str(timeout)]), timeout=timeout + 10)
+    label = f"{target}:{port}"
+    if not result.ok:
+        return Probe("forward", source or "host", label, False, result.stdout.strip() or result.stderr.strip())
+    return Probe("forward", source or "host", label, True, f"connected to process {served}")
 
 
 def _twice(job: Callable[[], Probe]) -> Probe:

@@ -16,7 +16,8 @@ import attrs
 from netnskit import _ipjson
 from netnskit.errors import ConflictError, NetnskitError, NotOursError
 from netnskit.firewall import Firewall
-from netnskit.network.spec import _subnets_at
+from netnskit.network import files as _files
+from netnskit.network.spec import _subnets_at, sysctl_path
 from netnskit.runner import Runner
 
 if TYPE_CHECKING:
@@ -35,6 +36,8 @@ class _Facts:
     rules: tuple[str, ...]  # our firewall rules, as iptables-restore lines
     read: frozenset[str | None]  # places read in full (host = None)
     raw: dict[str | None, dict[str, list[dict[str, Any]]]] = attrs.field(factory=dict)  # where -> addr/route
+    files: _files.Found = attrs.field(factory=lambda: _files.Found({}))  # the network's files under /etc/netns
+    sysctls: dict[str, dict[str, str]] = attrs.field(factory=dict)  # netns -> /proc/sys path -> value
 
 
 def _read_links(runner: Runner, where: str | None) -> dict[str, dict[str, Any]]:
@@ -66,6 +69,18 @@ def _read_place(runner: Runner, where: str | None, facts: dict[str, Any]) -> Non
     facts["forwarding"][where] = {str(d.get("interface", "")): bool(d.get("forwarding")) for d in netconf}
 
 
+def _read_sysctls(runner: Runner, netns: str, keys: list[str]) -> dict[str, str]:
+    """The values of settings inside ``netns``, read from /proc/sys (one ``grep``; absent ones left out)."""
+    paths = [sysctl_path(k) for k in keys]
+    result = runner.run(["grep", "-s", "-H", "", "--", *paths], netns=netns)
+    values: dict[str, str] = {}
+    for line in result.stdout.splitlines():
+        path, _, value = line.partition(":")
+        if path in paths:
+            values[path] = " ".join(value.split())
+    return values
+
+
 def _host_link_ours(entry: dict[str, Any], mark: str, group: int | None, names: Iterable[str]) -> bool:
     """A host link is ours if it carries our alias, or (between ``ip link add`` and the alias being
     set, as after a crash) if it has one of our names, our link group and no alias at all."""
@@ -90,6 +105,11 @@ def _gather(net: Network, full: bool) -> _Facts:
         for name in present:
             _read_place(runner, name, facts)
             read.add(name)
+    sysctls = {}
+    for space in net.spaces():
+        if space.sysctls and space.name in read:
+            sysctls[space.name] = _read_sysctls(runner, space.name, [k for k, _ in space.sysctls])
+    wanted = list(_files.wanted(net))
     return _Facts(
         netns=netns,
         links=facts["links"],
@@ -101,6 +121,8 @@ def _gather(net: Network, full: bool) -> _Facts:
         else (),
         read=frozenset(read),
         raw=facts.get("raw", {}),
+        files=_files.read(runner, wanted),
+        sysctls=sysctls,
     )
 
 
@@ -141,6 +163,7 @@ def _refuse_foreign(net: Network, f: _Facts) -> None:
                 f"link {ifname!r} exists on the host but is not marked {net.mark} (alias "
                 f"{entry.get('ifalias')!r}); refusing to adopt it"
             )
+    _files.refuse_foreign(net, f.files)
     # a subnet of ours that overlaps an address on someone else's link would break both
     mine = set(net.host_ifnames())
     for ifname, address in sorted(f.addresses.get(None, set())):

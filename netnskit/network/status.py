@@ -9,7 +9,9 @@ from typing import TYPE_CHECKING, Any
 import attrs
 
 from netnskit.link import AddressInfo, LinkInfo, Neighbour, RouteInfo, neighbours
+from netnskit.network.files import wanted
 from netnskit.network.firewall import _firewall_steps
+from netnskit.network.processes import ProcessStatus, statuses
 from netnskit.network.state import _Facts, _host_link_ours, _namespace_ours
 from netnskit.plan import Step
 
@@ -42,6 +44,8 @@ class NetworkStatus:
     host_routes: tuple[RouteInfo, ...]
     rules: tuple[str, ...]
     missing: tuple[str, ...]
+    processes: tuple[ProcessStatus, ...] = ()
+    files: tuple[str, ...] = ()  # the files under /etc/netns that hold what the network writes
 
     def to_json(self) -> dict[str, Any]:
         """A plain dict (addresses as strings) for ``netnskit status --json``."""
@@ -83,7 +87,19 @@ def _status(net: Network, f: _Facts) -> NetworkStatus:
     host = f.links.get(None, {})
     ours = sorted(n for n, d in host.items() if _host_link_ours(d, net.mark, net.group, names))
     host_links, host_addresses, host_routes = typed(None, ours)
+    processes = tuple(statuses(net))
     missing = tuple(step.description for step in _missing(net, f))
+    missing += tuple(f"process {p.name} in {p.netns} ({p.state})" for p in processes if p.state != "running")
+    written = tuple(sorted(p for p, text in wanted(net).items() if f.files.files.get(p) == text))
     return NetworkStatus(
-        net.name, not missing, tuple(spaces), host_links, host_addresses, host_routes, f.rules, missing
+        net.name,
+        not missing,
+        tuple(spaces),
+        host_links,
+        host_addresses,
+        host_routes,
+        f.rules,
+        missing,
+        processes,
+        written,
     )

@@ -1,7 +1,9 @@
 """Teardown: ``down`` removes what one network owns, ``cleanup`` everything netnskit marked on the host.
 
 Both read first, then remove only what carries a mark (or is pristine from an interrupted ``up``):
-safe after a crash, on a partly-removed network, twice.
+safe after a crash, on a partly-removed network, twice. Processes go first (by their environment's
+mark, SIGTERM then SIGKILL), then the files under ``/etc/netns`` that start with the mark, the
+firewall's rules, the links and the namespaces.
 """
 
 from __future__ import annotations
@@ -18,6 +20,8 @@ from netnskit.executors import Executor, SerialExecutor
 from netnskit.firewall import Firewall
 from netnskit.link import Link
 from netnskit.netns import Namespace
+from netnskit.network import files as _files
+from netnskit.network import processes as _processes
 from netnskit.network.firewall import _any_network, _families, _firewall_removal
 from netnskit.network.locks import _exclusive
 from netnskit.network.spec import MARK_PREFIX
@@ -69,8 +73,18 @@ def _marked_or_pristine(runner: Runner, name: str, mark: str | None, expected: I
     return mark is not None and _pristine(links, expected)
 
 
+def _files_removal(runner: Runner, paths: Sequence[str], mark: str | None) -> list[Step]:
+    """A step whose undo removes those of ``paths`` whose first line carries ``mark`` (any netnskit mark for None)."""
+    mine = _files.ours(_files.read(runner, paths, first_lines=True), mark)
+    if not mine:
+        return []
+    return [Step(f"files {', '.join(mine)}", [], _files.remove_commands(mine))]
+
+
 def _down(net: Network, executor: Executor) -> Teardown:
     runner = net.runner
+    # processes first: a namespace holds on while a process runs in it
+    ended, still = _processes.stop_all(net)
     # three independent reads at once (runners are used from several threads by BatchExecutor too)
     with concurrent.futures.ThreadPoolExecutor(max_workers=3) as pool:
         reading_host = pool.submit(_read_links, runner, None)
@@ -93,6 +107,7 @@ def _down(net: Network, executor: Executor) -> Teardown:
         mine = proven or _marked_or_pristine(runner, name, net.mark, _ifnames_in(net, name))
         (ours if mine else left).append(name)
     steps = [Step(f"namespace {n}", [], [Namespace(n, runner=runner).delete_command()]) for n in ours]
+    steps += _files_removal(runner, _files.candidates(net.namespace_names()), net.mark)
     steps += _link_removal(runner, host, net.mark, net.group, names_on_host)
     # (our own links go right after the sweep: putting their forwarding back too is harmless)
     steps += _firewall_removal(
@@ -102,18 +117,21 @@ def _down(net: Network, executor: Executor) -> Teardown:
     gone += [f"link {n}" for n in net.host_ifnames() if n not in host]
     already = executor.remove(steps, runner) if steps else []
     return Teardown(
-        removed=tuple(s.description for s in steps),
+        removed=tuple(ended + [s.description for s in steps]),
         already_gone=tuple(gone + list(already)),
-        left=tuple(f"namespace {n} (not marked {net.mark} and not empty: not ours, left alone)" for n in left),
+        left=tuple(
+            [f"namespace {n} (not marked {net.mark} and not empty: not ours, left alone)" for n in left] + still
+        ),
     )
 
 
 def cleanup(runner: Runner | None = None, executor: Executor | None = None) -> Teardown:
     """Remove every leftover netnskit marked on this host (any network), and nothing else.
 
-    Links whose alias starts ``netnskit:``, rules whose comment does, and namespaces whose ``lo``
-    alias does. A namespace left empty by an interrupted ``up`` carries no mark yet: ``down FILE``
-    removes it, since the file names it.
+    Processes whose ``NETNSKIT_OWNER`` names a network of this place, files under ``/etc/netns``
+    whose first line is ``# netnskit:...``, links whose alias starts ``netnskit:``, rules whose
+    comment does, and namespaces whose ``lo`` alias does. A namespace left empty by an interrupted
+    ``up`` carries no mark yet: ``down FILE`` removes it, since the file names it.
     """
     run = runner or default_runner()
     with _exclusive(run, None):
@@ -121,11 +139,13 @@ def cleanup(runner: Runner | None = None, executor: Executor | None = None) -> T
 
 
 def _cleanup(run: Runner, executor: Executor | None) -> Teardown:
+    ended, still = _processes.stop_every_network(run)
     host = _read_links(run, None)
     marked = [str(d["name"]) for d in _ipjson.netns_list(run)]
     marked = [n for n in marked if _marked_or_pristine(run, n, None)]
     marks = {str(d["ifalias"]) for d in host.values() if str(d.get("ifalias", "")).startswith(MARK_PREFIX)}
     steps = [Step(f"namespace {n}", [], [Namespace(n, runner=run).delete_command()]) for n in marked]
+    steps += _files_removal(run, _files.listed(run), None)
     for mark in sorted(marks):
         steps += _link_removal(run, host, mark, None)
     # every network goes: no other network's forwarding to keep
@@ -133,4 +153,6 @@ def _cleanup(run: Runner, executor: Executor | None) -> Teardown:
         run, lambda comment: comment.startswith(MARK_PREFIX), _families(run), lambda _: False, host
     )
     already = (executor or SerialExecutor()).remove(steps, run) if steps else []
-    return Teardown(removed=tuple(s.description for s in steps), already_gone=tuple(already))
+    return Teardown(
+        removed=tuple(ended + [s.description for s in steps]), already_gone=tuple(already), left=tuple(still)
+    )

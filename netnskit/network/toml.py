@@ -9,14 +9,14 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from netnskit.errors import MISSING, ConfigError, ValidationError
-from netnskit.network.spec import ExtraNamespace, ForwardSpec, LinkSpec, NamespaceSpec, RouteSpec
+from netnskit.network.spec import ExtraNamespace, ForwardSpec, LinkSpec, NamespaceSpec, ProcessSpec, RouteSpec
 from netnskit.runner import Runner
 
 if TYPE_CHECKING:
     from netnskit.network.network import Network
 
 
-_TOP = {"network", "namespace", "extra_namespace", "link", "route", "port_forward"}
+_TOP = {"network", "namespace", "extra_namespace", "link", "route", "port_forward", "process"}
 _KEYS: dict[str, dict[str, tuple[type | tuple[type, ...], bool]]] = {
     # key -> (TOML types accepted, required)
     "network": {
@@ -28,6 +28,9 @@ _KEYS: dict[str, dict[str, tuple[type | tuple[type, ...], bool]]] = {
         "group": (int, False),
         "ipv6_link_local": (bool, False),
         "multicast_snooping": (bool, False),
+        "dns": (list, False),
+        "hosts": (bool, False),
+        "logs": (str, False),
     },
     "namespace": {
         "name": (str, True),
@@ -36,8 +39,16 @@ _KEYS: dict[str, dict[str, tuple[type | tuple[type, ...], bool]]] = {
         "host_ifname": (str, False),
         "default_route": (bool, False),
         "routes": (list, False),
+        "mtu": (int, False),
+        "dns": (list, False),
+        "sysctls": (dict, False),
     },
-    "extra_namespace": {"name": (str, True), "forwarding": (bool, False)},
+    "extra_namespace": {
+        "name": (str, True),
+        "forwarding": (bool, False),
+        "dns": (list, False),
+        "sysctls": (dict, False),
+    },
     "link": {
         "name": (str, True),
         "peer": (str, True),
@@ -45,6 +56,7 @@ _KEYS: dict[str, dict[str, tuple[type | tuple[type, ...], bool]]] = {
         "peer_netns": (str, False),
         "address": (str, False),
         "peer_address": (str, False),
+        "mtu": (int, False),
     },
     "route": {"to": (str, True), "via": (str, False), "dev": (str, False), "netns": (str, False)},
     "port_forward": {
@@ -53,8 +65,24 @@ _KEYS: dict[str, dict[str, tuple[type | tuple[type, ...], bool]]] = {
         "port": ((int, str), False),
         "protocol": (str, False),
     },
+    "process": {
+        "name": (str, False),
+        "netns": (str, True),
+        "command": (list, True),
+        "ready": ((str, list), False),
+        "order": (int, False),
+        "ready_timeout": ((int, float), False),
+        "cwd": (str, False),
+    },
 }
-_TYPE_NAMES = {str: "a string", bool: "true or false", int: "an integer", list: "a list"}
+_TYPE_NAMES = {
+    str: "a string",
+    bool: "true or false",
+    int: "an integer",
+    float: "a number",
+    list: "a list",
+    dict: "a table",
+}
 
 
 def _table(source: str, key: str, value: object, kind: str) -> dict[str, Any]:
@@ -106,7 +134,16 @@ def _array(source: str, data: dict[str, Any], kind: str) -> list[tuple[str, dict
     return [(f"{kind}[{i}]", _table(source, f"{kind}[{i}]", item, kind)) for i, item in enumerate(items)]
 
 
-def _from_dict(cls: type[Network], data: dict[str, Any], source: str, runner: Runner) -> Network:
+def _process(source: str, key: str, table: dict[str, Any]) -> ProcessSpec:
+    # a process without a name is called after its program (``python3 -m http.server`` -> python3)
+    command = table.get("command")
+    if "name" not in table and isinstance(command, list) and command and isinstance(command[0], str):
+        table = {"name": command[0].rsplit("/", 1)[-1], **table}
+    built: ProcessSpec = _build(source, key, ProcessSpec, table)
+    return built
+
+
+def _from_dict(cls: type[Network], data: dict[str, Any], source: str, runner: Runner, directory: str | None) -> Network:
     for k in data:
         if k not in _TOP:
             raise ConfigError(source, k, MISSING, f"unknown key (known: {', '.join(sorted(_TOP))})")
@@ -125,8 +162,10 @@ def _from_dict(cls: type[Network], data: dict[str, Any], source: str, runner: Ru
     links = [_build(source, k, LinkSpec, t) for k, t in _array(source, data, "link")]
     routes_top = [_build(source, k, RouteSpec, t) for k, t in _array(source, data, "route")]
     forwards = [_build(source, k, ForwardSpec, t) for k, t in _array(source, data, "port_forward")]
+    processes = [_process(source, k, t) for k, t in _array(source, data, "process")]
     fields = {
         **top,
+        "processes": processes,
         "namespaces": namespaces,
         "extra_namespaces": extras,
         "links": links,
@@ -134,7 +173,7 @@ def _from_dict(cls: type[Network], data: dict[str, Any], source: str, runner: Ru
         "port_forwards": forwards,
     }
     try:
-        return cls(**fields, runner=runner)
+        return cls(**fields, runner=runner, directory=directory)
     except ValidationError as exc:
         where = _find_key(data, exc.value) or "network"
         raise ConfigError(source, where, exc.value, f"{exc.what}: {exc.rule}") from None

@@ -21,10 +21,12 @@ from netnskit.network import (
     LinkSpec,
     NamespaceSpec,
     Network,
+    ProcessSpec,
     RouteSpec,
     group_for,
 )
 from netnskit.plan import Command
+from netnskit.process import spawn_argv
 from netnskit.testing import STDERR, FakeRunner, recorded
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -65,6 +67,15 @@ def seed_in_python(runner: FakeRunner | None = None) -> Network:
             RouteSpec("default", via="203.0.113.1", netns="internet"),
         ],
         port_forwards=[ForwardSpec(80, "blue", 80)],
+        processes=[
+            ProcessSpec(
+                "web",
+                "blue",
+                ["python3", "-u", "-m", "http.server", "80", "--bind", "blue"],
+                cwd="www",
+                ready="tcp:80",
+            )
+        ],
         **({"runner": runner} if runner is not None else {}),
     )
 
@@ -124,15 +135,24 @@ def script_empty_host(fake: FakeRunner) -> None:
 
 
 def script_small_up(fake: FakeRunner, *, routes: bool = True) -> None:
-    """What the kernel shows when small() is fully up (``routes=False``: a's route is missing)."""
+    """What the kernel shows when small() is fully up (``routes=False``: a's route is missing), and its hosts file."""
     fake.on(["ip", "-j", "netns", "list"], stdout=json.dumps([{"name": "a", "id": 0}]))
     place(fake, links=HOST_UP, addrs=HOST_ADDRS, netconf=HOST_NETCONF)
     place(fake, "a", links=A_LINKS, addrs=A_ADDRS, routes=A_ROUTES if routes else [])
+    script_files(fake, {"/etc/netns/a/hosts": small(FakeRunner()).hosts_file("a")})
+
+
+def script_files(fake: FakeRunner, files: dict[str, str]) -> None:
+    """What ``grep -s -H -a '' FILES`` (every line) and ``... -m 1`` (first lines) print of ``files``."""
+    every = "".join(f"{path}:{line}\n" for path, text in files.items() for line in text.splitlines())
+    first = "".join(f"{path}:{text.splitlines()[0]}\n" for path, text in files.items())
+    fake.on(re.compile(r"^grep -s -H -a '' -- /etc/netns/"), stdout=every)
+    fake.on(re.compile(r"^grep -s -H -a -m 1 '' -- /etc/netns/"), stdout=first)
 
 
 def writes(fake: FakeRunner) -> list[list[str]]:
     """The commands that change something (not the reads)."""
-    reads = re.compile(r"(^| )(-j|iptables-save|ip6tables-save)( |$)|^sysctl -n |^readlink ")
+    reads = re.compile(r"(^| )(-j|iptables-save|ip6tables-save)( |$)|^sysctl -n |^readlink |(^|-- )(grep|find|ss|tail) ")
     return [a for a in fake.argvs if not reads.search(" ".join(a))]
 
 
@@ -151,7 +171,7 @@ def test_seed_from_toml_equals_seed_in_python() -> None:
 def test_plan_is_pure() -> None:
     fake = FakeRunner(strict=True)  # any command would raise
     steps = seed_in_python(fake).plan()
-    assert len(steps) == 52
+    assert len(steps) == 53
     assert fake.argvs == []
 
 
@@ -187,7 +207,20 @@ def test_small_plan_exact_commands() -> None:
         [("ip", "-n", "a", "link", "set", "eth0", "addrgenmode", "none", "up")],
         [("ip", "-n", "a", "addr", "add", "10.9.0.2/24", "dev", "eth0")],
         [("ip", "-n", "a", "route", "add", "default", "via", "10.9.0.1")],
+        [
+            ("mkdir", "-p", "--", "/etc/netns/a"),
+            ("tee", "--", "/etc/netns/a/hosts"),
+            ("chmod", "0644", "--", "/etc/netns/a/hosts"),
+        ],
     ]
+    assert steps[-1].do[1].input == (
+        "# netnskit:t1\n"
+        "# the nodes of network t1, nearest address first: written by netnskit up, removed by netnskit down\n"
+        "127.0.0.1\tlocalhost\n"
+        "::1\tlocalhost ip6-localhost ip6-loopback\n"
+        "10.9.0.1\thost gateway\n"
+        "10.9.0.2\ta\n"
+    )
     assert [[tuple(c.host_argv()) for c in s.undo] for s in steps] == [
         [("ip", "netns", "del", "a")],
         [],
@@ -200,6 +233,7 @@ def test_small_plan_exact_commands() -> None:
         [("ip", "-n", "a", "link", "set", "eth0", "down")],
         [("ip", "-n", "a", "addr", "del", "10.9.0.2/24", "dev", "eth0")],
         [("ip", "-n", "a", "route", "del", "default", "via", "10.9.0.1")],
+        [("rm", "-f", "--", "/etc/netns/a/hosts"), ("rmdir", "--ignore-fail-on-non-empty", "--", "/etc/netns/a")],
     ]
 
 
@@ -377,8 +411,30 @@ def test_down_removes_ours_by_group_and_namespace() -> None:
     fake = FakeRunner()
     script_small_up(fake)
     teardown = small(fake).down()
-    assert writes(fake) == [["ip", "link", "del", "group", str(G)], ["ip", "netns", "del", "a"]]
+    assert writes(fake) == [
+        ["ip", "link", "del", "group", str(G)],
+        ["rm", "-f", "--", "/etc/netns/a/hosts"],  # its first line is the mark
+        ["rmdir", "--ignore-fail-on-non-empty", "--", "/etc/netns/a"],
+        ["ip", "netns", "del", "a"],
+    ]
     assert teardown.already_gone == ()
+
+
+def test_down_leaves_a_file_without_our_mark() -> None:
+    fake = FakeRunner()
+    script_small_up(fake)
+    script_files(fake, {"/etc/netns/a/hosts": "# not netnskit's\n10.9.0.2 a\n"})
+    small(fake).down()
+    assert not [argv for argv in writes(fake) if "/etc/netns/a/hosts" in argv]
+
+
+def test_up_refuses_to_overwrite_a_file_without_our_mark() -> None:
+    fake = FakeRunner()
+    script_empty_host(fake)
+    script_files(fake, {"/etc/netns/a/hosts": "127.0.0.1 localhost\n"})
+    with pytest.raises(NetnskitError, match="/etc/netns/a/hosts exists and does not start with '# netnskit:t1'"):
+        small(fake).up()
+    assert writes(fake) == []
 
 
 def test_down_deletes_one_by_one_when_a_foreign_link_shares_the_group() -> None:
@@ -389,8 +445,10 @@ def test_down_deletes_one_by_one_when_a_foreign_link_shares_the_group() -> None:
     assert writes(fake) == [
         ["ip", "link", "del", "veth-a"],
         ["ip", "link", "del", "br-t1"],
+        ["rm", "-f", "--", "/etc/netns/a/hosts"],
+        ["rmdir", "--ignore-fail-on-non-empty", "--", "/etc/netns/a"],
         ["ip", "netns", "del", "a"],
-    ]  # undone in reverse: sorted by name, then the namespace
+    ]  # undone in reverse: sorted by name, the files, then the namespace
 
 
 def test_down_on_a_clean_host_runs_nothing_and_reports_what_was_gone() -> None:
@@ -563,6 +621,7 @@ def test_readme_toml_is_the_seed_file() -> None:
 
 def test_readme_python_builds_the_seed_and_brings_it_up_and_down(monkeypatch: pytest.MonkeyPatch) -> None:
     fake = FakeRunner()
+    fake.on("nsenter --net=/run/netns/blue -- ss -H -ltn sport = :80", stdout="LISTEN 0 5 192.168.15.2:80 *:*\n")
     monkeypatch.setattr(netnskit, "LiveRunner", lambda: fake)
     scope: dict[str, object] = {}
     exec(compile(readme_block("python", "seed = Network("), "README.md", "exec"), scope)
@@ -592,10 +651,21 @@ def test_cli_up_applies_the_plan(cli_fake: FakeRunner, capsys: pytest.CaptureFix
     from netnskit.cli import main
 
     script_empty_host(cli_fake)
+    cli_fake.on("nsenter --net=/run/netns/blue -- ss -H -ltn sport = :80", stdout="LISTEN 0 5 192.168.15.2:80 *:*\n")
     assert main(["up", str(SEED)], runner=cli_fake) == 0
     plan = [recorded(c) for s in Network.from_toml(SEED).plan() for c in s.do]
-    assert writes(cli_fake) == plan
-    assert capsys.readouterr().out == "network seed is up (52 steps applied)\n"
+    # then the web server, started in blue as a host's process would be, marked as the network's
+    web = spawn_argv(
+        ["python3", "-u", "-m", "http.server", "80", "--bind", "blue"],
+        netns="blue",
+        log="/run/netnskit/logs/unknown/seed/web.log",  # the place: what readlink printed (nothing here)
+        pidfile="/run/netnskit/processes/unknown/seed/web.pid",
+        cwd=str(ROOT / "examples" / "www"),
+        owner="netnskit:seed@unknown",
+        name="web",
+    )
+    assert writes(cli_fake) == [*plan, web]
+    assert capsys.readouterr().out == "network seed is up (53 steps applied, 1 process started)\n"
 
 
 def test_cli_bad_file_is_one_line_and_exit_1(
@@ -645,7 +715,8 @@ def test_cli_status_json_and_exit_3_when_not_up(cli_fake: FakeRunner, capsys: py
     script_empty_host(cli_fake)
     assert main(["status", "--json", str(SEED)], runner=cli_fake) == 3
     data = json.loads(capsys.readouterr().out)
-    assert data["up"] is False and data["name"] == "seed" and len(data["missing"]) == 52
+    assert data["up"] is False and data["name"] == "seed" and len(data["missing"]) == 54
+    assert data["missing"][-1] == "process web in blue (not started)"
     assert writes(cli_fake) == []
 
 
