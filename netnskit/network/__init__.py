@@ -11,6 +11,7 @@ from __future__ import annotations
 from netnskit.errors import ConfigError
 from netnskit.network.check import CheckReport, Probe
 from netnskit.network.network import Network
+from netnskit.network.processes import ProcessStatus
 from netnskit.network.spec import (
     ExtraNamespace,
     ForwardSpec,
@@ -21,7 +22,6 @@ from netnskit.network.spec import (
     group_for,
     mark_for,
 )
-from netnskit.network.processes import ProcessStatus
 from netnskit.network.status import NamespaceStatus, NetworkStatus
 from netnskit.network.teardown import Teardown, cleanup
 

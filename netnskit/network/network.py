@@ -24,6 +24,7 @@ from netnskit.network import processes as _procs
 from netnskit.network.check import CheckReport, _check
 from netnskit.network.firewall import _firewall_steps
 from netnskit.network.locks import _exclusive
+from netnskit.network.processes import ProcessStatus
 from netnskit.network.spec import (
     ExtraNamespace,
     ForwardSpec,
@@ -47,7 +48,6 @@ from netnskit.network.spec import (
     group_for,
     mark_for,
 )
-from netnskit.network.processes import ProcessStatus
 from netnskit.network.state import _Facts, _gather, _refuse_foreign
 from netnskit.network.status import NetworkStatus, _missing, _status
 from netnskit.network.steps import _entries

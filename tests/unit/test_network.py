@@ -152,7 +152,9 @@ def script_files(fake: FakeRunner, files: dict[str, str]) -> None:
 
 def writes(fake: FakeRunner) -> list[list[str]]:
     """The commands that change something (not the reads)."""
-    reads = re.compile(r"(^| )(-j|iptables-save|ip6tables-save)( |$)|^sysctl -n |^readlink |(^|-- )(grep|find|ss|tail) ")
+    reads = re.compile(
+        r"(^| )(-j|iptables-save|ip6tables-save)( |$)|^sysctl -n |^readlink |(^|-- )(grep|find|ss|tail) "
+    )
     return [a for a in fake.argvs if not reads.search(" ".join(a))]
 
 
