@@ -24,6 +24,7 @@ import os
 import re
 import select
 import subprocess
+import threading
 import time
 from collections.abc import Iterable, Sequence
 from typing import Any
@@ -43,6 +44,7 @@ __all__ = [
     "Ready",
     "marked_pids",
     "owner_mark",
+    "reap_children",
     "ready",
     "scan_argv",
     "spawn",
@@ -201,7 +203,8 @@ class ProcessHandle:
         if until.port is not None:
             flags = "-ltn" if until.kind == "tcp" else "-lun"
             found = self.runner.run(["ss", "-H", flags, "sport", "=", f":{until.port}"], netns=self.netns)
-            return found.ok and bool(found.stdout.strip())
+            # ss failing is no answer: the wait cannot go on blind
+            return bool(found.check(f"reading the sockets {self.name!r} listens on").stdout.strip())
         return self.runner.run(exec_argv(self.netns, until.command), timeout=left).ok
 
     def failure(self, reason: str) -> ProcessError:
@@ -210,9 +213,11 @@ class ProcessHandle:
         if not self.running:
             # it exited: its pipes are at their end (the chain before the wrapper writes there)
             for stream in (self.process.stdout, self.process.stderr):
-                if stream is not None and not stream.closed:
-                    ready_to_read, _, _ = select.select([stream], [], [], 0.5)
-                    said += stream.read() if ready_to_read else ""
+                try:
+                    ready_to_read, _, _ = select.select([stream], [], [], 0.5) if stream else ([], [], [])
+                    said += stream.read() if stream and ready_to_read else ""
+                except (ValueError, OSError):  # closed meanwhile (reaped): nothing more to say
+                    pass
         tail = self.log_tail()
         if said.strip():
             tail = f"{said.strip()}\n{tail}"
@@ -251,7 +256,34 @@ def spawn(
     words = command(argv)
     name = name or os.path.basename(words[0])
     started = runner.start(spawn_argv(words, netns=netns, log=log, pidfile=pidfile, cwd=cwd, owner=owner, name=name))
+    _keep(started)
     return ProcessHandle(name, netns, words, log, runner, started, pidfile)
+
+
+# The processes started here, kept until they have ended: a handle may be dropped while its process
+# runs on (a network's server outlives the object that started it), and a process object collected
+# while its child runs would leave a zombie and warn. Each start and each reap_children() reaps the
+# ended ones and closes their pipes.
+_CHILDREN: list[Process] = []
+_CHILDREN_LOCK = threading.Lock()
+
+
+def _keep(proc: Process) -> None:
+    reap_children()
+    with _CHILDREN_LOCK:
+        _CHILDREN.append(proc)
+
+
+def reap_children() -> None:
+    """Reap the started processes that have ended (no zombie left behind) and close their pipes."""
+    with _CHILDREN_LOCK:
+        ended = [p for p in _CHILDREN if p.poll() is not None]
+        for proc in ended:
+            _CHILDREN.remove(proc)
+    for proc in ended:
+        for stream in (proc.stdin, proc.stdout, proc.stderr):
+            if stream is not None:
+                stream.close()
 
 
 # --- processes found by their mark (after a crash, or started by another process) ----------------

@@ -19,15 +19,23 @@ from typing import TYPE_CHECKING
 import attrs
 
 from netnskit.errors import NetnskitError, StepError
-from netnskit.network.locks import place_of
+from netnskit.network.locks import _PLACE
 from netnskit.network.spec import MARK_PREFIX, ProcessSpec
-from netnskit.process import STATE_DIR, ProcessHandle, marked_pids, owner_mark, spawn, stop_pids
+from netnskit.process import STATE_DIR, ProcessHandle, marked_pids, owner_mark, reap_children, spawn, stop_pids
 from netnskit.runner import Runner
 
 if TYPE_CHECKING:
     from netnskit.network.network import Network
 
 STOP_TIMEOUT = 5.0  # seconds between SIGTERM and SIGKILL
+
+
+def place_of(runner: Runner) -> str:
+    """The network namespace the runner acts in; a failed read raises (a mark made with a wrong place
+    would hide a process from ``down``)."""
+    result = runner.run(["readlink", "/proc/self/ns/net"]).check("reading which network namespace the runner acts in")
+    found = _PLACE.search(result.stdout)
+    return found.group(1) if found else "unknown"
 
 
 @attrs.frozen
@@ -169,8 +177,9 @@ def stop_all(net: Network) -> tuple[list[str], list[str]]:
     pids = marked_pids(runner, owner)
     left = stop_pids(runner, pids, owner, timeout=STOP_TIMEOUT)
     for handle in list(net._started.values()):
-        handle.stop(0.5)  # ended above: this reaps the ones this process started
+        handle.stop(0.5)  # ended above: this reaps the ones this object started
     net._started.clear()
+    reap_children()  # and those other objects of this process started
     if names:
         runner.run(["rm", "-f", "--", *(f"{folder}/{name}.pid" for name in names.values())])
         runner.run(["rmdir", "--ignore-fail-on-non-empty", "--", folder])

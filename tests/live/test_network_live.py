@@ -21,12 +21,15 @@ from _reliability import shown
 from netnskit.errors import NetnskitError, StepError
 from netnskit.executors import BatchExecutor, Executor, SerialExecutor
 from netnskit.network import Network, cleanup
-from netnskit.runner import Result, Runner
+from netnskit.runner import Process, Result, Runner
 from netnskit.sandbox import Sandbox
 from netnskit.snapshot import HostState
 
 SEED = Path(__file__).resolve().parents[2] / "examples" / "seed.toml"
-_READ = re.compile(r"(^| )(-j|iptables-save|ip6tables-save|iptables-legacy-save|-C|-V)( |$)|^sysctl -n |^readlink ")
+_READ = re.compile(
+    r"(^| )(-j|iptables-save|ip6tables-save|iptables-legacy-save|-C|-V)( |$)|^sysctl -n |^readlink "
+    r"|(^|-- )(grep|find|ss|tail) "  # files under /etc/netns and /run/netnskit, marks in /proc, listening sockets
+)
 
 
 def is_write(argv: Sequence[str]) -> bool:
@@ -47,6 +50,10 @@ class Recording:
         if is_write(shown(argv, netns)):
             self.writes.append(shown(argv, netns))
         return self.inner.run(argv, input=input, timeout=timeout, netns=netns)
+
+    def start(self, argv: Sequence[str], *, netns: str | None = None, stdin: bool = False) -> Process:
+        # a process started in the background (the seed's web server) is not a command of the plan
+        return self.inner.start(argv, netns=netns, stdin=stdin)
 
 
 class FailAt(Recording):
@@ -110,17 +117,17 @@ def test_seed_up_check_down_leaves_the_host_identical(sandbox: Sandbox, executor
     # masqueraded: the internet stand-in sees the host's LAN address, not red's
     nat = [p for p in report.probes if p.kind == "nat" and p.target.startswith("203.0.113.10")]
     assert {p.detail for p in nat} == {"internet saw peer 192.168.1.2"}
-    # forwarded: blue sees the LAN host itself
+    # forwarded: to the seed's web server in blue
     fwd = [p for p in report.probes if p.kind == "forward" and p.source == "lan"]
-    assert [p.detail for p in fwd] == ["blue saw peer 192.168.1.3"]
+    assert [p.detail for p in fwd] == ["connected to process web"]
 
-    # an independent TCP exchange through the port forward, not via check()
-    server = sandbox.start(
-        [sys.executable, "-m", "netnskit.probe", "serve", "--port", "80", "--timeout", "20"], netns="blue"
-    )
-    assert server.stdout is not None and server.stdout.readline().strip() == "ready"
-    reply = sandbox.namespace("lan").exec([sys.executable, "-m", "netnskit.probe", "connect", "192.168.1.2", "80"])
-    assert json.loads(reply.stdout)["reply"] == "netnskit-probe 192.168.15.2 192.168.1.3"
+    # an independent HTTP fetch through the port forward, not via check(): the web server's page,
+    # and its log shows the LAN host itself (forwarded, not masqueraded)
+    fetch = "import urllib.request; print(urllib.request.urlopen('http://192.168.1.2/', timeout=5).read().decode())"
+    page = sandbox.namespace("lan").exec([sys.executable, "-c", fetch])
+    assert page.stdout == (SEED.parent / "www" / "index.html").read_text() + "\n"
+    log = sandbox.run(["cat", net.process_logs()["web"]]).check().stdout
+    assert "192.168.1.3 - - " in log and '"GET / HTTP/1.1" 200' in log
 
     teardown = net.down(executor=executor())
     assert teardown.already_gone == () and teardown.left == ()
@@ -257,6 +264,9 @@ _KILLER = textwrap.dedent(
                 Killer.writes += 1
             return inner.run(argv, input=input, timeout=timeout, netns=netns)
 
+        def start(self, argv, *, netns=None, stdin=False):
+            return inner.start(argv, netns=netns, stdin=stdin)
+
     if sys.argv[6] == "batch":
         from netnskit.executors import BatchExecutor as Executor
     else:
@@ -334,7 +344,11 @@ def test_the_rendered_script_run_by_bash_builds_the_same_network(sandbox: Sandbo
     net = Network.from_toml(SEED, runner=sandbox.runner)
     done = sandbox.run(["bash", "-s"], input=net.render_script())
     assert done.returncode == 0, done.stderr
-    assert net.missing_steps() == []  # up() would change nothing
+    assert net.missing_steps() == []  # up() would change nothing on the host ...
+    assert net.status().missing == ("process web in blue (not started)",)  # ... the script lists it only
+    recording = Recording(sandbox.runner)
+    Network.from_toml(SEED, runner=recording).up()
+    assert recording.writes == []  # up only started the web server
     assert net.status().up
     report = net.check()
     assert report.ok, "\n".join(report.lines())
@@ -379,7 +393,7 @@ def test_cli_verbs_in_a_sandbox_leave_the_real_host_alone(sandbox: Sandbox) -> N
     check = netnskit_cli("--sandbox", "check", str(SEED))
     assert check.returncode == 0, check.stdout + check.stderr
     assert check.stdout.splitlines()[-1] == "26/26 probes passed"
-    assert "ok   forward lan -> 192.168.1.2:80 blue saw peer 192.168.1.3" in check.stdout
+    assert "ok   forward lan -> 192.168.1.2:80 connected to process web" in check.stdout
     status = netnskit_cli("status", "--sandbox", "--json", str(SEED))
     assert status.returncode == 0, status.stderr
     data = json.loads(status.stdout)
@@ -394,7 +408,7 @@ def test_cli_verbs_in_a_sandbox_leave_the_real_host_alone(sandbox: Sandbox) -> N
     ]
     up = netnskit_cli("--sandbox", "--batch", "-v", "up", str(SEED))
     assert up.returncode == 0, up.stderr
-    assert up.stdout == "network seed is up (52 steps applied)\n"
+    assert up.stdout == "network seed is up (53 steps applied, 1 process started)\n"
     assert "ip -batch -" in up.stderr  # -v shows every command
     down = netnskit_cli("--sandbox", "down", str(SEED))
     assert down.returncode == 0 and "already gone: namespace red" in down.stdout
