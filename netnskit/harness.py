@@ -21,6 +21,7 @@ import os
 import shutil
 import sys
 import tempfile
+import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
@@ -39,6 +40,9 @@ from netnskit.sandbox import Sandbox
 __all__ = ["Harness", "LiveNetwork", "Reach", "reachability_table"]
 
 LOG_LINES = 200  # how much of each process's log a failing test's report carries
+# A probe is tried again until this many seconds have passed: a loaded host may take a while to
+# resolve a neighbour, and a test must not decide on one packet.
+PROBE_TIMEOUT = 5.0
 
 
 @attrs.frozen
@@ -144,9 +148,11 @@ class LiveNetwork:
             raise ValidationError("namespace", name, f"is not a namespace of network {self.network.name!r} (or host)")
         return name
 
-    def probe(self, src: str, dst: str, port: int | None = None, *, proto: str = "tcp", attempts: int = 3) -> Reach:
+    def probe(
+        self, src: str, dst: str, port: int | None = None, *, proto: str = "tcp", timeout: float = PROBE_TIMEOUT
+    ) -> Reach:
         """Try ``dst`` from ``src``: a ping (no port), a TCP handshake, or a UDP exchange (the server must
-        answer); up to ``attempts`` times, one second each, before it counts as unreachable."""
+        answer); again and again (one second each) until one works or ``timeout`` seconds have passed."""
         place = self._place(src)
         address = str(self.address(dst, seen_from=src))
         if port is None:
@@ -155,28 +161,38 @@ class LiveNetwork:
             argv = [sys.executable, "-m", "netnskit.probe", "connect", "--proto", proto, "--timeout", "1"]
             argv += ["--connect-only", address, str(port)] if proto == "tcp" else [address, str(port)]
         what = f"{'ping' if port is None else proto} {address}" + ("" if port is None else f" port {port}")
-        detail = what
-        for _ in range(max(1, attempts)):
+        deadline = time.monotonic() + timeout
+        tries = 0
+        while True:
+            tries += 1
             result = self.runner.run(exec_argv(place, argv), timeout=15)
             said = result.stdout.strip().splitlines() or result.stderr.strip().splitlines()
             detail = f"{what}: {said[-1] if said else f'exit {result.returncode}'}"
             if result.ok:
                 return Reach(src, dst, port, proto, True, detail)
-        return Reach(src, dst, port, proto, False, detail)
+            if time.monotonic() >= deadline:
+                return Reach(src, dst, port, proto, False, f"{detail} ({tries} tries in {timeout:g} s)")
+            time.sleep(0.1)
 
-    def assert_reachable(self, src: str, dst: str, port: int | None = None, *, proto: str = "tcp") -> Reach:
-        """Assert that ``dst`` answers ``src`` (ping; with ``port`` a TCP handshake or a UDP reply)."""
-        reach = self.probe(src, dst, port, proto=proto)
-        assert reach.ok, f"{src} cannot reach {reach.target}: {reach.detail}"
+    def assert_reachable(
+        self, src: str, dst: str, port: int | None = None, *, proto: str = "tcp", timeout: float = PROBE_TIMEOUT
+    ) -> Reach:
+        """Assert that ``dst`` answers ``src`` within ``timeout`` s (ping; with ``port``: TCP handshake, UDP reply)."""
+        reach = self.probe(src, dst, port, proto=proto, timeout=timeout)
+        if not reach.ok:  # raised, not asserted: the message stays as written (and python -O keeps it)
+            raise AssertionError(f"{src} cannot reach {reach.target}: {reach.detail}")
         return reach
 
-    def assert_unreachable(self, src: str, dst: str, port: int | None = None, *, proto: str = "tcp") -> Reach:
-        """Assert that ``dst`` does not answer ``src`` (tried a few times)."""
-        reach = self.probe(src, dst, port, proto=proto)
-        assert not reach.ok, f"{src} reaches {reach.target}, expected not to: {reach.detail}"
+    def assert_unreachable(
+        self, src: str, dst: str, port: int | None = None, *, proto: str = "tcp", timeout: float = PROBE_TIMEOUT
+    ) -> Reach:
+        """Assert that ``dst`` does not answer ``src``, tried again and again for ``timeout`` s."""
+        reach = self.probe(src, dst, port, proto=proto, timeout=timeout)
+        if reach.ok:
+            raise AssertionError(f"{src} reaches {reach.target}, expected not to: {reach.detail}")
         return reach
 
-    def assert_reachability(self, matrix: Mapping[Any, Any]) -> list[Reach]:
+    def assert_reachability(self, matrix: Mapping[Any, Any], *, timeout: float = PROBE_TIMEOUT) -> list[Reach]:
         """Probe every pair of ``matrix`` and assert each went as expected; on failure the message is a table.
 
         ``matrix``: ``{"red": {"blue": True, "host:80": True, "internet:53/udp": False}, ...}`` or
@@ -191,15 +207,16 @@ class LiveNetwork:
 
         def one(pair: tuple[str, str, bool]) -> tuple[Reach, bool]:
             name, port, proto = _target(pair[1])
-            return self.probe(pair[0], name, port, proto=proto), pair[2]
+            return self.probe(pair[0], name, port, proto=proto, timeout=timeout), pair[2]
 
         with concurrent.futures.ThreadPoolExecutor(max_workers=4) as pool:
             rows = list(pool.map(one, pairs))
         wrong = [r for r, expected in rows if r.ok != expected]
-        assert not wrong, (
-            f"reachability of network {self.network.name!r} differs from what was expected "
-            f"({len(wrong)} of {len(rows)}):\n{reachability_table(rows)}"
-        )
+        if wrong:
+            raise AssertionError(
+                f"reachability of network {self.network.name!r} differs from what was expected "
+                f"({len(wrong)} of {len(rows)}):\n{reachability_table(rows)}"
+            )
         return [r for r, _ in rows]
 
     def logs(self, lines: int = LOG_LINES) -> dict[str, str]:
