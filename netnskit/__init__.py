@@ -1,5 +1,6 @@
 """netnskit: Linux network namespaces, veth pairs, bridges, NAT and port forwards as objects."""
 
+from netnskit.capture import Capture
 from netnskit.errors import (
     AlreadyExistsError,
     CommandError,
@@ -8,6 +9,7 @@ from netnskit.errors import (
     NetnskitError,
     NotFoundError,
     PermissionDeniedError,
+    ProcessError,
     SandboxError,
     StepError,
     ValidationError,
@@ -16,6 +18,7 @@ from netnskit.firewall import NatRule, PortForward
 from netnskit.link import Bridge, Link, Route, VethPair
 from netnskit.netns import Namespace
 from netnskit.network import Network
+from netnskit.process import ProcessHandle
 from netnskit.runner import (
     LiveRunner,
     PrefixRunner,
@@ -34,6 +37,7 @@ __version__ = "0.1.0"
 __all__ = [
     "AlreadyExistsError",
     "Bridge",
+    "Capture",
     "CommandError",
     "CommandNotFoundError",
     "CommandTimeoutError",
@@ -47,6 +51,8 @@ __all__ = [
     "PermissionDeniedError",
     "PortForward",
     "PrefixRunner",
+    "ProcessError",
+    "ProcessHandle",
     "Result",
     "Route",
     "Runner",

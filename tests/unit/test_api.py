@@ -14,6 +14,7 @@ import netnskit
 EXPECTED_ALL = [
     "AlreadyExistsError",
     "Bridge",
+    "Capture",
     "CommandError",
     "CommandNotFoundError",
     "CommandTimeoutError",
@@ -27,6 +28,8 @@ EXPECTED_ALL = [
     "PermissionDeniedError",
     "PortForward",
     "PrefixRunner",
+    "ProcessError",
+    "ProcessHandle",
     "Result",
     "Route",
     "Runner",
