@@ -1,6 +1,6 @@
 # Sourced by scripts/demo and scripts/test: install what is missing, idempotently.
 # Debian packages: ip/ss (iproute2), iptables (both backends), ping, unshare/nsenter (util-linux), mount,
-# sysctl (procps), python3 with its venv module (python3-venv: Debian's python3 lacks ensurepip).
+# sysctl (procps), tcpdump (captures), python3 with its venv module (python3-venv: Debian's python3 lacks ensurepip).
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 need_pkgs=()
@@ -11,6 +11,7 @@ command -v ping >/dev/null || need_pkgs+=(iputils-ping)
 command -v unshare >/dev/null || need_pkgs+=(util-linux)
 command -v mount >/dev/null || need_pkgs+=(mount)
 command -v sysctl >/dev/null || need_pkgs+=(procps)
+command -v tcpdump >/dev/null || need_pkgs+=(tcpdump)
 command -v python3 >/dev/null || need_pkgs+=(python3)
 [ -x "$root/.venv/bin/python" ] || python3 -c 'import ensurepip, venv' 2>/dev/null || need_pkgs+=(python3-venv)
 if [ ${#need_pkgs[@]} -gt 0 ]; then
@@ -21,7 +22,7 @@ if [ ${#need_pkgs[@]} -gt 0 ]; then
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq
   apt-get install -y -qq --no-install-recommends \
-    iproute2 iptables iputils-ping util-linux mount procps python3 python3-venv >/dev/null
+    iproute2 iptables iputils-ping util-linux mount procps tcpdump python3 python3-venv >/dev/null
 fi
 venv="$root/.venv"
 # Reinstall when pyproject.toml changed since the last install (new dependency, entry point, extra).
