@@ -529,3 +529,51 @@ def test_the_toml_form_is_the_same_network() -> None:
 
     fake = FakeRunner()
     assert Network.from_dict(tomllib.loads(HOSTS_TOML), runner=fake) == hosts_network(fake)
+
+
+README = Path(__file__).resolve().parents[2] / "README.md"
+
+
+def readme_block(lang: str, marker: str) -> str:
+    """The README's one block of ``lang`` that contains ``marker``."""
+    blocks = re.findall(rf"^```{lang}\n(.*?)^```", README.read_text(), flags=re.S | re.M)
+    found = [b for b in blocks if marker in b]
+    assert len(found) == 1, f"expected one {lang} block with {marker!r} in README.md"
+    return found[0]
+
+
+def test_the_readmes_lab_comes_up_as_it_says(sandbox: Sandbox) -> None:
+    before = HostState.capture(sandbox.runner)
+    net = Network.from_dict(tomllib.loads(readme_block("toml", 'name = "lab"')), runner=sandbox.runner)
+    net.up()
+    assert inside(sandbox, "far", "getent", "hosts", "router").stdout.split()[0] == "10.51.0.1"
+    assert inside(sandbox, "router", "cat", "/proc/sys/net/ipv4/ip_forward").stdout == "1\n"
+    assert inside(sandbox, "router", "cat", "/proc/sys/net/ipv4/conf/all/rp_filter").stdout == "0\n"
+    assert "nameserver 203.0.113.53" in inside(sandbox, "router", "cat", "/etc/resolv.conf").stdout
+    assert sandbox.run(["test", "-e", "/etc/netns/far/resolv.conf"]).returncode == 1
+    mtu = {d["ifname"]: d["mtu"] for d in json.loads(sandbox.run(["ip", "-j", "link", "show"]).stdout)}
+    assert mtu["veth-router"] == 1400
+    link = json.loads(sandbox.run(["ip", "-n", "router", "-j", "link", "show", "l-far"]).stdout)[0]
+    assert link["mtu"] == 1300
+    net.down()
+    assert settled(sandbox, before) == []
+
+
+def test_the_readmes_capture_example(sandbox: Sandbox, monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys) -> None:
+    import netnskit
+
+    before = HostState.capture(sandbox.runner)
+    monkeypatch.setattr(netnskit, "LiveRunner", lambda: sandbox.runner)
+    monkeypatch.chdir(tmp_path)  # blue.pcap is written here
+    code = readme_block("python", 'net.capture("veth-blue", "blue.pcap")').replace(
+        '"examples/seed.toml"', repr(str(SEED))
+    )
+    exec(compile(code, "README.md", "exec"), {})
+    out = capsys.readouterr().out.splitlines()
+    assert out[0] == "True"  # check() passed
+    packets = int(out[1].split()[0])
+    assert packets > 0 and out[1] == f"{packets} packets in blue.pcap"
+    read = sandbox.run(["tcpdump", "-r", str(tmp_path / "blue.pcap"), "-n"]).check().stdout.splitlines()
+    assert len(read) == packets
+    assert any("192.168.15.2.80 > " in line for line in read)  # the forward's probes reached the web server
+    assert settled(sandbox, before) == []

@@ -12,6 +12,7 @@ import re
 import subprocess
 import sys
 import textwrap
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -176,10 +177,19 @@ def test_ipv6_link_local_and_multicast_snooping_as_chosen(
     assert HostState.capture(sandbox.runner).diff(before) == []
 
 
+def no_tentative_address(box: Sandbox, timeout: float = 10.0) -> None:
+    """Wait until the host's IPv6 addresses have passed duplicate address detection (the links of
+    [[link]] keep the kernel's link-local addresses, whose local routes appear only then)."""
+    deadline = time.monotonic() + timeout
+    while j(box, "ip", "-6", "-j", "addr", "show", "tentative") and time.monotonic() < deadline:
+        time.sleep(0.1)
+
+
 def test_up_twice_changes_nothing_the_second_time(sandbox: Sandbox) -> None:
     before = HostState.capture(sandbox.runner)
     net = Network.from_toml(SEED, runner=sandbox.runner)
     net.up()
+    no_tentative_address(sandbox)
     once = HostState.capture(sandbox.runner)
     recording = Recording(sandbox.runner)
     Network.from_toml(SEED, runner=recording).up()

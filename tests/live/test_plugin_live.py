@@ -120,3 +120,22 @@ def test_capture_keeps_a_pcap_of_each_link_of_a_failing_test(pytester: pytest.Py
     assert re.search(r"10\.60\.0\.3\.\d+ > 10\.60\.0\.2\.8080: Flags \[S\]", client), client
     # the passing test kept nothing
     assert sorted(p.name for p in folder.parent.iterdir()) == [folder.name]
+
+
+README = Path(__file__).resolve().parents[2] / "README.md"
+
+
+def readme_block(lang: str, marker: str) -> str:
+    """The README's one block of ``lang`` that contains ``marker``."""
+    blocks = re.findall(rf"^```{lang}\n(.*?)^```", README.read_text(), flags=re.S | re.M)
+    found = [b for b in blocks if marker in b]
+    assert len(found) == 1, f"expected one {lang} block with {marker!r} in README.md"
+    return found[0]
+
+
+def test_the_readmes_example_test_passes(pytester: pytest.Pytester) -> None:
+    pytester.makefile(".toml", shop=readme_block("toml", 'name = "shop"'))
+    pytester.mkdir("site").joinpath("index.html").write_text("<p>hello from the shop</p>\n")
+    pytester.makepyfile(test_shop=readme_block("python", "def test_the_client_gets_the_page_by_name"))
+    run = pytester.inline_run("-p", "no:cacheprovider")
+    run.assertoutcome(passed=2)
