@@ -160,13 +160,12 @@ def write_commands(files: dict[str, str]) -> list[Command]:
     return commands
 
 
-def remove_commands(paths: Sequence[str]) -> list[Command]:
-    """``rm -f FILES``, then each folder they were in once it is empty (another's file keeps it)."""
+def remove_commands(paths: Sequence[str], folders: Sequence[str] = ()) -> list[Command]:
+    """``rm -f FILES``, then each folder they were in (and ``folders``) once it is empty (another's file keeps it)."""
     gone = [Resource(FILE, p) for p in paths]
-    return [
-        _command(["rm", "-f", "--", *paths], removes=gone),
-        _command(["rmdir", "--ignore-fail-on-non-empty", "--", *_dirs(paths)]),
-    ]
+    removing = [_command(["rm", "-f", "--", *paths], removes=gone)] if paths else []
+    dirs = list(dict.fromkeys([*_dirs(paths), *folders]))
+    return removing + [_command(["rmdir", "--ignore-fail-on-non-empty", "--", *dirs])] if dirs else removing
 
 
 def step(net: Network, files: dict[str, str]) -> Step:
@@ -242,6 +241,14 @@ def ours(found: Found, mark: str | None) -> list[str]:
         for p in found.files
         if (found.first_line(p) == f"# {mark}" if mark is not None else found.first_line(p).startswith(prefix))
     )
+
+
+def empty_folders(runner: Runner, names: Iterable[str]) -> list[str]:
+    """The empty folders ``/etc/netns/NAME`` of ``names``: what an ``up`` or ``down`` killed between
+    making a folder and writing its file (or removing the file and the folder) leaves."""
+    result = runner.run(["find", ETC_NETNS, "-mindepth", "1", "-maxdepth", "1", "-type", "d", "-empty"])
+    wanted = {f"{ETC_NETNS}/{name}" for name in names}
+    return sorted(line for line in result.stdout.splitlines() if line in wanted)
 
 
 def list_argv() -> list[str]:

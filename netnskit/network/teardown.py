@@ -73,12 +73,15 @@ def _marked_or_pristine(runner: Runner, name: str, mark: str | None, expected: I
     return mark is not None and _pristine(links, expected)
 
 
-def _files_removal(runner: Runner, paths: Sequence[str], mark: str | None) -> list[Step]:
-    """A step whose undo removes those of ``paths`` whose first line carries ``mark`` (any netnskit mark for None)."""
+def _files_removal(runner: Runner, paths: Sequence[str], mark: str | None, names: Sequence[str] = ()) -> list[Step]:
+    """A step whose undo removes those of ``paths`` whose first line carries ``mark`` (any netnskit mark
+    for None), and the empty folders of the namespaces ``names`` (an interrupted up or down leaves them)."""
     mine = _files.ours(_files.read(runner, paths, first_lines=True), mark)
-    if not mine:
+    empty = _files.empty_folders(runner, names) if names else []
+    if not mine and not empty:
         return []
-    return [Step(f"files {', '.join(mine)}", [], _files.remove_commands(mine))]
+    what = ", ".join(mine) + (", " if mine and empty else "") + ", ".join(f"{d} (empty)" for d in empty)
+    return [Step(f"files {what}", [], _files.remove_commands(mine, empty))]
 
 
 def _down(net: Network, executor: Executor) -> Teardown:
@@ -107,7 +110,7 @@ def _down(net: Network, executor: Executor) -> Teardown:
         mine = proven or _marked_or_pristine(runner, name, net.mark, _ifnames_in(net, name))
         (ours if mine else left).append(name)
     steps = [Step(f"namespace {n}", [], [Namespace(n, runner=runner).delete_command()]) for n in ours]
-    steps += _files_removal(runner, _files.candidates(net.namespace_names()), net.mark)
+    steps += _files_removal(runner, _files.candidates(net.namespace_names()), net.mark, net.namespace_names())
     steps += _link_removal(runner, host, net.mark, net.group, names_on_host)
     # (our own links go right after the sweep: putting their forwarding back too is harmless)
     steps += _firewall_removal(

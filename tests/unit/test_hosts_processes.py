@@ -567,3 +567,15 @@ def test_the_seed_toml_is_what_the_readme_shows() -> None:
         }
     ]
     assert (SEED.parent / "www" / "index.html").read_text().startswith("hello from blue")
+
+
+def test_down_removes_the_empty_folders_of_its_namespaces_only() -> None:
+    fake = FakeRunner()
+    fake.on(["ip", "-j", "netns", "list"], stdout="")
+    fake.on(
+        ["find", "/etc/netns", "-mindepth", "1", "-maxdepth", "1", "-type", "d", "-empty"],
+        stdout="/etc/netns/red\n/etc/netns/theirs\n",
+    )
+    teardown = seed(fake).down()
+    assert "files /etc/netns/red (empty)" in teardown.removed
+    assert writes(fake) == [["rmdir", "--ignore-fail-on-non-empty", "--", "/etc/netns/red"]]
