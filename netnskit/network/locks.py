@@ -52,9 +52,15 @@ def _safe_dir(path: str) -> str:
     return path
 
 
-def place_of(runner: Runner) -> str:
-    """The network namespace the runner acts in (its inode number), read through the runner."""
+def place_of(runner: Runner, *, strict: bool = False) -> str:
+    """The network namespace the runner acts in (its inode number), read through the runner.
+
+    A failed read gives ``unknown``, or with ``strict`` raises (a process marked with a wrong place
+    would be hidden from ``down``).
+    """
     result = runner.run(["readlink", "/proc/self/ns/net"])
+    if strict:
+        result.check("reading which network namespace the runner acts in")
     found = _PLACE.search(result.stdout) if result.ok else None
     return found.group(1) if found else "unknown"
 

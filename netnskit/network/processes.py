@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 import attrs
 
 from netnskit.errors import NetnskitError, StepError
-from netnskit.network.locks import _PLACE
+from netnskit.network.locks import place_of
 from netnskit.network.spec import MARK_PREFIX, ProcessSpec
 from netnskit.process import STATE_DIR, ProcessHandle, marked_pids, owner_mark, reap_children, spawn, stop_pids
 from netnskit.runner import Runner
@@ -30,12 +30,8 @@ if TYPE_CHECKING:
 STOP_TIMEOUT = 5.0  # seconds between SIGTERM and SIGKILL
 
 
-def place_of(runner: Runner) -> str:
-    """The network namespace the runner acts in; a failed read raises (a mark made with a wrong place
-    would hide a process from ``down``)."""
-    result = runner.run(["readlink", "/proc/self/ns/net"]).check("reading which network namespace the runner acts in")
-    found = _PLACE.search(result.stdout)
-    return found.group(1) if found else "unknown"
+def _place(runner: Runner) -> str:
+    return place_of(runner, strict=True)
 
 
 @attrs.frozen
@@ -98,7 +94,7 @@ def statuses(net: Network, place: str | None = None) -> list[ProcessStatus]:
     """Each process of the network, from its pid file and the marks of the running processes."""
     if not net.processes:
         return []
-    where = place if place is not None else place_of(net.runner)
+    where = place if place is not None else _place(net.runner)
     pids = read_pidfiles(net.runner, state_dir(net, where))
     running = set(marked_pids(net.runner, owner_mark(net.mark, where)))
     out = []
@@ -117,7 +113,7 @@ def start(net: Network) -> list[ProcessHandle]:
     """
     if not net.processes:
         return []
-    place = place_of(net.runner)
+    place = _place(net.runner)
     owner = owner_mark(net.mark, place)
     running = {s.name for s in statuses(net, place) if s.state == "running"}
     started: list[ProcessHandle] = []
@@ -170,7 +166,7 @@ def stop_all(net: Network) -> tuple[list[str], list[str]]:
     Returns (what was ended, what did not end). Safe after a crash: only the marks are trusted.
     """
     runner = net.runner
-    place = place_of(runner)
+    place = _place(runner)
     owner = owner_mark(net.mark, place)
     folder = state_dir(net, place)
     names = {pid: name for name, pid in read_pidfiles(runner, folder).items()}
@@ -193,7 +189,7 @@ def stop_all(net: Network) -> tuple[list[str], list[str]]:
 
 def stop_every_network(runner: Runner) -> tuple[list[str], list[str]]:
     """For ``cleanup``: end every process marked by any network where the runner acts; remove the pid files."""
-    place = place_of(runner)
+    place = _place(runner)
     pattern = f"^NETNSKIT_OWNER={MARK_PREFIX}.*@{place}$"
     pids = marked_pids(runner, pattern=pattern)
     left = stop_pids(runner, pids, pattern=pattern, timeout=STOP_TIMEOUT)
