@@ -50,8 +50,9 @@ ETC_SOURCE = "netnskit-sandbox-etc"  # the source name of the sandbox's overlay 
 # write to /etc; mounts on files under /etc (a container's /etc/hosts) are moved onto the overlay,
 # so they stay as they were. If overlayfs is refused, an existing /etc/netns is covered by a tmpfs
 # alone (the rest of /etc is then the host's); with no /etc/netns either, the sandbox is refused:
-# it could not keep a network's files off the real /etc. A second tmpfs on /run/netns then hides
-# the scratch: the sandbox's named namespaces start from none.
+# it could not keep a network's files off the real /etc (sized for 1000 namespaces' hosts files of
+# 1000 lines each: tmpfs takes memory only for what is written). A second tmpfs on /run/netns then
+# hides the scratch: the sandbox's named namespaces start from none.
 _HOLDER_SCRIPT = f"""set -e
 mkdir -p /run/netns
 mount -t tmpfs -o mode=0755,size=16m {TMPFS_SOURCE}-scratch /run/netns
@@ -74,7 +75,7 @@ elif [ ! -d /etc/netns ]; then
   echo "cannot cover /etc/netns: overlayfs refused ($(cat $scratch/error)) and the host has no /etc/netns" >&2
   exit 1
 fi
-mount -t tmpfs -o mode=0755,size=4m {ETC_SOURCE} /etc/netns
+mount -t tmpfs -o mode=0755,size=128m {ETC_SOURCE} /etc/netns
 mkdir -p -m 0700 /run/netnskit
 mount -t tmpfs -o mode=0700,size=64m {TMPFS_SOURCE}-run /run/netnskit
 mount -t tmpfs -o mode=0755,size=1m {TMPFS_SOURCE} /run/netns

@@ -16,6 +16,7 @@ stdin, ``chmod``), one ``tee`` per distinct content.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterable, Sequence
 from ipaddress import IPv4Address, IPv4Network
 from typing import TYPE_CHECKING
@@ -89,10 +90,15 @@ def addresses_seen_from(net: Network, viewer: str | None, name: str) -> list[IPv
 
 def hosts_text(net: Network, viewer: str) -> str:
     """The ``hosts`` file of namespace ``viewer``: localhost, then every node's addresses, nearest first."""
+    return _hosts_text(net, nodes(net), _subnets_at(net, viewer))
+
+
+def _hosts_text(
+    net: Network, book: dict[str | None, list[tuple[IPv4Address, IPv4Network]]], near: Sequence[IPv4Network]
+) -> str:
     names: dict[IPv4Address, list[str]] = {}
-    near = _subnets_at(net, viewer)
     gateway = [] if GATEWAY in net.namespace_names() else [GATEWAY]
-    for node, entries in nodes(net).items():
+    for node, entries in book.items():
         ordered = [a for a, s in entries if s in near] + [a for a, s in entries if s not in near]
         for address in ordered:
             found = names.setdefault(address, [])
@@ -119,11 +125,26 @@ def resolv_text(net: Network, viewer: str) -> str | None:
 
 
 def wanted(net: Network) -> dict[str, str]:
-    """Every file the network writes: path -> content."""
+    """Every file the network writes: path -> content (computed once per network: it is immutable)."""
+    memo = net._memo  # the network's own cache of what derives from its (frozen) fields
+    if "files" not in memo:
+        memo["files"] = _wanted(net)
+    files: dict[str, str] = memo["files"]
+    return files
+
+
+def _wanted(net: Network) -> dict[str, str]:
+    # a hosts file depends on its namespace only through the subnets it is on: namespaces on the
+    # bridge alone share one text (N files of N lines: computed once, not N times)
+    book = nodes(net)
+    texts: dict[tuple[IPv4Network, ...], str] = {}
     out: dict[str, str] = {}
     for name in net.namespace_names():
         if net.hosts:
-            out[path_of(name, "hosts")] = hosts_text(net, name)
+            near = tuple(_subnets_at(net, name))
+            if near not in texts:
+                texts[near] = _hosts_text(net, book, near)
+            out[path_of(name, "hosts")] = texts[near]
         resolv = resolv_text(net, name)
         if resolv is not None:
             out[path_of(name, "resolv.conf")] = resolv
@@ -183,34 +204,57 @@ def step(net: Network, files: dict[str, str]) -> Step:
 
 @attrs.frozen
 class Found:
-    """The network's files as they are: path -> content (lines as ``grep`` printed them)."""
+    """The network's files as they are: each one's first line and (when asked for) its SHA-256."""
 
-    files: dict[str, str]
+    first_lines: dict[str, str]
+    digests: dict[str, str] = attrs.field(factory=dict)
 
     def first_line(self, path: str) -> str:
         """The first line of ``path`` ("" if absent)."""
-        return self.files.get(path, "").split("\n", 1)[0]
+        return self.first_lines.get(path, "")
+
+    def __contains__(self, path: object) -> bool:
+        return path in self.first_lines or path in self.digests
 
 
-def read_argv(paths: Sequence[str], *, first_lines: bool = False) -> list[str]:
-    """``grep -s -H -a [-m 1] '' FILES``: every line (or the first) of each file that exists, as PATH:LINE."""
-    return ["grep", "-s", "-H", "-a", *(["-m", "1"] if first_lines else []), "", "--", *paths]
+def digest(content: str) -> str:
+    """The SHA-256 of ``content`` as ``sha256sum`` prints it."""
+    return hashlib.sha256(content.encode()).hexdigest()
 
 
-def read(runner: Runner, paths: Sequence[str], *, first_lines: bool = False) -> Found:
-    """What ``paths`` hold (an absent or empty file is not in the result)."""
+def read_argv(paths: Sequence[str]) -> list[str]:
+    """``grep -s -H -a -m 1 '' FILES``: the first line of each file that exists, as PATH:LINE."""
+    return ["grep", "-s", "-H", "-a", "-m", "1", "", "--", *paths]
+
+
+def digest_argv(paths: Sequence[str]) -> list[str]:
+    """``sha256sum -- FILES``: what each file that exists holds, as a digest (its size stays out of the read)."""
+    return ["sha256sum", "--", *paths]
+
+
+def _lines(runner: Runner, argv: list[str], paths: Sequence[str], split: str) -> dict[str, str]:
+    result = runner.run(argv)
+    if result.returncode >= 126:  # 1: some absent (or, for grep, empty), 2: some unreadable
+        result.check(f"reading {ETC_NETNS}")
+    known = set(paths)
+    found: dict[str, str] = {}
+    for line in result.stdout.splitlines():
+        if split == ":":  # PATH:LINE (no path of ours holds a ':')
+            path, _, text = line.partition(":")
+        else:  # DIGEST  PATH
+            text, _, path = line.partition("  ")
+        if path in known:
+            found[path] = text
+    return found
+
+
+def read(runner: Runner, paths: Sequence[str], *, digests: bool = False) -> Found:
+    """The first lines of those of ``paths`` that exist (an empty file counts as absent), and their
+    digests if asked for."""
     if not paths:
         return Found({})
-    result = runner.run(read_argv(paths, first_lines=first_lines))
-    if result.returncode >= 126:  # 1: none matched (all absent or empty), 2: some unreadable
-        result.check(f"reading {ETC_NETNS}")
-    lines: dict[str, list[str]] = {}
-    known = sorted(paths, key=len, reverse=True)  # the longest path that prefixes a line is its file
-    for line in result.stdout.splitlines():
-        path = next((p for p in known if line.startswith(p + ":")), None)
-        if path is not None:
-            lines.setdefault(path, []).append(line[len(path) + 1 :])
-    return Found({path: "\n".join(found) + "\n" for path, found in lines.items()})
+    first = _lines(runner, read_argv(paths), paths, ":")
+    return Found(first, _lines(runner, digest_argv(paths), paths, "  ") if digests else {})
 
 
 def candidates(names: Iterable[str]) -> list[str]:
@@ -221,7 +265,7 @@ def candidates(names: Iterable[str]) -> list[str]:
 def refuse_foreign(net: Network, found: Found) -> None:
     """Refuse to overwrite a file the network writes that exists without the network's mark."""
     for path in wanted(net):
-        if path in found.files and found.first_line(path) != f"# {net.mark}":
+        if path in found and found.first_line(path) != f"# {net.mark}":
             raise NotOursError(
                 f"{path} exists and does not start with '# {net.mark}': refusing to overwrite it "
                 "(remove it, or set hosts = false / leave out dns for that namespace)"
@@ -230,7 +274,7 @@ def refuse_foreign(net: Network, found: Found) -> None:
 
 def done(net: Network, found: Found) -> bool:
     """True when every file holds exactly what the network writes."""
-    return all(found.files.get(path) == content for path, content in wanted(net).items())
+    return all(found.digests.get(path) == digest(content) for path, content in wanted(net).items())
 
 
 def ours(found: Found, mark: str | None) -> list[str]:
@@ -238,8 +282,8 @@ def ours(found: Found, mark: str | None) -> list[str]:
     prefix = f"# {MARK_PREFIX}"
     return sorted(
         p
-        for p in found.files
-        if (found.first_line(p) == f"# {mark}" if mark is not None else found.first_line(p).startswith(prefix))
+        for p, line in found.first_lines.items()
+        if (line == f"# {mark}" if mark is not None else line.startswith(prefix))
     )
 
 

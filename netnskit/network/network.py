@@ -88,6 +88,8 @@ class Network:
     directory: str | None = attrs.field(default=None, converter=_opt_path, eq=False, kw_only=True)
     # the processes this object started (their handles reap them when down ends them)
     _started: dict[str, ProcessHandle] = attrs.field(factory=dict, init=False, eq=False, repr=False)
+    # what derives from the (frozen) fields and costs O(N) or more: the addresses, the files
+    _memo: dict[str, Any] = attrs.field(factory=dict, init=False, eq=False, repr=False)
 
     @group.default
     def _group(self) -> int:
@@ -140,7 +142,9 @@ class Network:
 
     def addresses(self) -> dict[str, IPv4Interface]:
         """Each bridged namespace's address: given, or the next free one in the subnet, in order."""
-        return _allocate(self)
+        if "addresses" not in self._memo:
+            self._memo["addresses"] = _allocate(self)
+        return dict(self._memo["addresses"])
 
     def namespace_names(self) -> list[str]:
         """Every namespace of the network: those on the bridge, then the extra ones."""

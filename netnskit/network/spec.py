@@ -113,7 +113,7 @@ def _opt_dns(value: object) -> tuple[IPv4Address | IPv6Address, ...] | None:
     return None if value is None else _dns(value)
 
 
-_SYSCTL_KEY = re.compile(r"[a-z0-9_]+([./][A-Za-z0-9_@:+-]+)+\Z")
+_SYSCTL_KEY = re.compile(r"[a-z0-9_]+([./][A-Za-z0-9_-]+)+\Z")  # (no ':': a read of /proc/sys splits on it)
 
 
 def sysctl_path(key: str) -> str:

@@ -36,7 +36,7 @@ class _Facts:
     rules: tuple[str, ...]  # our firewall rules, as iptables-restore lines
     read: frozenset[str | None]  # places read in full (host = None)
     raw: dict[str | None, dict[str, list[dict[str, Any]]]] = attrs.field(factory=dict)  # where -> addr/route
-    files: _files.Found = attrs.field(factory=lambda: _files.Found({}))  # the network's files under /etc/netns
+    files: _files.Found = attrs.field(factory=lambda: _files.Found({}))  # first lines and digests under /etc/netns
     sysctls: dict[str, dict[str, str]] = attrs.field(factory=dict)  # netns -> /proc/sys path -> value
 
 
@@ -121,7 +121,7 @@ def _gather(net: Network, full: bool) -> _Facts:
         else (),
         read=frozenset(read),
         raw=facts.get("raw", {}),
-        files=_files.read(runner, wanted),
+        files=_files.read(runner, wanted, digests=True),
         sysctls=sysctls,
     )
 

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 import attrs
 
 from netnskit.link import AddressInfo, LinkInfo, Neighbour, RouteInfo, neighbours
-from netnskit.network.files import wanted
+from netnskit.network.files import digest, wanted
 from netnskit.network.firewall import _firewall_steps
 from netnskit.network.processes import ProcessStatus, statuses
 from netnskit.network.state import _Facts, _host_link_ours, _namespace_ours
@@ -90,7 +90,7 @@ def _status(net: Network, f: _Facts) -> NetworkStatus:
     processes = tuple(statuses(net))
     missing = tuple(step.description for step in _missing(net, f))
     missing += tuple(f"process {p.name} in {p.netns} ({p.state})" for p in processes if p.state != "running")
-    written = tuple(sorted(p for p, text in wanted(net).items() if f.files.files.get(p) == text))
+    written = tuple(sorted(p for p, text in wanted(net).items() if f.files.digests.get(p) == digest(text)))
     return NetworkStatus(
         net.name,
         not missing,

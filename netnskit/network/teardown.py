@@ -76,7 +76,7 @@ def _marked_or_pristine(runner: Runner, name: str, mark: str | None, expected: I
 def _files_removal(runner: Runner, paths: Sequence[str], mark: str | None, names: Sequence[str] = ()) -> list[Step]:
     """A step whose undo removes those of ``paths`` whose first line carries ``mark`` (any netnskit mark
     for None), and the empty folders of the namespaces ``names`` (an interrupted up or down leaves them)."""
-    mine = _files.ours(_files.read(runner, paths, first_lines=True), mark)
+    mine = _files.ours(_files.read(runner, paths), mark)
     empty = _files.empty_folders(runner, names) if names else []
     if not mine and not empty:
         return []

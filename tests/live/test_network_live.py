@@ -29,7 +29,8 @@ from netnskit.snapshot import HostState
 SEED = Path(__file__).resolve().parents[2] / "examples" / "seed.toml"
 _READ = re.compile(
     r"(^| )(-j|iptables-save|ip6tables-save|iptables-legacy-save|-C|-V)( |$)|^sysctl -n |^readlink "
-    r"|(^|-- )(grep|find|ss|tail) "  # files under /etc/netns and /run/netnskit, marks in /proc, listening sockets
+    # files under /etc/netns and /run/netnskit, marks in /proc, listening sockets
+    r"|(^|-- )(grep|find|ss|tail|sha256sum) "
 )
 
 

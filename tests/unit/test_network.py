@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import pickle
 import re
@@ -143,17 +144,17 @@ def script_small_up(fake: FakeRunner, *, routes: bool = True) -> None:
 
 
 def script_files(fake: FakeRunner, files: dict[str, str]) -> None:
-    """What ``grep -s -H -a '' FILES`` (every line) and ``... -m 1`` (first lines) print of ``files``."""
-    every = "".join(f"{path}:{line}\n" for path, text in files.items() for line in text.splitlines())
+    """What ``grep -s -H -a -m 1 '' FILES`` (first lines) and ``sha256sum -- FILES`` print of ``files``."""
     first = "".join(f"{path}:{text.splitlines()[0]}\n" for path, text in files.items())
-    fake.on(re.compile(r"^grep -s -H -a '' -- /etc/netns/"), stdout=every)
+    sums = "".join(f"{hashlib.sha256(text.encode()).hexdigest()}  {path}\n" for path, text in files.items())
     fake.on(re.compile(r"^grep -s -H -a -m 1 '' -- /etc/netns/"), stdout=first)
+    fake.on(re.compile(r"^sha256sum -- /etc/netns/"), stdout=sums)
 
 
 def writes(fake: FakeRunner) -> list[list[str]]:
     """The commands that change something (not the reads)."""
     reads = re.compile(
-        r"(^| )(-j|iptables-save|ip6tables-save)( |$)|^sysctl -n |^readlink |(^|-- )(grep|find|ss|tail) "
+        r"(^| )(-j|iptables-save|ip6tables-save)( |$)|^sysctl -n |^readlink |(^|-- )(grep|find|ss|tail|sha256sum) "
     )
     return [a for a in fake.argvs if not reads.search(" ".join(a))]
 

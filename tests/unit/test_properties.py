@@ -106,7 +106,10 @@ def writes(fake: FakeRunner) -> list[list[str]]:
     return [
         a
         for a in fake.argvs
-        if "-j" not in a and not a[0].endswith(reads) and a[:2] != ["sysctl", "-n"] and a[0] not in ("grep", "find")
+        if "-j" not in a
+        and not a[0].endswith(reads)
+        and a[:2] != ["sysctl", "-n"]
+        and a[0] not in ("grep", "find", "sha256sum")
     ]
 
 
