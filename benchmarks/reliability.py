@@ -34,6 +34,8 @@ TESTS = [
     "tests/live/test_reliability_concurrency_live.py",
     "tests/live/test_reliability_outside_live.py",
     "tests/live/test_reliability_properties_live.py",
+    "tests/live/test_interrupt_live.py",
+    "tests/live/test_drift_live.py",
 ]
 
 TEMPLATE = """\
@@ -58,6 +60,7 @@ Tests: {passed} passed, {failed} failed, {errors} errors, {skipped} skipped, {xf
 | &nbsp;&nbsp;of which: the fault's rollback fails too | {inject_rollback} |
 | Crash points covered (SIGKILL after k commands of `up` or `down`, then recovery) | {crash_points} |
 | &nbsp;&nbsp;of which recovered by resuming `up` (then `down`) | {crash_resumed} |
+| Interrupt points covered (SIGINT to `netnskit up`/`down`'s process group, host compared) | {interrupt_points} |
 | Bad inputs tried (each rejected with a ValidationError naming it, no command run) | {bad_inputs} |
 | Concurrent rounds run (up+down by parallel processes in one sandbox) | {concurrent_rounds} |
 | Outside changes survived (removed by someone else, or foreign objects with our names) | {outside_changes} |
@@ -79,6 +82,10 @@ means "absent") failed; `up` then added the rule anyway, and the network was com
 - **Crash points**: `tests/live/test_reliability_crash_live.py`. A Python process started inside
   the sandbox runs `up` or `down` and SIGKILLs itself before its (k+1)-th command, for every k;
   `down` from the same file (or `up` again, then `down`) must leave the host identical.
+- **Interrupt points**: `tests/live/test_interrupt_live.py`. `netnskit up` (and `down`) runs in a
+  session of its own and sends SIGINT to its whole process group before its k-th command, as a
+  Ctrl-C at a terminal does: `up` must roll back and exit 130 with one line, `down` must finish;
+  the host is compared with before each time (SIGTERM: exit 143, at three points).
 - **Bad inputs**: `tests/unit/test_bad_input.py`, a corpus kept as data: names too long, empty,
   with `/`, `..`, blanks, newlines, NUL, Cyrillic and fullwidth look-alikes, leading `-`, shell
   code, words `ip link` reads as keywords; bad addresses, prefixes, subnets; gateways outside or on
@@ -123,6 +130,13 @@ means "absent") failed; `up` then added the rule anyway, and the network was com
   veth ends into them) left namespaces that neither `up` nor `down` would touch; fixed in
   `network.py` by the Network work (557b29c), now covered at every crash point.
 - A namespace route's gateway was not checked against the namespace's subnets.
+- Ctrl-C during `up` left everything it had made (no rollback, no message); SIGINT to the process
+  group killed the `ip -batch` running, half-way through its lines. Now: rolled back, exit 130.
+- A `down` interrupted between `ip netns del`'s umount and unlink left an entry that failed every
+  later `up`, `status` and `down` ("Invalid argument"); batched `up` and `down` wrote `ip_forward`
+  side by side with the restore of its memo, so a crash between them lost the old value.
+- An edited file left what it no longer described (`up` "already up", `down` "is down"), and
+  `cleanup` removed every network on the host, not the one meant.
 
 ## Real host after the run
 
@@ -199,6 +213,7 @@ def render(records: list[dict[str, object]], counts: dict[str, float]) -> tuple[
         inject_rollback=kinds[("injection_points", "rollback fails too")],
         crash_points=total["crash_points"],
         crash_resumed=total["crash_recovered_by_resuming_up"],
+        interrupt_points=total["interrupt_points"],
         bad_inputs=total["bad_inputs"],
         concurrent_rounds=total["concurrent_rounds"],
         outside_changes=total["outside_changes"],

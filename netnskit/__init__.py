@@ -3,11 +3,15 @@
 from netnskit.capture import Capture
 from netnskit.errors import (
     AlreadyExistsError,
+    BusyError,
     CommandError,
     CommandNotFoundError,
     CommandTimeoutError,
+    ConfigError,
+    ConflictError,
     NetnskitError,
     NotFoundError,
+    NotOursError,
     PermissionDeniedError,
     ProcessError,
     SandboxError,
@@ -15,7 +19,7 @@ from netnskit.errors import (
     ValidationError,
 )
 from netnskit.firewall import NatRule, PortForward
-from netnskit.link import Bridge, Link, Route, VethPair
+from netnskit.link import Bridge, Link, Route, VethPair, Vlan
 from netnskit.netns import Namespace
 from netnskit.network import Network
 from netnskit.process import ProcessHandle
@@ -37,10 +41,13 @@ __version__ = "0.1.0"
 __all__ = [
     "AlreadyExistsError",
     "Bridge",
+    "BusyError",
     "Capture",
     "CommandError",
     "CommandNotFoundError",
     "CommandTimeoutError",
+    "ConfigError",
+    "ConflictError",
     "Link",
     "LiveRunner",
     "Namespace",
@@ -48,6 +55,7 @@ __all__ = [
     "NetnskitError",
     "Network",
     "NotFoundError",
+    "NotOursError",
     "PermissionDeniedError",
     "PortForward",
     "PrefixRunner",
@@ -63,6 +71,7 @@ __all__ = [
     "StepError",
     "ValidationError",
     "VethPair",
+    "Vlan",
     "__version__",
     "netns_runner",
     "nsenter_runner",

@@ -14,6 +14,11 @@ from netnskit.errors import ValidationError
 
 IFNAME_MAX = 15  # IFNAMSIZ - 1
 NETNS_NAME_MAX = 255  # NAME_MAX: it is a file name under /run/netns
+# netnskit marks what a network (or a firewall rule's owner) owns with "netnskit:NAME": as a link
+# alias (IFALIASZ is 256 bytes with the NUL) and as an iptables comment (XT_MAX_COMMENT_LEN, the
+# same): NAME may take what the prefix leaves. (The lock files hash the name: no limit there.)
+MARK_MAX = 255
+MARKED_NAME_MAX = MARK_MAX - len("netnskit:")  # 246
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 IPInterface = ipaddress.IPv4Interface | ipaddress.IPv6Interface
@@ -67,6 +72,18 @@ def ifname(value: object) -> str:
 def netns_name(value: object) -> str:
     """A namespace name: 1 to 255 characters of [A-Za-z0-9_.-], not '.', '..' or '-...'."""
     return _name("namespace name", value, NETNS_NAME_MAX)
+
+
+def marked_name(value: object, what: str = "network name") -> str:
+    """A network's (or a rule owner's) name: 1 to 246 characters of [A-Za-z0-9_.-], so ``netnskit:NAME`` fits."""
+    name = _name(what, value, NETNS_NAME_MAX)
+    if len(name) > MARKED_NAME_MAX:
+        rule = (
+            f"must be at most {MARKED_NAME_MAX} characters, not {len(name)}: its mark 'netnskit:NAME' is a "
+            f"link alias and a firewall comment, which the kernel limits to {MARK_MAX}"
+        )
+        raise ValidationError(what, value, rule)
+    return name
 
 
 def optional_netns(value: object) -> str | None:
@@ -126,16 +143,20 @@ def port(value: object) -> int:
     return value
 
 
+# ASCII digits only: int() also takes other scripts' digits ("٨٠"), '_' ("80_00") and spaces
+_DIGITS = re.compile(r"[0-9]{1,5}\Z", re.ASCII)
+_RANGE = re.compile(r"([0-9]{1,5})-([0-9]{1,5})\Z", re.ASCII)
+
+
 def port_range(value: object) -> tuple[int, int]:
-    """A port or an inclusive range: 80, (8000, 8010) or '8000-8010'."""
+    """A port or an inclusive range: 80, (8000, 8010), '80' or '8000-8010' (ASCII digits only)."""
     given = value  # errors name the value as written, not its parsed form
-    if isinstance(value, str) and "-" in value:
-        low_text, _, high_text = value.partition("-")
-        try:
-            low, high = int(low_text), int(high_text)
-        except ValueError:
-            raise ValidationError("port range", value, "must be LOW-HIGH, like 8000-8010") from None
-        value = (low, high)
+    if isinstance(value, str):
+        whole = _RANGE.match(value)
+        if whole is None and not _DIGITS.match(value):
+            rule = "must be PORT or LOW-HIGH in ASCII digits, without spaces, like 80 or 8000-8010"
+            raise ValidationError("port range" if "-" in value else "port", value, rule)
+        value = (int(whole.group(1)), int(whole.group(2))) if whole else int(value)
     if isinstance(value, tuple | list):
         if len(value) != 2:
             raise ValidationError("port range", value, "must be two ports (low, high)")
@@ -143,8 +164,6 @@ def port_range(value: object) -> tuple[int, int]:
         if low > high:
             raise ValidationError("port range", given, "low port must not exceed high port")
         return (low, high)
-    if isinstance(value, str) and value.isdigit():
-        value = int(value)
     p = port(value)
     return (p, p)
 

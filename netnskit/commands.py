@@ -41,10 +41,15 @@ def ip(
     )
 
 
-def sysctl(netns: str | None, name: str, value: str) -> Command:
-    """``sysctl -w NAME=VALUE`` run in ``netns`` (None: the host); runs alone, in its place's order."""
+def sysctl(netns: str | None, name: str, value: str, *, barrier: bool = False) -> Command:
+    """``sysctl -w NAME=VALUE`` run in ``netns`` (None: the host); runs alone, in its place's order.
+
+    ``barrier``: no channel, so everything planned before it is done first and nothing after it
+    starts before it is done (a value whose record lives in another channel, see Sysctl).
+    """
     setting = Resource("sysctl", name.replace("/", "."), netns)
-    return Command(("sysctl", "-w", f"{name}={value}"), netns=netns, tool="sysctl", channel=NET, creates=[setting])
+    channel = "" if barrier else NET
+    return Command(("sysctl", "-w", f"{name}={value}"), netns=netns, tool="sysctl", channel=channel, creates=[setting])
 
 
 def link_group_delete(group: int) -> Command:

@@ -5,24 +5,29 @@
     NetnskitError(Exception)
     ├─ ValidationError(NetnskitError, ValueError)      bad input, raised before any command runs
     │  └─ ConfigError                                  a network file or mapping: its path and key
-    ├─ CommandNotFoundError(NetnskitError, FileNotFoundError)   a binary is missing
     ├─ SandboxError(NetnskitError)                      the sandbox could not be made, or is gone
     ├─ BusyError(NetnskitError)                        another process is changing the same network or host
     ├─ NotOursError(NetnskitError)                     something with one of our names is not ours: refused
     ├─ ConflictError(NetnskitError)                    what the network asks for is someone else's: refused
+    ├─ UnsupportedError(NetnskitError)                 this kernel lacks what is asked (netem): refused
     ├─ StepError(NetnskitError)                        a plan step failed (after rollback); keeps the CommandError
     ├─ ProcessError(NetnskitError)                     a started process exited or did not become ready in time
+    ├─ Interrupted(NetnskitError)                      SIGINT or SIGTERM stopped ``up`` (after rollback)
     └─ CommandError(NetnskitError)                     a command exited non-zero
        ├─ AlreadyExistsError     "File exists", "already assigned", "Chain already exists"
        ├─ NotFoundError          "Cannot find device", "No such device", "No such file", "does not exist", ...
        ├─ PermissionDeniedError  "Operation not permitted", "Permission denied"
-       └─ CommandTimeoutError    the command did not finish in time
+       ├─ XtablesLockError       "Another app is currently holding the xtables lock" (after the -w wait)
+       ├─ CommandTimeoutError    the command did not finish in time
+       └─ CommandNotFoundError(CommandError, FileNotFoundError)   a program is missing: names its package
 
-Every exception passes all of its fields to ``super().__init__`` so that it pickles.
+Every exception passes all of its fields to ``super().__init__`` so that it pickles. A message
+shows at most about 60 characters of a value it rejects (and its length), however long the value.
 """
 
 from __future__ import annotations
 
+import re
 import shlex
 from collections.abc import Sequence
 from typing import Any
@@ -35,6 +40,7 @@ __all__ = [
     "CommandTimeoutError",
     "ConfigError",
     "ConflictError",
+    "Interrupted",
     "NetnskitError",
     "NotFoundError",
     "NotOursError",
@@ -42,9 +48,78 @@ __all__ = [
     "ProcessError",
     "SandboxError",
     "StepError",
+    "UnsupportedError",
     "ValidationError",
+    "XtablesLockError",
     "error_for",
+    "package_for",
+    "shown",
 ]
+
+_SHOWN_MAX = 60  # characters of a rejected value a message shows
+_PATH_MAX = 240  # of a file's path
+
+
+def shown(value: object, limit: int = _SHOWN_MAX) -> str:
+    """``repr(value)``, cut to ``limit`` (60) characters with its length when longer: a message stays one short line."""
+    text = repr(value)
+    if len(text) <= limit:
+        return text
+    size = f" ({len(value)} characters)" if isinstance(value, str | bytes) else ""
+    return f"{text[:limit]}...{size}"
+
+
+# Which Debian package brings each program netnskit calls, for CommandNotFoundError.
+_PACKAGES = {
+    "ip": "iproute2",
+    "bridge": "iproute2",
+    "ss": "iproute2",
+    "tc": "iproute2",
+    "iptables": "iptables",
+    "iptables-save": "iptables",
+    "iptables-restore": "iptables",
+    "ip6tables": "iptables",
+    "ip6tables-save": "iptables",
+    "ip6tables-restore": "iptables",
+    "iptables-legacy": "iptables",
+    "iptables-legacy-save": "iptables",
+    "iptables-legacy-restore": "iptables",
+    "iptables-nft": "iptables",
+    "iptables-nft-save": "iptables",
+    "iptables-nft-restore": "iptables",
+    "ip6tables-legacy": "iptables",
+    "ip6tables-legacy-save": "iptables",
+    "ip6tables-legacy-restore": "iptables",
+    "ip6tables-nft": "iptables",
+    "ip6tables-nft-save": "iptables",
+    "ip6tables-nft-restore": "iptables",
+    "nft": "nftables",
+    "ping": "iputils-ping",
+    "nsenter": "util-linux",
+    "unshare": "util-linux",
+    "mount": "mount",
+    "sysctl": "procps",
+    "ssh": "openssh-client",
+    "sudo": "sudo",
+    "dot": "graphviz",
+    "tcpdump": "tcpdump",
+    "flock": "util-linux",
+    "readlink": "coreutils",
+    "awk": "mawk",
+    "sort": "coreutils",
+    "tee": "coreutils",
+    "tail": "coreutils",
+    "find": "findutils",
+    "grep": "grep",
+    "setsid": "util-linux",
+    "kill": "procps",
+}
+
+
+def package_for(program: str) -> str:
+    """The Debian package that provides ``program`` (its own name when unknown)."""
+    name = program.rsplit("/", 1)[-1]
+    return _PACKAGES.get(name, name)
 
 
 class NetnskitError(Exception):
@@ -61,7 +136,7 @@ class ValidationError(NetnskitError, ValueError):
         self.rule = rule
 
     def __str__(self) -> str:
-        return f"invalid {self.what} {self.value!r}: {self.rule}"
+        return f"invalid {self.what} {shown(self.value)}: {self.rule}"
 
 
 class _Missing:
@@ -85,24 +160,12 @@ class ConfigError(ValidationError):
         self.key = key
 
     def __str__(self) -> str:
+        # a key (an unknown one is the file's text) is cut like a value; a path, longer
+        key = self.key if len(self.key) <= _SHOWN_MAX else shown(self.key)
+        path = self.path if len(self.path) <= _PATH_MAX else shown(self.path, _PATH_MAX)
         if self.value is MISSING:
-            return f"{self.path}: {self.key}: {self.rule}"
-        return f"{self.path}: {self.key} = {self.value!r}: {self.rule}"
-
-
-class CommandNotFoundError(NetnskitError, FileNotFoundError):
-    """A program netnskit needs is not installed."""
-
-    def __init__(self, program: str, package: str) -> None:
-        super().__init__(program, package)
-        self.program = program
-        self.package = package
-
-    def __str__(self) -> str:
-        return (
-            f"{self.program!r} was not found on PATH; "
-            f"install the {self.package!r} package (e.g. apt-get install {self.package})"
-        )
+            return f"{path}: {key}: {self.rule}"
+        return f"{path}: {key} = {shown(self.value)}: {self.rule}"
 
 
 class SandboxError(NetnskitError):
@@ -119,6 +182,23 @@ class NotOursError(NetnskitError):
 
 class ConflictError(NetnskitError):
     """What the network asks for (a subnet, a host port) is already someone else's: refused, nothing changed."""
+
+
+class UnsupportedError(NetnskitError):
+    """This kernel lacks what is asked for (netem for a delay): refused before anything changed.
+
+    ``what`` names the thing asking (a namespace, a link, a file's key), ``value`` what it asks,
+    ``reason`` what is missing, how to get it, and what works instead.
+    """
+
+    def __init__(self, what: str, value: object, reason: str) -> None:
+        super().__init__(what, value, reason)
+        self.what = what
+        self.value = value
+        self.reason = reason
+
+    def __str__(self) -> str:
+        return f"{self.what}: {self.value} {self.reason}"
 
 
 class CommandError(NetnskitError):
@@ -155,6 +235,48 @@ class NotFoundError(CommandError):
 
 class PermissionDeniedError(CommandError):
     """The kernel refused: not root, or no CAP_NET_ADMIN."""
+
+
+class XtablesLockError(CommandError):
+    """An iptables tool gave up waiting for the xtables lock (legacy backend): another program held it."""
+
+    def __str__(self) -> str:
+        what = self.action or "running a command"
+        said = self.stderr.strip() or self.stdout.strip()
+        return (
+            f"{what} failed: the xtables lock was held by another program for longer than the wait "
+            f"(`{shlex.join(self.argv)}` exited {self.returncode}: {said}); try again, or wait longer "
+            "(Network(xtables_wait=SECONDS), netnskit --xtables-wait SECONDS)"
+        )
+
+
+class CommandNotFoundError(CommandError, FileNotFoundError):
+    """A program netnskit needs is not installed (where the command ran): names the Debian package."""
+
+    def __init__(
+        self,
+        program: str,
+        package: str,
+        argv: Sequence[str] = (),
+        returncode: int = 127,
+        stdout: str = "",
+        stderr: str = "",
+        action: str = "",
+    ) -> None:
+        CommandError.__init__(self, argv or (program,), returncode, stdout, stderr, action)
+        self.args = (program, package, tuple(argv), returncode, stdout, stderr, action)
+        self.program = program
+        self.package = package
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), self.args)
+
+    def __str__(self) -> str:
+        where = f"{self.action} failed: " if self.action else ""
+        return (
+            f"{where}{self.program!r} was not found on PATH; "
+            f"install the {self.package!r} package (e.g. apt-get install {self.package})"
+        )
 
 
 class CommandTimeoutError(CommandError):
@@ -205,8 +327,48 @@ class ProcessError(NetnskitError):
         return text
 
 
+class Interrupted(NetnskitError):
+    """A signal (SIGINT, SIGTERM) asked ``up`` to stop: what this call had done was rolled back first.
+
+    ``signum`` is the signal; ``undone`` how many applied steps were rolled back; ``rollback_errors``
+    what could not be undone (then ``down`` removes it). ``exit_status`` is the shell's 128 + signum.
+    """
+
+    def __init__(self, signum: int, action: str = "", undone: int = 0, rollback_errors: Sequence[str] = ()) -> None:
+        super().__init__(signum, action, undone, tuple(rollback_errors))
+        self.signum = signum
+        self.action = action
+        self.undone = undone
+        self.rollback_errors = tuple(rollback_errors)
+
+    @property
+    def exit_status(self) -> int:
+        """128 + the signal's number, as a shell reports a process a signal ended (130, 143)."""
+        return 128 + self.signum
+
+    def __str__(self) -> str:
+        text = f"interrupted by {_signal_name(self.signum)}"
+        if self.action:
+            text += f" while {self.action}"
+        if self.rollback_errors:
+            return text + "; rolling back failed: " + "; ".join(self.rollback_errors)
+        if not self.undone:
+            return text + "; nothing had been changed"
+        return text + f"; rolled back the {self.undone} step{'s' if self.undone != 1 else ''} it had applied"
+
+
+def _signal_name(signum: int) -> str:
+    import signal
+
+    try:
+        return signal.Signals(signum).name
+    except ValueError:
+        return f"signal {signum}"
+
+
 # Order matters: the first pattern found in stderr picks the class.
 _STDERR_CLASSES: tuple[tuple[str, type[CommandError]], ...] = (
+    ("currently holding the xtables lock", XtablesLockError),  # iptables -w N: "... Stopped waiting after Ns."
     ("operation not permitted", PermissionDeniedError),
     ("permission denied", PermissionDeniedError),
     ("file exists", AlreadyExistsError),
@@ -218,14 +380,38 @@ _STDERR_CLASSES: tuple[tuple[str, type[CommandError]], ...] = (
     ("does not exist", NotFoundError),
     ("no such process", NotFoundError),
     ("cannot assign requested address", NotFoundError),
+    ("cannot delete qdisc with handle of zero", NotFoundError),  # `tc qdisc del ... root` with none set
     ("address not found", NotFoundError),  # `ip addr del` of an absent address (iproute2 6.x)
     ("bad rule (does a matching rule exist", NotFoundError),
     ("no chain/target/match by that name", NotFoundError),
 )
 
 
+# How a program that is not installed shows, by who tried to start it: nsenter (LiveRunner in a
+# namespace, a sandbox, an nsenter prefix), `ip netns exec`, sudo and a remote shell (ssh), and
+# CommandNotFoundError's own message (a batch maps a runner's error back from its text).
+_MISSING_PROGRAM = re.compile(
+    r"failed to execute (?P<a>\S+): No such file or directory"
+    r"|exec of \"(?P<b>[^\"]+)\" failed: No such file or directory"
+    r"|^(?:sudo|bash|sh|zsh|dash)(?:: line \d+)?: (?P<c>\S+): command not found"
+    r"|^sh: \d+: (?P<d>\S+): not found"
+    r"|'(?P<e>[^']+)' was not found on PATH; install the",
+    re.MULTILINE,
+)
+
+
+def _missing_program(stderr: str) -> str | None:
+    found = _MISSING_PROGRAM.search(stderr)
+    if found is None:
+        return None
+    return next(name for name in found.groups() if name)
+
+
 def error_for(argv: Sequence[str], returncode: int, stdout: str, stderr: str, action: str = "") -> CommandError:
     """Map a failed command's stderr to the most specific CommandError subclass."""
+    program = _missing_program(stderr)
+    if program is not None:
+        return CommandNotFoundError(program, package_for(program), argv, returncode, stdout, stderr, action)
     low = stderr.lower()
     for pattern, cls in _STDERR_CLASSES:
         if pattern in low:

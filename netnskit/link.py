@@ -225,6 +225,7 @@ class VethPair:
     peer_netns: str | None = attrs.field(default=None, converter=v.optional_netns)
     master: str | None = attrs.field(default=None, converter=attrs.converters.optional(v.ifname))
     group: int | None = attrs.field(default=None, converter=v.optional_link_group)
+    mtu: int | None = attrs.field(default=None, converter=attrs.converters.optional(v.mtu))
     runner: Runner = _runner_field()
 
     def __attrs_post_init__(self) -> None:
@@ -235,21 +236,24 @@ class VethPair:
         return [_link(self.name, self.netns, self.group), _link(self.peer, self.peer_netns)]
 
     def create_command(self, *, up: bool = False) -> Command:
-        """``ip link add NAME [netns NS] [group G] [up] [master BR] type veth peer name PEER [netns NS2]``.
+        """``ip link add NAME [netns NS] [group G] [mtu M] [up] [master BR] type veth peer name PEER ...``.
 
         The first end is created on the host (the runner's namespace) and, with ``netns``,
-        placed straight into it; ``master`` attaches the first end to a bridge in one request.
+        placed straight into it; ``master`` attaches the first end to a bridge in one request;
+        the peer's words are ``[mtu M] [netns NS2]``: ``mtu`` is both ends' (they should agree).
         """
+        mtu = [] if self.mtu is None else ["mtu", str(self.mtu)]
         words = ["link", "add", self.name]
         if self.netns is not None:
             words += ["netns", self.netns]
         if self.group is not None:
             words += ["group", str(self.group)]
+        words += mtu
         if up:
             words.append("up")
         if self.master is not None:
             words += ["master", self.master]
-        words += ["type", "veth", "peer", "name", self.peer]
+        words += ["type", "veth", "peer", "name", self.peer, *mtu]
         if self.peer_netns is not None:
             words += ["netns", self.peer_netns]
         return ip(None, *words, creates=self._resources())

@@ -48,10 +48,10 @@ def _resources(items: Iterable[Resource]) -> tuple[Resource, ...]:
 class Batchable:
     """How a batch process carries a command: the batch program, its section and the line it reads."""
 
-    program: tuple[str, ...] = attrs.field(converter=_strs)  # e.g. ("ip", "-6"), ("iptables-restore",)
+    program: tuple[str, ...] = attrs.field(converter=_strs)  # e.g. ("ip", "-6"), ("iptables-restore", "-w", "10")
     line: str
     section: str = ""  # iptables-restore's table
-    style: str = "lines"  # "lines": PROGRAM -batch -, a line each; "tables": PROGRAM -w --noflush, *SECTION blocks
+    style: str = "lines"  # "lines": PROGRAM -batch -, a line each; "tables": PROGRAM --noflush, *SECTION blocks
 
 
 @attrs.frozen

@@ -8,13 +8,16 @@ absent). ``Result.check()`` raises the mapped :class:`~netnskit.errors.CommandEr
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import errno
 import functools
 import logging
 import os
+import re
 import select
 import shlex
+import signal
 import subprocess
 import threading
 from collections.abc import Iterable, Sequence
@@ -22,7 +25,15 @@ from typing import IO, Any, Protocol, runtime_checkable
 
 import attrs
 
-from netnskit.errors import CommandNotFoundError, CommandTimeoutError, NetnskitError, SandboxError, error_for
+from netnskit.errors import (
+    CommandNotFoundError,
+    CommandTimeoutError,
+    NetnskitError,
+    SandboxError,
+    ValidationError,
+    error_for,
+    package_for,
+)
 
 __all__ = [
     "DEFAULT_TIMEOUT",
@@ -48,45 +59,9 @@ log = logging.getLogger("netnskit")
 
 DEFAULT_TIMEOUT = 60.0
 
-# Which Debian package brings each program we call, for CommandNotFoundError.
-_PACKAGES = {
-    "ip": "iproute2",
-    "bridge": "iproute2",
-    "ss": "iproute2",
-    "iptables": "iptables",
-    "iptables-save": "iptables",
-    "iptables-restore": "iptables",
-    "ip6tables": "iptables",
-    "ip6tables-save": "iptables",
-    "ip6tables-restore": "iptables",
-    "iptables-legacy": "iptables",
-    "iptables-nft": "iptables",
-    "ping": "iputils-ping",
-    "nsenter": "util-linux",
-    "unshare": "util-linux",
-    "mount": "mount",
-    "sysctl": "procps",
-    "ssh": "openssh-client",
-    "sudo": "sudo",
-    "tcpdump": "tcpdump",
-    "awk": "mawk",
-    "sort": "coreutils",
-    "tee": "coreutils",
-    "tail": "coreutils",
-    "find": "findutils",
-    "grep": "grep",
-    "setsid": "util-linux",
-    "kill": "procps",
-}
-
 
 def _strs(items: Iterable[str]) -> tuple[str, ...]:
     return tuple(items)
-
-
-def package_for(program: str) -> str:
-    """The Debian package that provides ``program`` (its own name when unknown)."""
-    return _PACKAGES.get(os.path.basename(program), os.path.basename(program))
 
 
 @attrs.frozen
@@ -210,7 +185,12 @@ def default_runner() -> Runner:
 def _argv(argv: Sequence[str]) -> list[str]:
     if isinstance(argv, str):
         raise TypeError(f"argv must be a sequence of strings, not the string {argv!r}")
-    return [str(a) for a in argv]
+    words = [str(a) for a in argv]
+    for word in words:
+        if "\0" in word:
+            # the kernel's argv is NUL-terminated: such a word cannot be passed (subprocess's bare ValueError)
+            raise ValidationError("argument", word, "must not contain a NUL character")
+    return words
 
 
 def _result(args: list[str], returncode: int, stdout: str, stderr: str) -> Result:
@@ -236,6 +216,22 @@ def _setns(fd: int) -> None:
     if _libc().setns(fd, _CLONE_NEWNET) != 0:
         code = ctypes.get_errno()
         raise OSError(code, os.strerror(code))
+
+
+# A command netnskit runs is for netnskit to stop, not the terminal: it gets a process group of its
+# own (a Ctrl-C goes to the terminal's foreground group) and starts with these blocked (a signal
+# sent to our group between its fork and its setpgid would otherwise kill it once Python's vfork
+# child resets the handlers). Blocked across exec: ip or iptables-restore finishes its batch.
+_SHIELDED = frozenset({signal.SIGINT, signal.SIGTERM})
+
+
+def _popen_shielded(args: list[str], **popen: Any) -> subprocess.Popen[str]:
+    """``subprocess.Popen`` for a command that a Ctrl-C or SIGTERM to this process must not cut short."""
+    old = signal.pthread_sigmask(signal.SIG_BLOCK, _SHIELDED)
+    try:
+        return subprocess.Popen(args, process_group=0, **popen)
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old)
 
 
 def _spawn_in_netns(path: str, args: list[str], **popen: Any) -> subprocess.Popen[str] | tuple[int, str] | None:
@@ -264,7 +260,7 @@ def _spawn_in_netns(path: str, args: list[str], **popen: Any) -> subprocess.Pope
                 outcome.append(None if denied else exc)
                 return
             try:
-                outcome.append(subprocess.Popen(args, **popen))
+                outcome.append(_popen_shielded(args, **popen))
             except OSError as exc:
                 code = 127 if exc.errno == errno.ENOENT else 126
                 outcome.append((code, f"nsenter: failed to execute {args[0]}: {exc.strerror}\n"))
@@ -321,22 +317,20 @@ class LiveRunner:
             if done is not None:
                 return done
         try:
-            finished = subprocess.run(
+            # shielded: a Ctrl-C reaches this process, which decides (see netnskit.interrupt), not
+            # a batch half-way through its lines
+            proc = _popen_shielded(
                 args,
-                input=input,
-                capture_output=True,
+                stdin=subprocess.PIPE if input is not None else subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
                 text=True,
                 errors="replace",  # a stray non-UTF-8 byte must not lose the whole Result
-                timeout=limit,
                 env=self.env,
-                check=False,
-                stdin=None if input is not None else subprocess.DEVNULL,
             )
         except FileNotFoundError as exc:
-            raise CommandNotFoundError(args[0], package_for(args[0])) from exc
-        except subprocess.TimeoutExpired as exc:
-            raise CommandTimeoutError(args, -1, _text(exc.stdout), _text(exc.stderr)) from exc
-        return _result(args, finished.returncode, finished.stdout, finished.stderr)
+            raise CommandNotFoundError(args[0], package_for(args[0]), args) from exc
+        return _finish(proc, args, input, limit)
 
     def _run_in_netns(
         self, args: list[str], netns: str, command: list[str], input: str | None, limit: float
@@ -354,17 +348,7 @@ class LiveRunner:
         )
         if proc is None or isinstance(proc, tuple):
             return None if proc is None else _result(args, proc[0], "", proc[1])
-        with proc:
-            try:
-                stdout, stderr = proc.communicate(input, timeout=limit)
-            except subprocess.TimeoutExpired as exc:
-                proc.kill()
-                proc.communicate()
-                raise CommandTimeoutError(args, -1, _text(exc.stdout), _text(exc.stderr)) from exc
-            except BaseException:
-                proc.kill()
-                raise
-        return _result(args, proc.returncode, stdout, stderr)
+        return _finish(proc, args, input, limit)
 
     def start(self, argv: Sequence[str], *, netns: str | None = None, stdin: bool = False) -> subprocess.Popen[str]:
         """Start ``argv`` in ``netns`` in the background (a server, a holder); the caller ends it by pid.
@@ -392,7 +376,32 @@ class LiveRunner:
         try:
             return subprocess.Popen(args, **popen)
         except FileNotFoundError as exc:
-            raise CommandNotFoundError(args[0], package_for(args[0])) from exc
+            raise CommandNotFoundError(args[0], package_for(args[0]), args) from exc
+
+
+def _finish(proc: subprocess.Popen[str], args: list[str], input: str | None, limit: float) -> Result:
+    """Feed ``input``, wait up to ``limit`` s, and return the Result (killed on a timeout or an exception)."""
+    try:
+        stdout, stderr = proc.communicate(input, timeout=limit)
+    except subprocess.TimeoutExpired as exc:
+        _kill(proc)
+        raise CommandTimeoutError(args, -1, _text(exc.stdout), _text(exc.stderr)) from exc
+    except BaseException:
+        _kill(proc)
+        raise
+    return _result(args, proc.returncode, stdout, stderr)
+
+
+def _kill(proc: subprocess.Popen[str]) -> None:
+    """Kill, reap and close its pipes; a process stuck in the kernel may outlive SIGKILL a while: not
+    waited for beyond a few seconds."""
+    proc.kill()
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        proc.wait(timeout=5)
+    for stream in (proc.stdin, proc.stdout, proc.stderr):
+        if stream is not None:
+            with contextlib.suppress(OSError):
+                stream.close()
 
 
 def read_line(stream: IO[str] | None, timeout: float) -> str:
@@ -456,8 +465,6 @@ def netns_runner(inner: Runner, netns: str) -> PrefixRunner:
 def nsenter_runner(inner: Runner, pid: int, *, mount: bool = True) -> PrefixRunner:
     """A runner that enters the network (and mount) namespace of process ``pid``."""
     if not isinstance(pid, int) or isinstance(pid, bool) or pid <= 0:
-        from netnskit.errors import ValidationError
-
         raise ValidationError("pid", pid, "must be a positive integer")
     prefix = ["nsenter", f"--target={pid}", "--net"]
     if mount:
@@ -471,24 +478,75 @@ def sudo_runner(inner: Runner) -> PrefixRunner:
     return PrefixRunner(inner, ("sudo", "-n", "--"))
 
 
+def _control_path(value: object) -> str | None:
+    if value is None:
+        return None
+    bad = not isinstance(value, str) or not value or any(c.isspace() or c in "\"'\\" for c in value)
+    if bad:
+        from netnskit.errors import ValidationError
+
+        raise ValidationError("ssh control path", value, "must be a path without blanks or quotes (ssh reads it)")
+    return str(value)
+
+
+def _positive(value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        from netnskit.errors import ValidationError
+
+        raise ValidationError("ssh setting", value, "must be a positive integer")
+    return value
+
+
 @attrs.define
 class SshRunner:
-    """Runs each command on ``host`` over ssh, quoted for the remote shell."""
+    """Runs each command on ``host`` over ssh, quoted for the remote shell.
+
+    With ``control_path`` (ssh's ``ControlPath``, e.g. ``/run/netnskit/ssh/%C``) every command
+    shares one OpenSSH connection (``ControlMaster=auto``): :meth:`open` starts it, :meth:`close`
+    ends it, and it ends by itself ``persist`` seconds after its last command if this process dies.
+    One connection carries at most sshd's ``MaxSessions`` (10 by default) commands at once: ``run``
+    lets at most ``max_sessions`` through together (``start``'s background processes count too).
+    """
 
     host: str
     inner: Runner = attrs.field(factory=lambda: default_runner())
     options: tuple[str, ...] = attrs.field(default=("-o", "BatchMode=yes"), converter=_strs)
+    control_path: str | None = attrs.field(default=None, converter=_control_path)
+    persist: int = attrs.field(default=60, converter=_positive)
+    max_sessions: int = attrs.field(default=8, converter=_positive)
+    _sessions: threading.BoundedSemaphore = attrs.field(init=False, repr=False, eq=False)
+
+    @_sessions.default
+    def _make_sessions(self) -> threading.BoundedSemaphore:
+        return threading.BoundedSemaphore(self.max_sessions)
 
     def __attrs_post_init__(self) -> None:
-        if not self.host or self.host.startswith("-") or any(c.isspace() for c in self.host):
-            from netnskit.errors import ValidationError
+        bad = not isinstance(self.host, str) or not self.host or self.host.startswith("-")
+        if bad or any(c.isspace() or not c.isprintable() for c in self.host):
+            rule = "must be non-empty, without spaces or control characters (NUL included), not start with '-'"
+            raise ValidationError("ssh host", self.host, rule)
 
-            raise ValidationError("ssh host", self.host, "must be non-empty, without spaces, not start with '-'")
+    @property
+    def machine(self) -> str:
+        """The machine this runner reaches (its ssh destination): locks key on it (network/locks.py)."""
+        return self.host
+
+    def _multiplexing(self) -> list[str]:
+        if self.control_path is None:
+            return []
+        return [
+            "-o",
+            "ControlMaster=auto",
+            "-o",
+            f"ControlPath={self.control_path}",
+            "-o",
+            f"ControlPersist={self.persist}",
+        ]
 
     def argv_for(self, argv: Sequence[str], netns: str | None = None) -> list[str]:
         """The local argv: ssh re-parses its command with a shell, so quote every word."""
         remote = _argv(argv) if netns is None else in_netns(netns, argv)
-        return ["ssh", *self.options, self.host, "--", shlex.join(remote)]
+        return ["ssh", *self.options, *self._multiplexing(), self.host, "--", shlex.join(remote)]
 
     def run(
         self,
@@ -499,13 +557,50 @@ class SshRunner:
         netns: str | None = None,
     ) -> Result:
         """Run ``argv`` on the remote host; the Result names the argv as asked."""
-        got = self.inner.run(self.argv_for(argv, netns), input=input, timeout=timeout)
+        with self._sessions:
+            got = self.inner.run(self.argv_for(argv, netns), input=input, timeout=timeout)
         asked = _argv(argv) if netns is None else in_netns(netns, argv)
         return Result(asked, got.returncode, got.stdout, got.stderr)
 
     def start(self, argv: Sequence[str], *, netns: str | None = None, stdin: bool = False) -> Process:
         """Start ``argv`` on the remote host in the background (the local ssh process stands for it)."""
         return self.inner.start(self.argv_for(argv, netns), stdin=stdin)
+
+    def open(self, *, timeout: float = 30.0) -> SshRunner:
+        """Start the shared connection now (one per host; without ``control_path``: nothing to do).
+
+        The first command through ``ControlMaster=auto`` would start it too, but commands started
+        together would each open a connection of their own.
+        """
+        if self.control_path is not None:
+            command = ["ssh", *self.options, *self._multiplexing(), self.host, "--", "true"]
+            self.inner.run(command, timeout=timeout).check(f"connecting to {self.host} over ssh")
+        return self
+
+    def master_pid(self) -> int | None:
+        """The pid of the shared connection's ssh process (``ssh -O check``), or None if none runs."""
+        if self.control_path is None:
+            return None
+        result = self.inner.run(self._control("check"))
+        found = re.search(r"\(pid=(\d+)\)", result.stdout + result.stderr) if result.ok else None
+        return int(found.group(1)) if found else None
+
+    def close(self) -> None:
+        """End the shared connection (``ssh -O exit``); nothing to do if none runs."""
+        if self.control_path is not None:
+            self.inner.run(self._control("exit"))
+
+    def _control(self, command: str) -> list[str]:
+        # ssh -O: a request to the shared connection's master through its socket
+        return ["ssh", *self.options, "-o", f"ControlPath={self.control_path}", "-O", command, self.host]
+
+    def __enter__(self) -> SshRunner:
+        """Open the shared connection."""
+        return self.open()
+
+    def __exit__(self, *exc: object) -> None:
+        """Close the shared connection."""
+        self.close()
 
 
 @attrs.define
@@ -532,7 +627,7 @@ class ShRunner:
         try:
             command = sh.Command(args[0])
         except sh.CommandNotFound as exc:
-            raise CommandNotFoundError(args[0], package_for(args[0])) from exc
+            raise CommandNotFoundError(args[0], package_for(args[0]), args) from exc
         kwargs: dict[str, Any] = {
             # every exit status, and death by any signal (-N, as subprocess reports it), is a Result
             "_ok_code": list(range(-64, 256)),

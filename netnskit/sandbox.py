@@ -24,7 +24,7 @@ import time
 from collections.abc import Sequence
 from types import TracebackType
 
-from netnskit import _ipjson
+from netnskit import _ipjson, _privilege
 from netnskit.errors import SandboxError
 from netnskit.netns import Namespace
 from netnskit.runner import (
@@ -88,8 +88,9 @@ _TOOLS = ("unshare", "nsenter", "ip", "mount", "awk", "sort")
 
 def sandbox_problem() -> str | None:
     """Why a sandbox cannot be made here (not root, a tool missing), or None if it can."""
-    if os.geteuid() != 0:
-        return "a sandbox needs root (CAP_SYS_ADMIN and CAP_NET_ADMIN); run as root"
+    problem = _privilege.privilege_problem()
+    if problem:
+        return problem
     for tool in _TOOLS:
         if shutil.which(tool) is None:
             return f"{tool!r} is missing; install the {package_for(tool)!r} package"

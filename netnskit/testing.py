@@ -24,7 +24,7 @@ import attrs
 
 from netnskit.harness import Harness, LiveNetwork, Reach, reachability_table
 from netnskit.plan import Command
-from netnskit.runner import Result, in_netns
+from netnskit.runner import Result, _argv, in_netns
 
 __all__ = [
     "recorded",
@@ -155,7 +155,7 @@ class FakeRunner:
         netns: str | None = None,
     ) -> Result:
         """Record ``argv`` (``nsenter --net=/run/netns/NS -- ARGV`` with ``netns``); return the scripted Result."""
-        args = [str(a) for a in argv] if netns is None else in_netns(netns, argv)
+        args = _argv(argv) if netns is None else in_netns(netns, argv)
         with self._lock:
             self.calls.append(args)
             self.inputs.append(input)
@@ -171,7 +171,7 @@ class FakeRunner:
 
     def start(self, argv: Sequence[str], *, netns: str | None = None, stdin: bool = False) -> FakeProcess:
         """Record a background start (as ``run`` records it) and return a FakeProcess."""
-        proc = FakeProcess([str(a) for a in argv] if netns is None else in_netns(netns, argv))
+        proc = FakeProcess(_argv(argv) if netns is None else in_netns(netns, argv))
         with self._lock:
             self.calls.append(proc.argv)
             self.inputs.append(None)

@@ -68,9 +68,12 @@ def check_tables_empty(runner: Runner, netns: str) -> Check:
     )
 
 
+REPLY_DEADLINE = 5.0  # seconds a reachability check keeps asking before it calls an address unreachable
+
+
 def check_reachable(runner: Runner, netns: str | None, address: str, *, count: int = 1) -> Check:
-    """``address`` answers a real ping from ``netns``."""
-    got = ping(runner, netns, address, count=count)
+    """``address`` answers a real ping from ``netns`` (``count`` replies, asked for until REPLY_DEADLINE)."""
+    got = ping(runner, netns, address, count=count, deadline=REPLY_DEADLINE)
     return Check(f"{_where(netns)} reaches {address}", got.ok, f"ping: {got.summary()}")
 
 
@@ -115,10 +118,19 @@ def check_no_neighbours(
     return Check(f"{_where(netns)}'s ARP table holds neither {', '.join(addresses_)}", not bad, f"neighbours: {table}")
 
 
-def check_link_up(runner: Runner, netns: str | None, ifname: str) -> Check:
-    """``ifname`` in ``netns`` exists and is up (the UP flag, and a carrier: operstate UP)."""
-    info = Link(ifname, netns, runner=runner).info()
-    ok = info is not None and info.is_up and info.operstate == "UP"
+def check_link_up(runner: Runner, netns: str | None, ifname: str, *, settle: float = 5.0) -> Check:
+    """``ifname`` in ``netns`` exists and is up (the UP flag, and a carrier: operstate UP).
+
+    The kernel sets a link's operstate from a work queue after the carrier comes on: the check
+    reads it again until it is UP or ``settle`` s have passed.
+    """
+    deadline = time.monotonic() + settle
+    while True:
+        info = Link(ifname, netns, runner=runner).info()
+        ok = info is not None and info.is_up and info.operstate == "UP"
+        if ok or info is None or not info.is_up or time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
     evidence = f"flags={list(info.flags)}, operstate={info.operstate}" if info else "no such link"
     return Check(f"{_where(netns)}: {ifname} is up", ok, evidence)
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import re
 import sys
 from typing import Any
@@ -52,10 +53,30 @@ class PingResult:
 _PING_STATS = re.compile(r"(\d+) packets transmitted, (\d+) (?:packets )?received")
 
 
-def ping(runner: Runner, netns: str | None, address: str, *, count: int = 1, wait: float = 1.0) -> PingResult:
-    """Ping ``address`` from ``netns`` (None: the host) with real ICMP echo requests."""
-    argv = ["ping", "-n", "-c", str(count), "-i", "0.2", "-W", str(wait), address]
-    result = runner.run(exec_argv(netns, argv), timeout=10 + count * (wait + 0.2))
+def ping(
+    runner: Runner,
+    netns: str | None,
+    address: str,
+    *,
+    count: int = 1,
+    wait: float = 1.0,
+    deadline: float | None = None,
+) -> PingResult:
+    """Ping ``address`` from ``netns`` (None: the host) with real ICMP echo requests.
+
+    ``count`` requests, each waited for ``wait`` s; or, with ``deadline``, requests every 0.2 s
+    until ``count`` replies came back or ``deadline`` s passed (``ping -c COUNT -w DEADLINE``):
+    a loaded host that drops or delays a first request (its ARP, say) is not taken for an
+    unreachable one.
+    """
+    if deadline is None:
+        argv = ["ping", "-n", "-c", str(count), "-i", "0.2", "-W", str(wait), address]
+        limit = 10 + count * (wait + 0.2)
+    else:
+        # ping's -w takes whole seconds
+        argv = ["ping", "-n", "-c", str(count), "-i", "0.2", "-w", str(max(1, math.ceil(deadline))), address]
+        limit = 10 + deadline
+    result = runner.run(exec_argv(netns, argv), timeout=limit)
     found = _PING_STATS.search(result.stdout)
     sent, received = (int(found.group(1)), int(found.group(2))) if found else (0, 0)
     error = "" if found else (result.stderr.strip().splitlines() or [f"exit {result.returncode}"])[-1]

@@ -4,8 +4,9 @@ Commands are routed by their fields, never by their argv (the rules, the waves a
 shortcuts are drawn in docs/ARCHITECTURE.md):
 
 * a command with a ``batch`` line joins the batch process of its place and channel: one
-  ``PROGRAM [-force] -batch -`` per run of ``lines`` commands, one ``PROGRAM -w --noflush`` per
-  run of ``tables`` commands (a ``*SECTION ... COMMIT`` block per section);
+  ``PROGRAM [-force] -batch -`` per run of ``lines`` commands, one ``PROGRAM --noflush`` per
+  run of ``tables`` commands (a ``*SECTION ... COMMIT`` block per section; the program carries its
+  options, e.g. ``iptables-restore -w 10``);
 * a command with a channel and no batch line runs alone, in its place in its channel's order;
 * a command with no channel is a barrier: everything before it finishes, it runs, then the rest.
 
@@ -20,21 +21,23 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from functools import partial
 
 import attrs
 
 from netnskit import _ipjson
 from netnskit.commands import NET, link_group_delete
-from netnskit.errors import CommandError, NotFoundError, StepError, error_for
+from netnskit.errors import CommandError, Interrupted, NotFoundError, StepError, error_for
+from netnskit.executors.serial import Progress
+from netnskit.interrupt import Interrupt
 from netnskit.plan import Command, Step
 from netnskit.runner import Result, Runner
 
 __all__ = ["Batch", "BatchExecutor", "batches"]
 
 LINES = "lines"  # Batchable.style: PROGRAM [-force] -batch -, one line per command (ip, tc, bridge)
-TABLES = "tables"  # Batchable.style: PROGRAM -w --noflush, *SECTION blocks (iptables-restore)
+TABLES = "tables"  # Batchable.style: PROGRAM --noflush, *SECTION blocks (iptables-restore; PROGRAM has its -w)
 _FAILED_LINE = re.compile(r"^Command failed \S*:(\d+)\s*$", re.MULTILINE)
 _RESTORE_LINE = re.compile(r"line:? (\d+)")
 
@@ -204,7 +207,7 @@ def _restore_input(ops: Sequence[_Op]) -> tuple[str, dict[int, _Op], list[tuple[
 def _restore_command(ops: Sequence[_Op], text: str) -> Command:
     first = ops[0].command
     assert first.batch is not None
-    return Command((*first.batch.program, "-w", "--noflush"), input=text, netns=first.netns, tool=first.tool)
+    return Command((*first.batch.program, "--noflush"), input=text, netns=first.netns, tool=first.tool)
 
 
 def _batch_command(run: Sequence[_Op], force: bool) -> Command:
@@ -284,14 +287,57 @@ def _group_members(runner: Runner, group: int) -> set[str] | None:
 
 @attrs.define
 class _Outcome:
-    """What running some batches did: ops done, and each failed op's error text."""
+    """What running some batches did: ops done, each failed op's error text, and whether an
+    interrupt stopped it before the end."""
 
     done: set[int] = attrs.field(factory=set)
     failed: dict[int, tuple[_Op, str]] = attrs.field(factory=dict)
+    stopped: bool = False
 
     def merge(self, other: _Outcome) -> None:
         self.done |= other.done
         self.failed.update(other.failed)
+        self.stopped = self.stopped or other.stopped
+
+    def halted(self, force: bool, interrupt: Interrupt | None) -> bool:
+        """Start nothing more: a strict run failed, or (strict too) an interrupt was requested."""
+        if force:
+            return False
+        if interrupt is not None and interrupt.signum is not None:
+            self.stopped = True
+        return bool(self.failed) or self.stopped
+
+
+@attrs.define
+class _Tally:
+    """Counts the steps whose commands have all run, for the progress hook (called from one thread)."""
+
+    progress: Progress | None
+    steps: Sequence[Step]
+    left: dict[int, int] = attrs.field(factory=dict)  # step number -> its ops not yet run
+    seen: set[int] = attrs.field(factory=set)
+    done: int = 0
+
+    @classmethod
+    def of(cls, ops: Sequence[_Op], steps: Sequence[Step], progress: Progress | None) -> _Tally:
+        tally = cls(progress, steps)
+        for op in ops:
+            tally.left[op.step] = tally.left.get(op.step, 0) + 1
+        return tally
+
+    def count(self, outcome: _Outcome, ops: dict[int, _Op]) -> None:
+        """Report the steps that ``outcome`` finished (with ``force``, a failed op counts as run)."""
+        if self.progress is None:
+            return
+        for index in sorted((outcome.done | set(outcome.failed)) - self.seen):
+            self.seen.add(index)
+            step = ops[index].step if index in ops else None
+            if step is None or step not in self.left:
+                continue
+            self.left[step] -= 1
+            if not self.left[step]:
+                self.done += 1
+                self.progress(self.done, len(self.left), _description(self.steps, ops[index]))
 
 
 def _run(command: Command, runner: Runner) -> Result:
@@ -324,7 +370,8 @@ class BatchExecutor:
     ``group_teardown`` allows ``ip link del group G`` for the links a plan put in group G.
     ``pipeline`` (with ``workers`` > 1) starts each namespace's batch as soon as the host lines it
     waits for are done: the host batch is then cut in up to ``chunks`` processes of at least
-    ``chunk`` lines (see the module doc for when ``False`` is faster).
+    ``chunk`` lines (see the module doc for when ``False`` is faster). ``progress`` is called, from
+    the calling thread, as the steps' commands finish (see Progress).
     """
 
     workers: int = attrs.field(factory=_default_workers)
@@ -332,21 +379,30 @@ class BatchExecutor:
     pipeline: bool = True
     chunks: int = 4
     chunk: int = 50
+    progress: Progress | None = attrs.field(default=None, kw_only=True)
 
     # --- the Executor protocol -------------------------------------------------------------
 
-    def apply(self, steps: Sequence[Step], runner: Runner) -> None:
-        """Run every step in batches; on failure undo what was done and raise StepError."""
+    def apply(self, steps: Sequence[Step], runner: Runner, *, interrupt: Interrupt | None = None) -> None:
+        """Run every step in batches; on failure undo what was done and raise StepError.
+
+        ``interrupt`` is read between batches: once requested, nothing more starts, the batches
+        running finish, what was done is undone and Interrupted is raised.
+        """
         ops = _do_ops(steps)
-        outcome = self._execute(ops, runner, force=False)
-        if not outcome.failed:
-            return
-        op, message = min(outcome.failed.values(), key=lambda item: item[0].index)
-        step = steps[op.step]
-        error = error_for(op.command.host_argv(), 1, "", message, step.description)
-        touched = sorted({ops[i].step for i in outcome.done})
-        _, failed = self._undo([steps[i] for i in touched], runner)
-        raise StepError(step.description, op.step, error, failed) from error
+        outcome = self._execute(
+            ops, runner, force=False, tally=_Tally.of(ops, steps, self.progress), interrupt=interrupt
+        )
+        touched = [steps[i] for i in sorted({ops[i].step for i in outcome.done})]
+        if outcome.failed:
+            op, message = min(outcome.failed.values(), key=lambda item: item[0].index)
+            step = steps[op.step]
+            error = error_for(op.command.host_argv(), 1, "", message, step.description)
+            _, failed = self._undo(touched, runner)
+            raise StepError(step.description, op.step, error, failed) from error
+        if outcome.stopped and interrupt is not None and interrupt.signum is not None:
+            _, failed = self._undo(touched, runner)
+            raise Interrupted(interrupt.signum, "", sum(1 for step in touched if step.undo), failed)
 
     def remove(self, steps: Sequence[Step], runner: Runner) -> list[str]:
         """Undo every step in reverse, batched; what is already gone is reported, not raised."""
@@ -363,7 +419,7 @@ class BatchExecutor:
         gone: list[str] = []
         if self.group_teardown:
             ops = self._group_deletes(ops, runner, gone)
-        outcome = self._execute(ops, runner, force=True)
+        outcome = self._execute(ops, runner, force=True, tally=_Tally.of(ops, steps, self.progress))
         retry = [fb for i, (op, _) in outcome.failed.items() if op.fallback for fb in op.fallback]
         failed_ops = {i: v for i, v in outcome.failed.items() if not v[0].fallback}
         if retry:
@@ -430,45 +486,71 @@ class BatchExecutor:
             outcome.merge(result)
         return outcome, head
 
-    def _execute(self, ops: Sequence[_Op], runner: Runner, force: bool) -> _Outcome:
-        """Run ``ops`` segment by segment, wave by wave; strict mode stops at the first failure."""
+    def _execute(
+        self,
+        ops: Sequence[_Op],
+        runner: Runner,
+        force: bool,
+        tally: _Tally | None = None,
+        interrupt: Interrupt | None = None,
+    ) -> _Outcome:
+        """Run ``ops`` segment by segment, wave by wave; strict mode stops at the first failure
+        (or, asked by ``interrupt``, before the next batch)."""
         total = _Outcome()
+        by_index = {op.index: op for op in ops}
+
+        def count(outcome: _Outcome) -> None:
+            if tally is not None:
+                tally.count(outcome, by_index)
+
         pool = ThreadPoolExecutor(max_workers=self.workers) if self.workers > 1 else None
         try:
             for segment in _schedule(ops):
+                if total.halted(force, interrupt):
+                    return total
                 if isinstance(segment, _Op):
                     result = _run(segment.command, runner)
                     if result.ok:
                         total.done.add(segment.index)
                     else:
                         total.failed[segment.index] = (segment, result.stderr.strip() or result.stdout.strip())
-                    if total.failed and not force:
-                        return total
+                    count(total)
                     continue
                 for wave in segment:
-                    total.merge(self._run_wave(wave, runner, force, pool))
-                    if total.failed and not force:
+                    if total.halted(force, interrupt):
                         return total
+                    total.merge(self._run_wave(wave, runner, force, pool, interrupt, count))
+                    count(total)
         finally:
             if pool is not None:
                 pool.shutdown(wait=True)
         return total
 
-    def _run_wave(self, wave: _Wave, runner: Runner, force: bool, pool: ThreadPoolExecutor | None) -> _Outcome:
+    def _run_wave(
+        self,
+        wave: _Wave,
+        runner: Runner,
+        force: bool,
+        pool: ThreadPoolExecutor | None,
+        interrupt: Interrupt | None,
+        count: Callable[[_Outcome], None] = lambda _: None,
+    ) -> _Outcome:
         if pool is not None and self.pipeline:
-            return self._run_wave_pipelined(wave, runner, force, pool)
+            return self._run_wave_pipelined(wave, runner, force, pool, interrupt, count)
         outcome = _Outcome()
         firewalls = [partial(_run_lane, members, runner, force) for members in wave.side.values()]
         # the other channels (firewalls) depend on no ip command: with threads they run alongside the host batch
         early = [pool.submit(job) for job in firewalls] if pool is not None and wave.host else []
         try:
             for run in _runs(wave.host):
+                if outcome.halted(force, interrupt):
+                    return outcome
                 first, covered = self._host_head(run, runner, force, pool)
                 outcome.merge(first)
                 if covered < len(run) and not (outcome.failed and not force):
                     outcome.merge(_run_lines(run[covered:], runner, force))
-                if outcome.failed and not force:
-                    return outcome
+            if outcome.halted(force, interrupt):
+                return outcome
             jobs: list[Callable[[], _Outcome]] = [
                 partial(_run_lane, lane, runner, force) for lane in wave.lanes.values()
             ]
@@ -476,12 +558,21 @@ class BatchExecutor:
             parallel = pool is not None and len(jobs) > 1
             for result in pool.map(lambda job: job(), jobs) if pool and parallel else (job() for job in jobs):
                 outcome.merge(result)
+                count(outcome)
         finally:
             for future in early:
                 outcome.merge(future.result())
         return outcome
 
-    def _run_wave_pipelined(self, wave: _Wave, runner: Runner, force: bool, pool: ThreadPoolExecutor) -> _Outcome:
+    def _run_wave_pipelined(
+        self,
+        wave: _Wave,
+        runner: Runner,
+        force: bool,
+        pool: ThreadPoolExecutor,
+        interrupt: Interrupt | None,
+        count: Callable[[_Outcome], None] = lambda _: None,
+    ) -> _Outcome:
         """The firewall batches from the start, each namespace's batch once the host lines it waits for are done.
 
         The host batch is cut in a few chunks so that namespaces whose veth is made early start
@@ -497,16 +588,18 @@ class BatchExecutor:
         waiting = sorted(wave.lanes, key=lambda lane: gate[lane])
 
         def release(done_through: int) -> None:
-            while waiting and gate[waiting[0]] <= done_through:
+            while waiting and gate[waiting[0]] <= done_through and not outcome.halted(force, interrupt):
                 futures.append(pool.submit(_run_lane, wave.lanes[waiting.pop(0)], runner, force))
 
         release(-1)
         position = -1
         for run in _runs(wave.host):
+            if outcome.halted(force, interrupt):
+                break
             first, covered = self._host_head(run, runner, force, pool)
             outcome.merge(first)
             position += covered
-            if outcome.failed and not force:
+            if outcome.halted(force, interrupt):
                 break
             release(position)
             run = run[covered:]
@@ -514,16 +607,19 @@ class BatchExecutor:
             for start in range(0, len(run), size):
                 piece = run[start : start + size]
                 outcome.merge(_run_lines(piece, runner, force))
-                if outcome.failed and not force:
+                count(outcome)
+                if outcome.halted(force, interrupt):
                     break
                 position += len(piece)
                 release(position)
-            if outcome.failed and not force:
+            if outcome.halted(force, interrupt):
                 break
         else:
             release(len(wave.host))
-        for future in futures:
+        # (every lane is submitted by now: futures no longer grows)
+        for future in as_completed(futures):
             outcome.merge(future.result())
+            count(outcome)
         return outcome
 
 

@@ -39,11 +39,32 @@ def _kind(value: object) -> str | None:
     raise ValidationError("iptables backend", value, "must be None (the system's), 'nft' or 'legacy'")
 
 
+XTABLES_WAIT = 10  # seconds an iptables tool waits for the xtables lock by default (then XtablesLockError)
+_WAIT_MAX = 3600
+
+
+def xtables_wait(value: object) -> int:
+    """Seconds to wait for the xtables lock: an integer from 1 to 3600."""
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= _WAIT_MAX:
+        raise ValidationError("xtables wait", value, f"must be a whole number of seconds from 1 to {_WAIT_MAX}")
+    return value
+
+
 @attrs.frozen
 class Backend:
-    """Which iptables binaries to run: the system's (``None``), ``"nft"`` or ``"legacy"``."""
+    """Which iptables binaries to run: the system's (``None``), ``"nft"`` or ``"legacy"``, and how long they wait.
+
+    ``wait``: seconds each tool waits for the xtables lock (``-w SECONDS``; the legacy backend's
+    lock, which another program such as a firewall manager may hold). Past it the tool gives up and
+    netnskit raises :class:`~netnskit.errors.XtablesLockError`. Keep it under the runner's timeout.
+    """
 
     kind: str | None = attrs.field(default=None, converter=_kind)
+    wait: int = attrs.field(default=XTABLES_WAIT, converter=xtables_wait, kw_only=True)
+
+    def wait_args(self) -> list[str]:
+        """``-w SECONDS``: how every iptables tool is told to wait for the xtables lock."""
+        return ["-w", str(self.wait)]
 
     def binary(self, family: int, tool: str = "") -> str:
         """The program for ``family`` (4 or 6) and ``tool`` ('', 'save' or 'restore')."""
@@ -111,9 +132,10 @@ class Firewall:
     runner: Runner = attrs.field(factory=default_runner, eq=False, repr=False)
 
     def restore_command(self, family: int, sections: dict[str, list[str]]) -> Command:
-        """``iptables-restore -w --noflush`` fed the given lines per table."""
+        """``iptables-restore -w SECONDS --noflush`` fed the given lines per table."""
         tool = self.backend.binary(family, "restore")
-        return Command([tool, "-w", "--noflush"], _restore_input(sections), tool=tool, channel=tool)
+        argv = [tool, *self.backend.wait_args(), "--noflush"]
+        return Command(argv, _restore_input(sections), tool=tool, channel=tool)
 
     def save(self, family: int) -> SavedRules:
         """Read ``iptables-save`` of ``family`` (raises if it fails)."""

@@ -6,6 +6,7 @@ that marks a rule as ours (the chain table: docs/firewall-notes.md).
 
 from __future__ import annotations
 
+import ipaddress
 import re
 import shlex
 from collections.abc import Iterable, Sequence
@@ -60,7 +61,7 @@ _SHARED_RULES: dict[str, tuple[tuple[str, tuple[str, ...]], ...]] = {
 
 
 def _owner(value: object) -> str:
-    return v.netns_name(value)
+    return v.marked_name(value, "owner")
 
 
 # ``\s`` in a str pattern is exactly str.isspace() (a unit test checks every code point).
@@ -99,15 +100,15 @@ class Rule:
         return None
 
     def argv(self, backend: Backend, action: str = "-A") -> list[str]:
-        """``iptables -w -t TABLE ACTION CHAIN SPEC...`` (action -A, -C or -D)."""
-        return [backend.binary(self.family), "-w", "-t", self.table, action, self.chain, *self.spec]
+        """``iptables -w SECONDS -t TABLE ACTION CHAIN SPEC...`` (action -A, -C or -D)."""
+        return [backend.binary(self.family), *backend.wait_args(), "-t", self.table, action, self.chain, *self.spec]
 
     def line(self, action: str = "-A") -> str:
         """The rule as an ``iptables-restore`` line."""
         return " ".join([action, self.chain, *map(_word, self.spec)])
 
     def command(self, backend: Backend, action: str = "-A") -> Command:
-        """``iptables -w -t TABLE -A|-D CHAIN SPEC...`` typed: a line of its table in one restore per tool."""
+        """``iptables -w SECONDS -t TABLE -A|-D CHAIN SPEC...`` typed: a line of its table in one restore per tool."""
         restore = backend.binary(self.family, "restore")
         batchable = all("\n" not in w and "\r" not in w and '"' not in w for w in self.spec)
         me = [Resource("rule", f"{self.table} {self.chain} {' '.join(self.spec)}")]
@@ -115,10 +116,58 @@ class Rule:
             self.argv(backend, action),
             tool=backend.binary(self.family),
             channel=restore,
-            batch=Batchable([restore], self.line(action), section=self.table, style="tables") if batchable else None,
+            batch=Batchable([restore, *backend.wait_args()], self.line(action), section=self.table, style="tables")
+            if batchable
+            else None,
             creates=me if action == "-A" else (),
             removes=me if action == "-D" else (),
         )
+
+
+# Options whose value iptables-save prints as a network (``10.0.0.1`` comes back ``10.0.0.1/32``).
+_ADDRESS_OPTIONS = frozenset(
+    {"-s", "--source", "-d", "--destination", "--ctorigsrc", "--ctorigdst", "--ctreplsrc", "--ctrepldst"}
+)
+
+
+def _rule_key(rule: Rule) -> tuple[object, ...]:
+    """What a rule is, whichever way it is written: ours as built, or as ``iptables-save`` prints it.
+
+    iptables-save moves ``-s``/``-d``/``-i``/``-o``/``-p`` in front of the matches and writes an
+    address as ADDRESS/PREFIX. The key is the rule's options (each ``[!] -OPTION VALUE...``, an
+    address as a network) as a sorted tuple, with its family, table and chain: two rules with the
+    same options in another order are one rule here (no two rules netnskit makes differ so).
+    """
+    units: list[tuple[str, ...]] = []
+    current: list[str] = []
+    negate = False
+    for word in rule.spec:
+        if word == "!":
+            negate = True
+            continue
+        if word.startswith("-") and not _is_number(word):
+            if current:
+                units.append(tuple(current))
+            current = ["!" + word if negate else word]
+            negate = False
+            continue
+        if current and current[0].lstrip("!") in _ADDRESS_OPTIONS:
+            word = _network(word)
+        current.append(word)
+    if current:
+        units.append(tuple(current))
+    return (rule.family, rule.table, rule.chain, tuple(sorted(units)))
+
+
+def _is_number(word: str) -> bool:
+    return word[1:].isdigit() if word.startswith("-") else word.isdigit()
+
+
+def _network(word: str) -> str:
+    try:
+        return str(ipaddress.ip_network(word, strict=False))
+    except ValueError:
+        return word
 
 
 def _shared_rules(family: int, tables: Iterable[str]) -> list[Rule]:

@@ -17,8 +17,13 @@ class Sysctl:
     value: str
 
     def set_command(self, value: str | None = None) -> Command:
-        """``sysctl -w NAME=VALUE`` on the host (``value`` defaults to the one this sysctl wants)."""
-        return sysctl(None, self.name, self.value if value is None else value)
+        """``sysctl -w NAME=VALUE`` on the host (``value`` defaults to the one this sysctl wants).
+
+        A barrier: its previous value is remembered by a rule (:meth:`memo`) that a restore, in
+        another channel, adds before it and deletes after it. Run side by side, a crash between
+        the two could leave the value changed with its record gone (issue 13).
+        """
+        return sysctl(None, self.name, self.value if value is None else value, barrier=True)
 
     def set_argv(self, value: str | None = None) -> list[str]:
         """``sysctl -w NAME=VALUE``."""

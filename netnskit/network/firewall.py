@@ -12,7 +12,8 @@ from typing import TYPE_CHECKING, Any
 import attrs
 
 from netnskit import _ipjson
-from netnskit.firewall import Firewall, NatRule, PortForward, Rule, SavedRules, Sysctl
+from netnskit.errors import CommandNotFoundError
+from netnskit.firewall import Backend, Firewall, NatRule, PortForward, Rule, SavedRules, Sysctl
 from netnskit.firewall.rules import _unique
 from netnskit.network.spec import MARK_PREFIX
 from netnskit.network.state import _read_links
@@ -28,25 +29,71 @@ def _firewall_objects(net: Network) -> list[NatRule | PortForward]:
     return [*([net.nat_rule()] if net.masquerade else []), *net.forward_rules()]
 
 
-def _firewall_steps(net: Network, *, live: bool) -> list[Step]:
+def _firewall_of(net: Network) -> Firewall:
+    """The firewall the network's rules go through (its xtables wait)."""
+    return Firewall(Backend(wait=net.xtables_wait), net.runner)
+
+
+def _saved(fw: Firewall, family: int, *, needed: bool) -> SavedRules:
+    """The host's rules of ``family``. Without the tool installed and not ``needed`` (no rule of the
+    description): none, since no netnskit rule can have been made without it; a network with no
+    masquerade or forward works on a host without iptables."""
+    try:
+        return fw.save(family)
+    except CommandNotFoundError:
+        if needed:
+            raise
+        return _NO_RULES
+
+
+_NO_RULES = SavedRules(frozenset(), (), {})
+
+
+def _wanted_rules(net: Network, saved: SavedRules | None) -> list[Rule]:
+    """The rules of the network's masquerade and forwards (ACCEPT ones where ``saved`` shows FORWARD
+    policy DROP; none for None, a clean host)."""
+    accept = _firewall_of(net).forward_policy_drop(saved) if saved is not None else False
+    return _unique(r for o in _firewall_objects(net) for r in o.rules(forward_accept=accept))
+
+
+def _firewall_steps(net: Network, *, live: bool, saved: SavedRules | None = None) -> list[Step]:
     """The firewall's steps for the network's masquerade and forwards, as one ruleset.
 
-    Pure (for a clean host, FORWARD policy ACCEPT) unless ``live``: then read from the host, holding
-    only what is missing.
+    Pure (for a clean host, FORWARD policy ACCEPT) unless ``live``: then read from the host
+    (``saved``: its iptables-save, if just read), holding only what is missing.
     """
     objects = _firewall_objects(net)
     if not objects:
         return []
-    fw = Firewall(runner=net.runner)
+    fw = _firewall_of(net)
     description = f"firewall rules of network {net.name} ({net.mark})"
-    saved = fw.save(4) if live else None
-    accept = fw.forward_policy_drop(saved) if saved is not None else False
-    rules: list[Rule] = _unique(r for o in objects for r in o.rules(forward_accept=accept))
+    if live and saved is None:
+        saved = fw.save(4)
+    rules = _wanted_rules(net, saved if live else None)
     sysctls: list[Sysctl] = _unique(s for o in objects for s in o.sysctls())
-    if saved is None:
+    if not live:
         return fw.plan(4, rules, sysctls, description, values={})
     steps = fw.plan(4, rules, sysctls, description, saved=saved)
     return [attrs.evolve(s, undo=_keep_link_forwarding(net.runner, s.undo, _any_network)) for s in steps]
+
+
+def _sweep_step(runner: Runner, saved: SavedRules, host: dict[str, dict[str, Any]]) -> list[Step]:
+    """The firewall's sweep as a step to apply (``do``), computed from ``saved``: guards, sysctls,
+    chains and jumps no rule needs any more; other networks' link forwarding kept (``host``: the
+    host's links now; a setting of a link that is gone has nothing to put back)."""
+    sweep = [c for c in Firewall(runner=runner).sweep_commands(4, saved) if _link_of(c) in (None, *host)]
+    if not sweep:
+        return []
+    commands = _keep_link_forwarding(runner, sweep, _any_network, host)
+    return [Step("sweep netnskit's shared firewall state (IPv4)", commands)]
+
+
+def _link_of(command: Command) -> str | None:
+    """The interface whose per-link sysctl ``command`` writes, if it writes one."""
+    for resource in command.creates:
+        if resource.kind == "sysctl" and resource.name.startswith("net.ipv4.conf."):
+            return resource.name[len("net.ipv4.conf.") :].rpartition(".")[0]
+    return None
 
 
 def _any_network(alias: str) -> bool:
@@ -63,7 +110,7 @@ def _keep_link_forwarding(
     stays: Callable[[str], bool],
     host: dict[str, dict[str, Any]] | None = None,
 ) -> tuple[Command, ...]:
-    """``commands``, and after one that writes net.ipv4.ip_forward, other networks' per-link forwarding put back.
+    """``commands``, and right after one that writes net.ipv4.ip_forward, other networks' per-link forwarding put back.
 
     The kernel copies a write of ip_forward to every interface's ``conf.IF.forwarding``: setting
     it back to 0 would also switch off the per-link forwarding that netnskit networks set on their
@@ -85,14 +132,18 @@ def _keep_link_forwarding(
         for d in entries
         if d.get("forwarding") and d.get("interface") not in _CONF_ALL and d.get("interface") in theirs
     ]
-    return (*commands, *(_sysctl_forwarding(name) for name in forwarding))
+    # right after the write: before the restore that deletes its memo, so that no crash between
+    # them leaves those links without forwarding and nothing left to say why
+    writes = [i for i, c in enumerate(commands) if any(r.kind == "sysctl" and r.name in _IP_FORWARD for r in c.creates)]
+    at = writes[-1] + 1
+    return (*commands[:at], *(_sysctl_forwarding(name) for name in forwarding), *commands[at:])
 
 
 _CONF_ALL = {None, "all", "default", "lo"}
 
 
 def _firewall_removal(
-    runner: Runner,
+    fw: Firewall,
     owns: Callable[[str], bool],
     families: Sequence[int] = (4,),
     stays: Callable[[str], bool] | None = None,
@@ -101,12 +152,13 @@ def _firewall_removal(
 ) -> list[Step]:
     """Steps (undo order) deleting every rule whose comment ``owns`` accepts, then the firewall's sweep
     (``stays``: the link aliases of networks that stay, see _keep_link_forwarding; ``host``: the
-    host's links and ``read``: the saved rules of a family, if just read)."""
-    fw = Firewall(runner=runner)
+    host's links and ``read``: the saved rules of a family, if just read; a family not read is read
+    here, as none where the tool is not installed)."""
+    runner = fw.runner
     steps: list[Step] = []
     for family in families:
         given = (read or {}).get(family)
-        saved = fw.save(family) if given is None else given
+        saved = _saved(fw, family, needed=False) if given is None else given
         mine = [r for r in saved.rules if r.comment is not None and owns(r.comment)]
         doomed = set(mine)
         after = attrs.evolve(saved, rules=tuple(r for r in saved.rules if r not in doomed))
@@ -123,6 +175,10 @@ def _firewall_removal(
     return steps
 
 
-def _families(runner: Runner) -> tuple[int, ...]:
-    """4, and 6 where ip6tables-save works."""
-    return (4, 6) if runner.run(["ip6tables-save"]).ok else (4,)
+def _families(fw: Firewall) -> tuple[int, ...]:
+    """4, and 6 where ip6tables-save works (not where it is not installed)."""
+    try:
+        works = fw.runner.run([fw.backend.binary(6, "save")]).ok
+    except CommandNotFoundError:
+        works = False
+    return (4, 6) if works else (4,)

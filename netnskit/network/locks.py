@@ -6,7 +6,10 @@ nsenter or sudo prefix and a plain LiveRunner each lock their own host. The file
 ``/run/netnskit`` (mode 0700, owned by root): a user who is not root can neither create nor hold
 them. A per-network claim fails at once when another process holds it; the host-wide claim is
 waited for (networks share the firewall's chains and sysctls). Two controllers of one remote
-host (ssh) are serialized only when they run on the same machine.
+host (ssh) are serialized only when they run on the same machine. A runner that reaches another
+machine names it (``machine``: :class:`~netnskit.runner.SshRunner`'s destination), and the place
+is keyed by that name too: namespace inode numbers repeat from machine to machine (every host's
+first namespace has the same one), so hosts of a cluster driven at once must not share a lock.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ import time
 from collections.abc import Iterator
 
 from netnskit.errors import BusyError, NetnskitError
+from netnskit.interrupt import Interrupt
 from netnskit.network.spec import mark_for
 from netnskit.runner import Runner
 
@@ -53,7 +57,8 @@ def _safe_dir(path: str) -> str:
 
 
 def place_of(runner: Runner, *, strict: bool = False) -> str:
-    """The network namespace the runner acts in (its inode number), read through the runner.
+    """The network namespace the runner acts in (its inode number), read through the runner;
+    prefixed by a hash of the machine a remote runner names (its ``machine``), if it names one.
 
     A failed read gives ``unknown``, or with ``strict`` raises (a process marked with a wrong place
     would be hidden from ``down``).
@@ -62,7 +67,11 @@ def place_of(runner: Runner, *, strict: bool = False) -> str:
     if strict:
         result.check("reading which network namespace the runner acts in")
     found = _PLACE.search(result.stdout) if result.ok else None
-    return found.group(1) if found else "unknown"
+    place = found.group(1) if found else "unknown"
+    machine = getattr(runner, "machine", None)
+    if isinstance(machine, str) and machine:
+        return f"{hashlib.sha256(machine.encode()).hexdigest()[:16]}-{place}"
+    return place
 
 
 def _open(path: str) -> int:
@@ -80,8 +89,20 @@ def _try_lock(fd: int) -> bool:
 
 
 @contextlib.contextmanager
-def _exclusive(runner: Runner, name: str | None, *, wait: float = _LOCK_WAIT) -> Iterator[None]:
-    """Claim network ``name`` where ``runner`` acts (fail at once if another process has it), then the host lock."""
+def _exclusive(
+    runner: Runner,
+    name: str | None,
+    *,
+    wait: float = _LOCK_WAIT,
+    host: bool = True,
+    interrupt: Interrupt | None = None,
+) -> Iterator[None]:
+    """Claim network ``name`` where ``runner`` acts (fail at once if another process has it), then the host lock.
+
+    ``host=False`` takes the network's claim only: for changes that touch nothing networks share
+    (an impairment, a cable cut), so a long fault schedule does not hold up other networks. The host
+    lock is waited for: a requested ``interrupt`` ends the wait with Interrupted, nothing done.
+    """
     folder = _safe_dir(lock_dir())
     place = place_of(runner)
     with contextlib.ExitStack() as stack:
@@ -94,10 +115,15 @@ def _exclusive(runner: Runner, name: str | None, *, wait: float = _LOCK_WAIT) ->
                     f"network {name!r} is being changed by another process on this host (it holds the "
                     f"claim {mark_for(name)!r}); try again when that process is done"
                 )
-        host = _open(os.path.join(folder, f"net-{place}.host.lock"))
-        stack.callback(os.close, host)
+        if not host:
+            yield
+            return
+        shared = _open(os.path.join(folder, f"net-{place}.host.lock"))
+        stack.callback(os.close, shared)
         deadline = time.monotonic() + wait
-        while not _try_lock(host):
+        while not _try_lock(shared):
+            if interrupt is not None:
+                interrupt.check("waiting for another netnskit process to finish with this host")
             if time.monotonic() > deadline:
                 raise BusyError(f"another netnskit process has held the host lock for {wait:.0f} s")
             time.sleep(0.01)

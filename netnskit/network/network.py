@@ -7,6 +7,7 @@ Its methods are thin: the plan is built in :mod:`.steps`, read and checked in :m
 from __future__ import annotations
 
 import os
+import time
 import tomllib
 from collections.abc import Callable, Sequence
 from ipaddress import IPv4Address, IPv4Interface, IPv4Network, IPv6Address
@@ -16,17 +17,42 @@ from typing import TYPE_CHECKING, Any
 import attrs
 
 from netnskit import _validate as v
-from netnskit.errors import MISSING, ConfigError, StepError, ValidationError
+from netnskit.errors import (
+    MISSING,
+    CommandNotFoundError,
+    ConfigError,
+    Interrupted,
+    NetnskitError,
+    StepError,
+    ValidationError,
+)
 from netnskit.executors import Executor, SerialExecutor
-from netnskit.firewall import NatRule, PortForward
+from netnskit.firewall import Backend, Firewall, NatRule, PortForward, SavedRules
+from netnskit.firewall.iptables import XTABLES_WAIT, xtables_wait
+from netnskit.interrupt import Interrupt
+from netnskit.link import Link, Route
 from netnskit.network import files as _files
 from netnskit.network import processes as _procs
-from netnskit.network.check import CheckReport, _check
-from netnskit.network.firewall import _firewall_steps
+from netnskit.network.check import CheckReport, Progress, _check
+from netnskit.network.drift import _after_removal, _stale_core, _stale_rule_step, _stale_rules
+from netnskit.network.faults import FaultEvent, run_faults
+from netnskit.network.firewall import _firewall_of, _firewall_steps, _sweep_step, _wanted_rules
+from netnskit.network.impair import (
+    CableState,
+    cable_steps,
+    impair_entries,
+    needs_probe,
+    read_cable,
+    refuse_unsupported,
+    states_from,
+)
 from netnskit.network.locks import _exclusive
+from netnskit.network.neighbours import warn_if_short
 from netnskit.network.processes import ProcessStatus
 from netnskit.network.spec import (
+    Cable,
     ExtraNamespace,
+    FaultSpec,
     ForwardSpec,
     LinkSpec,
     NamespaceSpec,
@@ -35,26 +61,31 @@ from netnskit.network.spec import (
     _allocate,
     _dns,
     _extras,
+    _faults,
     _flag,
     _forwards,
     _links,
     _namespaces,
     _opt_path,
     _processes,
+    _remote,
     _routes,
     _v4_address,
     _v4_network,
     _validate_network,
+    cable,
+    cables,
     group_for,
     mark_for,
 )
-from netnskit.network.state import _Facts, _gather, _refuse_foreign
+from netnskit.network.state import _Facts, _gather, _read_links, _refuse_foreign
 from netnskit.network.status import NetworkStatus, _missing, _status
 from netnskit.network.steps import _entries
 from netnskit.network.teardown import Teardown, _down
 from netnskit.network.toml import _from_dict
 from netnskit.plan import Step, render_script
 from netnskit.process import ProcessHandle
+from netnskit.qdisc import Impairment, NetemSupport, probe_netem
 from netnskit.runner import Runner, default_runner
 
 if TYPE_CHECKING:
@@ -64,9 +95,16 @@ if TYPE_CHECKING:
 @attrs.frozen
 class Network:
     """A bridge, its subnet and gateway, namespaces on it, routes, NAT, forwards and extra links;
-    each namespace's hosts (and resolv.conf) under /etc/netns, and processes run in them."""
+    each namespace's hosts (and resolv.conf) under /etc/netns, and processes run in them.
 
-    name: str = attrs.field(converter=v.netns_name)
+    ``mtu``: both ends of each bridged namespace's veth (None: the kernel's 1500).
+    ``gateway_on_host`` False: the host puts no gateway address on the bridge and does not route
+    for the subnet (another host of a cluster does; the namespaces reach it over the bridge).
+    ``remote_addresses``: namespaces of the subnet that live on other hosts, by name: their
+    addresses are reserved and port forwards may target them; nothing is made for them here.
+    """
+
+    name: str = attrs.field(converter=v.marked_name)
     bridge: str = attrs.field(converter=v.ifname)
     subnet: IPv4Network = attrs.field(converter=_v4_network)
     gateway: IPv4Address = attrs.field(converter=_v4_address)
@@ -83,6 +121,12 @@ class Network:
     hosts: bool = attrs.field(default=True, converter=_flag)  # write /etc/netns/NAME/hosts
     processes: tuple[ProcessSpec, ...] = attrs.field(default=(), converter=_processes)
     logs: str | None = attrs.field(default=None, converter=_opt_path)  # the processes' log folder
+    xtables_wait: int = attrs.field(default=XTABLES_WAIT, converter=xtables_wait)
+    faults: tuple[FaultSpec, ...] = attrs.field(default=(), converter=_faults)
+    # the three below let one host carry its part of a network spread over hosts (netnskit.cluster)
+    mtu: int | None = attrs.field(default=None, converter=attrs.converters.optional(v.mtu))
+    gateway_on_host: bool = attrs.field(default=True, converter=_flag)
+    remote_addresses: tuple[tuple[str, IPv4Address], ...] = attrs.field(default=(), converter=_remote)
     runner: Runner = attrs.field(factory=default_runner, eq=False, repr=False, kw_only=True)
     # where relative paths (a process's cwd, logs) are read from: a TOML file's folder; None: the current one
     directory: str | None = attrs.field(default=None, converter=_opt_path, eq=False, kw_only=True)
@@ -90,6 +134,8 @@ class Network:
     _started: dict[str, ProcessHandle] = attrs.field(factory=dict, init=False, eq=False, repr=False)
     # what derives from the (frozen) fields and costs O(N) or more: the addresses, the files
     _memo: dict[str, Any] = attrs.field(factory=dict, init=False, eq=False, repr=False)
+    # what the kernel said about netem, asked once (a frozen class may still fill a list)
+    _netem: list[NetemSupport] = attrs.field(factory=list, init=False, eq=False, repr=False)
 
     @group.default
     def _group(self) -> int:
@@ -161,29 +207,72 @@ class Network:
 
     def nat_rule(self) -> NatRule:
         """The masquerade rule for the subnet (traffic leaving by any interface but the bridge)."""
-        return NatRule(self.subnet, self.bridge, owner=self.name, runner=self.runner)
+        return NatRule(self.subnet, self.bridge, owner=self.name, runner=self.runner, backend=self._backend)
+
+    @property
+    def _backend(self) -> Backend:
+        return Backend(wait=self.xtables_wait)
 
     def forward_rules(self) -> list[PortForward]:
         """The DNAT rules of the port forwards."""
-        addrs = self.addresses()
+        addrs = {name: iface.ip for name, iface in self.addresses().items()} | dict(self.remote_addresses)
         return [
             PortForward(
                 f.host_port,
-                addrs[f.netns].ip,
+                addrs[f.netns],
                 f.port,
                 f.protocol,
                 owner=self.name,
                 runner=self.runner,
                 bridge=self.bridge,
+                backend=self._backend,
             )
             for f in self.port_forwards
         ]
 
+    def cables(self) -> list[Cable]:
+        """Every cable (a namespace's veth, a link) by name: what ``impair``, ``link_down`` and faults take."""
+        return cables(self)
+
+    def cable(self, name: str) -> Cable:
+        """The cable called ``name`` (a namespace on the bridge or a link); ValidationError names the cables."""
+        return cable(self, name)
+
+    def netem_support(self) -> NetemSupport:
+        """Whether the kernel has netem: asked once, in a throwaway namespace (``unshare --net tc ...``)."""
+        if not self._netem:
+            self._netem.append(probe_netem(self.runner))
+        return self._netem[0]
+
     # --- plan ------------------------------------------------------------------------------
 
-    def plan(self) -> list[Step]:
-        """The ordered steps that bring the network up on a clean host, each with its undo (pure)."""
-        return [step for step, _ in self._entries()] + _firewall_steps(self, live=False)
+    def plan(self, *, netem: bool | None = None) -> list[Step]:
+        """The ordered steps that bring the network up on a clean host, each with its undo.
+
+        Pure, unless the file's impairments depend on the kernel (loss, or what only netem does):
+        then the kernel is asked whether it has netem (see :meth:`netem_support`); ``netem``
+        answers for it. Without netem, loss is planned in netfilter, and delay & co are refused
+        (UnsupportedError).
+        """
+        support = self._support_for_file() if netem is None else NetemSupport(netem, "as told")
+        refuse_unsupported(self._file_impairments(), support)
+        impair = [step for step, _ in impair_entries(self, netem=support.usable)]
+        return [step for step, _ in self._entries()] + impair + _firewall_steps(self, live=False)
+
+    def _file_impairments(self) -> list[tuple[str, Impairment | None]]:
+        return [(c.describe(), c.impair) for c in cables(self)]
+
+    def _support_for_file(self) -> NetemSupport:
+        """netem's support, asked only if the file's impairments depend on it."""
+        if needs_probe(imp for _, imp in self._file_impairments()):
+            return self.netem_support()
+        return NetemSupport(None, "not asked: nothing in the file depends on it")
+
+    def _impair_entries(self, facts: _Facts) -> list[tuple[Step, bool]]:
+        """(step, done) of every cable's impairment, from what the kernel applies now."""
+        support = facts.netem or self._support_for_file()
+        states = states_from(self, facts.links, facts.qdiscs, facts.rules_in)
+        return impair_entries(self, netem=support.usable, states=states)
 
     def render_script(self) -> str:
         """The plan as a bash script a person can review and run; the processes ``up`` then starts, as comments."""
@@ -195,46 +284,84 @@ class Network:
 
     # --- running ---------------------------------------------------------------------------
 
-    def up(self, executor: Executor | None = None) -> Network:
+    def up(self, executor: Executor | None = None, *, interrupt: Interrupt | None = None) -> Network:
         """Apply the steps not already done; on failure roll back what this call did and raise StepError.
 
         Returns the network, so ``with network.up(): ...`` tears it down on leaving the block.
-        The firewall's steps are read from the host once the bridge exists (they depend on it),
-        and a failure there rolls back this call's earlier steps too.
+        What the network owns (marked ``netnskit:NAME``) and the description no longer has is
+        removed first (see :mod:`.drift`). The firewall's steps are read from the host once the
+        bridge exists (they depend on it), and a failure there rolls back this call's earlier
+        steps too. ``interrupt`` (see :func:`netnskit.interrupt.on_signals`) is read between
+        steps: once requested, what this call did is rolled back and Interrupted is raised.
         """
-        with _exclusive(self.runner, self.name):
-            return self._up(executor)
+        stop = interrupt or Interrupt()
+        with _exclusive(self.runner, self.name, interrupt=stop):
+            return self._up(executor or SerialExecutor(), stop)
 
-    def _up(self, executor: Executor | None) -> Network:
-        run = executor or SerialExecutor()
+    def _up(self, run: Executor, stop: Interrupt) -> Network:
+        action = f"bringing network {self.name} up"
+        warn_if_short(self)  # the neighbour table is the machine's: say so before it overflows, not after
+        refuse_unsupported(self._file_impairments(), self._support_for_file())
         facts = self._facts()
         _refuse_foreign(self, facts)
-        todo = [step for step, done in self._entries() if not done(facts)]
-        if todo:
-            run.apply(todo, self.runner)
-        applied = list(todo)  # what a later failure rolls back (a failing apply has undone its own)
+        done: list[Step] = []  # applied by this call, in order: what a later failure rolls back
+        started: list[ProcessHandle] = []  # the processes this call started: stopped first on rollback
+
+        def apply(steps: Sequence[Step]) -> None:
+            if steps:
+                run.apply(steps, self.runner, interrupt=stop)
+                done.extend(steps)
+            stop.check(action)
+
+        def rollback() -> list[str]:
+            failed = _procs.stop_started(self, started)
+            return failed + _remove(run, done, self.runner)
+
         try:
-            firewall = _firewall_steps(self, live=True)
-            if firewall:
-                run.apply(firewall, self.runner)
-                applied += firewall
-            _procs.start(self)
+            stop.check(action)
+            after = _after_removal(self, facts)  # what the removals take along is to do again
+            apply(_stale_core(self, facts) + [step for step, ok in self._entries() if not ok(after)])
+            apply([step for step, ok in self._impair_entries(facts) if not ok])
+            fw = _firewall_of(self)
+            saved = _saved(fw)
+            # rules of ours the description lost go before the firewall plan is read: were one of
+            # them wrongly taken for lost, the plan adds it back
+            stale = [] if saved is None else _stale_rules(self.mark, saved, _wanted_rules(self, saved))
+            apply(_stale_rule_step(self, stale))
+            apply(_firewall_steps(self, live=True, saved=fw.save(4) if stale else saved))
+            if stale:
+                # what no rule needs any more once those are gone (ip_forward, guards' sysctls)
+                apply(_sweep_step(self.runner, fw.save(4), _read_links(self.runner, None)))
+            # processes last, once the network they talk over is there: those the description
+            # lost go first (drift), then those that do not run start, the interrupt read between
+            _procs.stop_stale(self)
+            started += _procs.start(self, interrupt=stop, action=action)
+            stop.check(action)
         except StepError as exc:
-            failed = _remove(run, applied, self.runner)
-            index = len(applied) + exc.index  # the firewall's or the processes' own index, after what stays
-            raise StepError(exc.step, index, exc.cause, [*exc.rollback_errors, *failed]) from exc
+            failed = rollback()
+            cause = exc.error or exc.cause  # keep the CommandError (its class says why)
+            raise StepError(exc.step, len(done) + exc.index, cause, [*exc.rollback_errors, *failed]) from exc
+        except Interrupted as exc:
+            undone = exc.undone + sum(1 for step in done if step.undo) + len(started)
+            failed = rollback()
+            raise Interrupted(exc.signum, action, undone, [*exc.rollback_errors, *failed]) from None
         except BaseException:
-            _remove(run, applied, self.runner)
+            rollback()
             raise
         return self
 
     def missing_steps(self) -> list[Step]:
-        """The steps of the plan that the kernel does not show as done (all of them when down)."""
+        """What ``up`` would do: remove what the network owns and the description no longer has,
+        then the plan's steps the kernel does not show as done (all of them when down)."""
         return _missing(self, self._facts())
 
-    def down(self, executor: Executor | None = None) -> Teardown:
-        """Remove everything this network owns on the host; safe after a crash, when partly gone, twice."""
-        with _exclusive(self.runner, self.name):
+    def down(self, executor: Executor | None = None, *, interrupt: Interrupt | None = None) -> Teardown:
+        """Remove everything this network owns on the host; safe after a crash, when partly gone, twice.
+
+        Owned means marked with its name: what the description no longer has goes too. ``interrupt``
+        is read only while waiting for the lock: once removing, ``down`` finishes.
+        """
+        with _exclusive(self.runner, self.name, interrupt=interrupt):
             return _down(self, executor or SerialExecutor())
 
     def __enter__(self) -> Network:
@@ -316,12 +443,178 @@ class Network:
         found: list[tuple[str | None, str]] = [(None, ns.host_ifname) for ns in self.namespaces]
         return found + [(link.netns, link.name) for link in self.links]
 
-    def check(self, *, timeout: float = 2.0) -> CheckReport:
-        """Reachability: every namespace to every other and to the gateway, NAT and port-forward paths."""
-        return _check(self, timeout)
+    def check(
+        self,
+        *,
+        timeout: float = 1.0,
+        tries: int = 3,
+        peers: int = 2,
+        all_pairs: bool = False,
+        progress: Progress | None = None,
+    ) -> CheckReport:
+        """Reachability: each namespace to the gateway and its next ``peers`` (or, ``all_pairs``, to every
+        other), then the NAT and port-forward paths.
+
+        ``timeout``: seconds to wait for each try's answer; a probe with no answer is tried again,
+        ``tries`` times in all. The pings run in rounds that each hold a bounded number of the
+        machine's neighbour entries (deleted after each round); a plan one namespace of which needs
+        more than a round may hold is refused (ConflictError, with the numbers). On a network that
+        is down (none of its namespaces or links exist) nothing is probed: the report says so
+        (``down``). ``progress(done, total, what)`` is called as it goes, first with what it will cost.
+        """
+        return _check(self, timeout, tries=tries, peers=peers, all_pairs=all_pairs, progress=progress)
 
     def _facts(self, *, full: bool = False) -> _Facts:
         return _gather(self, full)
+
+    # --- impairments and faults at run time ----------------------------------------------------
+
+    def impair(
+        self,
+        name: str,
+        impairment: Impairment | dict[str, str] | None = None,
+        *,
+        clear: bool = False,
+        executor: Executor | None = None,
+        **values: str,
+    ) -> Impairment | None:
+        """Impair cable ``name`` (a namespace on the bridge or a link) now, in place of what it has.
+
+        Give an :class:`~netnskit.qdisc.Impairment`, a mapping, or its keys (``delay="50ms"``);
+        ``clear=True`` removes every impairment. Both ends, as in the file; ``up`` puts the
+        file's back. Returns what is applied now (None when cleared).
+        """
+        wanted = _runtime_impairment(impairment, clear, values)
+        item = cable(self, name)
+        with _exclusive(self.runner, self.name, host=False):
+            self._impair_now(item, wanted, executor)
+        return wanted
+
+    def _impair_now(
+        self, item: Cable, wanted: Impairment | None, executor: Executor | None, state: CableState | None = None
+    ) -> CableState:
+        """Take ``item`` to ``wanted`` from ``state`` (None: read it now); returns the state it is left in."""
+        support = self.netem_support()
+        refuse_unsupported([(item.describe(), wanted)], support)
+        if state is None:
+            state = read_cable(self, item, support.usable)
+        entries = cable_steps(item, wanted, netem=support.usable, comment=self.mark, state=state)
+        steps = [step for step, done in entries if not done]
+        if steps:
+            (executor or SerialExecutor()).apply(steps, self.runner)
+        return CableState.after(item, wanted, netem=support.usable, comment=self.mark)
+
+    def link_down(self, name: str, *, executor: Executor | None = None) -> None:
+        """Cut cable ``name``: both ends down (the kernel drops the routes through them)."""
+        with _exclusive(self.runner, self.name, host=False):
+            self._link_down(name, executor)
+
+    def link_up(self, name: str, *, executor: Executor | None = None) -> None:
+        """Restore cable ``name``: both ends up, then the network's routes the cut took away."""
+        with _exclusive(self.runner, self.name, host=False):
+            self._link_up(name, executor)
+
+    def _link_down(self, name: str, executor: Executor | None) -> None:
+        item = cable(self, name)
+        ends = [Link(dev, where, runner=self.runner) for where, dev in item.ends]
+        step = Step(
+            f"cut {item.describe()}: both ends down",
+            [end.down_command() for end in ends],
+            [end.up_command() for end in ends],
+        )
+        (executor or SerialExecutor()).apply([step], self.runner)
+
+    def _link_up(self, name: str, executor: Executor | None) -> None:
+        item = cable(self, name)
+        ends = [Link(dev, where, runner=self.runner) for where, dev in item.ends]
+        # the kernel dropped the routes through the ends with them: put back the network's own
+        # (replace: those that survived stay as they are); nothing to read, so it is quick
+        routes = [Route(r.to, r.via, r.dev, where, runner=self.runner) for where, r in _routes_through(self, item)]
+        step = Step(
+            f"restore {item.describe()}: both ends up, their routes back",
+            [*(end.up_command() for end in ends), *(route.replace_command() for route in routes)],
+        )
+        (executor or SerialExecutor()).apply([step], self.runner)
+
+    def _check_up(self, names: set[str]) -> None:
+        """Refuse (NetnskitError) when an end of one of these cables is missing: the network is not up."""
+        facts = _gather(self, False, impairments=False)
+        for item in cables(self):
+            if item.name not in names:
+                continue
+            for where, dev in item.ends:
+                if dev not in facts.links.get(where, {}):
+                    raise NetnskitError(
+                        f"network {self.name!r} is not up: {Cable.end_text((where, dev))} of {item.describe()} "
+                        "is missing; bring the network up first"
+                    )
+
+    def run_faults(
+        self,
+        *,
+        report: Callable[[FaultEvent], None] | None = None,
+        executor: Executor | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> list[FaultEvent]:
+        """Run the file's ``[[fault]]`` schedule: each change at its time, reported as it happens.
+
+        Every cable a fault changed is restored at the end, early too (an error, Ctrl-C). Holds
+        the network's claim for the whole run (``up`` and ``down`` of it wait their turn: BusyError).
+        """
+        with _exclusive(self.runner, self.name, host=False):
+            return run_faults(self, report=report, executor=executor, clock=clock, sleep=sleep)
+
+
+def _routes_through(net: Network, item: Cable) -> list[tuple[str | None, RouteSpec]]:
+    """The network's routes that go out of an end of ``item``: by its name, or by a gateway on its subnet."""
+    subnets: dict[tuple[str | None, str], list[IPv4Network]] = {}
+    for ns in net.namespaces:
+        subnets[(ns.name, ns.ifname)] = [net.subnet]
+    for spec in net.links:
+        for where, ifname, address in spec.ends():
+            subnets[(where, ifname)] = [] if address is None else [address.network]
+    routes: list[tuple[str | None, RouteSpec]] = []
+    for ns in net.namespaces:
+        if ns.default_route:
+            routes.append((ns.name, RouteSpec("default", via=net.gateway)))
+        routes += [(ns.name, r) for r in ns.routes]
+    routes += [(r.netns, r) for r in net.routes]
+    out = []
+    for where, route in routes:
+        for end in item.ends:
+            if end[0] != where:
+                continue
+            gateway_there = route.via is not None and any(route.via in s for s in subnets.get(end, []))
+            if route.dev == end[1] or (route.dev is None and gateway_there):
+                out.append((where, route))
+                break
+    return out
+
+
+def _runtime_impairment(
+    impairment: Impairment | dict[str, str] | None, clear: bool, values: dict[str, str]
+) -> Impairment | None:
+    if clear:
+        if impairment is not None or values:
+            raise ValidationError("impair", "clear", "takes no impairment: clear=True removes them all")
+        return None
+    if impairment is not None and values:
+        raise ValidationError("impair", values, "give an Impairment or its keys, not both")
+    if isinstance(impairment, Impairment):
+        return impairment
+    found = dict(impairment or {}) | values
+    if not found:
+        raise ValidationError("impair", found, "give an impairment (delay=, loss=, rate=...) or clear=True")
+    return Impairment.from_mapping(found)
+
+
+def _saved(fw: Firewall) -> SavedRules | None:
+    """The host's IPv4 rules; None where there is no iptables-save (then there are none of ours)."""
+    try:
+        return fw.save(4)
+    except CommandNotFoundError:
+        return None
 
 
 def _remove(executor: Executor, steps: Sequence[Step], runner: Runner) -> list[str]:

@@ -12,19 +12,21 @@ inherit it), SIGTERM then SIGKILL; the pid files tell ``status`` which process i
 from __future__ import annotations
 
 import os
+import re
 import shlex
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 import attrs
 
-from netnskit.errors import NetnskitError, StepError
+from netnskit.errors import Interrupted, NetnskitError, StepError
 from netnskit.network.locks import place_of
 from netnskit.network.spec import MARK_PREFIX, ProcessSpec
 from netnskit.process import STATE_DIR, ProcessHandle, marked_pids, owner_mark, reap_children, spawn, stop_pids
 from netnskit.runner import Runner
 
 if TYPE_CHECKING:
+    from netnskit.interrupt import Interrupt
     from netnskit.network.network import Network
 
 STOP_TIMEOUT = 5.0  # seconds between SIGTERM and SIGKILL
@@ -105,11 +107,12 @@ def statuses(net: Network, place: str | None = None) -> list[ProcessStatus]:
     return out
 
 
-def start(net: Network) -> list[ProcessHandle]:
+def start(net: Network, *, interrupt: Interrupt | None = None, action: str = "") -> list[ProcessHandle]:
     """Start the processes that do not run, in order, each waited for; on a failure stop them and raise.
 
     The StepError names the process (its index among the processes), why, and the end of its log;
-    the caller rolls the network back.
+    the caller rolls the network back. ``interrupt`` is read before each start: once requested,
+    the processes this call started are stopped and Interrupted says how many.
     """
     if not net.processes:
         return []
@@ -122,6 +125,8 @@ def start(net: Network) -> list[ProcessHandle]:
             continue
         description = f"start process {spec.name} in {spec.netns}"
         try:
+            if interrupt is not None:
+                interrupt.check(action)
             handle = spawn(
                 net.runner,
                 spec.netns,
@@ -135,6 +140,9 @@ def start(net: Network) -> list[ProcessHandle]:
             started.append(handle)
             net._started[spec.name] = handle
             handle.wait(spec.ready, spec.ready_timeout)
+        except Interrupted as exc:
+            failed = stop(net, started, owner)
+            raise Interrupted(exc.signum, action, len(started), failed) from None
         except NetnskitError as exc:
             failed = stop(net, started, owner)
             raise StepError(description, index, str(exc), failed) from exc
@@ -142,6 +150,51 @@ def start(net: Network) -> list[ProcessHandle]:
             stop(net, started, owner)
             raise
     return started
+
+
+def stop_started(net: Network, handles: Sequence[ProcessHandle]) -> list[str]:
+    """Roll back: stop the processes an ``up`` started (``handles``); what could not be stopped."""
+    if not handles:
+        return []
+    return stop(net, handles, owner_mark(net.mark, _place(net.runner)))
+
+
+def stale(net: Network) -> list[str]:
+    """The network's running processes (by their pid files' names) that the description no longer has."""
+    place = _place(net.runner)
+    wanted = {spec.name for spec in net.processes}
+    names = sorted(name for name in read_pidfiles(net.runner, state_dir(net, place)) if name not in wanted)
+    if not names:
+        return []
+    owner = owner_mark(net.mark, place)
+    running = set(marked_pids(net.runner, owner, names=names))
+    pids = read_pidfiles(net.runner, state_dir(net, place))
+    return [name for name in names if pids.get(name) in running]
+
+
+def stop_stale(net: Network) -> list[str]:
+    """Drift: stop the network's processes (by their pid files' names) the description no longer has.
+
+    Returns what was stopped; a process still running after SIGKILL is a StepError.
+    """
+    place = _place(net.runner)
+    folder = state_dir(net, place)
+    wanted = {spec.name for spec in net.processes}
+    stale = sorted(name for name in read_pidfiles(net.runner, folder) if name not in wanted)
+    if not stale:
+        return []
+    owner = owner_mark(net.mark, place)
+    pids = marked_pids(net.runner, owner, names=stale)
+    left = stop_pids(net.runner, pids, owner, timeout=STOP_TIMEOUT)
+    for name in stale:
+        handle = net._started.pop(name, None)
+        if handle is not None:
+            handle.stop(0.5)  # ended above: this reaps it
+    net.runner.run(["rm", "-f", "--", *(f"{folder}/{name}.pid" for name in stale)])
+    if left:
+        pid_list = ", ".join(str(pid) for pid in left)
+        raise StepError(f"stop processes {', '.join(stale)}", 0, f"pids {pid_list} still run after SIGKILL")
+    return [f"process {name}" for name in stale]
 
 
 def stop(net: Network, handles: Sequence[ProcessHandle], owner: str) -> list[str]:
@@ -187,13 +240,19 @@ def stop_all(net: Network) -> tuple[list[str], list[str]]:
     return ended, [f"process pid {pid} (marked {owner}): still running after SIGKILL" for pid in left]
 
 
-def stop_every_network(runner: Runner) -> tuple[list[str], list[str]]:
-    """For ``cleanup``: end every process marked by any network where the runner acts; remove the pid files."""
+def stop_every_network(
+    runner: Runner, name: str | None = None, *, dry_run: bool = False
+) -> tuple[list[str], list[str]]:
+    """For ``cleanup``: end every process marked by network ``name`` (None: any network) where the
+    runner acts, and remove its pid files. ``dry_run``: end nothing, list what would end."""
     place = _place(runner)
-    pattern = f"^NETNSKIT_OWNER={MARK_PREFIX}.*@{place}$"
+    network = ".*" if name is None else re.escape(name)
+    pattern = f"^NETNSKIT_OWNER={re.escape(MARK_PREFIX)}{network}@{re.escape(place)}$"
     pids = marked_pids(runner, pattern=pattern)
+    if dry_run:
+        return [f"process pid {pid}" for pid in pids], []
     left = stop_pids(runner, pids, pattern=pattern, timeout=STOP_TIMEOUT)
-    folder = f"{STATE_DIR}/processes/{place}"
+    folder = f"{STATE_DIR}/processes/{place}" + ("" if name is None else f"/{name}")
     if runner.run(["grep", "-r", "-l", "-s", "", "--", folder]).stdout.strip():
         runner.run(["rm", "-rf", "--", folder])
     ended = [f"process pid {pid}" for pid in pids if pid not in left]

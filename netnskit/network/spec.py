@@ -17,6 +17,7 @@ import attrs
 from netnskit import _validate as v
 from netnskit.errors import ValidationError
 from netnskit.process import Ready, command, ready
+from netnskit.qdisc import Impairment, format_time, parse_time
 
 if TYPE_CHECKING:
     from netnskit.network.network import Network
@@ -28,6 +29,12 @@ MARK_PREFIX = "netnskit:"
 def mark_for(name: str) -> str:
     """The alias and rule comment that mark what network ``name`` owns: ``netnskit:NAME``."""
     return MARK_PREFIX + name
+
+
+def owner_of(alias: object) -> str | None:
+    """The network a mark names (``netnskit:walk`` -> ``walk``), None for anything else."""
+    text = str(alias or "")
+    return text[len(MARK_PREFIX) :] if text.startswith(MARK_PREFIX) and len(text) > len(MARK_PREFIX) else None
 
 
 def group_for(name: str) -> int:
@@ -89,6 +96,26 @@ def _route_to(value: object) -> IPv4Network | str:
     if value == "default":
         return "default"
     return _v4_network(value)
+
+
+def _impairment(value: object) -> Impairment | None:
+    # an ``impair = {...}`` table, an Impairment, or None for none
+    if value is None or isinstance(value, Impairment):
+        return value
+    if isinstance(value, dict):
+        return Impairment.from_mapping(value)
+    raise ValidationError("impair", value, 'must be a table of impairments, like { delay = "50ms", loss = "1%" }')
+
+
+def _remote(value: object) -> tuple[tuple[str, IPv4Address], ...]:
+    # {name: address} (or (name, address) pairs): bridged namespaces that live on other hosts
+    pairs = value.items() if isinstance(value, dict) else _list("remote_addresses", value)
+    out: list[tuple[str, IPv4Address]] = []
+    for pair in pairs:
+        if not isinstance(pair, tuple | list) or len(pair) != 2:
+            raise ValidationError("remote_addresses", pair, "must map a namespace name to its address")
+        out.append((v.netns_name(pair[0]), _v4_address(pair[1])))
+    return tuple(out)
 
 
 def _flag(value: object) -> bool:
@@ -192,9 +219,10 @@ class NamespaceSpec:
     host_ifname: str = attrs.field(converter=v.ifname)
     default_route: bool = attrs.field(default=True, converter=_flag)
     routes: tuple[RouteSpec, ...] = attrs.field(default=(), converter=_routes)
-    mtu: int | None = attrs.field(default=None, converter=_opt_mtu)  # both ends of its veth
+    mtu: int | None = attrs.field(default=None, converter=_opt_mtu)  # both ends of its veth (over the network's)
     dns: tuple[IPv4Address | IPv6Address, ...] | None = attrs.field(default=None, converter=_opt_dns)
     sysctls: tuple[tuple[str, str], ...] = attrs.field(default=(), converter=_sysctls)
+    impair: Impairment | None = attrs.field(default=None, converter=_impairment)  # both ends of its veth
 
     @host_ifname.default
     def _host_ifname(self) -> str:
@@ -235,6 +263,7 @@ class LinkSpec:
     address: IPv4Interface | None = attrs.field(default=None, converter=_link_address)
     peer_address: IPv4Interface | None = attrs.field(default=None, converter=_link_address)
     mtu: int | None = attrs.field(default=None, converter=_opt_mtu)  # both ends
+    impair: Impairment | None = attrs.field(default=None, converter=_impairment)  # both ends
 
     def __attrs_post_init__(self) -> None:
         if self.netns == self.peer_netns:
@@ -296,6 +325,127 @@ def _processes(items: Iterable[ProcessSpec | dict[str, Any]]) -> tuple[ProcessSp
     return tuple(x if isinstance(x, ProcessSpec) else ProcessSpec(**x) for x in _list("processes", items))
 
 
+def _fault_at(value: object) -> str:
+    # a fault may start at once: "0s"
+    if value in ("0", "0s", "0ms", "0us"):
+        return "0s"
+    return format_time(parse_time("fault at", value))
+
+
+def _fault_for(value: object) -> str:
+    return format_time(parse_time("fault for", value))
+
+
+def _fault_link(value: object) -> str:
+    # a namespace's name or a link's (an interface name is a namespace name too): checked with the network
+    return v.netns_name(value)
+
+
+@attrs.frozen
+class FaultSpec:
+    """A fault on one cable (a namespace on the bridge or a link, by name) from ``at`` for ``duration``.
+
+    The action is ``down=True`` (the cable cut: both ends down, then up again with their routes)
+    or ``impair`` (an impairment in place of the file's, which comes back at the end). Times as
+    tc writes them (``5s``, ``500ms``); the TOML key of ``duration`` is ``for``.
+    """
+
+    at: str = attrs.field(converter=_fault_at)
+    duration: str = attrs.field(converter=_fault_for)
+    link: str = attrs.field(converter=_fault_link)
+    down: bool = attrs.field(default=False, converter=_flag)
+    impair: Impairment | None = attrs.field(default=None, converter=_impairment)
+
+    def __attrs_post_init__(self) -> None:
+        if self.down == (self.impair is not None):
+            raise ValidationError("fault", self.link, "needs one action: down = true, or an impair table")
+
+    @property
+    def start_us(self) -> int:
+        """When the fault starts, in microseconds from the start of the schedule."""
+        return 0 if self.at == "0s" else parse_time("fault at", self.at)
+
+    @property
+    def end_us(self) -> int:
+        """When the fault ends (the cable is restored), in microseconds from the start."""
+        return self.start_us + parse_time("fault for", self.duration)
+
+    def action(self) -> str:
+        """``down``, or ``impair`` and the impairment."""
+        return "down" if self.impair is None else f"impair {self.impair.describe()}"
+
+
+def _faults(items: Iterable[FaultSpec | dict[str, Any]]) -> tuple[FaultSpec, ...]:
+    out = []
+    for x in _list("faults", items):
+        if not isinstance(x, FaultSpec):
+            fields = dict(x)
+            if "for" in fields:
+                fields["duration"] = fields.pop("for")
+            x = FaultSpec(**fields)
+        out.append(x)
+    return tuple(out)
+
+
+@attrs.frozen
+class Cable:
+    """A veth the network makes, seen as one cable: a namespace on the bridge, or a ``[[link]]``.
+
+    ``ends[0]`` is the namespace's end (or the link's first end), ``ends[1]`` the host's end on
+    the bridge (or the link's peer); each is ``(netns or None, ifname)``. An impairment's ``out``
+    acts on what ``ends[0]`` sends, ``in`` on what ``ends[1]`` sends. Loss without netem is
+    dropped in the namespace at ``ends[loss_end]``: the namespace's end, or a link's peer (always
+    in a namespace).
+    """
+
+    name: str
+    kind: str  # "namespace" or "link"
+    ends: tuple[tuple[str | None, str], tuple[str | None, str]]
+    impair: Impairment | None = None
+
+    @property
+    def loss_end(self) -> int:
+        """Which end's namespace holds the netfilter loss rules (0 for a namespace, 1 for a link)."""
+        return 0 if self.kind == "namespace" else 1
+
+    def describe(self) -> str:
+        """``namespace red`` or ``link v-lan``."""
+        return f"{self.kind} {self.name}"
+
+    @staticmethod
+    def end_text(end: tuple[str | None, str]) -> str:
+        """``eth0 in red`` or ``veth-red on the host``."""
+        where, ifname = end
+        return f"{ifname} on the host" if where is None else f"{ifname} in {where}"
+
+
+def cables(net: Network) -> list[Cable]:
+    """Every cable of the network: each namespace on the bridge, then each link."""
+    out = [
+        Cable(ns.name, "namespace", ((ns.name, ns.ifname), (None, ns.host_ifname)), ns.impair) for ns in net.namespaces
+    ]
+    out += [Cable(x.name, "link", ((x.netns, x.name), (x.peer_netns, x.peer)), x.impair) for x in net.links]
+    return out
+
+
+def cable(net: Network, name: str) -> Cable:
+    """The cable called ``name``: a namespace on the bridge or a link; a ValidationError names what exists."""
+    found = [c for c in cables(net) if c.name == name]
+    if len(found) == 1:
+        return found[0]
+    if found:
+        raise ValidationError(
+            "link", name, "names both a namespace and a link of the network: rename one of them to pick a cable"
+        )
+    extra = {x.name for x in net.extra_namespaces}
+    known = ", ".join(c.name for c in cables(net)) or "none"
+    if name in extra:
+        rule = f"is an extra namespace, off the bridge: name one of its links instead (cables: {known})"
+    else:
+        rule = f"is neither a namespace on the bridge nor a link of network {net.name!r} (cables: {known})"
+    raise ValidationError("link", name, rule)
+
+
 def _list(what: str, items: object) -> list[Any]:
     if isinstance(items, str | bytes) or not isinstance(items, Iterable):
         raise ValidationError(what, items, "must be a list")
@@ -329,7 +479,7 @@ def _validate_network(net: Network) -> None:
     subnet = net.subnet
     if net.gateway not in subnet or net.gateway in (subnet.network_address, subnet.broadcast_address):
         raise ValidationError("gateway", str(net.gateway), f"must be a host address inside the subnet {subnet}")
-    names = net.namespace_names()
+    names = net.namespace_names() + [name for name, _ in net.remote_addresses]
     for name in names:
         if names.count(name) > 1:
             raise ValidationError("namespace name", name, "is used twice")
@@ -357,6 +507,8 @@ def _validate_network(net: Network) -> None:
     seen: dict[IPv4Address, str] = {net.gateway: "the gateway"}
     for name, iface in _allocate(net).items():
         seen[iface.ip] = f"namespace {name!r}"
+    for name, remote in net.remote_addresses:
+        seen[remote] = f"namespace {name!r} (on another host)"
     host_subnets: list[IPv4Network] = [subnet]
     for link in net.links:
         for where, ifname, addr in link.ends():
@@ -374,7 +526,7 @@ def _validate_network(net: Network) -> None:
                         raise ValidationError("link address", str(addr), f"overlaps {other} on the host")
                 host_subnets.append(addr.network)
     forwarded: list[ForwardSpec] = []
-    bridged = {n.name for n in net.namespaces}
+    bridged = {n.name for n in net.namespaces} | {name for name, _ in net.remote_addresses}
     for fwd in net.port_forwards:
         if fwd.netns not in bridged:
             raise ValidationError("port forward namespace", fwd.netns, "must be a namespace on the bridge")
@@ -403,6 +555,7 @@ def _validate_network(net: Network) -> None:
         if proc.name in processes:
             raise ValidationError("process name", proc.name, "is used twice (give each [[process]] its own name)")
         processes.append(proc.name)
+    _validate_faults(net)
     for route in net.routes:
         if route.netns is not None and route.netns not in known:
             raise ValidationError("route namespace", route.netns, f"is not a namespace of network {net.name!r}")
@@ -410,6 +563,26 @@ def _validate_network(net: Network) -> None:
             raise ValidationError(
                 "route gateway", str(route.via), f"is not on a subnet connected to {route.netns or 'the host'}"
             )
+
+
+def _validate_faults(net: Network) -> None:
+    """Each fault names a cable; faults on one cable do not overlap (which state would win is unclear)."""
+    by_cable: dict[str, list[tuple[int, FaultSpec]]] = {}
+    for index, fault in enumerate(net.faults):
+        try:
+            cable(net, fault.link)
+        except ValidationError as exc:
+            raise ValidationError(f"fault[{index}].link", fault.link, exc.rule) from None
+        by_cable.setdefault(fault.link, []).append((index, fault))
+    for name, items in by_cable.items():
+        items.sort(key=lambda item: (item[1].start_us, item[0]))
+        for (i, first), (j, second) in zip(items, items[1:], strict=False):
+            if second.start_us < first.end_us:
+                rule = (
+                    f"overlaps fault[{i}] on {name!r} (at {first.at} for {first.duration}): faults on one cable "
+                    "must not overlap; start it when the other ends, or put both changes in one impair table"
+                )
+                raise ValidationError(f"fault[{j}].at", second.at, rule)
 
 
 def _subnets_at(net: Network, where: str | None) -> list[IPv4Network]:
@@ -426,6 +599,12 @@ def _subnets_at(net: Network, where: str | None) -> list[IPv4Network]:
 def _allocate(net: Network) -> dict[str, IPv4Interface]:
     subnet = net.subnet
     taken: set[IPv4Address] = {net.gateway}
+    for name, remote in net.remote_addresses:
+        # on another host of the subnet: reserved here
+        if remote not in subnet or remote in (subnet.network_address, subnet.broadcast_address) or remote in taken:
+            rule = f"of namespace {name!r} (on another host) must be an unused host address in {subnet}"
+            raise ValidationError("address", str(remote), rule)
+        taken.add(remote)
     out: dict[str, IPv4Interface] = {}
     given: dict[str, IPv4Address] = {}
     for ns in net.namespaces:

@@ -7,6 +7,7 @@ that has one of our names, and a subnet overlapping an address on someone else's
 
 from __future__ import annotations
 
+import concurrent.futures
 import ipaddress
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
@@ -14,11 +15,13 @@ from typing import TYPE_CHECKING, Any
 import attrs
 
 from netnskit import _ipjson
-from netnskit.errors import ConflictError, NetnskitError, NotOursError
-from netnskit.firewall import Firewall
+from netnskit.errors import CommandError, ConflictError, NetnskitError, NotOursError
+from netnskit.firewall.rules import Rule
 from netnskit.network import files as _files
-from netnskit.network.spec import _subnets_at, sysctl_path
-from netnskit.runner import Runner
+from netnskit.network.impair import loss_places, places_to_read, read_loss_rules, read_qdiscs
+from netnskit.network.spec import MARK_PREFIX, _subnets_at, owner_of, sysctl_path
+from netnskit.qdisc import NetemSupport, QdiscInfo
+from netnskit.runner import NETNS_RUN_DIR, Runner
 
 if TYPE_CHECKING:
     from netnskit.network.network import Network
@@ -38,6 +41,11 @@ class _Facts:
     raw: dict[str | None, dict[str, list[dict[str, Any]]]] = attrs.field(factory=dict)  # where -> addr/route
     files: _files.Found = attrs.field(factory=lambda: _files.Found({}))  # first lines and digests under /etc/netns
     sysctls: dict[str, dict[str, str]] = attrs.field(factory=dict)  # netns -> /proc/sys path -> value
+    qdiscs: dict[str | None, tuple[QdiscInfo, ...]] = attrs.field(factory=dict)  # where -> tc -j qdisc show
+    rules_in: dict[str, tuple[Rule, ...]] = attrs.field(factory=dict)  # namespace -> its iptables-save (IPv4)
+    netem: NetemSupport | None = None  # asked of the kernel when a namespace was read
+    dangling: frozenset[str] = frozenset()  # the file's names whose /run/netns entry is no namespace (not in netns)
+    stale: tuple[str, ...] = ()  # namespaces marked with our name that the file does not have
 
 
 def _read_links(runner: Runner, where: str | None) -> dict[str, dict[str, Any]]:
@@ -90,7 +98,7 @@ def _host_link_ours(entry: dict[str, Any], mark: str, group: int | None, names: 
     return unmarked and entry.get("ifname") in set(names)
 
 
-def _gather(net: Network, full: bool) -> _Facts:
+def _gather(net: Network, full: bool, *, impairments: bool = True) -> _Facts:
     runner = net.runner
     listed = _ipjson.netns_list(runner)
     netns = {str(d["name"]): (int(d["id"]) if "id" in d else None) for d in listed}
@@ -100,11 +108,28 @@ def _gather(net: Network, full: bool) -> _Facts:
     ours_on_host = any(d.get("ifalias") == net.mark or name in host_names for name, d in facts["links"][None].items())
     present = [n for n in net.namespace_names() if n in netns]
     read: set[str | None] = {None}
+    failed: dict[str, CommandError] = {}
     if present or ours_on_host or full:
         # something of ours (or with our names) exists: read each existing namespace in full
         for name in present:
-            _read_place(runner, name, facts)
+            try:
+                _read_place(runner, name, facts)
+            except CommandError as error:
+                failed[name] = error
+                continue
             read.add(name)
+    qdiscs: dict[str | None, tuple[QdiscInfo, ...]] = {}
+    rules_in: dict[str, tuple[Rule, ...]] = {}
+    netem: NetemSupport | None = None
+    if impairments:
+        qdiscs, rules_in, netem = _read_impairments(net, facts["links"], read)
+    dangling = _dangling(runner, failed)
+    for name, problem in failed.items():
+        if name not in dangling:
+            raise problem
+        del netns[name]  # not a namespace: "create namespace" is to do again, after removing the entry
+    described = set(net.namespace_names())
+    marks = _lo_marks(runner, _candidates(netns, facts["links"][None], net.mark, described))
     sysctls = {}
     for space in net.spaces():
         if space.sysctls and space.name in read:
@@ -116,14 +141,92 @@ def _gather(net: Network, full: bool) -> _Facts:
         addresses=facts["addresses"],
         routes=facts["routes"],
         forwarding=facts["forwarding"],
-        rules=tuple(f"-t {r.table} {r.line()}" for r in Firewall(runner=runner).save(4).rules if r.comment == net.mark)
-        if full
-        else (),
+        rules=_our_rules(net) if full else (),
         read=frozenset(read),
         raw=facts.get("raw", {}),
+        qdiscs=qdiscs,
+        rules_in=rules_in,
+        netem=netem,
+        dangling=frozenset(dangling),
+        stale=tuple(sorted(name for name, alias in marks.items() if alias == net.mark)),
         files=_files.read(runner, wanted, digests=True),
         sysctls=sysctls,
     )
+
+
+def _our_rules(net: Network) -> tuple[str, ...]:
+    """The network's firewall rules as iptables-restore lines (none read where iptables is not
+    installed and the description has no rule)."""
+    from netnskit.network.firewall import _firewall_objects, _firewall_of, _saved
+
+    saved = _saved(_firewall_of(net), 4, needed=bool(_firewall_objects(net)))
+    return tuple(f"-t {r.table} {r.line()}" for r in saved.rules if r.comment == net.mark)
+
+
+def _read_impairments(
+    net: Network, links: dict[str | None, dict[str, dict[str, Any]]], read: set[str | None]
+) -> tuple[dict[str | None, tuple[QdiscInfo, ...]], dict[str, tuple[Rule, ...]], NetemSupport | None]:
+    """The qdiscs where a cable end has one set (``ip -j link`` shows its kind: no read otherwise), and,
+    on a kernel without netem, the netfilter of each namespace read (where loss rules would be)."""
+    qdiscs = {where: read_qdiscs(net.runner, where) for where in sorted(places_to_read(net, links), key=str)}
+    rules_in: dict[str, tuple[Rule, ...]] = {}
+    netem: NetemSupport | None = None
+    spaces = sorted(w for w in loss_places(net) if w in read)
+    if spaces:
+        netem = net.netem_support()
+        if netem.available is False:
+            rules_in = {where: read_loss_rules(net.runner, where) for where in spaces}
+    return qdiscs, rules_in, netem
+
+
+def _candidates(
+    netns: dict[str, int | None], host: dict[str, dict[str, Any]], mark: str | None, skip: Iterable[str]
+) -> list[str]:
+    """The namespaces (but ``skip``) that may carry ``mark`` (any netnskit mark for None): all but
+    those whose veth peer on the host is a link marked by another netnskit network (theirs)."""
+    theirs = {
+        d.get("link_netnsid")
+        for d in host.values()
+        if str(d.get("ifalias", "")).startswith(MARK_PREFIX) and mark is not None and d.get("ifalias") != mark
+    }
+    theirs.discard(None)
+    left = set(skip)
+    return sorted(name for name, nsid in netns.items() if name not in left and (nsid is None or nsid not in theirs))
+
+
+def _lo_marks(runner: Runner, names: Iterable[str]) -> dict[str, str | None]:
+    """Each namespace's ``lo`` alias ("" when it has none; None when the namespace cannot be read),
+    read a few namespaces at a time."""
+    todo = list(names)
+    if not todo:
+        return {}
+
+    def alias(name: str) -> str | None:
+        found = _ipjson.try_read(runner, name, "link", "show", "dev", "lo")
+        return None if found is None else str((found[0] if found else {}).get("ifalias", ""))
+
+    with concurrent.futures.ThreadPoolExecutor(max_workers=min(4, len(todo))) as pool:
+        return dict(zip(todo, pool.map(alias, todo), strict=True))
+
+
+def _dangling(runner: Runner, names: Iterable[str]) -> set[str]:
+    """Those of ``names`` whose ``/run/netns`` entry is a plain file, not a namespace mounted there.
+
+    ``ip netns del`` unmounts, then unlinks: a process killed between the two leaves an entry that
+    ``ip netns list`` shows and every command in it fails on ("setting the network namespace ...
+    failed: Invalid argument"). Such an entry is on the file system of ``/run/netns`` itself;
+    a namespace's is on nsfs. One ``stat -f`` reads them all.
+    """
+    todo = sorted(names)
+    if not todo:
+        return set()
+    result = runner.run(["stat", "-f", "-c", "%t %n", "--", NETNS_RUN_DIR, *(f"{NETNS_RUN_DIR}/{n}" for n in todo)])
+    types: dict[str, str] = {}
+    for line in result.stdout.splitlines():
+        kind, _, path = line.partition(" ")
+        types[path] = kind
+    here = types.get(NETNS_RUN_DIR)
+    return {n for n in todo if here is not None and types.get(f"{NETNS_RUN_DIR}/{n}") == here}
 
 
 def _pristine(links: dict[str, dict[str, Any]], expected: Iterable[str] = ()) -> bool:
@@ -147,21 +250,42 @@ def _namespace_ours(net: Network, f: _Facts, name: str) -> bool:
     return lo.get("ifalias") == net.mark or _pristine(f.links.get(name, {}), _ifnames_in(net, name))
 
 
+def _whose(alias: object, what: str) -> str:
+    """What a mark says, for a message: whose it is, or that there is none."""
+    owner = owner_of(alias)
+    if owner is not None:
+        return f"{what} alias {alias} says it belongs to network {owner!r}"
+    return f"{what} alias is {alias!r}" if alias else f"{what} has no netnskit alias"
+
+
+def _advice(net: Network, alias: object, otherwise: str) -> str:
+    """A renamed network is another network: say which, and how to remove it."""
+    owner = owner_of(alias)
+    if owner is None:
+        return otherwise
+    return (
+        f"if network {net.name!r} was renamed from {owner!r}, remove the old one first with "
+        f"`netnskit cleanup {owner}` (or `netnskit down` of its old file)"
+    )
+
+
 def _refuse_foreign(net: Network, f: _Facts) -> None:
     """Refuse to adopt a namespace or host link that has one of our names but not our mark."""
     for name in net.namespace_names():
         if name in f.netns and not _namespace_ours(net, f, name):
+            alias = f.links.get(name, {}).get("lo", {}).get("ifalias")
             raise NotOursError(
-                f"namespace {name!r} exists but is not marked {net.mark} (its lo has no such alias); "
-                "refusing to adopt it: remove it or rename the network's namespace"
+                f"namespace {name!r} exists but is not marked {net.mark} ({_whose(alias, 'its lo')}); "
+                "refusing to adopt it: " + _advice(net, alias, "remove it or rename the network's namespace")
             )
     host = f.links.get(None, {})
     for ifname in net.host_ifnames():
         entry = host.get(ifname)
         if entry is not None and not _host_link_ours(entry, net.mark, net.group, [ifname]):
+            alias = entry.get("ifalias")
             raise NotOursError(
-                f"link {ifname!r} exists on the host but is not marked {net.mark} (alias "
-                f"{entry.get('ifalias')!r}); refusing to adopt it"
+                f"link {ifname!r} exists on the host but is not marked {net.mark} ({_whose(alias, 'its')}); "
+                f"refusing to adopt it: {_advice(net, alias, 'remove it or rename the link')}"
             )
     _files.refuse_foreign(net, f.files)
     # a subnet of ours that overlaps an address on someone else's link would break both

@@ -8,10 +8,16 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
+from netnskit.commands import NET
+from netnskit.errors import CommandNotFoundError
+from netnskit.firewall import Rule, SavedRules
 from netnskit.link import AddressInfo, LinkInfo, Neighbour, RouteInfo, neighbours
+from netnskit.network.drift import Owned, _after_removal, _extra, _stale_core, _stale_rule_step, _stale_rules
 from netnskit.network.files import digest, wanted
-from netnskit.network.firewall import _firewall_steps
-from netnskit.network.processes import ProcessStatus, statuses
+from netnskit.network.firewall import _firewall_of, _firewall_steps, _sweep_step, _wanted_rules
+from netnskit.network.impair import CableImpairment, cable_status, states_from
+from netnskit.network.processes import ProcessStatus, stale, statuses
+from netnskit.network.spec import owner_of
 from netnskit.network.state import _Facts, _host_link_ours, _namespace_ours
 from netnskit.plan import Step
 
@@ -30,6 +36,37 @@ class NamespaceStatus:
     addresses: tuple[AddressInfo, ...] = ()
     routes: tuple[RouteInfo, ...] = ()
     neighbours: tuple[Neighbour, ...] = ()
+    owner: str | None = None  # the network its lo's mark names (another one when not ours)
+
+
+@attrs.frozen
+class MissingStep:
+    """A step of the plan that the kernel does not show as done: its description and what it makes.
+
+    ``kind`` is the kind of thing the step creates (``netns``, ``link``, ``address``, ``route``,
+    ``sysctl``), ``firewall`` for the network's rules, ``process`` for a process to start (or, no
+    longer described, to stop), or ``setting`` for a change to something that exists (an alias, a
+    link brought up); ``name`` and ``netns`` say which and where (None: the host).
+    """
+
+    step: str
+    kind: str
+    name: str | None = None
+    netns: str | None = None
+
+    @classmethod
+    def of(cls, step: Step) -> MissingStep:
+        """Describe ``step`` from the resources its commands create (pure)."""
+        made = [r for c in step.do for r in c.creates]
+        if made:
+            first = made[0]
+            return cls(step.description, first.kind, first.name, first.netns)
+        firewall = any(c.channel and c.channel != NET for c in step.do)
+        netns = next((c.netns for c in step.do if c.netns is not None), None)
+        return cls(step.description, "firewall" if firewall else "setting", None, netns)
+
+    def __str__(self) -> str:
+        return self.step
 
 
 @attrs.frozen
@@ -43,9 +80,11 @@ class NetworkStatus:
     host_addresses: tuple[AddressInfo, ...]
     host_routes: tuple[RouteInfo, ...]
     rules: tuple[str, ...]
-    missing: tuple[str, ...]
+    missing: tuple[MissingStep, ...]  # each prints as its step's description
     processes: tuple[ProcessStatus, ...] = ()
     files: tuple[str, ...] = ()  # the files under /etc/netns that hold what the network writes
+    impairments: tuple[CableImpairment, ...] = ()  # each cable impaired in the file or in the kernel
+    extra: tuple[Owned, ...] = ()  # marked with this network's name but not in its description
 
     def to_json(self) -> dict[str, Any]:
         """A plain dict (addresses as strings) for ``netnskit status --json``."""
@@ -58,11 +97,34 @@ def _plain(instance: object, field: object, value: object) -> object:
     return value
 
 
-def _missing(net: Network, f: _Facts) -> list[Step]:
-    core = [step for step, done in net._entries() if not done(f)]
+def _saved(net: Network) -> SavedRules | None:
+    try:
+        return _firewall_of(net).save(4)
+    except CommandNotFoundError:  # no iptables: no rules of ours either
+        return None
+
+
+def _stale(net: Network, saved: SavedRules | None) -> list[Rule]:
+    return [] if saved is None else _stale_rules(net.mark, saved, _wanted_rules(net, saved))
+
+
+def _missing(net: Network, f: _Facts, saved: SavedRules | None = None) -> list[Step]:
+    """What ``up`` would do now, in its order: removals of what the description lost, the plan's
+    missing steps, the firewall's (and its sweep, where rules go)."""
+    saved = saved if saved is not None else _saved(net)
+    then = _after_removal(net, f)  # what the removals take along is to do again
+    core = _stale_core(net, f) + [step for step, done in net._entries() if not done(then)]
+    core += [step for step, done in net._impair_entries(f) if not done]
+    stale = _stale(net, saved)
     # the firewall reads sysctls of the bridge: before it exists, all of its steps are missing
     live = net.bridge in f.links.get(None, {})
-    return core + _firewall_steps(net, live=live)
+    steps = core + _stale_rule_step(net, stale) + _firewall_steps(net, live=live, saved=saved if live else None)
+    if stale and saved is not None:
+        # the sweep once the stale rules are gone and the wanted ones are there
+        gone = set(stale)
+        rules = [r for r in saved.rules if r not in gone] + _wanted_rules(net, saved)
+        steps += _sweep_step(net.runner, attrs.evolve(saved, rules=tuple(rules)), f.links.get(None, {}))
+    return steps
 
 
 def _status(net: Network, f: _Facts) -> NetworkStatus:
@@ -82,15 +144,27 @@ def _status(net: Network, f: _Facts) -> NetworkStatus:
         links, addrs, routes = typed(name) if present else ((), (), ())
         neigh = tuple(neighbours(net.runner, name)) if present else ()
         ours_ns = present and _namespace_ours(net, f, name)
-        spaces.append(NamespaceStatus(name, present, ours_ns, links, addrs, routes, neigh))
+        owner = owner_of(f.links.get(name, {}).get("lo", {}).get("ifalias")) if present else None
+        spaces.append(NamespaceStatus(name, present, ours_ns, links, addrs, routes, neigh, owner))
     names = net.host_ifnames()
     host = f.links.get(None, {})
     ours = sorted(n for n, d in host.items() if _host_link_ours(d, net.mark, net.group, names))
     host_links, host_addresses, host_routes = typed(None, ours)
+    saved = _saved(net)
     processes = tuple(statuses(net))
-    missing = tuple(step.description for step in _missing(net, f))
-    missing += tuple(f"process {p.name} in {p.netns} ({p.state})" for p in processes if p.state != "running")
+    gone = stale(net)  # processes of ours the description lost: up stops them
+    missing = tuple(MissingStep.of(step) for step in _missing(net, f, saved))
+    missing += tuple(MissingStep(f"stop process {name} (no longer described)", "process", name, None) for name in gone)
+    missing += tuple(
+        MissingStep(f"process {p.name} in {p.netns} ({p.state})", "process", p.name, p.netns)
+        for p in processes
+        if p.state != "running"
+    )
     written = tuple(sorted(p for p, text in wanted(net).items() if f.files.digests.get(p) == digest(text)))
+    support = f.netem or net._support_for_file()
+    states = states_from(net, f.links, f.qdiscs, f.rules_in)
+    impairments = cable_status(net, states, support, net._impair_entries(f))
+    extra = _extra(net, f, _stale(net, saved)) + tuple(Owned("process", name) for name in gone)
     return NetworkStatus(
         net.name,
         not missing,
@@ -102,4 +176,6 @@ def _status(net: Network, f: _Facts) -> NetworkStatus:
         missing,
         processes,
         written,
+        impairments=impairments,
+        extra=extra,
     )

@@ -201,7 +201,7 @@ class _PlanBuilder:
         return Route(route.to, route.via, route.dev, where, runner=self.runner)
 
     def bridge(self) -> None:
-        """The bridge, marked, with the host's gateway address on it, forwarding."""
+        """The bridge, marked, with the host's gateway address on it, forwarding (unless the gateway is elsewhere)."""
         net = self.net
         bridge = Bridge(net.bridge, group=net.group, multicast_snooping=net.multicast_snooping, runner=self.runner)
         self.add(
@@ -211,6 +211,8 @@ class _PlanBuilder:
             functools.partial(_link_there, None, net.bridge),
         )
         self.mark_link(net.bridge)
+        if not net.gateway_on_host:
+            return  # another host has the gateway and routes for the subnet (netnskit.cluster)
         gw = net.gateway_interface
         self.address(f"give the host the gateway address {gw} on {net.bridge}", None, net.bridge, gw)
         self.host_forwarding(net.bridge)
@@ -219,7 +221,13 @@ class _PlanBuilder:
         """A namespace on the bridge: one veth made inside it, attached and up, its address and routes."""
         net = self.net
         pair = VethPair(
-            ns.host_ifname, ns.ifname, peer_netns=ns.name, master=net.bridge, group=net.group, runner=self.runner
+            ns.host_ifname,
+            ns.ifname,
+            peer_netns=ns.name,
+            master=net.bridge,
+            group=net.group,
+            mtu=net.mtu,
+            runner=self.runner,
         )
         self.add(
             f"connect namespace {ns.name} to {net.bridge} ({ns.host_ifname} <-> {ns.ifname})",
@@ -228,7 +236,8 @@ class _PlanBuilder:
             functools.partial(_link_there, None, ns.host_ifname),
         )
         self.mark_link(ns.host_ifname, quiet_up=not net.ipv6_link_local)
-        if ns.mtu is not None:
+        if ns.mtu is not None and ns.mtu != net.mtu:
+            # the namespace's own MTU wins over the network's (which the veth was made with)
             self.mtu(ns.mtu, [(None, ns.host_ifname), (ns.name, ns.ifname)])
         # one request: the kernel applies addrgenmode before the link comes up (no address is made)
         quiet = () if net.ipv6_link_local else ("addrgenmode", "none")

@@ -5,18 +5,30 @@ Every table and key is checked against a schema; errors name the file, the key a
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+import attrs
+
 from netnskit.errors import MISSING, ConfigError, ValidationError
-from netnskit.network.spec import ExtraNamespace, ForwardSpec, LinkSpec, NamespaceSpec, ProcessSpec, RouteSpec
+from netnskit.network.spec import (
+    ExtraNamespace,
+    FaultSpec,
+    ForwardSpec,
+    LinkSpec,
+    NamespaceSpec,
+    ProcessSpec,
+    RouteSpec,
+)
+from netnskit.qdisc import Impairment
 from netnskit.runner import Runner
 
 if TYPE_CHECKING:
     from netnskit.network.network import Network
 
 
-_TOP = {"network", "namespace", "extra_namespace", "link", "route", "port_forward", "process"}
+_TOP = {"network", "namespace", "extra_namespace", "link", "route", "port_forward", "process", "fault"}
 _KEYS: dict[str, dict[str, tuple[type | tuple[type, ...], bool]]] = {
     # key -> (TOML types accepted, required)
     "network": {
@@ -31,6 +43,8 @@ _KEYS: dict[str, dict[str, tuple[type | tuple[type, ...], bool]]] = {
         "dns": (list, False),
         "hosts": (bool, False),
         "logs": (str, False),
+        "xtables_wait": (int, False),
+        "mtu": (int, False),
     },
     "namespace": {
         "name": (str, True),
@@ -42,6 +56,7 @@ _KEYS: dict[str, dict[str, tuple[type | tuple[type, ...], bool]]] = {
         "mtu": (int, False),
         "dns": (list, False),
         "sysctls": (dict, False),
+        "impair": (dict, False),
     },
     "extra_namespace": {
         "name": (str, True),
@@ -57,6 +72,7 @@ _KEYS: dict[str, dict[str, tuple[type | tuple[type, ...], bool]]] = {
         "address": (str, False),
         "peer_address": (str, False),
         "mtu": (int, False),
+        "impair": (dict, False),
     },
     "route": {"to": (str, True), "via": (str, False), "dev": (str, False), "netns": (str, False)},
     "port_forward": {
@@ -74,7 +90,27 @@ _KEYS: dict[str, dict[str, tuple[type | tuple[type, ...], bool]]] = {
         "ready_timeout": ((int, float), False),
         "cwd": (str, False),
     },
+    "impair": {
+        "delay": (str, False),
+        "jitter": (str, False),
+        "distribution": (str, False),
+        "loss": (str, False),
+        "loss_correlation": (str, False),
+        "duplicate": (str, False),
+        "reorder": (str, False),
+        "corrupt": (str, False),
+        "rate": (str, False),
+        "direction": (str, False),
+    },
+    "fault": {
+        "at": (str, True),
+        "for": (str, True),
+        "link": (str, True),
+        "down": (bool, False),
+        "impair": (dict, False),
+    },
 }
+_KEY_PATH = re.compile(r"[a-z_]+\[\d+\]\.[a-z_]+\Z")
 _TYPE_NAMES = {
     str: "a string",
     bool: "true or false",
@@ -106,12 +142,32 @@ def _table(source: str, key: str, value: object, kind: str) -> dict[str, Any]:
     return dict(value)
 
 
-def _build(source: str, key: str, make: Callable[..., Any], fields: dict[str, Any]) -> Any:
+def _check_fields(
+    source: str, key: str, make: Callable[..., Any], fields: dict[str, Any], names: dict[str, str] | None = None
+) -> None:
+    """Run each field's own check alone, so a rejection names its key (not another key of the same value)."""
+    checks: tuple[attrs.Attribute[Any], ...] = attrs.fields(make) if attrs.has(make) else ()  # type: ignore[arg-type]
+    for field in checks:
+        convert: Any = field.converter
+        if field.name not in fields or not callable(convert):
+            continue
+        try:
+            convert(fields[field.name])
+        except ValidationError as exc:
+            spelled = (names or {}).get(field.name, field.name)
+            raise ConfigError(source, f"{key}.{spelled}", fields[field.name], f"{exc.what}: {exc.rule}") from None
+
+
+def _build(
+    source: str, key: str, make: Callable[..., Any], fields: dict[str, Any], names: dict[str, str] | None = None
+) -> Any:
+    _check_fields(source, key, make, fields, names)
     try:
         return make(**fields)
     except ValidationError as exc:
-        # name the key whose value was rejected, if it is one of this table's
+        # name the key whose value was rejected, if it is one of this table's (as the file spells it)
         culprit = next((k for k, val in fields.items() if _same(val, exc.value)), None)
+        culprit = (names or {}).get(culprit or "", culprit)
         where = f"{key}.{culprit}" if culprit else key
         raise ConfigError(source, where, exc.value, f"{exc.what}: {exc.rule}") from None
 
@@ -125,6 +181,13 @@ def _same(raw: object, value: object) -> bool:
     if isinstance(value, tuple) and len(value) == 2:  # a port range
         return str(raw) in (f"{value[0]}-{value[1]}", str(value[0]) if value[0] == value[1] else None)
     return str(raw) == str(value)
+
+
+def _impair(source: str, key: str, table: dict[str, Any]) -> None:
+    """Replace ``table["impair"]`` (a TOML table) by the Impairment it describes, errors naming ``KEY.impair.K``."""
+    if "impair" in table:
+        ikey = f"{key}.impair"
+        table["impair"] = _build(source, ikey, Impairment, _table(source, ikey, table["impair"], "impair"))
 
 
 def _array(source: str, data: dict[str, Any], kind: str) -> list[tuple[str, dict[str, Any]]]:
@@ -144,6 +207,10 @@ def _process(source: str, key: str, table: dict[str, Any]) -> ProcessSpec:
 
 
 def _from_dict(cls: type[Network], data: dict[str, Any], source: str, runner: Runner, directory: str | None) -> Network:
+    if "host" in data:
+        # [[host]] tables spread the network over several hosts: netnskit.cluster reads such a file
+        reason = "the file places the network on several hosts: load it with netnskit.cluster.Cluster.from_toml"
+        raise ConfigError(source, "host", MISSING, reason)
     for k in data:
         if k not in _TOP:
             raise ConfigError(source, k, MISSING, f"unknown key (known: {', '.join(sorted(_TOP))})")
@@ -157,9 +224,18 @@ def _from_dict(cls: type[Network], data: dict[str, Any], source: str, runner: Ru
             rkey = f"{key}.routes[{i}]"
             rt = _table(source, rkey, r, "route")
             routes.append(_build(source, rkey, RouteSpec, rt))
+        _impair(source, key, table)
         namespaces.append(_build(source, key, NamespaceSpec, {**table, "routes": routes}))
     extras = [_build(source, k, ExtraNamespace, t) for k, t in _array(source, data, "extra_namespace")]
-    links = [_build(source, k, LinkSpec, t) for k, t in _array(source, data, "link")]
+    links = []
+    for key, table in _array(source, data, "link"):
+        _impair(source, key, table)
+        links.append(_build(source, key, LinkSpec, table))
+    faults = []
+    for key, table in _array(source, data, "fault"):
+        _impair(source, key, table)
+        table["duration"] = table.pop("for")
+        faults.append(_build(source, key, FaultSpec, table, {"duration": "for"}))
     routes_top = [_build(source, k, RouteSpec, t) for k, t in _array(source, data, "route")]
     forwards = [_build(source, k, ForwardSpec, t) for k, t in _array(source, data, "port_forward")]
     processes = [_process(source, k, t) for k, t in _array(source, data, "process")]
@@ -171,10 +247,15 @@ def _from_dict(cls: type[Network], data: dict[str, Any], source: str, runner: Ru
         "links": links,
         "routes": routes_top,
         "port_forwards": forwards,
+        "faults": faults,
     }
+    _check_fields(source, "network", cls, top)
     try:
         return cls(**fields, runner=runner, directory=directory)
     except ValidationError as exc:
+        # a check of the whole network that knows the key names it (fault[1].at); else look for the value
+        if _KEY_PATH.match(exc.what):
+            raise ConfigError(source, exc.what, exc.value, exc.rule) from None
         where = _find_key(data, exc.value) or "network"
         raise ConfigError(source, where, exc.value, f"{exc.what}: {exc.rule}") from None
 

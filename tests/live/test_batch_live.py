@@ -242,7 +242,7 @@ def test_a_failing_rule_rolls_back_and_is_named(sandbox):
     with pytest.raises(StepError) as info:
         BatchExecutor().apply(steps, sandbox.runner)
     assert info.value.step == "rule with no such target"
-    assert "iptables -w -t nat -A POSTROUTING -s 10.9.0.99 -j NOSUCHTARGET" in info.value.cause
+    assert "iptables -w 10 -t nat -A POSTROUTING -s 10.9.0.99 -j NOSUCHTARGET" in info.value.cause
     assert "NOSUCHTARGET" in info.value.cause.split("exited")[-1]
     assert HostState.capture(sandbox.runner).diff(before) == []
 

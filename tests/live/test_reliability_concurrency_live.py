@@ -12,12 +12,12 @@ import json
 import subprocess
 import sys
 import textwrap
-import time
 from pathlib import Path
 
 from _reliability import Snapshot, record, settled_diff
 
 from netnskit.network import Network
+from netnskit.runner import read_line
 from netnskit.sandbox import Sandbox
 
 PROCESSES = 3
@@ -30,6 +30,7 @@ WORKER = textwrap.dedent(
     from netnskit.network import Network
 
     path, rounds, go = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+    print("ready", flush=True)
     while not os.path.exists(go):
         time.sleep(0.005)
     net = Network.from_toml(path)
@@ -54,6 +55,7 @@ UP_ONCE = textwrap.dedent(
     from netnskit.network import Network
 
     path, go = sys.argv[1], sys.argv[2]
+    print("ready", flush=True)
     while not os.path.exists(go):
         time.sleep(0.002)
     try:
@@ -92,7 +94,10 @@ def network_toml(i: int) -> str:
 def start_all(box: Sandbox, argvs: list[list[str]], go: Path) -> list[subprocess.CompletedProcess[str]]:
     """Start every argv inside the sandbox, let them go at once, and wait for all."""
     procs = [box.start(argv) for argv in argvs]
-    time.sleep(0.5)  # let each import netnskit and wait for the go file
+    # each says when it has imported netnskit and waits for the go file (on a loaded host that
+    # takes a while): then they start together
+    for proc in procs:
+        assert read_line(proc.stdout, 60) == "ready", "a worker did not start within 60 s"
     go.touch()
     done = []
     for proc in procs:

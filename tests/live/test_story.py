@@ -8,6 +8,7 @@ TCP and HTTP with asserted peer addresses, including the negative steps.
 from __future__ import annotations
 
 import json
+import time
 from typing import Any
 
 import pytest
@@ -57,6 +58,21 @@ def mac(box: Sandbox, netns: str, ifname: str) -> str:
     return str(ipj(box, "-n", netns, "link", "show", "dev", ifname)[0]["address"])
 
 
+def reaches(box: Sandbox, netns: str | None, address: str) -> bool:
+    """A reply comes back from ``address`` (asked every 0.2 s for up to 5 s: one lost packet decides nothing)."""
+    return ping(box.runner, netns, address, deadline=5).received == 1
+
+
+def operstate(box: Sandbox, netns: str, ifname: str, want: str = "UP", settle: float = 5.0) -> dict[str, Any]:
+    """The link's ``ip -j`` entry once its operstate is ``want`` (set by a kernel work queue), or after ``settle`` s."""
+    deadline = time.monotonic() + settle
+    while True:
+        info = ipj(box, "-n", netns, "link", "show", "dev", ifname)[0]
+        if info.get("operstate") == want or time.monotonic() > deadline:
+            return info
+        time.sleep(0.05)
+
+
 def nat_rules(box: Sandbox) -> list[str]:
     text = box.run(["iptables-save", "-t", "nat"]).check().stdout
     return [line for line in text.splitlines() if line.startswith("-A ")]
@@ -91,10 +107,10 @@ def test_step2_cable_ping_and_neighbour_tables(story: Story, sandbox: Sandbox) -
     assert ipv4(sandbox, "red", "veth-red") == ["192.168.15.1/24"]
     assert ipv4(sandbox, "blue", "veth-blue") == ["192.168.15.2/24"]
     for ns, end in (("red", "veth-red"), ("blue", "veth-blue")):
-        info = ipj(sandbox, "-n", ns, "link", "show", "dev", end)[0]
+        info = operstate(sandbox, ns, end)
         assert "UP" in info["flags"] and info["operstate"] == "UP"
-    assert ping(sandbox.runner, "red", "192.168.15.2").received == 1
-    assert ping(sandbox.runner, "blue", "192.168.15.1").received == 1
+    assert reaches(sandbox, "red", "192.168.15.2")
+    assert reaches(sandbox, "blue", "192.168.15.1")
     red_neigh = {d["dst"]: d.get("lladdr") for d in ipj(sandbox, "-n", "red", "neigh", "show")}
     blue_neigh = {d["dst"]: d.get("lladdr") for d in ipj(sandbox, "-n", "blue", "neigh", "show")}
     assert red_neigh["192.168.15.2"] == mac(sandbox, "blue", "veth-blue")
@@ -120,7 +136,7 @@ def test_step3_cable_removed_bridge_joins_four(story: Story, sandbox: Sandbox) -
     for src in COLOURS:
         for dst, n in COLOURS.items():
             if src != dst:
-                assert ping(sandbox.runner, src, f"192.168.15.{n}").received == 1, (src, dst)
+                assert reaches(sandbox, src, f"192.168.15.{n}"), (src, dst)
 
 
 def test_step4_host_on_the_bridge_reaches_the_namespaces(story: Story, sandbox: Sandbox) -> None:
@@ -130,7 +146,7 @@ def test_step4_host_on_the_bridge_reaches_the_namespaces(story: Story, sandbox: 
     story.host_on_bridge()
     assert ipv4(sandbox, None, BRIDGE) == ["192.168.15.5/24"]
     for n in COLOURS.values():
-        assert ping(sandbox.runner, None, f"192.168.15.{n}").received == 1
+        assert reaches(sandbox, None, f"192.168.15.{n}")
 
 
 def test_step5_lan_unreachable_then_no_reply_then_masqueraded(story: Story, sandbox: Sandbox) -> None:
@@ -156,7 +172,7 @@ def test_step5_lan_unreachable_then_no_reply_then_masqueraded(story: Story, sand
     story.masquerade()
     masq = [r for r in nat_rules(sandbox) if "MASQUERADE" in r and "-s 192.168.15.0/24" in r]
     assert len(masq) == 1 and f"! -o {BRIDGE}" in masq[0]
-    assert ping(sandbox.runner, "blue", "192.168.1.3").received == 1
+    assert reaches(sandbox, "blue", "192.168.1.3")
     seen = tcp_exchange(sandbox, "lan", "blue", "192.168.1.3", 8080)
     assert seen.ok
     assert seen.peer == "192.168.1.2"  # masqueraded: not 192.168.15.2
@@ -167,13 +183,13 @@ def test_step6_internet_needs_the_default_route(story: Story, sandbox: Sandbox) 
     replay(story, 5)
     story.connect_internet()
     assert ipv4(sandbox, "internet", "eth0") == ["203.0.113.10/24"]
-    assert ping(sandbox.runner, None, "203.0.113.10").received == 1  # the path exists
+    assert reaches(sandbox, None, "203.0.113.10")  # the path exists
     before = ping(sandbox.runner, "blue", "203.0.113.10")
     assert before.received == 0 and "Network is unreachable" in before.error
     story.default_route_blue()
     default = ipj(sandbox, "-n", "blue", "-4", "route", "show", "default")
     assert [r.get("gateway") for r in default] == ["192.168.15.5"]
-    assert ping(sandbox.runner, "blue", "203.0.113.10").received == 1
+    assert reaches(sandbox, "blue", "203.0.113.10")
     seen = tcp_exchange(sandbox, "internet", "blue", "203.0.113.10", 8080)
     assert seen.ok and seen.peer == "192.168.1.2"
 

@@ -14,10 +14,13 @@ import netnskit
 EXPECTED_ALL = [
     "AlreadyExistsError",
     "Bridge",
+    "BusyError",
     "Capture",
     "CommandError",
     "CommandNotFoundError",
     "CommandTimeoutError",
+    "ConfigError",
+    "ConflictError",
     "Link",
     "LiveRunner",
     "Namespace",
@@ -25,6 +28,7 @@ EXPECTED_ALL = [
     "NetnskitError",
     "Network",
     "NotFoundError",
+    "NotOursError",
     "PermissionDeniedError",
     "PortForward",
     "PrefixRunner",
@@ -40,6 +44,7 @@ EXPECTED_ALL = [
     "StepError",
     "ValidationError",
     "VethPair",
+    "Vlan",
     "__version__",
     "netns_runner",
     "nsenter_runner",
@@ -172,8 +177,8 @@ def test_objects_are_frozen(obj):
 
 
 def test_the_docstring_walk_notices_a_missing_docstring(monkeypatch):
-    from netnskit import runner
+    from netnskit import errors, runner
 
-    monkeypatch.setattr(runner.package_for, "__doc__", None)
+    monkeypatch.setattr(errors.package_for, "__doc__", None)
     monkeypatch.setattr(runner.LiveRunner.start, "__doc__", "")
-    assert _missing_docstrings() == ["netnskit.runner.LiveRunner.start", "netnskit.runner.package_for"]
+    assert _missing_docstrings() == ["netnskit.errors.package_for", "netnskit.runner.LiveRunner.start"]

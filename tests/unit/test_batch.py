@@ -33,7 +33,7 @@ def masquerade(action: str, addr: str) -> Command:
         ["iptables", "-w", "-t", "nat", *words],
         tool="iptables",
         channel="iptables-restore",
-        batch=Batchable(["iptables-restore"], " ".join(words), section="nat", style="tables"),
+        batch=Batchable(["iptables-restore", "-w"], " ".join(words), section="nat", style="tables"),
         creates=rule if action == "-A" else (),
         removes=rule if action == "-D" else (),
     )

@@ -149,3 +149,11 @@ def test_the_core_and_the_cli_do_not_import_the_demo():
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False)
     assert (done.returncode, done.stderr) == (0, "")
     assert done.stdout.strip() == "[]"
+
+
+def test_ping_until_a_reply_asks_every_0_2_s_for_whole_seconds_at_most():
+    fake = FakeRunner().on("ip netns exec red ping *", stdout=PING_OK, returncode=0)
+    assert ping(fake, "red", "192.168.15.2", deadline=4.5).ok
+    assert fake.argvs == [
+        ["ip", "netns", "exec", "red", "ping", "-n", "-c", "1", "-i", "0.2", "-w", "5", "192.168.15.2"]
+    ]

@@ -34,7 +34,7 @@ SHARED_NAT_RULES = """\
 
 def restore(tool: str, text: str) -> Command:
     """A restore command as the firewall types it: alone, in its tool's channel."""
-    return Command([tool, "-w", "--noflush"], text, tool=tool, channel=tool)
+    return Command([tool, "-w", "10", "--noflush"], text, tool=tool, channel=tool)
 
 
 def specs(rules: list[Rule]) -> list[tuple[int, str, str, list[str]]]:
@@ -73,7 +73,7 @@ def test_nat_rule_ipv6_is_family_6_and_needs_ipv6_forwarding():
     nat = NatRule("fd00:15::/64", "br0", owner="lab")
     assert [r.family for r in nat.rules(forward_accept=True)] == [6, 6, 6]
     assert nat.sysctls() == [Sysctl("net.ipv6.conf.all.forwarding", "1")]
-    assert nat.setup_commands()[0].argv == ("ip6tables-restore", "-w", "--noflush")
+    assert nat.setup_commands()[0].argv == ("ip6tables-restore", "-w", "10", "--noflush")
 
 
 def test_port_forward_with_a_bridge_every_path():
@@ -200,6 +200,7 @@ def test_rule_argv_and_restore_line():
     assert rule.argv(Backend("legacy"), "-C") == [
         "iptables-legacy",
         "-w",
+        "10",
         "-t",
         "filter",
         "-C",
@@ -279,11 +280,11 @@ def test_nat_rule_setup_and_teardown_commands_on_a_clean_host():
             '-A NETNSKIT-STATE -m comment --comment "netnskit sysctl net.ipv4.ip_forward=0"\n'
             "-A FORWARD -m comment --comment netnskit -j NETNSKIT-FORWARD\nCOMMIT\n",
         ),
-        sysctl(None, "net.ipv4.ip_forward", "1"),
+        sysctl(None, "net.ipv4.ip_forward", "1", barrier=True),
     ]
     teardown = nat.teardown_commands()
-    assert teardown[0] == sysctl(None, "net.ipv4.ip_forward", "0")
-    assert teardown[1].argv == ("iptables-legacy-restore", "-w", "--noflush")
+    assert teardown[0] == sysctl(None, "net.ipv4.ip_forward", "0", barrier=True)
+    assert teardown[1].argv == ("iptables-legacy-restore", "-w", "10", "--noflush")
     lines = (teardown[1].input or "").splitlines()
     # jumps out of the built-in chains go first, our chains last
     assert lines[1:4] == [
@@ -313,7 +314,7 @@ def test_port_forward_clean_plan_is_one_restore_and_two_sysctls():
         "set net.ipv4.conf.br0.route_localnet=1 (was 0)",
     ]
     restore = steps[0].do[0]
-    assert restore.argv == ("iptables-restore", "-w", "--noflush")
+    assert restore.argv == ("iptables-restore", "-w", "10", "--noflush")
     text = restore.input or ""
     assert text.startswith(
         "*raw\n-N NETNSKIT-PREROUTING\n"
@@ -322,7 +323,7 @@ def test_port_forward_clean_plan_is_one_restore_and_two_sysctls():
         "-A PREROUTING -m comment --comment netnskit -j NETNSKIT-PREROUTING\nCOMMIT\n*nat\n"
     )
     assert '-A NETNSKIT-STATE -m comment --comment "netnskit sysctl net.ipv4.conf.br0.route_localnet=0"' in text
-    assert steps[2].undo == (sysctl(None, "net.ipv4.conf.br0.route_localnet", "0"),)
+    assert steps[2].undo == (sysctl(None, "net.ipv4.conf.br0.route_localnet", "0", barrier=True),)
 
 
 # --- reading the host: plan, apply, remove -------------------------------------------------
@@ -377,6 +378,7 @@ def test_plan_holds_only_what_is_missing_and_reads_the_forward_policy():
     assert checks[0] == [
         "iptables-nft",
         "-w",
+        "10",
         "-t",
         "nat",
         "-C",
@@ -412,14 +414,14 @@ def test_apply_adds_the_missing_rules_in_one_restore_then_sets_forwarding(caplog
     fake.on(["cat", "/proc/net/ip_tables_names"], stdout="filter\n")
     fake.on(["cat", "/proc/net/ip6_tables_names"], stdout="")
     fake.on(["iptables-legacy-save"], stdout="*filter\n-A INPUT -j ACCEPT\nCOMMIT\n")
-    fake.on(["iptables-restore", "-w", "--noflush"])
+    fake.on(["iptables-restore", "-w", "10", "--noflush"])
     fake.on(["sysctl", "-w", "net.ipv4.ip_forward=1"])
     with caplog.at_level(logging.WARNING, logger="netnskit"):
         nat = NatRule("192.168.15.0/24", "br0", owner="lab", runner=fake)
         nat.apply()
     writes = [a for a in fake.argvs if a[0] == "iptables-restore" or a[:2] == ["sysctl", "-w"]]
-    assert writes == [["iptables-restore", "-w", "--noflush"], ["sysctl", "-w", "net.ipv4.ip_forward=1"]]
-    restore_input = fake.inputs[fake.argvs.index(["iptables-restore", "-w", "--noflush"])]
+    assert writes == [["iptables-restore", "-w", "10", "--noflush"], ["sysctl", "-w", "net.ipv4.ip_forward=1"]]
+    restore_input = fake.inputs[fake.argvs.index(["iptables-restore", "-w", "10", "--noflush"])]
     assert restore_input == nat.setup_commands()[0].input
     assert "iptables-legacy" in caplog.text
 
@@ -431,7 +433,7 @@ def test_apply_rolls_back_the_rules_when_the_sysctl_fails():
     fake.on(["sysctl", "-n", "net.ipv4.ip_forward"], stdout="0\n")
     fake.on(["iptables", "-V"], stdout="iptables v1.8.9 (nf_tables)\n")
     fake.on(lambda argv: argv[0] == "cat", stdout="")
-    fake.on(["iptables-restore", "-w", "--noflush"])
+    fake.on(["iptables-restore", "-w", "10", "--noflush"])
     fake.fail(["sysctl", "-w", "net.ipv4.ip_forward=1"], "sysctl: permission denied on key\n")
     nat = NatRule("192.168.15.0/24", "br0", owner="lab", runner=fake)
     with pytest.raises(Exception, match="ip_forward"):
@@ -478,7 +480,7 @@ def test_sweep_drops_an_unneeded_guard_and_its_sysctl_but_keeps_what_another_own
     saved = SavedRules.parse(4, SAVED_TWO_OWNERS)
     commands = Firewall("nft").sweep_commands(4, saved)
     assert commands == [
-        sysctl(None, "net.ipv4.conf.br0.route_localnet", "0"),
+        sysctl(None, "net.ipv4.conf.br0.route_localnet", "0", barrier=True),
         restore(
             "iptables-nft-restore",
             "*raw\n"
@@ -529,7 +531,7 @@ def test_remove_deletes_only_the_rules_that_exist_then_sweeps():
     fake.on(["iptables-save"], stdout=SAVED_TWO_OWNERS)
     fake.on(lambda argv: "-C" in argv, returncode=1)
     fake.on(lambda argv: "-C" in argv and "DNAT" in argv and "NETNSKIT-OUTPUT" in argv, returncode=0)
-    fake.on(["iptables-restore", "-w", "--noflush"])
+    fake.on(["iptables-restore", "-w", "10", "--noflush"])
     fake.on(["sysctl", "-w", "net.ipv4.conf.br0.route_localnet=0"])
     PortForward(8080, "192.168.15.2", 80, owner="lab", runner=fake, bridge="br0").remove()
     restores = [i for a, i in zip(fake.argvs, fake.inputs, strict=True) if a[0] == "iptables-restore"]
@@ -545,7 +547,7 @@ def test_remove_deletes_only_the_rules_that_exist_then_sweeps():
 def test_purge_deletes_every_rule_of_the_owner_by_its_comment():
     fake = FakeRunner(strict=True)
     fake.on(["iptables-save"], stdout=SAVED_TWO_OWNERS)
-    fake.on(["iptables-restore", "-w", "--noflush"])
+    fake.on(["iptables-restore", "-w", "10", "--noflush"])
     fake.on(lambda argv: argv[:2] == ["sysctl", "-w"])
     assert Firewall(runner=fake).purge("other") == 1
     assert fake.inputs[1] == (
@@ -583,7 +585,7 @@ def test_remove_without_a_bridge_finds_the_hairpin_rules_by_their_interface():
     fake.on(["iptables-save"], stdout=saved)
     fake.on(lambda argv: "-C" in argv, returncode=1)
     fake.on(lambda argv: "-C" in argv and "-i" in argv and "gone0" in argv, returncode=0)
-    fake.on(["iptables-restore", "-w", "--noflush"])
+    fake.on(["iptables-restore", "-w", "10", "--noflush"])
     PortForward(8080, "192.168.15.2", 80, owner="lab", runner=fake).remove()
     restores = [i for a, i in zip(fake.argvs, fake.inputs, strict=True) if a[0] == "iptables-restore"]
     assert restores[0] == (

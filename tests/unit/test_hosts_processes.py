@@ -3,6 +3,7 @@ and up/down/status of a network's processes against a FakeRunner's scripted answ
 
 from __future__ import annotations
 
+import json
 import re
 import tomllib
 from pathlib import Path
@@ -474,8 +475,13 @@ def test_a_failed_read_of_the_place_stops_up_before_any_process_starts() -> None
 
 
 def test_check_connects_to_a_forward_served_by_a_process() -> None:
-    fake = FakeRunner().on(re.compile("probe connect --connect-only"), stdout='{"ok": true}\n')
-    report = seed(fake).check()
+    fake = FakeRunner().on(re.compile("probe.py connect --connect-only"), stdout='{"ok": true}\n')
+    net = seed(fake)
+    # the network is up: its namespaces and host links exist (check probes nothing on a network that is down)
+    fake.on(["ip", "-j", "netns", "list"], stdout=json.dumps([{"name": n} for n in net.namespace_names()]))
+    links = [{"ifname": n, "ifalias": net.mark, "flags": ["UP"]} for n in net.host_ifnames()]
+    fake.on(["ip", "-j", "link", "show"], stdout=json.dumps([{"ifname": "lo", "flags": ["UP"]}, *links]))
+    report = net.check()
     forwards = [p for p in report.probes if p.kind == "forward"]
     assert [(p.source, p.target, p.ok, p.detail) for p in forwards] == [
         ("host", "192.168.15.5:80", True, "connected to process web"),
@@ -579,3 +585,72 @@ def test_down_removes_the_empty_folders_of_its_namespaces_only() -> None:
     teardown = seed(fake).down()
     assert "files /etc/netns/red (empty)" in teardown.removed
     assert writes(fake) == [["rmdir", "--ignore-fail-on-non-empty", "--", "/etc/netns/red"]]
+
+
+# --- processes with drift, interrupts and cleanup NAME --------------------------------------------
+
+
+def test_up_stops_a_process_the_file_no_longer_has_and_removes_its_pid_file() -> None:
+    fake = FakeRunner().on(["readlink", "/proc/self/ns/net"], stdout=PLACE)
+    folder = "/run/netnskit/processes/4026531840/n"
+    # "old" was started by an up of an earlier version of the file; it still runs (pid 50)
+    fake.on(["grep", "-r", "-s", "-H", "", "--", folder], stdout=f"{folder}/old.pid:50\n", times=1)
+    fake.on(re.compile("^find /proc"), stdout="/proc/50/environ\n", times=1)
+    fake.on(re.compile("^grep -l -s -z -x -F -e NETNSKIT_PROCESS=old "), stdout="/proc/50/environ\n", times=1)
+    fake.on(re.compile(r"-- ss -H -ltn sport = :[12]$"), stdout="LISTEN\n")
+    net = two_processes(fake)
+    net.up()
+    kills = [a for a in fake.argvs if a[0] == "kill"]
+    assert kills == [["kill", "-TERM", "50"]]
+    assert ["rm", "-f", "--", f"{folder}/old.pid"] in fake.argvs
+    # the kill comes before the described processes start
+    assert fake.argvs.index(["kill", "-TERM", "50"]) < fake.argvs.index(fake.started[0].argv)
+    assert [p.argv[-1] for p in fake.started] == ["srv1", "srv2"]
+
+
+def test_status_lists_a_process_the_file_lost_as_extra_and_missing() -> None:
+    fake = FakeRunner().on(["readlink", "/proc/self/ns/net"], stdout=PLACE)
+    folder = "/run/netnskit/processes/4026531840/n"
+    fake.on(["grep", "-r", "-s", "-H", "", "--", folder], stdout=f"{folder}/old.pid:50\n")
+    fake.on(re.compile("^find /proc"), stdout="/proc/50/environ\n")
+    fake.on(re.compile("^grep -l -s -z -x -F -e NETNSKIT_PROCESS=old "), stdout="/proc/50/environ\n")
+    status = two_processes(fake).status()
+    assert [(o.kind, o.name) for o in status.extra] == [("process", "old")]
+    assert [m.step for m in status.missing if m.name == "old"] == ["stop process old (no longer described)"]
+
+
+def test_an_interrupt_while_processes_start_stops_those_started_and_rolls_the_network_back() -> None:
+    from netnskit.errors import Interrupted
+    from netnskit.interrupt import Interrupt
+
+    stop = Interrupt()
+
+    class StopAfterFirst(FakeRunner):
+        """Asks for the stop once the first process is ready (its port listens)."""
+
+        def run(self, argv, *, input=None, timeout=None, netns=None):  # type: ignore[no-untyped-def]
+            result = super().run(argv, input=input, timeout=timeout, netns=netns)
+            if list(argv[-2:]) == ["=", ":1"]:
+                stop.request(2)
+            return result
+
+    fake = StopAfterFirst().on(["readlink", "/proc/self/ns/net"], stdout=PLACE)
+    fake.on(re.compile(r"-- ss -H -ltn sport = :1$"), stdout="LISTEN\n")
+    net = two_processes(fake)
+    with pytest.raises(Interrupted) as caught:
+        net.up(interrupt=stop)
+    assert [p.argv[-1] for p in fake.started] == ["srv1"]  # the second never started
+    assert fake.started[0].returncode == -15  # the first was stopped (SIGTERM)
+    assert ["rm", "-f", "--", "/run/netnskit/processes/4026531840/n/first.pid"] in fake.argvs
+    assert caught.value.undone == 1 + sum(1 for s in net.plan() if s.undo)  # the process and every step
+    assert ["ip", "netns", "del", "a"] in fake.argvs  # the network rolled back too
+
+
+def test_cleanup_name_ends_only_that_networks_processes() -> None:
+    from netnskit.network import cleanup
+
+    fake = FakeRunner().on(["readlink", "/proc/self/ns/net"], stdout=PLACE)
+    teardown = cleanup("n", fake, dry_run=True)
+    assert teardown.removed == ()
+    scans = [a for a in fake.argvs if a[0] == "find"]
+    assert scans and scans[0][-3:] == ["^NETNSKIT_OWNER=netnskit:n@4026531840$", "{}", "+"]

@@ -46,7 +46,7 @@ SEED_ARGVS = [
     ["ip", "-n", "blue", "link", "set", "veth-blue", "up"],
     ["ip", "-n", "red", "addr", "add", "192.168.15.1/24", "dev", "veth-red"],
     ["ip", "-n", "blue", "addr", "add", "192.168.15.2/24", "dev", "veth-blue"],
-    ["ip", "netns", "exec", "red", "ping", "-c", "1", "-W", "2", "192.168.15.2"],
+    ["ip", "netns", "exec", "red", "ping", "-c", "1", "-w", "5", "192.168.15.2"],
     ["ip", "-n", "red", "-j", "neigh", "show"],
     ["ip", "netns", "del", "red"],
     ["ip", "netns", "del", "blue"],

@@ -7,7 +7,7 @@ import ipaddress
 import pytest
 
 from netnskit import _validate as v
-from netnskit.errors import ValidationError
+from netnskit.errors import ValidationError, shown
 
 
 def rejected(checker, value) -> ValidationError:
@@ -15,7 +15,7 @@ def rejected(checker, value) -> ValidationError:
         checker(value)
     err = info.value
     assert err.value is value or err.value == value, "the error carries the value itself"
-    assert repr(value) in str(err), "the message names the value"
+    assert shown(value) in str(err), "the message names the value (cut when long, with its length)"
     assert err.rule and err.rule in str(err), "the message states the rule"
     return err
 

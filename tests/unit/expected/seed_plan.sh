@@ -235,7 +235,7 @@ chmod 0644 -- /etc/netns/red/hosts /etc/netns/blue/hosts /etc/netns/orange/hosts
 #   undo: rmdir --ignore-fail-on-non-empty -- /etc/netns/red /etc/netns/blue /etc/netns/orange /etc/netns/gray /etc/netns/lan /etc/netns/internet
 
 # step 51: firewall rules of network seed (netnskit:seed)
-iptables-restore -w --noflush <<'NETNSKIT_EOF'
+iptables-restore -w 10 --noflush <<'NETNSKIT_EOF'
 *raw
 -N NETNSKIT-PREROUTING
 -A NETNSKIT-PREROUTING -i v-net-0 -s 127.0.0.0/8 -m comment --comment netnskit:seed -j DROP
