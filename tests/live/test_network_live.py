@@ -359,7 +359,9 @@ def test_the_rendered_script_run_by_bash_builds_the_same_network(sandbox: Sandbo
     done = sandbox.run(["bash", "-s"], input=net.render_script())
     assert done.returncode == 0, done.stderr
     assert net.missing_steps() == []  # up() would change nothing on the host ...
-    assert net.status().missing == ("process web in blue (not started)",)  # ... the script lists it only
+    assert [str(m) for m in net.status().missing] == [
+        "process web in blue (not started)"
+    ]  # ... the script lists it only
     recording = Recording(sandbox.runner)
     Network.from_toml(SEED, runner=recording).up()
     assert recording.writes == []  # up only started the web server
