@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import time
+import uuid
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
@@ -138,7 +140,10 @@ class Namespace:
         label = v.netns_name(name) if name is not None else v.netns_name(words[0].rsplit("/", 1)[-1])
         if log is None:
             log = f"{STATE_DIR}/logs/{place_of(self.runner)}/{self.name}/{label}-{time.time_ns()}.log"
-        return spawn(self.runner, self.name, words, log=log, name=label, cwd=cwd or "")
+        # a mark of its own (no network's: cleanup and down leave it to this handle), so that stop()
+        # also ends what it started
+        owner = f"spawn-{uuid.uuid4().hex}"
+        return spawn(self.runner, self.name, words, log=os.path.abspath(log), name=label, cwd=cwd or "", owner=owner)
 
     @property
     def inside(self) -> PrefixRunner:

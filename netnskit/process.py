@@ -146,6 +146,7 @@ class ProcessHandle:
     runner: Runner = attrs.field(repr=False)
     process: Process = attrs.field(repr=False)
     pidfile: str = ""
+    owner: str | None = None  # its NETNSKIT_OWNER mark, which what it starts inherits
 
     @property
     def pid(self) -> int:
@@ -224,7 +225,10 @@ class ProcessHandle:
         return ProcessError(self.name, self.netns, reason, self.log, tail)
 
     def stop(self, timeout: float = 5.0) -> int | None:
-        """SIGTERM, then SIGKILL if it has not exited after ``timeout`` seconds; its exit status."""
+        """SIGTERM, then SIGKILL if it has not exited after ``timeout`` seconds; its exit status.
+
+        The processes it started and left behind (they carry its mark) are ended the same way.
+        """
         if self.process.poll() is None:
             self.process.terminate()
             try:
@@ -233,6 +237,10 @@ class ProcessHandle:
                 self.process.kill()
                 self.process.wait(timeout)
         self._close_pipes()
+        if self.owner is not None:
+            left = marked_pids(self.runner, self.owner, names=[self.name])
+            if left:
+                stop_pids(self.runner, left, self.owner, timeout=timeout)
         return self.process.poll()
 
     def _close_pipes(self) -> None:
@@ -257,7 +265,7 @@ def spawn(
     name = name or os.path.basename(words[0])
     started = runner.start(spawn_argv(words, netns=netns, log=log, pidfile=pidfile, cwd=cwd, owner=owner, name=name))
     _keep(started)
-    return ProcessHandle(name, netns, words, log, runner, started, pidfile)
+    return ProcessHandle(name, netns, words, log, runner, started, pidfile, owner)
 
 
 # The processes started here, kept until they have ended: a handle may be dropped while its process

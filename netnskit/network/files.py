@@ -222,6 +222,9 @@ def digest(content: str) -> str:
     return hashlib.sha256(content.encode()).hexdigest()
 
 
+EMPTY = digest("")  # an empty file's
+
+
 def read_argv(paths: Sequence[str]) -> list[str]:
     """``grep -s -H -a -m 1 '' FILES``: the first line of each file that exists, as PATH:LINE."""
     return ["grep", "-s", "-H", "-a", "-m", "1", "", "--", *paths]
@@ -265,7 +268,8 @@ def candidates(names: Iterable[str]) -> list[str]:
 def refuse_foreign(net: Network, found: Found) -> None:
     """Refuse to overwrite a file the network writes that exists without the network's mark."""
     for path in wanted(net):
-        if path in found and found.first_line(path) != f"# {net.mark}":
+        empty = found.digests.get(path) == EMPTY  # opened by a tee that never got its content: ours
+        if path in found and not empty and found.first_line(path) != f"# {net.mark}":
             raise NotOursError(
                 f"{path} exists and does not start with '# {net.mark}': refusing to overwrite it "
                 "(remove it, or set hosts = false / leave out dns for that namespace)"
@@ -287,12 +291,17 @@ def ours(found: Found, mark: str | None) -> list[str]:
     )
 
 
-def empty_folders(runner: Runner, names: Iterable[str]) -> list[str]:
-    """The empty folders ``/etc/netns/NAME`` of ``names``: what an ``up`` or ``down`` killed between
-    making a folder and writing its file (or removing the file and the folder) leaves."""
-    result = runner.run(["find", ETC_NETNS, "-mindepth", "1", "-maxdepth", "1", "-type", "d", "-empty"])
-    wanted = {f"{ETC_NETNS}/{name}" for name in names}
-    return sorted(line for line in result.stdout.splitlines() if line in wanted)
+def pristine(runner: Runner, names: Iterable[str]) -> tuple[list[str], list[str]]:
+    """(files, folders): the empty ``hosts``/``resolv.conf`` and the empty folders ``/etc/netns/NAME``
+    of ``names``. An ``up`` killed between making a folder and writing its file, or while ``tee``
+    had opened a file but not had its content yet, leaves them; so does a ``down`` killed between
+    ``rm`` and ``rmdir``. Like a namespace still as ``ip netns add`` left it, they count as ours."""
+    result = runner.run(["find", ETC_NETNS, "-mindepth", "1", "-maxdepth", "2", "-empty"])
+    spaces = list(names)
+    folders = {f"{ETC_NETNS}/{name}" for name in spaces}
+    files = set(candidates(spaces))
+    found = result.stdout.splitlines()
+    return sorted(p for p in found if p in files), sorted(p for p in found if p in folders)
 
 
 def list_argv() -> list[str]:

@@ -203,10 +203,10 @@ def stop(net: Network, handles: Sequence[ProcessHandle], owner: str) -> list[str
     Returns what could not be stopped (for a StepError's rollback errors).
     """
     for handle in reversed(handles):
-        handle.stop(STOP_TIMEOUT)
+        handle.stop(STOP_TIMEOUT)  # and what it started: they carry its mark
         net._started.pop(handle.name, None)
     names = [h.name for h in handles]
-    left = stop_pids(net.runner, marked_pids(net.runner, owner, names=names), owner) if names else []
+    left = marked_pids(net.runner, owner, names=names) if names else []
     pidfiles = [h.pidfile for h in handles if h.pidfile]
     if pidfiles:
         net.runner.run(["rm", "-f", "--", *pidfiles])

@@ -108,11 +108,11 @@ def _files_removal(runner: Runner, paths: Sequence[str], mark: str | None, names
     """A step whose undo removes those of ``paths`` whose first line carries ``mark`` (any netnskit mark
     for None), and the empty folders of the namespaces ``names`` (an interrupted up or down leaves them)."""
     mine = _files.ours(_files.read(runner, paths), mark)
-    empty = _files.empty_folders(runner, names) if names else []
-    if not mine and not empty:
+    empty_files, empty_folders = _files.pristine(runner, names) if names else ([], [])
+    if not mine and not empty_files and not empty_folders:
         return []
-    what = ", ".join(mine) + (", " if mine and empty else "") + ", ".join(f"{d} (empty)" for d in empty)
-    return [Step(f"files {what}", [], _files.remove_commands(mine, empty))]
+    what = [*mine, *(f"{p} (empty)" for p in [*empty_files, *empty_folders])]
+    return [Step(f"files {', '.join(what)}", [], _files.remove_commands([*mine, *empty_files], empty_folders))]
 
 
 def _down(net: Network, executor: Executor) -> Teardown:

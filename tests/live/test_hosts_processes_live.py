@@ -28,7 +28,7 @@ import pytest
 from netnskit.cli import main
 from netnskit.errors import NetnskitError, ProcessError, StepError
 from netnskit.network import Network, ProcessSpec
-from netnskit.process import OWNER_ENV
+from netnskit.process import OWNER_ENV, marked_pids
 from netnskit.runner import Process, Result, Runner
 from netnskit.sandbox import Sandbox
 from netnskit.snapshot import HostState
@@ -440,6 +440,16 @@ def test_spawn_returns_a_handle_that_waits_for_its_port_or_probe_and_stops_it(sa
     with pytest.raises(ProcessError, match="did not become ready") as info:
         quiet.wait_for_port(9, timeout=1)
     assert "waiting for nothing" in str(info.value) and info.value.log == quiet.log
+    # what it started goes with it: they carry its mark
+    parent = space.spawn(["sh", "-c", "sleep 300 & echo started; wait"], name="parent")
+    parent.wait_ready(["true"])
+    deadline = time.monotonic() + 10
+    while len(marked_pids(sandbox.runner, parent.owner)) < 2 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    family = marked_pids(sandbox.runner, parent.owner)
+    assert parent.pid in family and len(family) == 2, family
+    parent.stop(timeout=5)
+    assert all(gone(pid) for pid in family)
     # a process that ignores SIGTERM is killed after the timeout
     stubborn = space.spawn(["sh", "-c", "trap '' TERM; echo up; while :; do sleep 1; done"], name="stubborn")
     time.sleep(0.3)

@@ -13,11 +13,11 @@ import pytest
 
 from netnskit.capture import start_capture, tcpdump_argv
 from netnskit.cli import build_parser, main
-from netnskit.errors import ConfigError, ProcessError, StepError, ValidationError
+from netnskit.errors import ConfigError, NotOursError, ProcessError, StepError, ValidationError
 from netnskit.harness import Reach, _target, reachability_table
 from netnskit.netns import Namespace
 from netnskit.network import Network, ProcessSpec
-from netnskit.network.files import hosts_text, remove_commands, resolv_text, write_commands
+from netnskit.network.files import EMPTY, hosts_text, remove_commands, resolv_text, write_commands
 from netnskit.process import Ready, marked_pids, ready, scan_argv, spawn, spawn_argv, stop_pids
 from netnskit.runner import LiveRunner
 from netnskit.testing import FakeRunner
@@ -575,16 +575,32 @@ def test_the_seed_toml_is_what_the_readme_shows() -> None:
     assert (SEED.parent / "www" / "index.html").read_text().startswith("hello from blue")
 
 
-def test_down_removes_the_empty_folders_of_its_namespaces_only() -> None:
+def test_down_removes_the_empty_files_and_folders_of_its_namespaces_only() -> None:
     fake = FakeRunner()
     fake.on(["ip", "-j", "netns", "list"], stdout="")
     fake.on(
-        ["find", "/etc/netns", "-mindepth", "1", "-maxdepth", "1", "-type", "d", "-empty"],
-        stdout="/etc/netns/red\n/etc/netns/theirs\n",
+        ["find", "/etc/netns", "-mindepth", "1", "-maxdepth", "2", "-empty"],
+        stdout="/etc/netns/red\n/etc/netns/blue/hosts\n/etc/netns/theirs\n/etc/netns/theirs/hosts\n/etc/netns/lan/x\n",
     )
     teardown = seed(fake).down()
-    assert "files /etc/netns/red (empty)" in teardown.removed
-    assert writes(fake) == [["rmdir", "--ignore-fail-on-non-empty", "--", "/etc/netns/red"]]
+    assert "files /etc/netns/blue/hosts (empty), /etc/netns/red (empty)" in teardown.removed
+    assert writes(fake) == [
+        ["rm", "-f", "--", "/etc/netns/blue/hosts"],
+        ["rmdir", "--ignore-fail-on-non-empty", "--", "/etc/netns/blue", "/etc/netns/red"],
+    ]
+
+
+def test_up_writes_over_an_empty_file_a_killed_tee_left() -> None:
+    fake = FakeRunner()
+    fake.on(re.compile(r"^sha256sum -- /etc/netns/"), stdout=f"{EMPTY}  /etc/netns/red/hosts\n")
+    steps = seed(fake).missing_steps()  # no NotOursError: an empty file is no one's content
+    assert "write hosts under /etc/netns for blue, gray, internet, lan, orange, red" in [s.description for s in steps]
+    # a file with content, not ours, is refused
+    fake.on(re.compile(r"^sha256sum -- /etc/netns/"), stdout=f"{'0' * 64}  /etc/netns/red/hosts\n")
+    fake.on(re.compile(r"^grep -s -H -a -m 1 '' -- /etc/netns/"), stdout="/etc/netns/red/hosts:127.0.0.1 localhost\n")
+    with pytest.raises(NotOursError):
+        seed(fake).up()
+    assert fake.started == []
 
 
 # --- processes with drift, interrupts and cleanup NAME --------------------------------------------
