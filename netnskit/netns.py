@@ -57,9 +57,7 @@ class Namespace:
 
     def exec_argv(self, argv: Sequence[str]) -> list[str]:
         """``ip netns exec NAME ARGV...``: a command run inside the namespace."""
-        if isinstance(argv, str):
-            raise TypeError("argv must be a list of strings, not a string")
-        return ["ip", "netns", "exec", self.name, *argv]
+        return exec_argv(self.name, argv)
 
     def ip_argv(self, *args: str) -> list[str]:
         """``ip -n NAME ARGS...``: an ip command aimed inside the namespace."""
@@ -186,5 +184,8 @@ class Namespace:
 
 
 def exec_argv(netns: str | None, argv: Sequence[str]) -> list[str]:
-    """``argv`` run inside ``netns`` (:meth:`Namespace.exec_argv`), or as it is on the host for None."""
-    return list(argv) if netns is None else Namespace(netns).exec_argv(argv)
+    """``argv`` run inside ``netns`` (``ip netns exec NETNS ARGV...``), or as it is on the host for None."""
+    # pure: no Namespace (whose default runner is looked up, and refused where sandboxes are ambiguous)
+    if isinstance(argv, str):
+        raise TypeError("argv must be a list of strings, not a string")
+    return list(argv) if netns is None else ["ip", "netns", "exec", v.netns_name(netns), *argv]

@@ -188,6 +188,7 @@ def split(
             hosts=False,
             processes=[p for p in network.processes if where.get(p.netns) == here],
             logs=network.logs,
+            overlay_links=(vx_name,),
             runner=runners[here],
             directory=network.directory,
         )

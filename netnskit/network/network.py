@@ -92,6 +92,10 @@ if TYPE_CHECKING:
     from netnskit.capture import Capture
 
 
+def _ifnames(names: Sequence[str]) -> tuple[str, ...]:
+    return tuple(v.ifname(n) for n in names)
+
+
 @attrs.frozen
 class Network:
     """A bridge, its subnet and gateway, namespaces on it, routes, NAT, forwards and extra links;
@@ -127,6 +131,9 @@ class Network:
     mtu: int | None = attrs.field(default=None, converter=attrs.converters.optional(v.mtu))
     gateway_on_host: bool = attrs.field(default=True, converter=_flag)
     remote_addresses: tuple[tuple[str, IPv4Address], ...] = attrs.field(default=(), converter=_remote)
+    # host links made beside this network by its owner (a cluster's VXLAN link), marked with its mark:
+    # not drift, and left to that owner
+    overlay_links: tuple[str, ...] = attrs.field(default=(), converter=_ifnames)
     runner: Runner = attrs.field(factory=default_runner, eq=False, repr=False, kw_only=True)
     # where relative paths (a process's cwd, logs) are read from: a TOML file's folder; None: the current one
     directory: str | None = attrs.field(default=None, converter=_opt_path, eq=False, kw_only=True)

@@ -149,16 +149,24 @@ def test_graph_status_of_a_network_never_up_is_all_missing(sandbox: Sandbox, tmp
 
 
 @pytest.mark.parametrize("fmt", ["mermaid", "dot"])
-def test_sandbox_flag_brings_the_network_up_there_first(fmt: str, sandbox: Sandbox, tmp_path: Path, capsys) -> None:
-    # --sandbox makes a throwaway sandbox of its own (the fixture only says whether one can be made here)
-    # and brings the network up in it: the picture of the network up
+def test_graph_status_of_a_network_up_in_the_sandbox_is_all_green(
+    fmt: str, sandbox: Sandbox, tmp_path: Path, capsys
+) -> None:
     path = tmp_path / "pic.toml"
     path.write_text(TOPOLOGY, encoding="utf-8")
-    code = main(["--sandbox", "graph", "--status", "--format", fmt, str(path)])
-    assert code == 0
-    out = capsys.readouterr().out
-    if fmt == "mermaid":
-        assert "    class ns0_a up" in out
-        assert re.findall(r"^    class \w+ (?:missing|failing)$", out, flags=re.M) == []
-    else:
-        assert GREEN in out and GREY not in out and RED not in out
+    # --sandbox goes with up and demo only: a sandbox gone with the command would show nothing
+    assert main(["--sandbox", "graph", "--status", "--format", fmt, str(path)]) == 2
+    capsys.readouterr()
+    net = Network.from_toml(path, runner=sandbox.runner)
+    net.up()
+    try:
+        code = main(["graph", "--status", "--format", fmt, str(path)], runner=sandbox.runner)
+        assert code == 0
+        out = capsys.readouterr().out
+        if fmt == "mermaid":
+            assert "    class ns0_a up" in out
+            assert re.findall(r"^    class \w+ (?:missing|failing)$", out, flags=re.M) == []
+        else:
+            assert GREEN in out and GREY not in out and RED not in out
+    finally:
+        net.down()

@@ -90,7 +90,7 @@ def test_a_network_without_firewall_rules_works_on_a_host_without_iptables(
     assert HostState.capture(sandbox.runner).diff(before) == []
     # and cleanup of the network left up
     net.up(executor())
-    assert main(["cleanup"], runner=no_iptables) == 0
+    assert main(["cleanup", "--all", "--yes"], runner=no_iptables) == 0
     assert "netnskit leftovers removed" in capsys.readouterr().out
     assert cleanup(None, no_iptables).removed == ()
     assert HostState.capture(sandbox.runner).diff(before) == []
