@@ -408,7 +408,8 @@ def test_docker_started_after_up_keeps_forwarding_on_at_down_and_says_why(box: S
     report(
         "Docker started after `up` (ip_forward 0 -> 1 by netnskit)",
         "published port before and after `down`; ip_forward and the ruleset after `down`",
-        f"ip_forward stays 1; `down` says: {why[:60]}...; the port answers; ruleset = Docker's alone",
+        f"ip_forward stays 1; `down` says: {why.split(', foreign')[0]} (and Docker's rules); the port still "
+        "answers; the ruleset is Docker's alone, as loading it on a fresh host gives",
     )
 
 
