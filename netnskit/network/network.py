@@ -187,7 +187,7 @@ class Network:
             firewall, changes = _firewall_plan(self, live=True, saved=saved)
             if firewall:
                 # the values sysctls had are written down (beside the locks) before they change
-                Firewall(runner=self.runner).remember(changes)
+                Firewall(runner=self.runner).remember(changes, saved)
                 run.apply(firewall, self.runner)
         except StepError as exc:
             failed = _remove(run, todo, self.runner)
