@@ -51,7 +51,7 @@ class FirewallBackend(Protocol):
     ) -> tuple[list[Step], list[SysctlRecord]]:
         """:meth:`plan`, and the records of the sysctls it changes (to :meth:`remember` before running it)."""
 
-    def remember(self, changes: Sequence[SysctlRecord]) -> None:
+    def remember(self, changes: Sequence[SysctlRecord], saved: SavedRules | None = None) -> None:
         """Write down, outside the firewall, the values sysctls had before netnskit changes them."""
 
     def delete(self, family: int, rules: Sequence[Rule]) -> list[str]:

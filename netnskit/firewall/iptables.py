@@ -39,6 +39,7 @@ from netnskit.runner import Runner, default_runner
 log = logging.getLogger("netnskit")
 BACKENDS = ("nft", "legacy")
 _FORWARDING = ("net.ipv4.ip_forward", "net.ipv6.conf.all.forwarding")
+_RELIANCE_READS = "link show type bridge\naddr show type bridge\nroute show\n"
 
 
 def _kind(value: object) -> str | None:
@@ -255,11 +256,12 @@ class Firewall:
             )
         return steps, changes
 
-    def remember(self, changes: Sequence[SysctlRecord]) -> None:
+    def remember(self, changes: Sequence[SysctlRecord], saved: SavedRules | None = None) -> None:
         """Write down the values sysctls had before netnskit changes them (run before the steps that do).
 
-        With forwarding's, what else already needed it (:meth:`reliance`): it did without forwarding
-        until now, so it will not keep forwarding on when netnskit puts the old value back.
+        With forwarding's, what else already needed it (:meth:`reliance`; ``saved``: the host's IPv4
+        rules, if just read): it did without forwarding until now, so it will not keep forwarding on
+        when netnskit puts the old value back.
         """
         if not changes:
             return
@@ -270,7 +272,8 @@ class Firewall:
         out = []
         for change in changes:
             if change.name in _FORWARDING:
-                change = attrs.evolve(change, beside=self.reliance(change.family, self.save(change.family)))
+                rules = saved if saved is not None and change.family == 4 else self.save(change.family)
+                change = attrs.evolve(change, beside=self.reliance(change.family, rules))
             out.append(change)
         records.remember(out, place=place)
 
@@ -293,10 +296,11 @@ class Firewall:
         ``served``: interfaces netnskit's rules served (a bridge given to NatRule or PortForward is
         not another manager's, even without netnskit's alias).
         """
-        flags = ["-6" if family == 6 else "-4"]
-        links = _ipjson.read(self.runner, None, "link", "show", "type", "bridge")
-        addresses = _ipjson.read(self.runner, None, "addr", "show", "type", "bridge", flags=flags)
-        routes = _ipjson.read(self.runner, None, "route", "show", flags=flags)
+        # one ip process: the bridges (with their aliases), their addresses, the routes (-d: details)
+        argv = _ipjson.argv(None, "-batch", "-", flags=["-d", "-6" if family == 6 else "-4"])
+        result = self.runner.run(argv, input=_RELIANCE_READS)
+        found = _ipjson.arrays(result.check("reading the host's bridges and routes").stdout)
+        links, addresses, routes = (found + [[], [], []])[:3]
         mine = set(served)
         addresses = [a for a in addresses if a.get("ifname") not in mine]
         bridges = foreign_bridges(links, addresses, routes, ours=SHARED + ":", family=family)

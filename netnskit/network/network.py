@@ -312,10 +312,11 @@ class Network:
             # them wrongly taken for lost, the plan adds it back
             stale = [] if saved is None else _stale_rules(self.mark, saved, _wanted_rules(self, routes))
             apply(_stale_rule_step(self, stale))
-            firewall, changes = _firewall_plan(self, live=True, saved=fw.save(4) if stale else saved, routes=routes)
+            current = fw.save(4) if stale else saved
+            firewall, changes = _firewall_plan(self, live=True, saved=current, routes=routes)
             if firewall:
                 # the values sysctls had are written down (beside the locks) before they change
-                fw.remember(changes)
+                fw.remember(changes, current)
             apply(firewall)
             if stale:
                 # what no rule needs any more once those are gone (ip_forward, guards' sysctls)

@@ -209,7 +209,7 @@ def test_down_leaves_forwarding_on_under_docker_and_says_why() -> None:
     SysctlRecords(fake).remember([SysctlRecord("net.ipv4.ip_forward", "0", "1")])
     fake.on(["sysctl", "-n", "net.ipv4.ip_forward"], stdout="1\n")
     bridge = {"ifname": "docker0", "addr_info": [{"family": "inet", "local": "172.17.0.1", "prefixlen": 16}]}
-    fake.on(["ip", "-4", "-j", "addr", "show", "type", "bridge"], stdout=json.dumps([bridge]))
+    fake.on(["ip", "-d", "-4", "-j", "-batch", "-"], stdout=f"[]\n{json.dumps([bridge])}\n[]\n")
     teardown = small(fake, port_forwards=[]).down()
     assert not any(a[:2] == ["sysctl", "-w"] for a in fake.argvs)
     assert teardown.left == (

@@ -34,6 +34,7 @@ from netnskit.testing import FakeRunner
 
 C = ["-m", "comment", "--comment", "netnskit:lab"]
 READLINK = ["readlink", "/proc/self/ns/net"]
+RELIANCE_READ = ["ip", "-d", "-4", "-j", "-batch", "-"]  # bridges, their addresses, routes: what else needs forwarding
 SHARED_NAT = """\
 -N NETNSKIT-PREROUTING
 -N NETNSKIT-OUTPUT
@@ -508,10 +509,8 @@ class RecordWatcher(FakeRunner):
 def test_apply_writes_down_the_old_value_before_it_sets_forwarding(caplog, own_lock_dir):
     fake = at_place(RecordWatcher(own_lock_dir, strict=True))
     fake.on(["iptables-save"], stdout="")
-    # what else needs forwarding now (nothing): read once, for the record
-    fake.on(["ip", "-j", "link", "show", "type", "bridge"], stdout="[]")
-    fake.on(["ip", "-4", "-j", "addr", "show", "type", "bridge"], stdout="[]")
-    fake.on(["ip", "-4", "-j", "route", "show"], stdout="[]")
+    # what else needs forwarding now (nothing): read once, for the record, in one ip process
+    fake.on(RELIANCE_READ, stdout="[]\n[]\n[]\n")
     fake.on(lambda argv: "-C" in argv, returncode=1)
     fake.on(["sysctl", "-n", "net.ipv4.ip_forward"], stdout="0\n")
     fake.on(["iptables", "-V"], stdout="iptables v1.8.9 (nf_tables)\n")
@@ -696,17 +695,17 @@ def test_the_memo_chain_goes_with_its_last_memo_while_another_owner_keeps_the_re
 
 def test_the_interfaces_netnskit_served_are_not_another_managers_bridges():
     fake = FakeRunner(strict=True)
-    fake.on(["ip", "-j", "link", "show", "type", "bridge"], stdout='[{"ifname":"nkbr0"},{"ifname":"docker0"}]')
     v4 = {"family": "inet", "prefixlen": 24, "scope": "global"}
     addrs = [
         {"ifname": "nkbr0", "addr_info": [{**v4, "local": "192.168.15.1"}]},
         {"ifname": "docker0", "addr_info": [{**v4, "local": "172.17.0.1"}]},
     ]
-    fake.on(["ip", "-4", "-j", "addr", "show", "type", "bridge"], stdout=json.dumps(addrs))
-    fake.on(["ip", "-4", "-j", "route", "show"], stdout="[]")
+    links = [{"ifname": "nkbr0"}, {"ifname": "docker0"}]
+    fake.on(RELIANCE_READ, stdout=f"{json.dumps(links)}\n{json.dumps(addrs)}\n[]\n")
     empty = SavedRules.parse(4, "")
     assert Firewall(runner=fake).reliance(4, empty, ["nkbr0"]) == ["bridge docker0 (172.17.0.1/24)"]
     assert len(Firewall(runner=fake).reliance(4, empty)) == 2
+    assert fake.inputs[0] == "link show type bridge\naddr show type bridge\nroute show\n"
 
 
 def test_sweep_drops_a_record_whose_value_someone_else_changed_without_touching_it():
@@ -897,9 +896,7 @@ def test_sweep_puts_forwarding_back_from_the_record_after_a_foreign_flush(own_lo
     SysctlRecords(fake).remember([SysctlRecord("net.ipv4.ip_forward", "0", "1")])
     fake.on(["iptables-save"], stdout="*filter\n:INPUT ACCEPT [0:0]\n:FORWARD ACCEPT [0:0]\nCOMMIT\n")
     fake.on(["sysctl", "-n", "net.ipv4.ip_forward"], stdout="1\n")
-    fake.on(["ip", "-j", "link", "show", "type", "bridge"], stdout="[]")
-    fake.on(["ip", "-4", "-j", "addr", "show", "type", "bridge"], stdout="[]")
-    fake.on(["ip", "-4", "-j", "route", "show"], stdout="[]")
+    fake.on(RELIANCE_READ, stdout="[]\n[]\n[]\n")
     fake.on(["sysctl", "-w", "net.ipv4.ip_forward=0"])
     done = Firewall(runner=fake).sweep(4)
     assert done.restored == ("net.ipv4.ip_forward=0",)
