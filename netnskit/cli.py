@@ -285,6 +285,8 @@ def cmd_status(args: argparse.Namespace) -> int:
                 print(f"    netfilter: {rule}")
         for step in status.missing:
             print(f"  missing: {step}")
+        for conflict in status.conflicts:
+            print(f"  conflict: {conflict}")
         for owned in status.extra:
             print(f"  extra: {owned.kind} {owned.name} (marked netnskit:{status.name}, not in the file: up removes it)")
     return OK if status.up else NOT_UP

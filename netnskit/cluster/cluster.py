@@ -21,6 +21,7 @@ from typing import Any, TypeVar
 
 import attrs
 
+from netnskit._rundir import _safe_dir, lock_dir
 from netnskit.cluster import overlay
 from netnskit.cluster.spec import HostPart, HostSpec, split
 from netnskit.cluster.vxlan import vni_for
@@ -29,7 +30,7 @@ from netnskit.executors import Executor, SerialExecutor
 from netnskit.interrupt import Interrupt
 from netnskit.link import LinkInfo
 from netnskit.network import CheckReport, Network, NetworkStatus, Teardown
-from netnskit.network.locks import _open, _safe_dir, _try_lock, lock_dir
+from netnskit.network.locks import _open, _try_lock
 from netnskit.plan import Step, render_script
 from netnskit.runner import Process, Result, Runner, SshRunner, default_runner
 

@@ -8,19 +8,26 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 
 import attrs
 
+from netnskit import _ipjson
 from netnskit.errors import ValidationError
+from netnskit.firewall.host import foreign_bridges, forwarding_reliance, interfaces, summary
+from netnskit.firewall.records import SysctlRecord, SysctlRecords
 from netnskit.firewall.rules import (
     _CHAINS,
     _OURS,
     _TABLE_ORDER,
+    LOOPBACK_NET,
     SHARED,
+    STATE_CHAIN,
+    USER_CHAIN,
     Rule,
     SavedRules,
     _after,
+    _inserted,
     _is_ours,
     _owner,
     _shared_rules,
@@ -31,6 +38,8 @@ from netnskit.runner import Runner, default_runner
 
 log = logging.getLogger("netnskit")
 BACKENDS = ("nft", "legacy")
+_FORWARDING = ("net.ipv4.ip_forward", "net.ipv6.conf.all.forwarding")
+_RELIANCE_READS = "link show type bridge\naddr show type bridge\nroute show\n"
 
 
 def _kind(value: object) -> str | None:
@@ -125,11 +134,26 @@ def _restore_input(sections: dict[str, list[str]]) -> str:
 
 
 @attrs.frozen
+class Sweep:
+    """What a sweep runs, what it leaves as it is and why, and the sysctl records to drop once it ran."""
+
+    commands: tuple[Command, ...] = ()
+    left: tuple[str, ...] = ()
+    forget: tuple[str, ...] = ()
+    restored: tuple[str, ...] = ()  # NAME=VALUE of each sysctl the commands put back
+
+
+@attrs.frozen
 class Firewall:
     """Runs netnskit's rules through one backend: check, add in one restore, delete, sweep."""
 
     backend: Backend = attrs.field(factory=Backend, converter=_backend)
     runner: Runner = attrs.field(factory=default_runner, eq=False, repr=False)
+
+    @property
+    def records(self) -> SysctlRecords:
+        """The sysctl values netnskit found before changing them, on the host the runner acts in."""
+        return SysctlRecords(self.runner)
 
     def restore_command(self, family: int, sections: dict[str, list[str]]) -> Command:
         """``iptables-restore -w SECONDS --noflush`` fed the given lines per table."""
@@ -156,6 +180,11 @@ class Firewall:
         """The current value of a sysctl."""
         return self.runner.run(["sysctl", "-n", name]).check(f"reading {name}").stdout.strip()
 
+    def sysctl_value(self, name: str) -> str | None:
+        """The current value of a sysctl, None where it cannot be read (its interface is gone)."""
+        result = self.runner.run(["sysctl", "-n", name])
+        return result.stdout.strip() if result.ok else None
+
     def plan(
         self,
         family: int,
@@ -172,22 +201,40 @@ class Firewall:
         clean host without running anything; else it is checked against the host (``saved`` is
         its ``iptables-save``, read here when not given).
         """
+        return self.plan_changes(family, rules, sysctls, description, saved=saved, values=values)[0]
+
+    def plan_changes(
+        self,
+        family: int,
+        rules: Sequence[Rule],
+        sysctls: Sequence[Sysctl],
+        description: str,
+        *,
+        saved: SavedRules | None = None,
+        values: dict[str, str] | None = None,
+    ) -> tuple[list[Step], list[SysctlRecord]]:
+        """:meth:`plan`, and the records to :meth:`remember` before its steps run (one per sysctl it changes)."""
         clean = values is not None
         if saved is None:
             saved = SavedRules(frozenset(), (), {}) if clean else self.save(family)
         tables = {r.table for r in rules} | ({"filter"} if sysctls else set())
+        changes: list[SysctlRecord] = []
         memos = saved.memos()
-        to_set: list[tuple[Sysctl, str]] = []
         memo_rules: list[Rule] = []
         for s in sysctls:
             current = (values or {}).get(s.name, "0") if clean else self.sysctl(s.name)
             if current != s.value:
-                to_set.append((s, current))
+                changes.append(SysctlRecord(s.name, current, s.value))
                 if s.name not in memos:
+                    # the plan carries the value too (for a script run by hand); up's record is the file
                     memo_rules.append(s.memo(family, current))
         wanted = [*rules, *memo_rules, *_shared_rules(family, tables)]
         added = [r for r in wanted if clean or not self.has(r, saved)]
         new_chains = [(t, c) for t in _TABLE_ORDER if t in tables for c in _CHAINS[t] if (t, c) not in saved.chains]
+        if not memo_rules:
+            new_chains = [(t, c) for t, c in new_chains if c != STATE_CHAIN]  # made only to hold a memo
+        if "filter" in tables and ("filter", USER_CHAIN) not in saved.chains:
+            new_chains.append(("filter", USER_CHAIN))  # the admin's: made if absent, left to the sweep
         steps: list[Step] = []
         if added or new_chains:
             do: dict[str, list[str]] = {}
@@ -196,15 +243,39 @@ class Firewall:
                 do.setdefault(table, []).append(f"-N {chain}")
             # Rules in our chains first, jumps from the built-in chains last.
             for rule in sorted(added, key=lambda r: not _OURS.match(r.chain)):
-                do.setdefault(rule.table, []).append(rule.line("-A"))
+                do.setdefault(rule.table, []).append(rule.line("-I" if _inserted(rule) else "-A"))
             for rule in sorted(added, key=lambda r: bool(_OURS.match(r.chain))):
                 undo.setdefault(rule.table, []).append(rule.line("-D"))
             for table, chain in new_chains:
                 undo.setdefault(table, []).append(f"-X {chain}")
             steps.append(Step(description, [self.restore_command(family, do)], [self.restore_command(family, undo)]))
-        for s, previous in to_set:
-            steps.append(Step(f"set {s.name}={s.value} (was {previous})", [s.set_command()], [s.set_command(previous)]))
-        return steps
+        for change in changes:
+            s = Sysctl(change.name, change.set)
+            steps.append(
+                Step(f"set {s.name}={s.value} (was {change.was})", [s.set_command()], [s.set_command(change.was)])
+            )
+        return steps, changes
+
+    def remember(self, changes: Sequence[SysctlRecord], saved: SavedRules | None = None) -> None:
+        """Write down the values sysctls had before netnskit changes them (run before the steps that do).
+
+        With forwarding's, what else already needed it (:meth:`reliance`; ``saved``: the host's IPv4
+        rules, if just read): it did without forwarding until now, so it will not keep forwarding on
+        when netnskit puts the old value back.
+        """
+        if not changes:
+            return
+        records = self.records
+        place = records.place()  # first: where it cannot be read, nothing changes
+        if not place:
+            return
+        out = []
+        for change in changes:
+            if change.name in _FORWARDING:
+                rules = saved if saved is not None and change.family == 4 else self.save(change.family)
+                change = attrs.evolve(change, beside=self.reliance(change.family, rules))
+            out.append(change)
+        records.remember(out, place=place)
 
     def delete(self, family: int, rules: Sequence[Rule]) -> list[str]:
         """Delete those of ``rules`` that exist, in one restore; returns their lines."""
@@ -219,34 +290,104 @@ class Firewall:
             self.restore_command(family, lines).run(self.runner).check("deleting netnskit rules")
         return gone
 
+    def reliance(self, family: int, saved: SavedRules, served: Iterable[str] = ()) -> list[str]:
+        """What on the host needs forwarding of ``family`` besides netnskit (reads the host's bridges).
+
+        ``served``: interfaces netnskit's rules served (a bridge given to NatRule or PortForward is
+        not another manager's, even without netnskit's alias).
+        """
+        # one ip process: the bridges (with their aliases), their addresses, the routes (-d: details)
+        argv = _ipjson.argv(None, "-batch", "-", flags=["-d", "-6" if family == 6 else "-4"])
+        result = self.runner.run(argv, input=_RELIANCE_READS)
+        found = _ipjson.arrays(result.check("reading the host's bridges and routes").stdout)
+        links, addresses, routes = (found + [[], [], []])[:3]
+        mine = set(served)
+        addresses = [a for a in addresses if a.get("ifname") not in mine]
+        bridges = foreign_bridges(links, addresses, routes, ours=SHARED + ":", family=family)
+        return forwarding_reliance(saved, bridges)
+
     def sweep_commands(self, family: int, saved: SavedRules) -> list[Command]:
-        """What to run so nothing of ours outlives its need (read from ``saved``; pure)."""
+        """What to run so nothing of ours outlives its need (read from ``saved``; pure, no sysctl records)."""
+        return list(self.plan_sweep(family, saved).commands)
+
+    def plan_sweep(
+        self,
+        family: int,
+        saved: SavedRules,
+        *,
+        records: Mapping[str, SysctlRecord] | None = None,
+        value: Callable[[str], str | None] | None = None,
+        reliance: Callable[[], Sequence[str]] | None = None,
+    ) -> Sweep:
+        """The sweep of ``saved``: guards, sysctls and shared chains no rule of ours needs any more.
+
+        A recorded sysctl (``records``) no rule needs is put back to the value it had, if it still
+        holds the value netnskit set (``value`` reads it now); IP forwarding stays on, with the
+        reason in ``left``, where ``reliance`` (called only then) names something else that needs
+        it. The records acted on, or found stale, are in ``forget``.
+        """
         deletes: list[Rule] = []
         owned = saved.owner_rules()
-        # A loopback guard of owner O on bridge B stays while O still forwards hairpin traffic on B.
+        # A loopback guard of owner O on bridge B stays while O still forwards 127.0.0.1 to B.
         guards = [r for r in owned if r.table == "raw"]
         for guard in guards:
             bridge = _after(guard.spec, "-i")
             if not any(
-                r.table == "nat" and r.comment == guard.comment and _after(r.spec, "-i") == bridge for r in owned
+                r.table == "nat"
+                and r.comment == guard.comment
+                and _after(r.spec, "-o") == bridge
+                and _after(r.spec, "-s") == LOOPBACK_NET
+                for r in owned
             ):
                 deletes.append(guard)
         owned = [r for r in owned if r not in deletes]
         remaining_guards = {_after(r.spec, "-i") for r in owned if r.table == "raw"}
+        translating = any(r.table == "nat" for r in owned)
+        # the file's records, and the plan's memos where the file has none (a script run by hand)
+        memos = saved.memos()
+        known = {name: SysctlRecord(name, was, "1") for name, (_, was) in memos.items()}
+        known.update({n: r for n, r in (records or {}).items() if r.family == family})
         commands: list[Command] = []
-        for name, (memo, previous) in sorted(saved.memos().items()):
+        left: list[str] = []
+        forget: list[str] = []
+        restored: list[str] = []
+        relied: Sequence[str] | None = None
+        for name, record in sorted(known.items()):
             localnet = re.fullmatch(r"net\.ipv4\.conf\.(.+)\.route_localnet", name)
-            needed = localnet.group(1).replace("/", ".") in remaining_guards if localnet else bool(owned)
-            if not needed:
-                commands.append(Sysctl(name, previous).set_command())
-                deletes.append(memo)
+            if localnet.group(1).replace("/", ".") in remaining_guards if localnet else translating:
+                continue
+            now = value(name) if value is not None else None
+            forget.append(name)
+            deletes += [memos[name][0]] if name in memos else []
+            if now != record.set or now == record.was:
+                continue  # gone, put back, or set by someone else since: not ours to change
+            if not localnet:
+                if relied is None:
+                    relied = list(reliance()) if reliance is not None else []
+                # what needed forwarding when netnskit switched it on did without it before
+                new = [r for r in relied if r not in record.beside]
+                if new:
+                    why = f"needed by {summary(new)}"
+                    left.append(f"{name} left at {now} (it was {record.was} before netnskit): {why}")
+                    continue
+            commands.append(Sysctl(name, record.was).set_command())
+            restored.append(f"{name}={record.was}")
         lines: dict[str, list[str]] = {}
         for rule in deletes:
             lines.setdefault(rule.table, []).append(rule.line("-D"))
-        memos_left = [m for m, _ in saved.memos().values() if m not in deletes]
+        memos_left = [m for m, _ in memos.values() if m not in deletes]
         for table in _TABLE_ORDER:
             ours = [c for c in _CHAINS[table] if (table, c) in saved.chains]
             if not ours or any(r.table == table for r in owned) or (table == "filter" and memos_left):
+                # the memo chain goes with its last memo, even while another owner keeps the rest
+                state = [r for r in saved.rules if r.table == table and r.chain == STATE_CHAIN and r not in deletes]
+                if (
+                    table == "filter"
+                    and STATE_CHAIN in ours
+                    and not state
+                    and any(r.chain == STATE_CHAIN for r in deletes)
+                ):
+                    lines.setdefault(table, []).append(f"-X {STATE_CHAIN}")
                 continue
             foreign = [r for r in saved.rules if r.table == table and r.chain in ours and not _is_ours(r)]
             if foreign:
@@ -259,17 +400,35 @@ class Firewall:
             lines.setdefault(table, []).extend(r.line("-D") for r in jumps)
             lines[table].extend(f"-F {c}" for c in ours)
             lines[table].extend(f"-X {c}" for c in ours)
+            if table == "filter" and _unused(saved, USER_CHAIN):
+                lines[table].append(f"-X {USER_CHAIN}")
         if lines:
             commands.append(self.restore_command(family, lines))
-        return commands
+        return Sweep(tuple(commands), tuple(left), tuple(forget), tuple(restored))
 
-    def sweep(self, family: int) -> None:
-        """Remove guards, sysctl values and shared chains/jumps that no owner needs any more."""
-        for command in self.sweep_commands(family, self.save(family)):
+    def sweep(self, family: int, served: Iterable[str] = ()) -> Sweep:
+        """Remove guards, sysctl values and shared chains/jumps that no owner needs any more.
+
+        ``served``: the interfaces of the rules just removed (see :meth:`reliance`).
+        """
+        saved = self.save(family)
+        records = self.records
+        done = self.plan_sweep(
+            family,
+            saved,
+            records=records.load(),
+            value=self.sysctl_value,
+            reliance=lambda: self.reliance(family, saved, served),
+        )
+        for command in done.commands:
             result = command.run(self.runner)
             if command.tool == "sysctl" and not result.ok and "no such file" in result.stderr.lower():
                 continue  # the interface is gone, and its sysctl with it
             result.check("sweeping netnskit rules")
+        records.forget(done.forget)
+        for line in done.left:
+            log.warning("%s", line)
+        return done
 
     def purge(self, owner: str, family: int = 4) -> int:
         """Delete every rule of ``owner`` (found by its comment), then sweep; returns how many."""
@@ -281,5 +440,17 @@ class Firewall:
             lines.setdefault(rule.table, []).append(rule.line("-D"))
         if lines:
             self.restore_command(family, lines).run(self.runner).check(f"purging the rules of {owner!r}")
-        self.sweep(family)
+        self.sweep(family, interfaces(mine))
         return len(mine)
+
+
+def _unused(saved: SavedRules, chain: str) -> bool:
+    """Is the admin's chain there, empty, and jumped to by no rule but ours? (Then it was ours to make.)"""
+    if ("filter", chain) not in saved.chains:
+        return False
+    for rule in saved.rules:
+        if rule.table != "filter":
+            continue
+        if rule.chain == chain or (_after(rule.spec, "-j") == chain and not _OURS.match(rule.chain)):
+            return False
+    return True

@@ -21,15 +21,19 @@ from netnskit.plan import Batchable, Command, Resource
 if TYPE_CHECKING:
     from netnskit.firewall.iptables import Backend
 
-MARK = "0x1000000/0x1000000"
 SHARED = "netnskit"
+LOOPBACK_NET = "127.0.0.0/8"
+MEMO = "netnskit sysctl "  # the comment of a never-matching rule in NETNSKIT-STATE: "netnskit sysctl NAME=WAS"
+# The admin's chain: jumped to first from NETNSKIT-FORWARD, created if absent, never flushed or edited.
+USER_CHAIN = "NETNSKIT-USER"
+STATE_CHAIN = "NETNSKIT-STATE"  # never jumped to: its rules carry the plan's copy of sysctl values
 
 _TABLE_ORDER = ("raw", "nat", "filter")
 # The shared part of each table: our chains, and the jumps to them from the built-in chains.
 _CHAINS: dict[str, tuple[str, ...]] = {
     "raw": ("NETNSKIT-PREROUTING",),
-    "nat": ("NETNSKIT-PREROUTING", "NETNSKIT-OUTPUT", "NETNSKIT-POSTROUTING", "NETNSKIT-MARK"),
-    "filter": ("NETNSKIT-FORWARD", "NETNSKIT-STATE"),
+    "nat": ("NETNSKIT-PREROUTING", "NETNSKIT-OUTPUT", "NETNSKIT-POSTROUTING"),
+    "filter": ("NETNSKIT-FORWARD", STATE_CHAIN),
 }
 _OURS = re.compile(r"^NETNSKIT-")
 
@@ -47,17 +51,24 @@ def _shared(*spec: str) -> tuple[str, ...]:
     return (*spec[:at], "-m", "comment", "--comment", SHARED, *spec[at:])
 
 
-_SHARED_RULES: dict[str, tuple[tuple[str, tuple[str, ...]], ...]] = {
-    "raw": (("PREROUTING", _shared("-j", "NETNSKIT-PREROUTING")),),
+# (chain, spec, inserted): an inserted rule goes first in its chain (``-I``), the others last (``-A``).
+# FORWARD's jump is first so that a foreign final REJECT or DROP (RHEL's ``-A FORWARD -j REJECT``)
+# cannot swallow the network's own traffic; our chain starts with the jump to the admin's chain, so
+# nothing of ours is accepted before the admin's rules saw it. raw's guards only drop: first too.
+# The nat jumps go last: a foreign DNAT of the same port would win, which ``up`` refuses beforehand.
+_SHARED_RULES: dict[str, tuple[tuple[str, tuple[str, ...], bool], ...]] = {
+    "raw": (("PREROUTING", _shared("-j", "NETNSKIT-PREROUTING"), True),),
     "nat": (
-        ("NETNSKIT-MARK", _shared("-j", "MARK", "--set-xmark", MARK)),
-        ("NETNSKIT-POSTROUTING", _shared("-m", "mark", "--mark", MARK, "-j", "MASQUERADE")),
-        ("PREROUTING", _shared("-m", "addrtype", "--dst-type", "LOCAL", "-j", "NETNSKIT-PREROUTING")),
-        ("OUTPUT", _shared("-m", "addrtype", "--dst-type", "LOCAL", "-j", "NETNSKIT-OUTPUT")),
-        ("POSTROUTING", _shared("-j", "NETNSKIT-POSTROUTING")),
+        ("PREROUTING", _shared("-m", "addrtype", "--dst-type", "LOCAL", "-j", "NETNSKIT-PREROUTING"), False),
+        ("OUTPUT", _shared("-m", "addrtype", "--dst-type", "LOCAL", "-j", "NETNSKIT-OUTPUT"), False),
+        ("POSTROUTING", _shared("-j", "NETNSKIT-POSTROUTING"), False),
     ),
-    "filter": (("FORWARD", _shared("-j", "NETNSKIT-FORWARD")),),
+    "filter": (
+        ("NETNSKIT-FORWARD", _shared("-j", USER_CHAIN), True),
+        ("FORWARD", _shared("-j", "NETNSKIT-FORWARD"), True),
+    ),
 }
+_INSERTED = {(t, chain, spec) for t, rules in _SHARED_RULES.items() for chain, spec, first in rules if first}
 
 
 def _owner(value: object) -> str:
@@ -171,7 +182,13 @@ def _network(word: str) -> str:
 
 
 def _shared_rules(family: int, tables: Iterable[str]) -> list[Rule]:
-    return [Rule(family, t, chain, spec) for t in _TABLE_ORDER if t in set(tables) for chain, spec in _SHARED_RULES[t]]
+    wanted = set(tables)
+    return [Rule(family, t, chain, spec) for t in _TABLE_ORDER if t in wanted for chain, spec, _ in _SHARED_RULES[t]]
+
+
+def _inserted(rule: Rule) -> bool:
+    """Does this shared rule go first in its chain (``-I``) rather than last?"""
+    return (rule.table, rule.chain, rule.spec) in _INSERTED
 
 
 # shlex.split (posix, no comments) separates words by exactly these four characters; str.split()
@@ -240,19 +257,19 @@ class SavedRules:
         ]
 
     def memos(self) -> dict[str, tuple[Rule, str]]:
-        """Remembered sysctl values: name -> (memo rule, previous value)."""
+        """Sysctl values the plan wrote down in NETNSKIT-STATE: name -> (memo rule, previous value)."""
         found = {}
         for r in self.rules:
             comment = r.comment or ""
-            if r.chain == "NETNSKIT-STATE" and comment.startswith("netnskit sysctl "):
-                name, _, previous = comment[len("netnskit sysctl ") :].rpartition("=")
+            if r.chain == STATE_CHAIN and comment.startswith(MEMO):
+                name, _, previous = comment[len(MEMO) :].rpartition("=")
                 found[name] = (r, previous)
         return found
 
 
 def _is_ours(rule: Rule) -> bool:
     comment = rule.comment or ""
-    return comment == SHARED or comment.startswith((SHARED + ":", SHARED + " sysctl "))
+    return comment == SHARED or comment.startswith((SHARED + ":", MEMO))
 
 
 def _after(words: Sequence[str], flag: str) -> str | None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import attrs
 
 from netnskit.commands import sysctl
-from netnskit.firewall.rules import Rule
+from netnskit.firewall.rules import MEMO, STATE_CHAIN, Rule
 from netnskit.plan import Command
 
 
@@ -30,9 +30,8 @@ class Sysctl:
         return self.set_command(value).host_argv()
 
     def memo(self, family: int, previous: str) -> Rule:
-        """The never-matching rule in ``NETNSKIT-STATE`` that remembers the previous value."""
-        comment = f"netnskit sysctl {self.name}={previous}"
-        return Rule(family, "filter", "NETNSKIT-STATE", ["-m", "comment", "--comment", comment])
+        """The never-matching rule in ``NETNSKIT-STATE`` that carries the previous value in the plan itself."""
+        return Rule(family, "filter", STATE_CHAIN, ["-m", "comment", "--comment", f"{MEMO}{self.name}={previous}"])
 
 
 def _forwarding(family: int) -> Sysctl:

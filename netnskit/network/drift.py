@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 import attrs
 
-from netnskit.firewall import Firewall, Rule, SavedRules
+from netnskit.firewall import Backend, Firewall, Rule, SavedRules
 from netnskit.firewall.rules import _rule_key
 from netnskit.link import Link
 from netnskit.netns import Namespace
@@ -112,7 +112,7 @@ def _stale_rule_step(net: Network, stale: list[Rule]) -> list[Step]:
     sections: dict[str, list[str]] = {}
     for rule in stale:
         sections.setdefault(rule.table, []).append(rule.line("-D"))
-    fw = Firewall(runner=net.runner)
+    fw = Firewall(Backend(wait=net.xtables_wait), net.runner)  # the network's xtables wait
     return [
         Step(
             f"remove {len(stale)} firewall rule{'s' if len(stale) != 1 else ''} of {net.mark} "

@@ -1,4 +1,4 @@
-"""The glue to :mod:`netnskit.firewall`: a network's masquerade and port forwards as firewall steps, and removal.
+"""The glue to :mod:`netnskit.firewall`: a network's bridge, NAT and forwards as firewall steps, and removal.
 
 The kernel copies a write of ``net.ipv4.ip_forward`` to every interface: the steps that write it also
 put back the per-link forwarding of netnskit networks' links.
@@ -6,6 +6,7 @@ put back the per-link forwarding of netnskit networks' links.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -13,7 +14,8 @@ import attrs
 
 from netnskit import _ipjson
 from netnskit.errors import CommandNotFoundError
-from netnskit.firewall import Backend, Firewall, NatRule, PortForward, Rule, SavedRules, Sysctl
+from netnskit.firewall import Backend, Firewall, NatRule, PortForward, Rule, SavedRules, Sysctl, SysctlRecord
+from netnskit.firewall.host import interfaces, uplinks
 from netnskit.firewall.rules import _unique
 from netnskit.network.spec import MARK_PREFIX
 from netnskit.network.state import _read_links
@@ -25,8 +27,26 @@ if TYPE_CHECKING:
     from netnskit.network.network import Network
 
 
-def _firewall_objects(net: Network) -> list[NatRule | PortForward]:
-    return [*([net.nat_rule()] if net.masquerade else []), *net.forward_rules()]
+def _uplinks(net: Network, routes: Sequence[dict[str, Any]] | None = None) -> tuple[str, ...]:
+    """Where the masqueraded subnet may go: the network's own host links and host routes' devices, and
+    (``routes``: the host's, when read) the devices of the host's routes through a gateway."""
+    own = [link.name for link in net.links if link.netns is None]
+    own += [r.dev for r in net.routes if r.netns is None and r.dev is not None]
+    found = uplinks(routes, exclude=[net.bridge]) if routes is not None else []
+    return tuple(d for d in _unique([*own, *found]) if d != net.bridge)
+
+
+def _bridge_rule(net: Network) -> Rule:
+    """Traffic between the network's namespaces: bridged, it passes FORWARD where br_netfilter is loaded.
+
+    The same rule as its NatRule's (so the two are one): a network without masquerade needs it too.
+    """
+    spec = ["-i", net.bridge, "-o", net.bridge, "-m", "comment", "--comment", net.mark, "-j", "ACCEPT"]
+    return Rule(4, "filter", "NETNSKIT-FORWARD", spec)
+
+
+def _firewall_objects(net: Network, routes: Sequence[dict[str, Any]] | None = None) -> list[NatRule | PortForward]:
+    return [*([net.nat_rule(_uplinks(net, routes))] if net.masquerade else []), *net.forward_rules()]
 
 
 def _firewall_of(net: Network) -> Firewall:
@@ -35,9 +55,9 @@ def _firewall_of(net: Network) -> Firewall:
 
 
 def _saved(fw: Firewall, family: int, *, needed: bool) -> SavedRules:
-    """The host's rules of ``family``. Without the tool installed and not ``needed`` (no rule of the
-    description): none, since no netnskit rule can have been made without it; a network with no
-    masquerade or forward works on a host without iptables."""
+    """The host's rules of ``family``. Without the tool installed and not ``needed`` (no masquerade or
+    forward in the description): none, since no netnskit rule can have been made without it; a
+    network with no masquerade or forward works on a host without iptables."""
     try:
         return fw.save(family)
     except CommandNotFoundError:
@@ -49,43 +69,83 @@ def _saved(fw: Firewall, family: int, *, needed: bool) -> SavedRules:
 _NO_RULES = SavedRules(frozenset(), (), {})
 
 
-def _wanted_rules(net: Network, saved: SavedRules | None) -> list[Rule]:
-    """The rules of the network's masquerade and forwards (ACCEPT ones where ``saved`` shows FORWARD
-    policy DROP; none for None, a clean host)."""
-    accept = _firewall_of(net).forward_policy_drop(saved) if saved is not None else False
-    return _unique(r for o in _firewall_objects(net) for r in o.rules(forward_accept=accept))
+def _host_routes(net: Network) -> list[dict[str, Any]] | None:
+    """The host's IPv4 routes, read where the network masquerades (its uplinks come from them)."""
+    return _ipjson.read(net.runner, None, "route", "show", flags=["-4"]) if net.masquerade else None
+
+
+def _wanted_rules(net: Network, routes: Sequence[dict[str, Any]] | None = None) -> list[Rule]:
+    """The rules of the network's bridge, masquerade and forwards (``routes``: the host's, where read:
+    the masquerade's uplinks)."""
+    return _unique([_bridge_rule(net), *(r for o in _firewall_objects(net, routes) for r in o.rules())])
+
+
+def _firewall_plan(
+    net: Network,
+    *,
+    live: bool,
+    saved: SavedRules | None = None,
+    routes: Sequence[dict[str, Any]] | None = None,
+) -> tuple[list[Step], list[SysctlRecord]]:
+    """The firewall's steps for the network (its bridge, masquerade and forwards, as one ruleset), and
+    the sysctl records to write before they run.
+
+    Pure (for a clean host) unless ``live``: then read from the host (``saved``: its rules and
+    ``routes``: its IPv4 routes, if just read), holding only what is missing. A host without
+    iptables gets no steps for a network with no masquerade or forward (nothing filters there).
+    """
+    fw = _firewall_of(net)
+    description = f"firewall rules of network {net.name} ({net.mark})"
+    objects = _firewall_objects(net)
+    if not live:
+        rules = _wanted_rules(net)
+        sysctls: list[Sysctl] = _unique(s for o in objects for s in o.sysctls())
+        return fw.plan_changes(4, rules, sysctls, description, values={})
+    if saved is None:
+        saved = _saved(fw, 4, needed=bool(objects))
+        if saved is _NO_RULES:
+            return [], []
+    rules = _wanted_rules(net, routes if routes is not None else _host_routes(net))
+    sysctls = _unique(s for o in objects for s in o.sysctls())
+    steps, changes = fw.plan_changes(4, rules, sysctls, description, saved=saved)
+    return [attrs.evolve(s, undo=_keep_link_forwarding(net.runner, s.undo, _any_network)) for s in steps], changes
 
 
 def _firewall_steps(net: Network, *, live: bool, saved: SavedRules | None = None) -> list[Step]:
-    """The firewall's steps for the network's masquerade and forwards, as one ruleset.
-
-    Pure (for a clean host, FORWARD policy ACCEPT) unless ``live``: then read from the host
-    (``saved``: its iptables-save, if just read), holding only what is missing.
-    """
-    objects = _firewall_objects(net)
-    if not objects:
-        return []
-    fw = _firewall_of(net)
-    description = f"firewall rules of network {net.name} ({net.mark})"
-    if live and saved is None:
-        saved = fw.save(4)
-    rules = _wanted_rules(net, saved if live else None)
-    sysctls: list[Sysctl] = _unique(s for o in objects for s in o.sysctls())
-    if not live:
-        return fw.plan(4, rules, sysctls, description, values={})
-    steps = fw.plan(4, rules, sysctls, description, saved=saved)
-    return [attrs.evolve(s, undo=_keep_link_forwarding(net.runner, s.undo, _any_network)) for s in steps]
+    """The firewall's steps of :func:`_firewall_plan`."""
+    return _firewall_plan(net, live=live, saved=saved)[0]
 
 
-def _sweep_step(runner: Runner, saved: SavedRules, host: dict[str, dict[str, Any]]) -> list[Step]:
-    """The firewall's sweep as a step to apply (``do``), computed from ``saved``: guards, sysctls,
-    chains and jumps no rule needs any more; other networks' link forwarding kept (``host``: the
-    host's links now; a setting of a link that is gone has nothing to put back)."""
-    sweep = [c for c in Firewall(runner=runner).sweep_commands(4, saved) if _link_of(c) in (None, *host)]
+@attrs.frozen
+class _Removal:
+    """The steps removing netnskit's rules, what the sweep leaves on and why, and the records to drop after."""
+
+    steps: tuple[Step, ...] = ()
+    left: tuple[str, ...] = ()
+    forget: tuple[str, ...] = ()
+
+
+def _sweep_step(
+    fw: Firewall, saved: SavedRules, host: dict[str, dict[str, Any]], served: Sequence[str] = ()
+) -> _Removal:
+    """The firewall's sweep as a step to apply (``do``), computed from ``saved``: guards, sysctls
+    (put back from their records, unless something else needs them; ``served``: interfaces of the
+    rules that went), chains and jumps no rule needs any more; other networks' link forwarding kept
+    (``host``: the host's links now; a setting of a link that is gone has nothing to put back).
+    With what it leaves on and why, and the records to forget once it ran."""
+    done = fw.plan_sweep(
+        4,
+        saved,
+        records=fw.records.load(),
+        value=fw.sysctl_value,
+        reliance=functools.partial(fw.reliance, 4, saved, served),
+    )
+    sweep = [c for c in done.commands if _link_of(c) in (None, *host)]
     if not sweep:
-        return []
-    commands = _keep_link_forwarding(runner, sweep, _any_network, host)
-    return [Step("sweep netnskit's shared firewall state (IPv4)", commands)]
+        return _Removal((), done.left, done.forget)
+    commands = _keep_link_forwarding(fw.runner, sweep, _any_network, host)
+    step = Step("sweep netnskit's shared firewall state (IPv4)", commands)
+    return _Removal((step,), done.left, done.forget)
 
 
 def _link_of(command: Command) -> str | None:
@@ -149,30 +209,44 @@ def _firewall_removal(
     stays: Callable[[str], bool] | None = None,
     host: dict[str, dict[str, Any]] | None = None,
     read: dict[int, SavedRules] | None = None,
-) -> list[Step]:
+) -> _Removal:
     """Steps (undo order) deleting every rule whose comment ``owns`` accepts, then the firewall's sweep
     (``stays``: the link aliases of networks that stay, see _keep_link_forwarding; ``host``: the
     host's links and ``read``: the saved rules of a family, if just read; a family not read is read
-    here, as none where the tool is not installed)."""
+    here, as none where the tool is not installed). Sysctls are put back from their records (beside
+    the locks): those no rule needs any more, unless something else needs them."""
     runner = fw.runner
+    records = fw.records.load()
     steps: list[Step] = []
+    left: list[str] = []
+    forget: list[str] = []
     for family in families:
         given = (read or {}).get(family)
         saved = _saved(fw, family, needed=False) if given is None else given
         mine = [r for r in saved.rules if r.comment is not None and owns(r.comment)]
         doomed = set(mine)
         after = attrs.evolve(saved, rules=tuple(r for r in saved.rules if r not in doomed))
-        sweep = fw.sweep_commands(family, after)
+        sweep = fw.plan_sweep(
+            family,
+            after,
+            records=records,
+            value=fw.sysctl_value,
+            reliance=functools.partial(fw.reliance, family, after, interfaces(mine)),
+        )
+        left += sweep.left
+        forget += sweep.forget
+        commands = list(sweep.commands)
         if family == 4:
-            sweep = list(_keep_link_forwarding(runner, sweep, stays or (lambda _: False), host))
-        if sweep:
-            steps.append(Step(f"sweep netnskit's shared firewall state (IPv{family})", [], sweep))
+            commands = list(_keep_link_forwarding(runner, commands, stays or (lambda _: False), host))
+        if commands:
+            back = f": put back {', '.join(sweep.restored)}" if sweep.restored else ""
+            steps.append(Step(f"sweep netnskit's shared firewall state (IPv{family}){back}", [], commands))
         if mine:
             sections: dict[str, list[str]] = {}
             for rule in mine:
                 sections.setdefault(rule.table, []).append(rule.line("-D"))
             steps.append(Step(f"{len(mine)} firewall rules (IPv{family})", [], [fw.restore_command(family, sections)]))
-    return steps
+    return _Removal(tuple(steps), tuple(left), tuple(forget))
 
 
 def _families(fw: Firewall) -> tuple[int, ...]:

@@ -19,53 +19,18 @@ import errno
 import fcntl
 import hashlib
 import os
-import re
-import stat
 import time
 from collections.abc import Iterator
 
-from netnskit.errors import BusyError, NetnskitError
+from netnskit._rundir import LOCK_DIR, _safe_dir, lock_dir, place_of
+from netnskit.errors import BusyError
 from netnskit.interrupt import Interrupt
 from netnskit.network.spec import mark_for
 from netnskit.runner import Runner
 
-LOCK_DIR = "/run/netnskit"
+__all__ = ["LOCK_DIR", "lock_dir", "place_of"]
+
 _LOCK_WAIT = 120.0
-_PLACE = re.compile(r"net:\[(\d+)\]")
-
-
-def lock_dir() -> str:
-    """Where the lock files are: ``$NETNSKIT_LOCK_DIR``, else ``/run/netnskit`` for root, else the user's own."""
-    if os.environ.get("NETNSKIT_LOCK_DIR"):
-        return os.environ["NETNSKIT_LOCK_DIR"]
-    if os.geteuid() == 0:
-        return LOCK_DIR
-    return os.path.join(os.environ.get("XDG_RUNTIME_DIR") or "/tmp", f"netnskit-{os.geteuid()}")
-
-
-def _safe_dir(path: str) -> str:
-    """Make ``path`` (mode 0700) or check it: ours, not a link, writable by nobody else."""
-    with contextlib.suppress(FileExistsError):
-        os.mkdir(path, 0o700)
-    info = os.lstat(path)
-    if not stat.S_ISDIR(info.st_mode) or info.st_uid != os.geteuid() or info.st_mode & 0o022:
-        raise NetnskitError(
-            f"refusing the lock folder {path}: it must be a folder owned by uid {os.geteuid()} that no one else "
-            f"may write to (it is uid {info.st_uid}, mode {stat.filemode(info.st_mode)}); remove it and try again"
-        )
-    return path
-
-
-def place_of(runner: Runner) -> str:
-    """The network namespace the runner acts in (its inode number), read through the runner;
-    prefixed by a hash of the machine a remote runner names (its ``machine``), if it names one."""
-    result = runner.run(["readlink", "/proc/self/ns/net"])
-    found = _PLACE.search(result.stdout) if result.ok else None
-    place = found.group(1) if found else "unknown"
-    machine = getattr(runner, "machine", None)
-    if isinstance(machine, str) and machine:
-        return f"{hashlib.sha256(machine.encode()).hexdigest()[:16]}-{place}"
-    return place
 
 
 def _open(path: str) -> int:

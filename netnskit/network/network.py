@@ -28,13 +28,22 @@ from netnskit.errors import (
 )
 from netnskit.executors import Executor, SerialExecutor
 from netnskit.firewall import Backend, Firewall, NatRule, PortForward, SavedRules
+from netnskit.firewall.host import interfaces
 from netnskit.firewall.iptables import XTABLES_WAIT, xtables_wait
 from netnskit.interrupt import Interrupt
 from netnskit.link import Link, Route
 from netnskit.network.check import CheckReport, Progress, _check
 from netnskit.network.drift import _after_removal, _stale_core, _stale_rule_step, _stale_rules
 from netnskit.network.faults import FaultEvent, run_faults
-from netnskit.network.firewall import _firewall_of, _firewall_steps, _sweep_step, _wanted_rules
+from netnskit.network.firewall import (
+    _firewall_of,
+    _firewall_plan,
+    _firewall_steps,
+    _host_routes,
+    _sweep_step,
+    _uplinks,
+    _wanted_rules,
+)
 from netnskit.network.impair import (
     CableState,
     cable_steps,
@@ -71,7 +80,7 @@ from netnskit.network.spec import (
     group_for,
     mark_for,
 )
-from netnskit.network.state import _Facts, _gather, _read_links, _refuse_foreign
+from netnskit.network.state import _Facts, _gather, _read_links, _refuse_conflicts, _refuse_foreign
 from netnskit.network.status import NetworkStatus, _missing, _status
 from netnskit.network.steps import _entries
 from netnskit.network.teardown import Teardown, _down
@@ -174,16 +183,23 @@ class Network:
         names = [self.bridge, *(n.host_ifname for n in self.namespaces)]
         return names + [link.name for link in self.links if link.netns is None]
 
-    def nat_rule(self) -> NatRule:
-        """The masquerade rule for the subnet (traffic leaving by any interface but the bridge)."""
-        return NatRule(self.subnet, self.bridge, owner=self.name, runner=self.runner, backend=self._backend)
+    def nat_rule(self, uplinks: Sequence[str] | None = None) -> NatRule:
+        """The masquerade rule for the subnet (traffic leaving by any interface but the bridge).
+
+        ``uplinks``: where the subnet's traffic may go out (None: the network's own host links and
+        host routes' devices; ``up`` adds the devices of the host's routes through a gateway).
+        """
+        chosen = tuple(uplinks) if uplinks is not None else _uplinks(self)
+        return NatRule(
+            self.subnet, self.bridge, owner=self.name, runner=self.runner, uplinks=chosen, backend=self._backend
+        )
 
     @property
     def _backend(self) -> Backend:
         return Backend(wait=self.xtables_wait)
 
     def forward_rules(self) -> list[PortForward]:
-        """The DNAT rules of the port forwards."""
+        """The DNAT rules of the port forwards (each on its ``host_address``, or every local address)."""
         addrs = {name: iface.ip for name, iface in self.addresses().items()} | dict(self.remote_addresses)
         return [
             PortForward(
@@ -191,9 +207,11 @@ class Network:
                 addrs[f.netns],
                 f.port,
                 f.protocol,
+                host_address=f.host_address,
                 owner=self.name,
                 runner=self.runner,
                 bridge=self.bridge,
+                subnet=self.subnet,
                 backend=self._backend,
             )
             for f in self.port_forwards
@@ -272,6 +290,10 @@ class Network:
         refuse_unsupported(self._file_impairments(), self._support_for_file())
         facts = self._facts()
         _refuse_foreign(self, facts)
+        fw = _firewall_of(self)
+        saved = _saved(fw)
+        # a port another network or a foreign DNAT already forwards, a subnet a route sends elsewhere
+        _refuse_conflicts(self, facts, saved)
         done: list[Step] = []  # applied by this call, in order: what a later failure rolls back
 
         def apply(steps: Sequence[Step]) -> None:
@@ -285,16 +307,22 @@ class Network:
             after = _after_removal(self, facts)  # what the removals take along is to do again
             apply(_stale_core(self, facts) + [step for step, ok in self._entries() if not ok(after)])
             apply([step for step, ok in self._impair_entries(facts) if not ok])
-            fw = _firewall_of(self)
-            saved = _saved(fw)
+            routes = _host_routes(self)  # the masquerade's uplinks: read once the network's links are there
             # rules of ours the description lost go before the firewall plan is read: were one of
             # them wrongly taken for lost, the plan adds it back
-            stale = [] if saved is None else _stale_rules(self.mark, saved, _wanted_rules(self, saved))
+            stale = [] if saved is None else _stale_rules(self.mark, saved, _wanted_rules(self, routes))
             apply(_stale_rule_step(self, stale))
-            apply(_firewall_steps(self, live=True, saved=fw.save(4) if stale else saved))
+            current = fw.save(4) if stale else saved
+            firewall, changes = _firewall_plan(self, live=True, saved=current, routes=routes)
+            if firewall:
+                # the values sysctls had are written down (beside the locks) before they change
+                fw.remember(changes, current)
+            apply(firewall)
             if stale:
                 # what no rule needs any more once those are gone (ip_forward, guards' sysctls)
-                apply(_sweep_step(self.runner, fw.save(4), _read_links(self.runner, None)))
+                sweep = _sweep_step(fw, fw.save(4), _read_links(self.runner, None), interfaces(stale))
+                apply(sweep.steps)
+                fw.records.forget(sweep.forget)
         except StepError as exc:
             failed = _remove(run, done, self.runner)
             cause = exc.error or exc.cause  # keep the CommandError (its class says why)

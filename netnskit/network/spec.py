@@ -217,14 +217,26 @@ class LinkSpec:
         return [(self.netns, self.name, self.address), (self.peer_netns, self.peer, self.peer_address)]
 
 
+def _host_address(value: object) -> IPv4Address | None:
+    addr = _opt_address(value)
+    if addr is not None and (addr.is_multicast or addr.is_unspecified or addr == IPv4Address("255.255.255.255")):
+        raise ValidationError("host address", str(value), "must be a unicast address of the host, like 192.168.1.2")
+    return addr
+
+
 @attrs.frozen
 class ForwardSpec:
-    """Forward host port(s) to a port of a namespace on the bridge."""
+    """Forward host port(s) to a port of a namespace on the bridge.
+
+    Without ``host_address`` the forward answers on every address of the host (as Docker's ``-p``
+    does); with it, only on that one.
+    """
 
     host_port: tuple[int, int] = attrs.field(converter=v.port_range)
     netns: str = attrs.field(converter=v.netns_name)
     port: tuple[int, int] | None = attrs.field(default=None, converter=_opt_ports)
     protocol: str = attrs.field(default="tcp", converter=v.protocol)
+    host_address: IPv4Address | None = attrs.field(default=None, converter=_host_address)
 
 
 def _fault_at(value: object) -> str:
@@ -377,8 +389,26 @@ def _namespaces(items: Iterable[NamespaceSpec | str | dict[str, Any]]) -> tuple[
     return tuple(_spec(i) for i in items)
 
 
+# Ranges no network's subnet may touch: loopback, "this network" and multicast (the kernel routes
+# none of them between interfaces as a subnet on a bridge would need).
+_NOT_A_SUBNET = (
+    (IPv4Network("127.0.0.0/8"), "loopback"),
+    (IPv4Network("0.0.0.0/8"), "'this network'"),
+    (IPv4Network("224.0.0.0/4"), "multicast"),
+)
+
+
+def _routable(what: str, value: IPv4Network | IPv4Interface) -> None:
+    net = value.network if isinstance(value, IPv4Interface) else value
+    for special, name in _NOT_A_SUBNET:
+        if net.overlaps(special):
+            allowed = "must not overlap 127.0.0.0/8 (loopback), 0.0.0.0/8 ('this network') or 224.0.0.0/4 (multicast)"
+            raise ValidationError(what, str(value), f"{allowed}; it overlaps {special} ({name})")
+
+
 def _validate_network(net: Network) -> None:
     subnet = net.subnet
+    _routable("subnet", subnet)
     if net.gateway not in subnet or net.gateway in (subnet.network_address, subnet.broadcast_address):
         raise ValidationError("gateway", str(net.gateway), f"must be a host address inside the subnet {subnet}")
     names = net.namespace_names() + [name for name, _ in net.remote_addresses]
@@ -416,6 +446,7 @@ def _validate_network(net: Network) -> None:
         for where, ifname, addr in link.ends():
             if addr is None:
                 continue
+            _routable("link address", addr)
             if addr.ip in seen:
                 raise ValidationError("address", str(addr), f"is already used by {seen[addr.ip]}")
             edges = (addr.network.network_address, addr.network.broadcast_address)
@@ -436,8 +467,12 @@ def _validate_network(net: Network) -> None:
         if fwd.port is not None and fwd.port[1] - fwd.port[0] != width:
             raise ValidationError("port forward port", fwd.port, "must be as wide as the host port range")
         for earlier in forwarded:
-            clash = earlier.protocol == fwd.protocol and not (
-                earlier.host_port[1] < fwd.host_port[0] or fwd.host_port[1] < earlier.host_port[0]
+            # two forwards of one port on different host addresses do not meet; on no address, they do
+            apart = None not in (earlier.host_address, fwd.host_address) and earlier.host_address != fwd.host_address
+            clash = (
+                earlier.protocol == fwd.protocol
+                and not apart
+                and not (earlier.host_port[1] < fwd.host_port[0] or fwd.host_port[1] < earlier.host_port[0])
             )
             if clash:
                 raise ValidationError("port forward host port", fwd.host_port, f"overlaps {earlier.host_port}")

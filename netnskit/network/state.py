@@ -2,7 +2,8 @@
 
 Ours: a host link with our alias (or, after a crash, our name and group and no alias yet); a namespace
 whose ``lo`` has our alias or that is still as ``ip netns add`` left it. ``up`` refuses anything else
-that has one of our names, and a subnet overlapping an address on someone else's link.
+that has one of our names, and a subnet overlapping an address on someone else's link; and, before
+changing anything, a host port someone else forwards or a subnet a route sends elsewhere.
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ import attrs
 
 from netnskit import _ipjson
 from netnskit.errors import CommandError, ConflictError, NetnskitError, NotOursError
+from netnskit.firewall import SavedRules
+from netnskit.firewall.host import port_users
 from netnskit.firewall.rules import Rule
 from netnskit.network.impair import loss_places, places_to_read, read_loss_rules, read_qdiscs
 from netnskit.network.spec import MARK_PREFIX, _subnets_at, owner_of
@@ -38,6 +41,7 @@ class _Facts:
     rules: tuple[str, ...]  # our firewall rules, as iptables-restore lines
     read: frozenset[str | None]  # places read in full (host = None)
     raw: dict[str | None, dict[str, list[dict[str, Any]]]] = attrs.field(factory=dict)  # where -> addr/route
+    saved: SavedRules | None = None  # the host's IPv4 rules, when read (status; None without iptables)
     qdiscs: dict[str | None, tuple[QdiscInfo, ...]] = attrs.field(factory=dict)  # where -> tc -j qdisc show
     rules_in: dict[str, tuple[Rule, ...]] = attrs.field(factory=dict)  # namespace -> its iptables-save (IPv4)
     netem: NetemSupport | None = None  # asked of the kernel when a namespace was read
@@ -103,6 +107,7 @@ def _gather(net: Network, full: bool, *, impairments: bool = True) -> _Facts:
                 failed[name] = error
                 continue
             read.add(name)
+    saved = _host_rules(net) if full else None
     qdiscs: dict[str | None, tuple[QdiscInfo, ...]] = {}
     rules_in: dict[str, tuple[Rule, ...]] = {}
     netem: NetemSupport | None = None
@@ -121,9 +126,10 @@ def _gather(net: Network, full: bool, *, impairments: bool = True) -> _Facts:
         addresses=facts["addresses"],
         routes=facts["routes"],
         forwarding=facts["forwarding"],
-        rules=_our_rules(net) if full else (),
+        rules=tuple(f"-t {r.table} {r.line()}" for r in saved.rules if r.comment == net.mark) if saved else (),
         read=frozenset(read),
         raw=facts.get("raw", {}),
+        saved=saved,
         qdiscs=qdiscs,
         rules_in=rules_in,
         netem=netem,
@@ -132,13 +138,13 @@ def _gather(net: Network, full: bool, *, impairments: bool = True) -> _Facts:
     )
 
 
-def _our_rules(net: Network) -> tuple[str, ...]:
-    """The network's firewall rules as iptables-restore lines (none read where iptables is not
-    installed and the description has no rule)."""
-    from netnskit.network.firewall import _firewall_objects, _firewall_of, _saved
+def _host_rules(net: Network) -> SavedRules | None:
+    """The host's IPv4 rules (None where iptables is not installed and the description has no rule:
+    then none can be ours)."""
+    from netnskit.network.firewall import _NO_RULES, _firewall_objects, _firewall_of, _saved
 
     saved = _saved(_firewall_of(net), 4, needed=bool(_firewall_objects(net)))
-    return tuple(f"-t {r.table} {r.line()}" for r in saved.rules if r.comment == net.mark)
+    return None if saved is _NO_RULES else saved
 
 
 def _read_impairments(
@@ -277,3 +283,53 @@ def _refuse_foreign(net: Network, f: _Facts) -> None:
                     f"subnet {subnet} of network {net.name!r} overlaps {theirs} on {ifname!r} (not ours); "
                     "refusing to bring it up"
                 )
+
+
+def _ports_text(ports: tuple[int, int], protocol: str) -> str:
+    low, high = ports
+    return f"{low}/{protocol}" if low == high else f"{low}-{high}/{protocol}"
+
+
+def _conflicts(net: Network, f: _Facts, saved: SavedRules | None) -> list[str]:
+    """What on the host is someone else's where the network needs it: each named, with the other party."""
+    found = []
+    # the host's addresses once the network is up: what it has, loopback, and those the network adds
+    local = [a.split("/")[0] for _, a in f.addresses.get(None, set())] + ["127.0.0.1", str(net.gateway)]
+    local += [str(link.address.ip) for link in net.links if link.netns is None and link.address is not None]
+    for fwd in net.port_forwards:
+        address = None if fwd.host_address is None else str(fwd.host_address)
+        users = port_users(saved, fwd.protocol, fwd.host_port, address, net.mark, local) if saved is not None else []
+        at = f"{address}:" if address else ""
+        for who, line in users[:1]:
+            party = f"network {who.removeprefix('netnskit:')!r}" if who != "foreign" else "a foreign rule"
+            found.append(
+                f"host port {at}{_ports_text(fwd.host_port, fwd.protocol)} of network {net.name!r} is already "
+                f"forwarded by {party}: {line}"
+            )
+    mine = set(net.host_ifnames())
+    subnets = _subnets_at(net, None)
+    for route in f.raw.get(None, {}).get("route", []):
+        dst, dev = str(route.get("dst", "")), route.get("dev")
+        if dst in ("", "default") or dev in mine:
+            continue
+        try:
+            theirs = ipaddress.ip_network(dst, strict=False)
+        except ValueError:
+            continue
+        for subnet in subnets:
+            if theirs.version == 4 and subnet.overlaps(theirs) and not theirs.is_loopback:
+                how = " ".join(str(w) for w in (route.get("type", ""), dst) if w and w != "unicast")
+                via = f" via {route['gateway']}" if route.get("gateway") else ""
+                found.append(
+                    f"subnet {subnet} of network {net.name!r} is routed elsewhere by the route {how}{via}"
+                    f"{f' dev {dev}' if dev else ''} (not ours)"
+                )
+    return found
+
+
+def _refuse_conflicts(net: Network, f: _Facts, saved: SavedRules | None) -> None:
+    """Refuse, before any change, what :func:`_conflicts` finds (``saved``: the host's IPv4 rules)."""
+    found = _conflicts(net, f, saved)
+    if found:
+        more = f" (and {len(found) - 1} more)" if len(found) > 1 else ""
+        raise ConflictError(f"{found[0]}{more}; refusing to bring it up")

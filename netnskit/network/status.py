@@ -11,12 +11,20 @@ import attrs
 from netnskit.commands import NET
 from netnskit.errors import CommandNotFoundError
 from netnskit.firewall import Rule, SavedRules
+from netnskit.firewall.host import interfaces
 from netnskit.link import AddressInfo, LinkInfo, Neighbour, RouteInfo, neighbours
 from netnskit.network.drift import Owned, _after_removal, _extra, _stale_core, _stale_rule_step, _stale_rules
-from netnskit.network.firewall import _firewall_of, _firewall_steps, _sweep_step, _wanted_rules
+from netnskit.network.firewall import (
+    _firewall_objects,
+    _firewall_of,
+    _firewall_plan,
+    _host_routes,
+    _sweep_step,
+    _wanted_rules,
+)
 from netnskit.network.impair import CableImpairment, cable_status, states_from
 from netnskit.network.spec import owner_of
-from netnskit.network.state import _Facts, _host_link_ours, _namespace_ours
+from netnskit.network.state import _conflicts, _Facts, _host_link_ours, _namespace_ours
 from netnskit.plan import Step
 
 if TYPE_CHECKING:
@@ -68,7 +76,7 @@ class MissingStep:
 
 @attrs.frozen
 class NetworkStatus:
-    """The network's state, read with ``ip -j`` and ``iptables-save``: what exists and what is missing."""
+    """The network's state, read with ``ip -j`` and ``iptables-save``: what exists, what is missing, what conflicts."""
 
     name: str
     up: bool
@@ -78,6 +86,7 @@ class NetworkStatus:
     host_routes: tuple[RouteInfo, ...]
     rules: tuple[str, ...]
     missing: tuple[MissingStep, ...]  # each prints as its step's description
+    conflicts: tuple[str, ...] = ()  # what someone else holds where the network needs it (up refuses it)
     impairments: tuple[CableImpairment, ...] = ()  # each cable impaired in the file or in the kernel
     extra: tuple[Owned, ...] = ()  # marked with this network's name but not in its description
 
@@ -99,26 +108,35 @@ def _saved(net: Network) -> SavedRules | None:
         return None
 
 
-def _stale(net: Network, saved: SavedRules | None) -> list[Rule]:
-    return [] if saved is None else _stale_rules(net.mark, saved, _wanted_rules(net, saved))
+def _stale(net: Network, saved: SavedRules | None, routes: list[dict[str, Any]] | None) -> list[Rule]:
+    return [] if saved is None else _stale_rules(net.mark, saved, _wanted_rules(net, routes))
 
 
-def _missing(net: Network, f: _Facts, saved: SavedRules | None = None) -> list[Step]:
+def _missing(
+    net: Network, f: _Facts, saved: SavedRules | None = None, routes: list[dict[str, Any]] | None = None
+) -> list[Step]:
     """What ``up`` would do now, in its order: removals of what the description lost, the plan's
-    missing steps, the firewall's (and its sweep, where rules go)."""
+    missing steps, the firewall's (and its sweep, where rules go). ``saved``, ``routes``: the host's
+    IPv4 rules and routes, if just read."""
     saved = saved if saved is not None else _saved(net)
+    routes = routes if routes is not None else _host_routes(net)
     then = _after_removal(net, f)  # what the removals take along is to do again
     core = _stale_core(net, f) + [step for step, done in net._entries() if not done(then)]
     core += [step for step, done in net._impair_entries(f) if not done]
-    stale = _stale(net, saved)
+    stale = _stale(net, saved, routes)
     # the firewall reads sysctls of the bridge: before it exists, all of its steps are missing
     live = net.bridge in f.links.get(None, {})
-    steps = core + _stale_rule_step(net, stale) + _firewall_steps(net, live=live, saved=saved if live else None)
+    if saved is None and not _firewall_objects(net):
+        firewall: list[Step] = []  # no iptables, and no masquerade or forward needs it: nothing to filter
+    else:
+        firewall = _firewall_plan(net, live=live, saved=saved if live else None, routes=routes)[0]
+    steps = core + _stale_rule_step(net, stale) + firewall
     if stale and saved is not None:
         # the sweep once the stale rules are gone and the wanted ones are there
         gone = set(stale)
-        rules = [r for r in saved.rules if r not in gone] + _wanted_rules(net, saved)
-        steps += _sweep_step(net.runner, attrs.evolve(saved, rules=tuple(rules)), f.links.get(None, {}))
+        rules = [r for r in saved.rules if r not in gone] + _wanted_rules(net, routes)
+        after = attrs.evolve(saved, rules=tuple(rules))
+        steps += _sweep_step(_firewall_of(net), after, f.links.get(None, {}), interfaces(stale)).steps
     return steps
 
 
@@ -145,21 +163,24 @@ def _status(net: Network, f: _Facts) -> NetworkStatus:
     host = f.links.get(None, {})
     ours = sorted(n for n, d in host.items() if _host_link_ours(d, net.mark, net.group, names))
     host_links, host_addresses, host_routes = typed(None, ours)
-    saved = _saved(net)
-    missing = tuple(MissingStep.of(step) for step in _missing(net, f, saved))
+    saved = f.saved if f.saved is not None else _saved(net)
+    routes = _host_routes(net)
+    missing = tuple(MissingStep.of(step) for step in _missing(net, f, saved, routes))
+    conflicts = tuple(_conflicts(net, f, saved))
     support = f.netem or net._support_for_file()
     states = states_from(net, f.links, f.qdiscs, f.rules_in)
     impairments = cable_status(net, states, support, net._impair_entries(f))
-    extra = _extra(net, f, _stale(net, saved))
+    extra = _extra(net, f, _stale(net, saved, routes))
     return NetworkStatus(
         net.name,
-        not missing,
+        not missing and not conflicts,
         tuple(spaces),
         host_links,
         host_addresses,
         host_routes,
         f.rules,
         missing,
+        conflicts,
         impairments=impairments,
         extra=extra,
     )

@@ -154,14 +154,18 @@ def _down(net: Network, executor: Executor) -> Teardown:
     steps = _namespace_removal(runner, ours, dangling)
     steps += _link_removal(runner, host, net.mark, net.group, names_on_host)
     # (our own links go right after the sweep: putting their forwarding back too is harmless)
-    steps += _firewall_removal(fw, lambda comment: comment == net.mark, stays=_any_network, host=host, read={4: saved})
+    firewall = _firewall_removal(
+        fw, lambda comment: comment == net.mark, stays=_any_network, host=host, read={4: saved}
+    )
+    steps += firewall.steps
     gone = [f"namespace {n}" for n in net.namespace_names() if n not in netns]
     gone += [f"link {n}" for n in net.host_ifnames() if n not in host]
     already = executor.remove(steps, runner) if steps else []
+    fw.records.forget(firewall.forget)
     return Teardown(
         removed=tuple(s.description for s in steps),
         already_gone=tuple(gone + list(already)),
-        left=tuple(left),
+        left=tuple(left) + firewall.left,
         others=tuple(sorted(others)),
     )
 
@@ -225,7 +229,8 @@ def _cleanup(run: Runner, name: str | None, executor: Executor | None, fw: Firew
         steps += _link_removal(run, host, found, group_for(str(owner_of(found))))
     # cleanup NAME: other networks' link forwarding is kept; --all: every network goes
     stays = _any_network if mark is not None else (lambda _: False)
-    steps += _firewall_removal(fw, owns, _families(fw), stays, host)
+    firewall = _firewall_removal(fw, owns, _families(fw), stays, host)
+    steps += firewall.steps
     left: list[str] = []
     if mark is not None:
         left = [
@@ -233,7 +238,9 @@ def _cleanup(run: Runner, name: str | None, executor: Executor | None, fw: Firew
             f"`netnskit cleanup --all --yes` or `ip netns del {n}` removes it)"
             for n in sorted(dangling)
         ]
+    left += firewall.left
     if dry_run:
         return Teardown(removed=tuple(s.description for s in steps), already_gone=(), left=tuple(left))
     already = (executor or SerialExecutor()).remove(steps, run) if steps else []
+    fw.records.forget(firewall.forget)
     return Teardown(removed=tuple(s.description for s in steps), already_gone=tuple(already), left=tuple(left))

@@ -60,6 +60,7 @@ _KEYS: dict[str, dict[str, tuple[type | tuple[type, ...], bool]]] = {
         "netns": (str, True),
         "port": ((int, str), False),
         "protocol": (str, False),
+        "host_address": (str, False),
     },
     "impair": {
         "delay": (str, False),

@@ -125,7 +125,7 @@ def sysctls(runner: Runner) -> dict[str, str]:
 def the_rules(box: Sandbox, backend: str) -> list[NatRule | PortForward]:
     kw: dict[str, Any] = {"owner": OWNER, "runner": box.runner, "backend": backend}
     return [
-        NatRule(SUBNET, BRIDGE, **kw),
+        NatRule(SUBNET, BRIDGE, **kw, uplinks=["lan-h"]),
         PortForward(8080, RED, 80, "tcp", **kw, bridge=BRIDGE),
         PortForward(8053, RED, 53, "udp", **kw, bridge=BRIDGE),
         PortForward((8100, 8102), RED, (9100, 9102), "tcp", **kw, bridge=BRIDGE),
@@ -234,7 +234,7 @@ def test_from_the_host_itself_to_127_0_0_1(lab, proto, host_port, port):
 def test_from_a_sibling_namespace_hairpin(lab, proto, host_port, port):
     box, _ = lab
     client, record = exchange(box, "red", port, "blue", HOST_LAN, host_port, proto)
-    # marked and masqueraded: the reply goes back through the host, not straight to blue
+    # masqueraded (no mark: by conntrack's DNAT state): the reply goes back through the host, not straight to blue
     assert record["peer"][0] == HOST_BR
     assert record["local"] == [RED, port]
     assert client["local"][0] == BLUE
@@ -454,7 +454,7 @@ def test_remove_after_the_bridge_is_gone_still_removes_everything(fresh):
     before = saves(box.runner, backend)
     fwd = PortForward(8080, RED, 80, owner=OWNER, runner=box.runner, backend=backend)
     fwd.apply()  # the bridge is found by ip route get: hairpin and loopback rules on nkbr0
-    assert f"-i {BRIDGE}" in box.run([Backend(backend).binary(4, "save"), "-t", "nat"]).check().stdout
+    assert f"-o {BRIDGE}" in box.run([Backend(backend).binary(4, "save"), "-t", "nat"]).check().stdout
     box.run(["ip", "link", "del", BRIDGE]).check()
     fwd.remove()
     assert saves(box.runner, backend) == before
@@ -503,7 +503,7 @@ def test_ipv6_forward_from_the_lan_goes_through_ip6tables(fresh):
     assert server.stdout is not None
     assert json.loads(server.stdout.readline())["peer"][0] == "fd00:15::1"
     # and NAT66: the LAN machine sees the host's LAN address
-    nat = NatRule("fd00:15::/64", BRIDGE, owner=OWNER, runner=box.runner, backend=backend)
+    nat = NatRule("fd00:15::/64", BRIDGE, owner=OWNER, runner=box.runner, backend=backend, uplinks=["lan-h"])
     nat.apply()
     server = serve(box, "lan", "tcp", 7000, bind="::")
     client = connect(box, "red", "tcp", "fd00:1::2", 7000)
@@ -531,3 +531,48 @@ def test_split_brain_warning_names_the_other_backend(fresh, caplog):
         fwd.apply()
     assert any(f"iptables-{other}" in r.getMessage() for r in caplog.records)
     fwd.remove()
+
+
+def test_the_uplinks_are_the_hosts_gateway_links_read_when_not_given(fresh):
+    box, backend = fresh
+    box.run(["ip", "route", "add", "default", "via", LAN]).check()  # the LAN host is the host's gateway
+    nat = NatRule(SUBNET, BRIDGE, owner=OWNER, runner=box.runner, backend=backend)
+    nat.apply()
+    save = box.run([Backend(backend).binary(4, "save"), "-t", "filter"]).check().stdout
+    assert f"-A NETNSKIT-FORWARD -s {SUBNET} -i {BRIDGE} -o lan-h" in save
+    client, record = exchange(box, "lan", 7000, "red", LAN, 7000, "tcp")
+    assert record["peer"][0] == HOST_LAN
+    nat.remove()
+    assert "NETNSKIT" not in box.run([Backend(backend).binary(4, "save")]).check().stdout
+
+
+def test_the_admins_chain_is_evaluated_first_and_outlives_netnskit(fresh):
+    box, backend = fresh
+    ipt = Backend(backend).binary(4)
+    nat = NatRule(SUBNET, BRIDGE, owner=OWNER, runner=box.runner, backend=backend, uplinks=["lan-h"])
+    nat.apply()
+    exchange(box, "lan", 7000, "red", LAN, 7000, "tcp")  # allowed by netnskit's rules
+    # the admin forbids red to reach the LAN: netnskit's accept comes after the admin's chain
+    box.run([ipt, "-w", "-A", "NETNSKIT-USER", "-s", RED, "-o", "lan-h", "-j", "DROP"]).check()
+    assert connect(box, "red", "tcp", LAN, 7000, timeout=1)["ok"] is False
+    exchange(box, "lan", 7000, "blue", LAN, 7000, "tcp")  # blue still may
+    nat.remove()
+    save = box.run([Backend(backend).binary(4, "save"), "-t", "filter"]).check().stdout
+    assert "NETNSKIT-FORWARD" not in save  # ours are gone ...
+    assert f"-A NETNSKIT-USER -s {RED}/32 -o lan-h -j DROP" in save  # ... the admin's chain and rule stay
+
+
+def test_forwarding_stays_on_while_a_foreign_nat_needs_it_and_the_warning_says_so(fresh, caplog):
+    box, backend = fresh
+    ipt = Backend(backend).binary(4)
+    nat = NatRule(SUBNET, BRIDGE, owner=OWNER, runner=box.runner, backend=backend, uplinks=["lan-h"])
+    nat.apply()
+    assert sysctls(box.runner)["net.ipv4.ip_forward"] == "1"
+    # another manager starts NATing a subnet of its own after netnskit (Docker's masquerade)
+    box.run([ipt, "-w", "-t", "nat", "-A", "POSTROUTING", "-s", "172.17.0.0/16", "-j", "MASQUERADE"]).check()
+    with caplog.at_level(logging.WARNING, logger="netnskit"):
+        nat.remove()
+    assert sysctls(box.runner)["net.ipv4.ip_forward"] == "1"
+    assert "net.ipv4.ip_forward left at 1 (it was 0 before netnskit): needed by foreign nat rule " in caplog.text
+    assert "-A POSTROUTING -s 172.17.0.0/16 -j MASQUERADE" in caplog.text
+    assert "NETNSKIT" not in box.run([Backend(backend).binary(4, "save")]).check().stdout

@@ -203,6 +203,20 @@ def _entries() -> list[tuple[str, tuple[Any, ...], object, object]]:
     add("forward ranges of different width", ("port_forward", 0, "port"), "80-81", (80, 81))
     add("overlapping forwards", ("port_forward", 1), {"host_port": "79-81", "netns": "red"}, (79, 81))
     add("namespace name too long for its veth", ("namespace", 0, "name"), "redredredred")
+    # ranges no subnet may touch (the gateway and addresses are checked after)
+    for bad in ["127.0.0.0/8", "127.1.0.0/16", "0.0.0.0/8", "0.0.0.0/0", "96.0.0.0/3", "224.0.0.0/4", "239.1.2.0/24"]:
+        add("subnet in a special range", ("network", "subnet"), bad)
+    for bad in ["127.0.0.2/8", "127.5.5.5/30", "224.0.0.2/24", "0.1.2.3/16"]:
+        add("link address in a special range", ("link", 0, "address"), bad)
+        add("link peer address in a special range", ("link", 0, "peer_address"), bad)
+    for bad in ["224.0.0.1", "0.0.0.0", "255.255.255.255", "fd00::1", "192.168.1.2/24", "host", ""]:
+        add("forward host address", ("port_forward", 0, "host_address"), bad)
+    add(
+        "two forwards of one port on one address",
+        ("port_forward", 1),
+        {"host_port": 80, "netns": "red", "host_address": "192.168.1.2"},
+        (80, 80),
+    )
     add("a second network overlapping the first", ("link", 1), _overlapping_link(), "192.168.15.65/26")
     # TOML with wrong types
     add("masquerade as a string", ("network", "masquerade"), "yes")

@@ -247,6 +247,7 @@ def test_status_json_has_a_schema_and_missing_as_objects(capsys):
         "host_routes",
         "rules",
         "missing",
+        "conflicts",
         "impairments",
         "extra",
     }

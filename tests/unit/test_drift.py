@@ -95,6 +95,7 @@ def t1_was_two_namespaces(fake: FakeRunner) -> None:
             addrs=[{"ifname": "eth0", "addr_info": [{"family": "inet", "local": f"10.9.0.{last}", "prefixlen": 24}]}],
             routes=[{"dst": "default", "gateway": "10.9.0.1", "dev": "eth0"}],
         )
+    fake.on(["iptables-save"], stdout=SAVED_BRIDGE_ONLY)
 
 
 # --- up reconciles an edited file -------------------------------------------------------------
@@ -170,6 +171,7 @@ def test_a_namespace_of_another_network_is_neither_read_nor_touched() -> None:
     assert not [a for a in fake.argvs if a[:3] == ["ip", "-n", "c"]]
 
 
+# what up made for t1 (bridge rule, masquerade, the forward of port 80 to a), as iptables-save prints it
 SAVED_WITH_A_FORWARD = "\n".join(
     [
         "*raw",
@@ -183,21 +185,19 @@ SAVED_WITH_A_FORWARD = "\n".join(
         ":PREROUTING ACCEPT [0:0]",
         ":OUTPUT ACCEPT [0:0]",
         ":POSTROUTING ACCEPT [0:0]",
-        ":NETNSKIT-MARK - [0:0]",
         ":NETNSKIT-OUTPUT - [0:0]",
         ":NETNSKIT-POSTROUTING - [0:0]",
         ":NETNSKIT-PREROUTING - [0:0]",
         "-A PREROUTING -m addrtype --dst-type LOCAL -m comment --comment netnskit -j NETNSKIT-PREROUTING",
         "-A OUTPUT -m addrtype --dst-type LOCAL -m comment --comment netnskit -j NETNSKIT-OUTPUT",
         "-A POSTROUTING -m comment --comment netnskit -j NETNSKIT-POSTROUTING",
-        "-A NETNSKIT-MARK -m comment --comment netnskit -j MARK --set-xmark 0x1000000/0x1000000",
-        '-A NETNSKIT-OUTPUT -s 127.0.0.0/8 -p tcp -m tcp --dport 80 -m comment --comment "netnskit:t1" '
-        "-j NETNSKIT-MARK",
         '-A NETNSKIT-OUTPUT -p tcp -m tcp --dport 80 -m comment --comment "netnskit:t1" -j DNAT '
         "--to-destination 10.9.0.2:80",
         '-A NETNSKIT-POSTROUTING -s 10.9.0.0/24 ! -o br-t1 -m comment --comment "netnskit:t1" -j MASQUERADE',
-        "-A NETNSKIT-POSTROUTING -m mark --mark 0x1000000/0x1000000 -m comment --comment netnskit -j MASQUERADE",
-        '-A NETNSKIT-PREROUTING -i br-t1 -p tcp -m tcp --dport 80 -m comment --comment "netnskit:t1" -j NETNSKIT-MARK',
+        "-A NETNSKIT-POSTROUTING -s 10.9.0.0/24 -d 10.9.0.2/32 -o br-t1 -p tcp -m tcp --dport 80 -m conntrack "
+        '--ctstate DNAT --ctorigdstport 80 -m comment --comment "netnskit:t1" -j MASQUERADE',
+        "-A NETNSKIT-POSTROUTING -s 127.0.0.0/8 -d 10.9.0.2/32 -o br-t1 -p tcp -m tcp --dport 80 -m conntrack "
+        '--ctstate DNAT --ctorigdstport 80 -m comment --comment "netnskit:t1" -j MASQUERADE',
         '-A NETNSKIT-PREROUTING -p tcp -m tcp --dport 80 -m comment --comment "netnskit:t1" -j DNAT '
         "--to-destination 10.9.0.2:80",
         "COMMIT",
@@ -205,9 +205,32 @@ SAVED_WITH_A_FORWARD = "\n".join(
         ":FORWARD ACCEPT [0:0]",
         ":NETNSKIT-FORWARD - [0:0]",
         ":NETNSKIT-STATE - [0:0]",
+        ":NETNSKIT-USER - [0:0]",
         "-A FORWARD -m comment --comment netnskit -j NETNSKIT-FORWARD",
+        "-A NETNSKIT-FORWARD -m comment --comment netnskit -j NETNSKIT-USER",
+        '-A NETNSKIT-FORWARD -i br-t1 -o br-t1 -m comment --comment "netnskit:t1" -j ACCEPT',
+        "-A NETNSKIT-FORWARD -d 10.9.0.0/24 -o br-t1 -m conntrack --ctstate RELATED,ESTABLISHED "
+        '-m comment --comment "netnskit:t1" -j ACCEPT',
+        "-A NETNSKIT-FORWARD -d 10.9.0.2/32 -o br-t1 -p tcp -m tcp --dport 80 -m conntrack --ctstate DNAT "
+        '--ctorigdstport 80 -m comment --comment "netnskit:t1" -j ACCEPT',
+        "-A NETNSKIT-FORWARD -s 10.9.0.2/32 -i br-t1 -p tcp -m tcp --sport 80 -m conntrack --ctstate DNAT "
+        '--ctorigdstport 80 -m comment --comment "netnskit:t1" -j ACCEPT',
         '-A NETNSKIT-STATE -m comment --comment "netnskit sysctl net.ipv4.ip_forward=0"',
         '-A NETNSKIT-STATE -m comment --comment "netnskit sysctl net.ipv4.conf.br-t1.route_localnet=0"',
+        "COMMIT",
+        "",
+    ]
+)
+# what up made for t1 without masquerade or forwards: the accept of its bridge's own traffic
+SAVED_BRIDGE_ONLY = "\n".join(
+    [
+        "*filter",
+        ":FORWARD ACCEPT [0:0]",
+        ":NETNSKIT-FORWARD - [0:0]",
+        ":NETNSKIT-USER - [0:0]",
+        "-A FORWARD -m comment --comment netnskit -j NETNSKIT-FORWARD",
+        "-A NETNSKIT-FORWARD -m comment --comment netnskit -j NETNSKIT-USER",
+        '-A NETNSKIT-FORWARD -i br-t1 -o br-t1 -m comment --comment "netnskit:t1" -j ACCEPT',
         "COMMIT",
         "",
     ]
@@ -233,7 +256,7 @@ def t1_with_a_forward(fake: FakeRunner) -> None:
     fake.on(["iptables-save"], stdout=SAVED_WITH_A_FORWARD)
     fake.on(["sysctl", "-n", "net.ipv4.ip_forward"], stdout="1\n")
     fake.on(["sysctl", "-n", "net.ipv4.conf.br-t1.route_localnet"], stdout="1\n")
-    fake.on(re.compile(r"^iptables -w -t \S+ -C "), returncode=0)  # what the save shows exists
+    fake.on(re.compile(r"^iptables -w 10 -t \S+ -C "), returncode=0)  # what the save shows exists
 
 
 FORWARD_RULES = (
@@ -242,12 +265,20 @@ FORWARD_RULES = (
     "-D NETNSKIT-PREROUTING -d 127.0.0.0/8 -i br-t1 -m comment --comment netnskit:t1 -j DROP\n"
     "COMMIT\n"
     "*nat\n"
-    "-D NETNSKIT-OUTPUT -s 127.0.0.0/8 -p tcp -m tcp --dport 80 -m comment --comment netnskit:t1 -j NETNSKIT-MARK\n"
     "-D NETNSKIT-OUTPUT -p tcp -m tcp --dport 80 -m comment --comment netnskit:t1 -j DNAT "
     "--to-destination 10.9.0.2:80\n"
-    "-D NETNSKIT-PREROUTING -i br-t1 -p tcp -m tcp --dport 80 -m comment --comment netnskit:t1 -j NETNSKIT-MARK\n"
+    "-D NETNSKIT-POSTROUTING -s 10.9.0.0/24 -d 10.9.0.2/32 -o br-t1 -p tcp -m tcp --dport 80 -m conntrack "
+    "--ctstate DNAT --ctorigdstport 80 -m comment --comment netnskit:t1 -j MASQUERADE\n"
+    "-D NETNSKIT-POSTROUTING -s 127.0.0.0/8 -d 10.9.0.2/32 -o br-t1 -p tcp -m tcp --dport 80 -m conntrack "
+    "--ctstate DNAT --ctorigdstport 80 -m comment --comment netnskit:t1 -j MASQUERADE\n"
     "-D NETNSKIT-PREROUTING -p tcp -m tcp --dport 80 -m comment --comment netnskit:t1 -j DNAT "
     "--to-destination 10.9.0.2:80\n"
+    "COMMIT\n"
+    "*filter\n"
+    "-D NETNSKIT-FORWARD -d 10.9.0.2/32 -o br-t1 -p tcp -m tcp --dport 80 -m conntrack --ctstate DNAT "
+    "--ctorigdstport 80 -m comment --comment netnskit:t1 -j ACCEPT\n"
+    "-D NETNSKIT-FORWARD -s 10.9.0.2/32 -i br-t1 -p tcp -m tcp --sport 80 -m conntrack --ctstate DNAT "
+    "--ctorigdstport 80 -m comment --comment netnskit:t1 -j ACCEPT\n"
     "COMMIT\n"
 )
 
@@ -258,7 +289,7 @@ def test_a_forward_taken_out_of_the_file_is_removed_with_its_guards_and_their_sy
     net = small(fake, masquerade=True)
     steps = net.missing_steps()
     assert [s.description for s in steps] == [
-        "remove 6 firewall rules of netnskit:t1 no longer in the description",
+        "remove 8 firewall rules of netnskit:t1 no longer in the description",
         "sweep netnskit's shared firewall state (IPv4)",
     ]
     assert steps[0].do[0].input == FORWARD_RULES
@@ -277,7 +308,7 @@ def test_a_forward_taken_out_of_the_file_is_removed_with_its_guards_and_their_sy
         "rule",
         "-t raw -A NETNSKIT-PREROUTING -s 127.0.0.0/8 -i br-t1 -m comment --comment netnskit:t1 -j DROP",
     )
-    assert len(net.status().extra) == 6
+    assert len(net.status().extra) == 8
     fake.clear()
     net.up()
     assert written(fake)[0] == (["iptables-restore", "-w", "10", "--noflush"], FORWARD_RULES)
@@ -326,6 +357,8 @@ def test_down_of_an_edited_file_removes_every_namespace_marked_with_its_name() -
     t1_was_two_namespaces(fake)
     teardown = small(fake).down()
     assert writes(fake) == [
+        ["iptables-restore", "-w", "10", "--noflush"],  # the bridge's accept
+        ["iptables-restore", "-w", "10", "--noflush"],  # the sweep: no owner left
         ["ip", "link", "del", "group", str(G)],
         ["ip", "netns", "del", "b"],
         ["ip", "netns", "del", "a"],
@@ -482,6 +515,7 @@ def test_a_renamed_host_end_is_made_again_with_what_its_peer_had() -> None:
         addrs=[{"ifname": "eth0", "addr_info": [{"family": "inet", "local": "10.9.0.2", "prefixlen": 24}]}],
         routes=[{"dst": "default", "gateway": "10.9.0.1", "dev": "eth0"}],
     )
+    fake.on(["iptables-save"], stdout=SAVED_BRIDGE_ONLY)
     net = small(fake, namespaces=[{"name": "a", "host_ifname": "va"}])
     assert [s.description for s in net.missing_steps()] == [
         "remove link veth-a (marked netnskit:t1, no longer in the description)",

@@ -70,7 +70,7 @@ def seed_in_python(runner: FakeRunner | None = None) -> Network:
 
 
 def small(runner: FakeRunner, **kw: object) -> Network:
-    """One namespace on a bridge, no firewall: small enough to script the kernel's answers."""
+    """One namespace on a bridge, its firewall only the bridge's accept: small enough to script the kernel's answers."""
     fields: dict[str, object] = {
         "name": "t1",
         "bridge": "br-t1",
@@ -123,9 +123,25 @@ def script_empty_host(fake: FakeRunner) -> None:
     place(fake, links=[LO])
 
 
+# small()'s firewall as iptables-save prints it: the accept of traffic between its namespaces
+SMALL_RULES = """\
+*filter
+:INPUT ACCEPT [0:0]
+:FORWARD ACCEPT [0:0]
+:OUTPUT ACCEPT [0:0]
+:NETNSKIT-FORWARD - [0:0]
+:NETNSKIT-USER - [0:0]
+-A FORWARD -m comment --comment netnskit -j NETNSKIT-FORWARD
+-A NETNSKIT-FORWARD -m comment --comment netnskit -j NETNSKIT-USER
+-A NETNSKIT-FORWARD -i br-t1 -o br-t1 -m comment --comment "netnskit:t1" -j ACCEPT
+COMMIT
+"""
+
+
 def script_small_up(fake: FakeRunner, *, routes: bool = True) -> None:
     """What the kernel shows when small() is fully up (``routes=False``: a's route is missing)."""
     fake.on(["ip", "-j", "netns", "list"], stdout=json.dumps([{"name": "a", "id": 0}]))
+    fake.on(["iptables-save"], stdout=SMALL_RULES)
     place(fake, links=HOST_UP, addrs=HOST_ADDRS, netconf=HOST_NETCONF)
     place(fake, "a", links=A_LINKS, addrs=A_ADDRS, routes=A_ROUTES if routes else [])
 
@@ -187,7 +203,22 @@ def test_small_plan_exact_commands() -> None:
         [("ip", "-n", "a", "link", "set", "eth0", "addrgenmode", "none", "up")],
         [("ip", "-n", "a", "addr", "add", "10.9.0.2/24", "dev", "eth0")],
         [("ip", "-n", "a", "route", "add", "default", "via", "10.9.0.1")],
+        [("iptables-restore", "-w", "10", "--noflush")],
     ]
+    # bridged, traffic between the namespaces passes FORWARD where br_netfilter is loaded: accepted,
+    # after the admin's chain (first in ours), from the top of FORWARD (before a final REJECT)
+    assert steps[-1].do[0].input == (
+        "*filter\n-N NETNSKIT-FORWARD\n-N NETNSKIT-USER\n"
+        "-A NETNSKIT-FORWARD -i br-t1 -o br-t1 -m comment --comment netnskit:t1 -j ACCEPT\n"
+        "-I NETNSKIT-FORWARD -m comment --comment netnskit -j NETNSKIT-USER\n"
+        "-I FORWARD -m comment --comment netnskit -j NETNSKIT-FORWARD\nCOMMIT\n"
+    )
+    assert steps[-1].undo[0].input == (
+        "*filter\n-D FORWARD -m comment --comment netnskit -j NETNSKIT-FORWARD\n"
+        "-D NETNSKIT-FORWARD -i br-t1 -o br-t1 -m comment --comment netnskit:t1 -j ACCEPT\n"
+        "-D NETNSKIT-FORWARD -m comment --comment netnskit -j NETNSKIT-USER\n"
+        "-X NETNSKIT-FORWARD\n-X NETNSKIT-USER\nCOMMIT\n"
+    )
     assert [[tuple(c.host_argv()) for c in s.undo] for s in steps] == [
         [("ip", "netns", "del", "a")],
         [],
@@ -200,6 +231,7 @@ def test_small_plan_exact_commands() -> None:
         [("ip", "-n", "a", "link", "set", "eth0", "down")],
         [("ip", "-n", "a", "addr", "del", "10.9.0.2/24", "dev", "eth0")],
         [("ip", "-n", "a", "route", "del", "default", "via", "10.9.0.1")],
+        [("iptables-restore", "-w", "10", "--noflush")],
     ]
 
 
@@ -377,8 +409,15 @@ def test_down_removes_ours_by_group_and_namespace() -> None:
     fake = FakeRunner()
     script_small_up(fake)
     teardown = small(fake).down()
-    assert writes(fake) == [["ip", "link", "del", "group", str(G)], ["ip", "netns", "del", "a"]]
-    assert teardown.already_gone == ()
+    restore = ["iptables-restore", "-w", "10", "--noflush"]
+    assert writes(fake) == [restore, restore, ["ip", "link", "del", "group", str(G)], ["ip", "netns", "del", "a"]]
+    # its rule by comment, then the shared chains and the admin's chain, empty and jumped to by nobody else
+    assert [i for a, i in zip(fake.argvs, fake.inputs, strict=True) if a == restore] == [
+        "*filter\n-D NETNSKIT-FORWARD -i br-t1 -o br-t1 -m comment --comment netnskit:t1 -j ACCEPT\nCOMMIT\n",
+        "*filter\n-D FORWARD -m comment --comment netnskit -j NETNSKIT-FORWARD\n"
+        "-F NETNSKIT-FORWARD\n-X NETNSKIT-FORWARD\n-X NETNSKIT-USER\nCOMMIT\n",
+    ]
+    assert teardown.already_gone == () and teardown.left == ()
 
 
 def test_down_deletes_one_by_one_when_a_foreign_link_shares_the_group() -> None:
@@ -386,7 +425,7 @@ def test_down_deletes_one_by_one_when_a_foreign_link_shares_the_group() -> None:
     script_small_up(fake)
     place(fake, links=[*HOST_UP, {"ifindex": 9, "ifname": "other0", "group": str(G)}])
     small(fake).down()
-    assert writes(fake) == [
+    assert [a for a in writes(fake) if a[0] == "ip"] == [
         ["ip", "link", "del", "veth-a"],
         ["ip", "link", "del", "br-t1"],
         ["ip", "netns", "del", "a"],

@@ -189,20 +189,17 @@ iptables-restore -w 10 --noflush <<'NETNSKIT_EOF'
 -N NETNSKIT-PREROUTING
 -A NETNSKIT-PREROUTING -i v-net-0 -s 127.0.0.0/8 -m comment --comment netnskit:seed -j DROP
 -A NETNSKIT-PREROUTING -i v-net-0 -d 127.0.0.0/8 -m comment --comment netnskit:seed -j DROP
--A PREROUTING -m comment --comment netnskit -j NETNSKIT-PREROUTING
+-I PREROUTING -m comment --comment netnskit -j NETNSKIT-PREROUTING
 COMMIT
 *nat
 -N NETNSKIT-PREROUTING
 -N NETNSKIT-OUTPUT
 -N NETNSKIT-POSTROUTING
--N NETNSKIT-MARK
 -A NETNSKIT-POSTROUTING -s 192.168.15.0/24 ! -o v-net-0 -m comment --comment netnskit:seed -j MASQUERADE
--A NETNSKIT-PREROUTING -i v-net-0 -p tcp -m tcp --dport 80 -m comment --comment netnskit:seed -j NETNSKIT-MARK
 -A NETNSKIT-PREROUTING -p tcp -m tcp --dport 80 -m comment --comment netnskit:seed -j DNAT --to-destination 192.168.15.2:80
--A NETNSKIT-OUTPUT -s 127.0.0.0/8 -p tcp -m tcp --dport 80 -m comment --comment netnskit:seed -j NETNSKIT-MARK
 -A NETNSKIT-OUTPUT -p tcp -m tcp --dport 80 -m comment --comment netnskit:seed -j DNAT --to-destination 192.168.15.2:80
--A NETNSKIT-MARK -m comment --comment netnskit -j MARK --set-xmark 0x1000000/0x1000000
--A NETNSKIT-POSTROUTING -m mark --mark 0x1000000/0x1000000 -m comment --comment netnskit -j MASQUERADE
+-A NETNSKIT-POSTROUTING -s 192.168.15.0/24 -d 192.168.15.2/32 -o v-net-0 -p tcp -m tcp --dport 80 -m conntrack --ctstate DNAT --ctorigdstport 80 -m comment --comment netnskit:seed -j MASQUERADE
+-A NETNSKIT-POSTROUTING -s 127.0.0.0/8 -d 192.168.15.2/32 -o v-net-0 -p tcp -m tcp --dport 80 -m conntrack --ctstate DNAT --ctorigdstport 80 -m comment --comment netnskit:seed -j MASQUERADE
 -A PREROUTING -m addrtype --dst-type LOCAL -m comment --comment netnskit -j NETNSKIT-PREROUTING
 -A OUTPUT -m addrtype --dst-type LOCAL -m comment --comment netnskit -j NETNSKIT-OUTPUT
 -A POSTROUTING -m comment --comment netnskit -j NETNSKIT-POSTROUTING
@@ -210,9 +207,16 @@ COMMIT
 *filter
 -N NETNSKIT-FORWARD
 -N NETNSKIT-STATE
+-N NETNSKIT-USER
+-A NETNSKIT-FORWARD -i v-net-0 -o v-net-0 -m comment --comment netnskit:seed -j ACCEPT
+-A NETNSKIT-FORWARD -s 192.168.15.0/24 -i v-net-0 -o v-lan -m comment --comment netnskit:seed -j ACCEPT
+-A NETNSKIT-FORWARD -d 192.168.15.0/24 -o v-net-0 -m conntrack --ctstate RELATED,ESTABLISHED -m comment --comment netnskit:seed -j ACCEPT
+-A NETNSKIT-FORWARD -d 192.168.15.2/32 -o v-net-0 -p tcp -m tcp --dport 80 -m conntrack --ctstate DNAT --ctorigdstport 80 -m comment --comment netnskit:seed -j ACCEPT
+-A NETNSKIT-FORWARD -s 192.168.15.2/32 -i v-net-0 -p tcp -m tcp --sport 80 -m conntrack --ctstate DNAT --ctorigdstport 80 -m comment --comment netnskit:seed -j ACCEPT
 -A NETNSKIT-STATE -m comment --comment "netnskit sysctl net.ipv4.ip_forward=0"
 -A NETNSKIT-STATE -m comment --comment "netnskit sysctl net.ipv4.conf.v-net-0.route_localnet=0"
--A FORWARD -m comment --comment netnskit -j NETNSKIT-FORWARD
+-I NETNSKIT-FORWARD -m comment --comment netnskit -j NETNSKIT-USER
+-I FORWARD -m comment --comment netnskit -j NETNSKIT-FORWARD
 COMMIT
 NETNSKIT_EOF
 
