@@ -1,5 +1,6 @@
 """netnskit: Linux network namespaces, veth pairs, bridges, NAT and port forwards as objects."""
 
+from netnskit.capture import Capture
 from netnskit.errors import (
     AlreadyExistsError,
     BusyError,
@@ -12,6 +13,7 @@ from netnskit.errors import (
     NotFoundError,
     NotOursError,
     PermissionDeniedError,
+    ProcessError,
     SandboxError,
     StepError,
     ValidationError,
@@ -20,6 +22,7 @@ from netnskit.firewall import NatRule, PortForward
 from netnskit.link import Bridge, Link, Route, VethPair, Vlan
 from netnskit.netns import Namespace
 from netnskit.network import Network
+from netnskit.process import ProcessHandle
 from netnskit.runner import (
     LiveRunner,
     PrefixRunner,
@@ -39,6 +42,7 @@ __all__ = [
     "AlreadyExistsError",
     "Bridge",
     "BusyError",
+    "Capture",
     "CommandError",
     "CommandNotFoundError",
     "CommandTimeoutError",
@@ -55,6 +59,8 @@ __all__ = [
     "PermissionDeniedError",
     "PortForward",
     "PrefixRunner",
+    "ProcessError",
+    "ProcessHandle",
     "Result",
     "Route",
     "Runner",

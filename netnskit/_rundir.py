@@ -42,10 +42,16 @@ def _safe_dir(path: str) -> str:
     return path
 
 
-def place_of(runner: Runner) -> str:
-    """The network namespace the runner acts in (its inode number, "unknown" if unreadable), read through the runner;
-    prefixed by a hash of the machine a remote runner names (its ``machine``), if it names one."""
+def place_of(runner: Runner, *, strict: bool = False) -> str:
+    """The network namespace the runner acts in (its inode number), read through the runner;
+    prefixed by a hash of the machine a remote runner names (its ``machine``), if it names one.
+
+    A failed read gives ``unknown``, or with ``strict`` raises (a process marked with a wrong place
+    would be hidden from ``down``).
+    """
     result = runner.run(["readlink", "/proc/self/ns/net"])
+    if strict:
+        result.check("reading which network namespace the runner acts in")
     found = _PLACE.search(result.stdout) if result.ok else None
     place = found.group(1) if found else "unknown"
     # Namespace inode numbers repeat from machine to machine: a remote host's place is keyed by its name too.

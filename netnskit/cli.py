@@ -3,7 +3,7 @@
 The verbs, their options, the exit codes and the JSON of ``status`` and ``check`` are in the
 README's "Command line" section, and in ``netnskit --help`` and ``netnskit VERB --help``.
 ``impair FILE NAME ...``, ``link FILE NAME down|up`` and ``faults FILE`` change a network's cables
-while it is up.
+while it is up; ``capture FILE LINK [-w PATH]`` writes a pcap of one of its links.
 ``cleanup NAME`` removes what network NAME marked; ``cleanup --all [--yes]`` lists (removes) every
 network's. SIGINT and SIGTERM during ``up`` roll back what it did (exit 130, 143).
 """
@@ -194,9 +194,12 @@ def cmd_up(args: argparse.Namespace) -> int:
 def _up(args: argparse.Namespace, net: Network, where: str) -> None:
     with on_signals() as stop:
         todo = len(net.missing_steps())
+        starting = sum(1 for p in net.process_status() if p.state != "running")
         with _executor(args, todo) as executor:
             net.up(executor=executor, interrupt=stop)
-    print(f"network {net.name} is up{where} ({todo} steps applied)" if todo else f"network {net.name} was already up")
+    done = [f"{todo} steps applied"] if todo else []
+    done += [f"{starting} process{'es' if starting > 1 else ''} started"] if starting else []
+    print(f"network {net.name} is up{where} ({', '.join(done)})" if done else f"network {net.name} was already up")
 
 
 def _up_in_sandbox(args: argparse.Namespace) -> int:
@@ -256,10 +259,18 @@ def _json(data: dict[str, Any]) -> None:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    """``netnskit status FILE [--json]``: what exists and what is missing; exit 3 when not up."""
+    """``netnskit status FILE [--json | --graph [FORMAT]]``: what exists and what is missing; exit 3 when not up."""
     _check_root(args)
-    status = _load(args, _runner(args)).status()
-    if args.json:
+    if args.json and args.graph:
+        raise _Refused("--json and --graph each print the whole status: give one of them")
+    runner = _runner(args)
+    net = _load(args, runner)
+    status = net.status()
+    if args.graph:
+        from netnskit import graph
+
+        sys.stdout.write(graph.render(net, args.graph, runner=runner, status=status))
+    elif args.json:
         _json(status.to_json())
     else:
         print(f"network {status.name}: {'up' if status.up else 'not up'}")
@@ -273,6 +284,11 @@ def cmd_status(args: argparse.Namespace) -> int:
                 state += f" (marked netnskit:{ns.owner}: network {ns.owner!r}'s)"
             addrs = ", ".join(f"{a.dev} {a.address}" for a in ns.addresses if a.scope == "global")
             print(f"  namespace {ns.name}: {state}" + (f"; {addrs}" if addrs else ""))
+        for path in status.files:
+            print(f"  file: {path}")
+        for proc in status.processes:
+            pid = f" (pid {proc.pid})" if proc.pid is not None else ""
+            print(f"  process {proc.name} in {proc.netns}: {proc.state}{pid}; log {proc.log}")
         for rule in status.rules:
             print(f"  rule: {rule}")
         for cable in status.impairments:
@@ -408,6 +424,31 @@ def cmd_faults(args: argparse.Namespace) -> int:
     return OK
 
 
+def cmd_capture(args: argparse.Namespace) -> int:
+    """``netnskit capture FILE LINK [-w PATH] [-c N] [--duration S]``: a pcap of one link, until Ctrl-C."""
+    _check_root(args)
+    net = _load(args, _runner(args))
+    path = args.write or f"{args.link.replace(':', '-')}.pcap"
+    capture = net.capture(args.link, path, count=args.count, duration=args.duration)
+    where = f"namespace {capture.netns}" if capture.netns else "the host"
+    print(f"capturing on {capture.interface} in {where} into {capture.path}", flush=True)
+    try:
+        capture.wait()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        packets = capture.stop()
+    print(f"{'?' if packets is None else packets} packets captured into {capture.path}")
+    return OK
+
+
+def _capture_options(verb: argparse.ArgumentParser) -> None:
+    verb.add_argument("link", metavar="LINK", help="a host interface of the network, a link's name, or NETNS:IFNAME")
+    verb.add_argument("-w", "--write", metavar="PATH", help="the pcap file to write (default: LINK.pcap)")
+    verb.add_argument("-c", "--count", type=int, metavar="N", help="stop after N packets")
+    verb.add_argument("--duration", type=float, metavar="S", help="stop after S seconds")
+
+
 def cmd_cleanup(args: argparse.Namespace) -> int:
     """``netnskit cleanup NAME``: remove what network NAME marked; ``--all``: list all networks', ``--yes``: remove."""
     from netnskit.firewall.iptables import XTABLES_WAIT
@@ -524,9 +565,10 @@ _VERBS: list[tuple[str, Verb, str, str, str, bool, set[str]]] = [
         "up",
         cmd_up,
         "bring the network up: apply what is missing, roll back on failure",
-        "Apply the steps the host does not show as done. A failure rolls back what this call did\n"
-        "and exits 1. With --sandbox: bring the network up in a throwaway sandbox, check it, take\n"
-        "it down, print each, and exit 1 if a probe failed (the host is not touched).",
+        "Apply the steps the host does not show as done, then start the [[process]] entries that do\n"
+        "not run. A failure rolls back what this call did and exits 1. With --sandbox: bring the\n"
+        "network up in a throwaway sandbox, check it, take it down, print each, and exit 1 if a\n"
+        "probe failed (the host is not touched).",
         "sudo netnskit up examples/seed.toml\n  sudo netnskit up --sandbox examples/seed.toml",
         True,
         {"--sandbox", "--serial", "--xtables-wait"},
@@ -535,9 +577,10 @@ _VERBS: list[tuple[str, Verb, str, str, str, bool, set[str]]] = [
         "down",
         cmd_down,
         "remove everything the network owns (after a crash too); safe twice",
-        "Remove what carries the network's mark (netnskit:NAME): namespaces, links, firewall rules,\n"
-        "sysctls put back. Works after a crash and on a partly removed network; run twice, the\n"
-        "second does nothing. Anything not marked is left alone, and said so.",
+        "Remove what carries the network's mark (netnskit:NAME): processes, /etc/netns files,\n"
+        "namespaces, links, firewall rules, sysctls put back. Works after a crash and on a partly\n"
+        "removed network; run twice, the second does nothing. Anything not marked is left alone,\n"
+        "and said so.",
         "sudo netnskit down examples/seed.toml",
         True,
         {"--serial", "--xtables-wait"},
@@ -549,7 +592,9 @@ _VERBS: list[tuple[str, Verb, str, str, str, bool, set[str]]] = [
         "Read the network's namespaces, links, addresses, routes and firewall rules from the kernel\n"
         "and list the plan's steps that are not done. Exits 3 when the network is not fully up.\n"
         'With --json: one object, {"schema": 1, "name", "up", "namespaces", "host_links",\n'
-        '"host_addresses", "host_routes", "rules", "missing": [{"step", "kind", "name", "netns"}]}.',
+        '"host_addresses", "host_routes", "rules", "missing": [{"step", "kind", "name", "netns"}],\n'
+        '"conflicts", "processes", "files", "impairments", "extra"}. With --graph: the picture,\n'
+        "coloured as netnskit graph --status colours it.",
         "sudo netnskit status --json examples/seed.toml | jq .missing",
         True,
         {"--json", "--xtables-wait"},
@@ -565,6 +610,18 @@ _VERBS: list[tuple[str, Verb, str, str, str, bool, set[str]]] = [
         "sudo netnskit check examples/seed.toml",
         True,
         {"--json"},
+    ),
+    (
+        "capture",
+        cmd_capture,
+        "write a pcap of one link with tcpdump (until Ctrl-C, -c or --duration)",
+        "Capture one link of the network (that is up) with tcpdump, run where the link is, into a\n"
+        "pcap file (default LINK.pcap; read it with tcpdump -r or Wireshark). LINK: a host interface\n"
+        "of the network (the bridge, a namespace's host end), a [[link]]'s name, or NETNS:IFNAME.\n"
+        "Runs until Ctrl-C, -c N packets or --duration S seconds; prints how many it captured.",
+        "sudo netnskit capture examples/seed.toml red:eth0 -w red.pcap --duration 10",
+        True,
+        set(),
     ),
     (
         "cleanup",
@@ -675,8 +732,18 @@ def build_parser() -> argparse.ArgumentParser:
             )
         if takes_file:
             verb.add_argument("file", metavar="FILE", help="the network, as a TOML file (see examples/seed.toml)")
+        if name == "status":
+            verb.add_argument(
+                "--graph",
+                nargs="?",
+                const="mermaid",
+                choices=["mermaid", "dot", "svg"],
+                help="print the picture coloured from this host instead (as graph --status; default mermaid)",
+            )
         if name == "check":
             _check_options(verb)
+        if name == "capture":
+            _capture_options(verb)
         if name == "cleanup":
             verb.add_argument("name", metavar="NAME", nargs="?", help="the network whose marks (netnskit:NAME) go")
             verb.add_argument("--all", action="store_true", help="every network's marks: listed, removed with --yes")

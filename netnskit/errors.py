@@ -11,6 +11,7 @@
     ├─ ConflictError(NetnskitError)                    what the network asks for is someone else's: refused
     ├─ UnsupportedError(NetnskitError)                 this kernel lacks what is asked (netem): refused
     ├─ StepError(NetnskitError)                        a plan step failed (after rollback); keeps the CommandError
+    ├─ ProcessError(NetnskitError)                     a started process exited or did not become ready in time
     ├─ Interrupted(NetnskitError)                      SIGINT or SIGTERM stopped ``up`` (after rollback)
     └─ CommandError(NetnskitError)                     a command exited non-zero
        ├─ AlreadyExistsError     "File exists", "already assigned", "Chain already exists"
@@ -44,6 +45,7 @@ __all__ = [
     "NotFoundError",
     "NotOursError",
     "PermissionDeniedError",
+    "ProcessError",
     "SandboxError",
     "StepError",
     "UnsupportedError",
@@ -103,6 +105,14 @@ _PACKAGES = {
     "tcpdump": "tcpdump",
     "flock": "util-linux",
     "readlink": "coreutils",
+    "awk": "mawk",
+    "sort": "coreutils",
+    "tee": "coreutils",
+    "tail": "coreutils",
+    "find": "findutils",
+    "grep": "grep",
+    "setsid": "util-linux",
+    "kill": "procps",
 }
 
 
@@ -294,6 +304,26 @@ class StepError(NetnskitError):
             text += "; rollback also failed: " + "; ".join(self.rollback_errors)
         else:
             text += "; every earlier step was rolled back"
+        return text
+
+
+class ProcessError(NetnskitError):
+    """A process started in a namespace exited, or did not become ready in time: its name, why, its log's end."""
+
+    def __init__(self, name: str, netns: str | None, reason: str, log: str = "", log_tail: str = "") -> None:
+        super().__init__(name, netns, reason, log, log_tail)
+        self.name = name
+        self.netns = netns
+        self.reason = reason
+        self.log = log
+        self.log_tail = log_tail
+
+    def __str__(self) -> str:
+        where = f"namespace {self.netns!r}" if self.netns else "the host"
+        text = f"process {self.name!r} in {where} {self.reason}"
+        if self.log:
+            tail = self.log_tail.strip()
+            text += f"; its log {self.log} " + (f"ends with:\n{tail}" if tail else "is empty")
         return text
 
 

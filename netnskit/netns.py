@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import time
+import uuid
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import attrs
 
@@ -13,6 +17,9 @@ from netnskit.commands import ip, sysctl
 from netnskit.errors import AlreadyExistsError, NotFoundError
 from netnskit.plan import Command, Resource
 from netnskit.runner import PrefixRunner, Result, Runner, default_runner, netns_runner
+
+if TYPE_CHECKING:
+    from netnskit.process import ProcessHandle
 
 __all__ = ["Namespace", "exec_argv"]
 
@@ -50,9 +57,7 @@ class Namespace:
 
     def exec_argv(self, argv: Sequence[str]) -> list[str]:
         """``ip netns exec NAME ARGV...``: a command run inside the namespace."""
-        if isinstance(argv, str):
-            raise TypeError("argv must be a list of strings, not a string")
-        return ["ip", "netns", "exec", self.name, *argv]
+        return exec_argv(self.name, argv)
 
     def ip_argv(self, *args: str) -> list[str]:
         """``ip -n NAME ARGS...``: an ip command aimed inside the namespace."""
@@ -112,6 +117,32 @@ class Namespace:
         result = self.runner.run(self.exec_argv(argv), input=input, timeout=timeout)
         return result.check(f"running a command in namespace {self.name!r}") if check else result
 
+    def spawn(
+        self,
+        argv: Sequence[str],
+        *,
+        log: str | None = None,
+        name: str | None = None,
+        cwd: str | None = None,
+    ) -> ProcessHandle:
+        """Start ``argv`` in the background inside the namespace (as ``ip netns exec`` runs it); its handle.
+
+        Its output goes to ``log`` (default: ``/run/netnskit/logs/PLACE/NAME/PROGRAM-TIME.log`` where
+        the runner acts). The handle has the pid and the log, ``wait_for_port``, ``wait_ready`` and
+        ``stop``; it returns at once: wait for readiness with those.
+        """
+        from netnskit.network.locks import place_of
+        from netnskit.process import STATE_DIR, command, spawn
+
+        words = command(argv)
+        label = v.netns_name(name) if name is not None else v.netns_name(words[0].rsplit("/", 1)[-1])
+        if log is None:
+            log = f"{STATE_DIR}/logs/{place_of(self.runner)}/{self.name}/{label}-{time.time_ns()}.log"
+        # a mark of its own (no network's: cleanup and down leave it to this handle), so that stop()
+        # also ends what it started
+        owner = f"spawn-{uuid.uuid4().hex}"
+        return spawn(self.runner, self.name, words, log=os.path.abspath(log), name=label, cwd=cwd or "", owner=owner)
+
     @property
     def inside(self) -> PrefixRunner:
         """A runner whose every command runs inside this namespace (``ip netns exec``)."""
@@ -153,5 +184,8 @@ class Namespace:
 
 
 def exec_argv(netns: str | None, argv: Sequence[str]) -> list[str]:
-    """``argv`` run inside ``netns`` (:meth:`Namespace.exec_argv`), or as it is on the host for None."""
-    return list(argv) if netns is None else Namespace(netns).exec_argv(argv)
+    """``argv`` run inside ``netns`` (``ip netns exec NETNS ARGV...``), or as it is on the host for None."""
+    # pure: no Namespace (whose default runner is looked up, and refused where sandboxes are ambiguous)
+    if isinstance(argv, str):
+        raise TypeError("argv must be a list of strings, not a string")
+    return list(argv) if netns is None else ["ip", "netns", "exec", v.netns_name(netns), *argv]

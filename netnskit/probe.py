@@ -6,9 +6,10 @@ Run inside a namespace (``ip netns exec NS python -m netnskit.probe ...``):
   then one JSON line per exchange: ``{"peer": [ip, port], "local": [ip, port], "data": ...}``;
   answers each with ``netnskit-probe <local ip> <peer ip>``. Exits after ``count`` exchanges
   or ``timeout`` seconds (exit 2).
-- ``connect --proto tcp|udp HOST PORT [--timeout S] [--message M]``: prints one JSON line,
-  ``{"ok": true, "local": [...], "reply": "..."}`` or ``{"ok": false, "error": "..."}``
-  (exit 1).
+- ``connect --proto tcp|udp HOST PORT [--timeout S] [--message M] [--connect-only]``: prints one
+  JSON line, ``{"ok": true, "local": [...], "reply": "..."}`` or ``{"ok": false, "error": "..."}``
+  (exit 1). ``--connect-only`` (TCP): a completed handshake is the answer; nothing is sent (any
+  server, not only a probe's).
 - ``ping [--tries T] [--wait S] [--netns-dir D] [--touch NS]... [--host-dev DEV]... NS=ADDR[,ADDR...]...``
   (root): ICMP echo from each named namespace to its addresses, every one at once, from this one
   process (it enters each namespace to open a raw socket there). A target that does not answer
@@ -96,15 +97,17 @@ def _udp_local(sock: socket.socket, peer: tuple[str, int]) -> tuple[str, int]:
         return (local[0], name[1])
 
 
-def connect(proto: str, host: str, port: int, timeout: float, message: str) -> int:
-    """One exchange with a server; prints the result as JSON; 0 if a reply came."""
+def connect(proto: str, host: str, port: int, timeout: float, message: str, only: bool = False) -> int:
+    """One exchange with a server (or, ``only``, a TCP handshake); prints the result as JSON; 0 if it worked."""
     kind = socket.SOCK_STREAM if proto == "tcp" else socket.SOCK_DGRAM
     try:
         with socket.socket(_family(host), kind) as sock:
             sock.settimeout(timeout)
             sock.connect((host, port))
-            sock.sendall(message.encode())
-            reply = sock.recv(4096).decode(errors="replace").strip()
+            reply = ""
+            if not (only and proto == "tcp"):
+                sock.sendall(message.encode())
+                reply = sock.recv(4096).decode(errors="replace").strip()
             local = sock.getsockname()
     except OSError as exc:
         print(json.dumps({"ok": False, "error": str(exc) or type(exc).__name__}), flush=True)
@@ -470,6 +473,7 @@ def main(argv: list[str] | None = None) -> int:
     c.add_argument("port", type=int)
     c.add_argument("--timeout", type=float, default=3.0)
     c.add_argument("--message", default="hello")
+    c.add_argument("--connect-only", action="store_true", help="TCP: the handshake alone, nothing sent")
     p = sub.add_parser("ping")
     p.add_argument("--tries", type=int, default=3)
     p.add_argument("--wait", type=float, default=1.0)
@@ -482,7 +486,7 @@ def main(argv: list[str] | None = None) -> int:
         return serve(args.proto, args.port, args.bind, args.count, args.timeout)
     if args.verb == "ping":
         return ping(args.specs, args.tries, args.wait, args.netns_dir, args.touch, args.host_dev)
-    return connect(args.proto, args.host, args.port, args.timeout, args.message)
+    return connect(args.proto, args.host, args.port, args.timeout, args.message, args.connect_only)
 
 
 if __name__ == "__main__":

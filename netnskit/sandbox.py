@@ -1,7 +1,10 @@
 """Sandbox: a throwaway host made of a fresh network namespace and a fresh mount namespace.
 
 A small holder process (``unshare --net --mount --propagation private``) keeps both alive; a
-tmpfs on ``/run/netns`` makes named namespaces private to the sandbox. Every command runs in it
+tmpfs on ``/run/netns`` makes named namespaces private to the sandbox. ``/etc`` is an overlay whose
+changes live in memory (``/etc/netns``, where ``ip netns exec`` finds a namespace's ``hosts`` and
+``resolv.conf``, is an empty tmpfs on it), so nothing written to ``/etc`` inside reaches the real
+host's, and ``/run/netnskit`` (processes' pid files and logs) is a tmpfs too. Every command runs in it
 through ``nsenter`` (``box.runner``); ``box.enter_argv(argv)`` runs a whole process inside, whose own
 commands then need no prefix. The holder reads its stdin, so it exits when the sandbox closes it, or when
 the process that made the sandbox dies. Leaving the sandbox ends the processes started inside it
@@ -36,17 +39,51 @@ from netnskit.runner import (
     package_for,
 )
 
-__all__ = ["TMPFS_SOURCE", "Sandbox", "sandbox_problem"]
+__all__ = ["ETC_SOURCE", "TMPFS_SOURCE", "Sandbox", "sandbox_problem"]
 
 TMPFS_SOURCE = "netnskit-sandbox"  # the source name of the sandbox's tmpfs on /run/netns (its mount table shows it)
 
-# Run by the holder, inside the new namespaces.
-_HOLDER_SCRIPT = (
-    "set -e; mkdir -p /run/netns; "
-    f"mount -t tmpfs -o mode=0755,size=1m {TMPFS_SOURCE} /run/netns; "
-    "ip link set lo up; echo ready; exec cat >/dev/null"
-)
-_TOOLS = ("unshare", "nsenter", "ip", "mount")
+ETC_SOURCE = "netnskit-sandbox-etc"  # the source name of the sandbox's overlay on /etc and tmpfs on /etc/netns
+
+# Run by the holder, inside the new namespaces (its mount namespace is private: nothing it mounts
+# shows outside). A scratch tmpfs on /run/netns holds the overlay's upper layer, which takes every
+# write to /etc; mounts on files under /etc (a container's /etc/hosts) are moved onto the overlay,
+# so they stay as they were. If overlayfs is refused, an existing /etc/netns is covered by a tmpfs
+# alone (the rest of /etc is then the host's); with no /etc/netns either, the sandbox is refused:
+# it could not keep a network's files off the real /etc (sized for 1000 namespaces' hosts files of
+# 1000 lines each: tmpfs takes memory only for what is written). A second tmpfs on /run/netns then
+# hides the scratch: the sandbox's named namespaces start from none.
+_HOLDER_SCRIPT = f"""set -e
+mkdir -p /run/netns
+mount -t tmpfs -o mode=0755,size=16m {TMPFS_SOURCE}-scratch /run/netns
+scratch=/run/netns
+if mkdir $scratch/upper $scratch/work $scratch/etc && mount -t overlay \\
+    -o lowerdir=/etc,upperdir=$scratch/upper,workdir=$scratch/work {ETC_SOURCE} $scratch/etc 2>$scratch/error; then
+  moved=""
+  for sub in $(awk '$5 ~ "^/etc/" && $5 !~ /\\\\/ {{ print $5 }}' /proc/self/mountinfo | sort); do
+    inner=0
+    for prev in $moved; do case "$sub" in "$prev"/*) inner=1;; esac; done
+    [ "$inner" = 0 ] || continue
+    copy="$scratch/etc${{sub#/etc}}"
+    if [ -d "$sub" ]; then mkdir -p "$copy"; else mkdir -p "${{copy%/*}}"; touch "$copy"; fi
+    mount --move "$sub" "$copy"
+    moved="$moved $sub"
+  done
+  mount --move $scratch/etc /etc
+  mkdir -p /etc/netns
+elif [ ! -d /etc/netns ]; then
+  echo "cannot cover /etc/netns: overlayfs refused ($(cat $scratch/error)) and the host has no /etc/netns" >&2
+  exit 1
+fi
+mount -t tmpfs -o mode=0755,size=128m {ETC_SOURCE} /etc/netns
+mkdir -p -m 0700 /run/netnskit
+mount -t tmpfs -o mode=0700,size=64m {TMPFS_SOURCE}-run /run/netnskit
+mount -t tmpfs -o mode=0755,size=1m {TMPFS_SOURCE} /run/netns
+ip link set lo up
+echo ready
+exec cat >/dev/null
+"""
+_TOOLS = ("unshare", "nsenter", "ip", "mount", "awk", "sort")
 
 
 def sandbox_problem() -> str | None:

@@ -1,4 +1,9 @@
-"""HostState: what a host's network looks like, read with independent tools, for before/after checks."""
+"""HostState: what a host's network looks like, read with independent tools, for before/after checks.
+
+Besides the kernel's state it lists what netnskit leaves outside it: the entries under
+``/etc/netns`` (a namespace's hosts and resolv.conf) and the processes carrying a netnskit
+network's mark where the runner acts (``NETNSKIT_OWNER=netnskit:NAME@PLACE``).
+"""
 
 from __future__ import annotations
 
@@ -8,6 +13,9 @@ import re
 import attrs
 
 from netnskit import _ipjson
+from netnskit.network.locks import place_of
+from netnskit.network.spec import MARK_PREFIX
+from netnskit.process import OWNER_ENV, marked_pids
 from netnskit.runner import Runner
 
 __all__ = ["HostState", "WATCHED_SYSCTLS"]
@@ -60,6 +68,8 @@ class HostState:
     sysctls: tuple[tuple[str, str], ...]
     iptables: str
     ip6tables: str
+    etc_netns: tuple[str, ...] = ()  # every file and folder under /etc/netns
+    processes: tuple[int, ...] = ()  # pids marked by a netnskit network of this place
 
     @classmethod
     def capture(cls, runner: Runner) -> HostState:
@@ -88,7 +98,19 @@ class HostState:
         sysctls = tuple((name, runner.run(["sysctl", "-n", name]).stdout.strip()) for name in WATCHED_SYSCTLS)
         v4 = runner.run(["iptables-save"])
         v6 = runner.run(["ip6tables-save"])
-        return cls(namespaces, links, addresses, routes, sysctls, _clean_save(v4.stdout), _clean_save(v6.stdout))
+        etc = runner.run(["find", "/etc/netns", "-mindepth", "1"]).stdout.split("\n")
+        ours = marked_pids(runner, pattern=f"^{OWNER_ENV}={MARK_PREFIX}.*@{place_of(runner)}$")
+        return cls(
+            namespaces,
+            links,
+            addresses,
+            routes,
+            sysctls,
+            _clean_save(v4.stdout),
+            _clean_save(v6.stdout),
+            tuple(sorted(p for p in etc if p.startswith("/etc/netns/"))),
+            tuple(ours),
+        )
 
     def diff(self, other: HostState) -> list[str]:
         """Human-readable differences between two snapshots (empty when identical)."""

@@ -1,4 +1,6 @@
-"""A recording, scriptable runner for your own unit tests, shipped with the library.
+"""Test helpers shipped with the library: a recording, scriptable runner for unit tests, and the
+live harness for tests of real networks in a sandbox (:class:`Harness`, :class:`LiveNetwork`; the
+pytest fixture ``netnskit_network`` drives them, see :mod:`netnskit.pytest_plugin`).
 
 >>> from netnskit import Namespace
 >>> from netnskit.testing import FakeRunner
@@ -20,10 +22,21 @@ from typing import IO
 
 import attrs
 
+from netnskit.harness import Harness, LiveNetwork, Reach, reachability_table
 from netnskit.plan import Command
 from netnskit.runner import Result, _argv, in_netns
 
-__all__ = ["recorded", "STDERR", "FakeProcess", "FakeRunner", "Reply"]
+__all__ = [
+    "recorded",
+    "reachability_table",
+    "STDERR",
+    "FakeProcess",
+    "FakeRunner",
+    "Harness",
+    "LiveNetwork",
+    "Reach",
+    "Reply",
+]
 
 Matcher = Sequence[str] | str | re.Pattern[str] | Callable[[list[str]], bool]
 

@@ -1,8 +1,8 @@
 # Sourced by scripts/demo and scripts/test: install what is missing, idempotently.
 # Debian packages: ip/ss (iproute2), iptables (both backends), ping, unshare/nsenter (util-linux), mount,
-# sysctl (procps), dot for netnskit graph's SVG (graphviz), python3 with its venv module (python3-venv:
-# Debian's python3 lacks ensurepip), ssh/ssh-keygen (openssh-client) and sshd (openssh-server) for the
-# cluster's live tests and benchmark.
+# sysctl (procps), tcpdump (captures), nft (nftables), stress (load for the live tests), dot for
+# netnskit graph's SVG (graphviz), python3 with its venv module (python3-venv: Debian's python3 lacks
+# ensurepip), ssh/ssh-keygen (openssh-client) and sshd (openssh-server) for the cluster's live tests.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 need_pkgs=()
@@ -13,7 +13,10 @@ command -v ping >/dev/null || need_pkgs+=(iputils-ping)
 command -v unshare >/dev/null || need_pkgs+=(util-linux)
 command -v mount >/dev/null || need_pkgs+=(mount)
 command -v sysctl >/dev/null || need_pkgs+=(procps)
+command -v tcpdump >/dev/null || need_pkgs+=(tcpdump)
 command -v dot >/dev/null || need_pkgs+=(graphviz)
+PATH="$PATH:/usr/sbin:/sbin" command -v nft >/dev/null || need_pkgs+=(nftables)
+command -v stress >/dev/null || need_pkgs+=(stress)
 command -v python3 >/dev/null || need_pkgs+=(python3)
 command -v ssh >/dev/null || need_pkgs+=(openssh-client)
 command -v ssh-keygen >/dev/null || need_pkgs+=(openssh-client)
@@ -35,7 +38,8 @@ if [ ${#need_pkgs[@]} -gt 0 ]; then
   fi
   installed=true
   apt-get update -qq && apt-get install -y -qq --no-install-recommends \
-    iproute2 iptables iputils-ping util-linux mount procps graphviz python3 python3-venv openssh-server openssh-client \
+    iproute2 iptables iputils-ping util-linux mount procps kmod python3 python3-venv \
+    graphviz tcpdump nftables stress openssh-server openssh-client \
     >/dev/null || installed=false
   if [ "$made_policy" = true ]; then
     rm -f "$policy"

@@ -7,10 +7,13 @@ file, one JSON line is appended to it (tests in several processes may write; eac
 
 from __future__ import annotations
 
+import atexit
 import ipaddress
 import json
 import os
+import shutil
 import subprocess
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -49,6 +52,28 @@ T = TypeVar("T")
 R = TypeVar("R")
 
 SEED = Path(__file__).resolve().parents[1] / "examples" / "seed.toml"
+
+
+def _network_only(seed: Path) -> Path:
+    """The seed's text up to its first ``[[process]]`` (and the comment above it), in a file of its own.
+
+    The crash and fault suites number every command of ``up``, reads included; a process adds
+    readiness polls whose number depends on how fast it starts, so the k-th command would not be
+    the same from run to run. They run the network alone; the process phase has its own crash and
+    fault tests (tests/live/test_hosts_processes_live.py).
+    """
+    text = seed.read_text()
+    head = text[: text.index("[[process]]")].rstrip("\n").split("\n")
+    while head and head[-1].startswith("#"):
+        head.pop()
+    folder = tempfile.mkdtemp(prefix="netnskit-seed-")
+    atexit.register(shutil.rmtree, folder, True)
+    path = Path(folder) / "seed-network.toml"
+    path.write_text("\n".join(head) + "\n")
+    return path
+
+
+SEED_NETWORK = _network_only(SEED)  # the seed without its web server (see _network_only)
 
 # Every sysctl the seed network can touch on the host, globally and on each link present (a
 # leftover link shows in ``links`` as well).

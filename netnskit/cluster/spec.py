@@ -182,8 +182,15 @@ def split(
             mtu=mtu,
             gateway_on_host=gateway,
             remote_addresses=remote if gateway else (),
+            dns=network.dns,
+            # one host's part knows only its own namespaces: a hosts file written from it would
+            # miss the others, so a cluster writes none (resolv.conf from dns, sysctls, MTU stay)
+            hosts=False,
+            processes=[p for p in network.processes if where.get(p.netns) == here],
+            logs=network.logs,
             overlay_links=(vx_name,),
             runner=runners[here],
+            directory=network.directory,
         )
         if vx_name in part.host_ifnames():
             raise ValidationError("interface name", vx_name, f"is the network's VXLAN link on host {here!r}")

@@ -2,8 +2,8 @@
 
 One file per concept: spec (the description), toml (reading it), steps (the plan), state and status
 (what the kernel has), drift (what is ours and no longer described), firewall (NAT and forwards),
-impair (each cable's qdiscs and loss), faults (the schedule), teardown, check, locks; network holds
-the class.
+impair (each cable's qdiscs and loss), faults (the schedule), files (/etc/netns), processes,
+teardown, check, locks; network holds the class.
 Design notes (ownership marks, forwarding, the bridge-wide choices, locks): docs/network-notes.md.
 """
 
@@ -15,6 +15,7 @@ from netnskit.network.drift import Owned
 from netnskit.network.faults import FaultChange, FaultEvent
 from netnskit.network.impair import CableImpairment, EndImpairment
 from netnskit.network.network import Network
+from netnskit.network.processes import ProcessStatus
 from netnskit.network.spec import (
     Cable,
     ExtraNamespace,
@@ -22,6 +23,7 @@ from netnskit.network.spec import (
     ForwardSpec,
     LinkSpec,
     NamespaceSpec,
+    ProcessSpec,
     RouteSpec,
     group_for,
     mark_for,
@@ -48,6 +50,8 @@ __all__ = [
     "NetworkStatus",
     "Owned",
     "Probe",
+    "ProcessSpec",
+    "ProcessStatus",
     "RouteSpec",
     "Teardown",
     "cleanup",

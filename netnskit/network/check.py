@@ -410,7 +410,12 @@ def _exchanges(
                 progress(done + len(probes), total, f"{probe.kind} {probe.source} -> {probe.target}")
     # the forwards share their destination port: one at a time
     for source, server_ns, address, port, to in plan.forwards:
-        job = functools.partial(_exchange, net, "forward", source, server_ns, address, port, timeout, to)
+        served = _served_by(net, server_ns, to)
+        if served is not None:
+            # the network's own process listens there: connect to it instead of a probe server
+            job = functools.partial(_connect, net, source, address, port, timeout, served)
+        else:
+            job = functools.partial(_exchange, net, "forward", source, server_ns, address, port, timeout, to)
         probes.append(_retrying(job, tries=tries))
         if progress is not None:
             progress(done + len(probes), total, f"forward {source or 'host'} -> {address}:{port}")
@@ -477,6 +482,26 @@ def _said(stdout: str, stderr: str) -> str:
 def _readline(proc: subprocess.Popen[str], timeout: float) -> str:
     # a runner's stand-in processes may have no output pipe (a fake one)
     return read_line(getattr(proc, "stdout", None), timeout)
+
+
+def _served_by(net: Network, netns: str, port: int) -> str | None:
+    """The name of the network's process in ``netns`` that is ready once it listens on TCP ``port``."""
+    for proc in net.processes:
+        if proc.netns == netns and proc.ready is not None and (proc.ready.kind, proc.ready.port) == ("tcp", port):
+            return proc.name
+    return None
+
+
+def _connect(net: Network, source: str | None, target: IPv4Address, port: int, timeout: float, served: str) -> Probe:
+    """A TCP handshake from ``source`` to ``target``:``port``, answered by the network's process ``served``."""
+    connect = probe_argv(
+        "connect", "--connect-only", "--proto", "tcp", str(target), str(port), "--timeout", str(timeout)
+    )
+    result = net.runner.run(connect, timeout=timeout + 10, netns=source)
+    label = f"{target}:{port}"
+    if not result.ok:
+        return Probe("forward", source or "host", label, False, _said(result.stdout, result.stderr), "no reply")
+    return Probe("forward", source or "host", label, True, f"connected to process {served}", "reply")
 
 
 def _nat_probe(net: Network, source: str, server_ns: str, target: IPv4Address, port: int, timeout: float) -> Probe:

@@ -10,6 +10,7 @@ old name, which :func:`~netnskit.network.spec.owner_of` reads back for the messa
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 import attrs
@@ -18,6 +19,7 @@ from netnskit.firewall import Backend, Firewall, Rule, SavedRules
 from netnskit.firewall.rules import _rule_key
 from netnskit.link import Link
 from netnskit.netns import Namespace
+from netnskit.network import files as _files
 from netnskit.network.state import _Facts
 from netnskit.plan import Step
 
@@ -31,8 +33,8 @@ __all__ = ["Owned"]
 class Owned:
     """Something on the host marked with a network's name that its description does not have."""
 
-    kind: str  # "namespace", "link" (a host link) or "rule" (an IPv4 firewall rule)
-    name: str  # the namespace's or link's name; a rule as ``-t TABLE -A CHAIN ...``
+    kind: str  # "namespace", "link" (a host link), "rule" (an IPv4 firewall rule) or "process"
+    name: str  # the namespace's, link's or process's name; a rule as ``-t TABLE -A CHAIN ...``
 
 
 def _stale_links(net: Network, f: _Facts) -> list[str]:
@@ -68,7 +70,26 @@ def _stale_core(net: Network, f: _Facts) -> list[Step]:
         )
         for name in f.stale
     ]
+    steps += _stale_files(net, f.stale)
     return steps
+
+
+def _stale_files(net: Network, names: Sequence[str]) -> list[Step]:
+    """A step removing the /etc/netns files of namespaces of ours the file lost (their first line
+    is our mark, or they are empty from an interrupted up), and then their folders once empty."""
+    if not names:
+        return []
+    mine = _files.ours(_files.read(net.runner, _files.candidates(names)), net.mark)
+    empty_files, _ = _files.pristine(net.runner, names)
+    paths = [*mine, *empty_files]
+    if not paths:
+        return []
+    return [
+        Step(
+            f"remove files {', '.join(paths)} (marked {net.mark}, no longer in the description)",
+            _files.remove_commands(paths, [f"{_files.ETC_NETNS}/{name}" for name in names]),
+        )
+    ]
 
 
 def _after_removal(net: Network, f: _Facts) -> _Facts:

@@ -10,9 +10,9 @@ import os
 import time
 import tomllib
 from collections.abc import Callable, Sequence
-from ipaddress import IPv4Address, IPv4Interface, IPv4Network
+from ipaddress import IPv4Address, IPv4Interface, IPv4Network, IPv6Address
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
 
@@ -32,6 +32,8 @@ from netnskit.firewall.host import interfaces
 from netnskit.firewall.iptables import XTABLES_WAIT, xtables_wait
 from netnskit.interrupt import Interrupt
 from netnskit.link import Link, Route
+from netnskit.network import files as _files
+from netnskit.network import processes as _procs
 from netnskit.network.check import CheckReport, Progress, _check
 from netnskit.network.drift import _after_removal, _stale_core, _stale_rule_step, _stale_rules
 from netnskit.network.faults import FaultEvent, run_faults
@@ -55,6 +57,7 @@ from netnskit.network.impair import (
 )
 from netnskit.network.locks import _exclusive
 from netnskit.network.neighbours import warn_if_short
+from netnskit.network.processes import ProcessStatus
 from netnskit.network.spec import (
     Cable,
     ExtraNamespace,
@@ -62,14 +65,18 @@ from netnskit.network.spec import (
     ForwardSpec,
     LinkSpec,
     NamespaceSpec,
+    ProcessSpec,
     RouteSpec,
     _allocate,
+    _dns,
     _extras,
     _faults,
     _flag,
     _forwards,
     _links,
     _namespaces,
+    _opt_path,
+    _processes,
     _remote,
     _routes,
     _v4_address,
@@ -86,8 +93,12 @@ from netnskit.network.steps import _entries
 from netnskit.network.teardown import Teardown, _down
 from netnskit.network.toml import _from_dict
 from netnskit.plan import Step, render_script
+from netnskit.process import ProcessHandle
 from netnskit.qdisc import Impairment, NetemSupport, probe_netem
 from netnskit.runner import Runner, default_runner
+
+if TYPE_CHECKING:
+    from netnskit.capture import Capture
 
 
 def _ifnames(names: Sequence[str]) -> tuple[str, ...]:
@@ -96,7 +107,8 @@ def _ifnames(names: Sequence[str]) -> tuple[str, ...]:
 
 @attrs.frozen
 class Network:
-    """A bridge, its subnet and gateway, namespaces on it, routes, NAT, forwards and extra links.
+    """A bridge, its subnet and gateway, namespaces on it, routes, NAT, forwards and extra links;
+    each namespace's hosts (and resolv.conf) under /etc/netns, and processes run in them.
 
     ``mtu``: both ends of each bridged namespace's veth (None: the kernel's 1500).
     ``gateway_on_host`` False: the host puts no gateway address on the bridge and does not route
@@ -118,6 +130,10 @@ class Network:
     group: int = attrs.field(converter=v.optional_link_group)
     ipv6_link_local: bool = attrs.field(default=False, converter=_flag)
     multicast_snooping: bool = attrs.field(default=False, converter=_flag)
+    dns: tuple[IPv4Address | IPv6Address, ...] = attrs.field(default=(), converter=_dns)  # every namespace's
+    hosts: bool = attrs.field(default=True, converter=_flag)  # write /etc/netns/NAME/hosts
+    processes: tuple[ProcessSpec, ...] = attrs.field(default=(), converter=_processes)
+    logs: str | None = attrs.field(default=None, converter=_opt_path)  # the processes' log folder
     xtables_wait: int = attrs.field(default=XTABLES_WAIT, converter=xtables_wait)
     faults: tuple[FaultSpec, ...] = attrs.field(default=(), converter=_faults)
     # the three below let one host carry its part of a network spread over hosts (netnskit.cluster)
@@ -128,6 +144,12 @@ class Network:
     # not drift, and left to that owner
     overlay_links: tuple[str, ...] = attrs.field(default=(), converter=_ifnames)
     runner: Runner = attrs.field(factory=default_runner, eq=False, repr=False, kw_only=True)
+    # where relative paths (a process's cwd, logs) are read from: a TOML file's folder; None: the current one
+    directory: str | None = attrs.field(default=None, converter=_opt_path, eq=False, kw_only=True)
+    # the processes this object started (their handles reap them when down ends them)
+    _started: dict[str, ProcessHandle] = attrs.field(factory=dict, init=False, eq=False, repr=False)
+    # what derives from the (frozen) fields and costs O(N) or more: the addresses, the files
+    _memo: dict[str, Any] = attrs.field(factory=dict, init=False, eq=False, repr=False)
     # what the kernel said about netem, asked once (a frozen class may still fill a list)
     _netem: list[NetemSupport] = attrs.field(factory=list, init=False, eq=False, repr=False)
 
@@ -151,12 +173,22 @@ class Network:
             raise ConfigError(where, "file", MISSING, f"cannot read it ({exc.strerror or exc})") from None
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(where, "syntax", MISSING, f"not valid TOML ({exc})") from None
-        return cls.from_dict(data, source=where, runner=runner)
+        return cls.from_dict(data, source=where, runner=runner, directory=os.path.dirname(os.path.abspath(where)))
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any], *, source: str = "<dict>", runner: Runner | None = None) -> Network:
-        """Build from the TOML structure (``[network]``, ``[[namespace]]``, ...), strictly."""
-        return _from_dict(cls, data, source, runner or default_runner())
+    def from_dict(
+        cls,
+        data: dict[str, Any],
+        *,
+        source: str = "<dict>",
+        runner: Runner | None = None,
+        directory: str | None = None,
+    ) -> Network:
+        """Build from the TOML structure (``[network]``, ``[[namespace]]``, ``[[process]]``...), strictly.
+
+        ``directory``: where relative paths in it are read from (``from_toml``: the file's folder).
+        """
+        return _from_dict(cls, data, source, runner or default_runner(), directory)
 
     # --- derived ---------------------------------------------------------------------------
 
@@ -172,11 +204,17 @@ class Network:
 
     def addresses(self) -> dict[str, IPv4Interface]:
         """Each bridged namespace's address: given, or the next free one in the subnet, in order."""
-        return _allocate(self)
+        if "addresses" not in self._memo:
+            self._memo["addresses"] = _allocate(self)
+        return dict(self._memo["addresses"])
 
     def namespace_names(self) -> list[str]:
         """Every namespace of the network: those on the bridge, then the extra ones."""
         return [n.name for n in self.namespaces] + [n.name for n in self.extra_namespaces]
+
+    def spaces(self) -> list[NamespaceSpec | ExtraNamespace]:
+        """Every namespace's description: those on the bridge, then the extra ones."""
+        return [*self.namespaces, *self.extra_namespaces]
 
     def host_ifnames(self) -> list[str]:
         """Every host-side interface the network creates (bridge, veth ends, host ends of links)."""
@@ -262,8 +300,9 @@ class Network:
         return impair_entries(self, netem=support.usable, states=states)
 
     def render_script(self) -> str:
-        """The plan as a bash script a person can review and run."""
-        return render_script(self.plan(), title=f"netnskit plan for network {self.name!r} (link group {self.group})")
+        """The plan as a bash script a person can review and run; the processes ``up`` then starts, as comments."""
+        script = render_script(self.plan(), title=f"netnskit plan for network {self.name!r} (link group {self.group})")
+        return script + "".join(_procs.describe(self))
 
     def _entries(self) -> list[tuple[Step, Callable[[_Facts], bool]]]:
         return _entries(self)
@@ -295,12 +334,17 @@ class Network:
         # a port another network or a foreign DNAT already forwards, a subnet a route sends elsewhere
         _refuse_conflicts(self, facts, saved)
         done: list[Step] = []  # applied by this call, in order: what a later failure rolls back
+        started: list[ProcessHandle] = []  # the processes this call started: stopped first on rollback
 
         def apply(steps: Sequence[Step]) -> None:
             if steps:
                 run.apply(steps, self.runner, interrupt=stop)
                 done.extend(steps)
             stop.check(action)
+
+        def rollback() -> list[str]:
+            failed = _procs.stop_started(self, started)
+            return failed + _remove(run, done, self.runner)
 
         try:
             stop.check(action)
@@ -323,16 +367,21 @@ class Network:
                 sweep = _sweep_step(fw, fw.save(4), _read_links(self.runner, None), interfaces(stale))
                 apply(sweep.steps)
                 fw.records.forget(sweep.forget)
+            # processes last, once the network they talk over is there: those the description
+            # lost go first (drift), then those that do not run start, the interrupt read between
+            _procs.stop_stale(self)
+            started += _procs.start(self, interrupt=stop, action=action)
+            stop.check(action)
         except StepError as exc:
-            failed = _remove(run, done, self.runner)
+            failed = rollback()
             cause = exc.error or exc.cause  # keep the CommandError (its class says why)
             raise StepError(exc.step, len(done) + exc.index, cause, [*exc.rollback_errors, *failed]) from exc
         except Interrupted as exc:
-            failed = _remove(run, done, self.runner)
-            undone = exc.undone + sum(1 for step in done if step.undo)
+            undone = exc.undone + sum(1 for step in done if step.undo) + len(started)
+            failed = rollback()
             raise Interrupted(exc.signum, action, undone, [*exc.rollback_errors, *failed]) from None
         except BaseException:
-            _remove(run, done, self.runner)
+            rollback()
             raise
         return self
 
@@ -361,8 +410,73 @@ class Network:
         self.down()
 
     def status(self) -> NetworkStatus:
-        """The network's state as typed objects, read from ``ip -j`` and ``iptables-save``."""
+        """The network's state as typed objects, read from ``ip -j``, ``iptables-save``, its files and processes."""
         return _status(self, self._facts(full=True))
+
+    def process_status(self) -> list[ProcessStatus]:
+        """Each process: ``running``, ``exited`` or ``not started``, its pid and its log file."""
+        return _procs.statuses(self)
+
+    def process_logs(self) -> dict[str, str]:
+        """Each process's log file, where the runner acts: name -> path (read with ``tail`` through the runner)."""
+        return {p.name: p.log for p in _procs.statuses(self)}
+
+    def hosts_file(self, netns: str) -> str:
+        """What ``/etc/netns/NETNS/hosts`` holds once the network is up (pure)."""
+        if netns not in self.namespace_names():
+            raise ValidationError("namespace", netns, f"is not a namespace of network {self.name!r}")
+        return _files.hosts_text(self, netns)
+
+    def address_of(self, name: str, *, seen_from: str | None = None) -> IPv4Address:
+        """The address of node ``name`` (a namespace, ``host`` or ``gateway``) that ``seen_from`` reaches
+        first (a namespace, None: the host), as its hosts file lists it."""
+        try:
+            found = _files.addresses_seen_from(self, seen_from, name)
+        except KeyError:
+            known = ", ".join([*self.namespace_names(), _files.HOST, _files.GATEWAY])
+            raise ValidationError("node", name, f"is not a node of network {self.name!r} (known: {known})") from None
+        if not found:
+            raise ValidationError("node", name, "has no address")
+        return found[0]
+
+    def capture(
+        self,
+        link: str,
+        path: str | os.PathLike[str],
+        *,
+        count: int | None = None,
+        duration: float | None = None,
+    ) -> Capture:
+        """Capture ``link``'s packets into the pcap file ``path`` with tcpdump, run where the link is.
+
+        ``link``: an interface the network makes on the host (the bridge, a namespace's host end, a
+        link's host end), a link's name, or ``NETNS:IFNAME``. Returns once tcpdump listens; stop it
+        with ``stop()`` or use it as a context manager. ``count``: stop after so many packets;
+        ``duration``: ``wait()`` stops it after so many seconds.
+        """
+        from netnskit.capture import start_capture
+
+        netns, ifname = self.link_place(link)
+        return start_capture(self.runner, netns, ifname, path, count=count, duration=duration)
+
+    def link_place(self, link: str) -> tuple[str | None, str]:
+        """Where ``link`` is: (namespace or None for the host, interface name); see :meth:`capture`."""
+        if link in self.host_ifnames():
+            return None, link
+        for spec in self.links:
+            if spec.name == link:
+                return spec.netns, spec.name
+        netns, sep, ifname = link.partition(":")
+        if sep and netns in self.namespace_names():
+            return netns, v.ifname(ifname)
+        known = [*self.host_ifnames(), *(s.name for s in self.links if s.netns is not None), "NETNS:IFNAME"]
+        raise ValidationError("link", link, f"is not a link of network {self.name!r} (known: {', '.join(known)})")
+
+    def capture_links(self) -> list[tuple[str | None, str]]:
+        """One interface per link of the network, for a capture of each: every namespace's veth (its
+        host end) and every extra link's first end."""
+        found: list[tuple[str | None, str]] = [(None, ns.host_ifname) for ns in self.namespaces]
+        return found + [(link.netns, link.name) for link in self.links]
 
     def check(
         self,

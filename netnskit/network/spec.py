@@ -6,15 +6,17 @@ All pure, checked before any process runs. IPv4 only for now.
 
 from __future__ import annotations
 
+import re
 import zlib
 from collections.abc import Iterable
-from ipaddress import IPv4Address, IPv4Interface, IPv4Network
+from ipaddress import IPv4Address, IPv4Interface, IPv4Network, IPv6Address
 from typing import TYPE_CHECKING, Any
 
 import attrs
 
 from netnskit import _validate as v
 from netnskit.errors import ValidationError
+from netnskit.process import Ready, command, ready
 from netnskit.qdisc import Impairment, format_time, parse_time
 
 if TYPE_CHECKING:
@@ -122,6 +124,58 @@ def _flag(value: object) -> bool:
     return value
 
 
+def _opt_mtu(value: object) -> int | None:
+    return None if value is None else v.mtu(value)
+
+
+def _dns(value: object) -> tuple[IPv4Address | IPv6Address, ...]:
+    # the nameservers of the namespace's resolv.conf (a DNS server may be IPv6 even on an IPv4 network)
+    items = _list("dns", value)
+    if len(items) > 3:
+        raise ValidationError("dns", value, "may name at most 3 servers (resolv.conf reads no more)")
+    return tuple(v.ip_address(item) for item in items)
+
+
+def _opt_dns(value: object) -> tuple[IPv4Address | IPv6Address, ...] | None:
+    return None if value is None else _dns(value)
+
+
+_SYSCTL_KEY = re.compile(r"[a-z0-9_]+([./][A-Za-z0-9_-]+)+\Z")  # (no ':': a read of /proc/sys splits on it)
+
+
+def sysctl_path(key: str) -> str:
+    """The file under /proc/sys of a setting: dots are separators unless the key is written with slashes."""
+    return "/proc/sys/" + (key if "/" in key else key.replace(".", "/"))
+
+
+def _sysctls(value: object) -> tuple[tuple[str, str], ...]:
+    # {"net.ipv4.ip_forward": 1}: written inside the namespace with sysctl -w KEY=VALUE, in this order
+    if isinstance(value, tuple | list):
+        pairs = [tuple(p) for p in value]
+    elif isinstance(value, dict):
+        pairs = list(value.items())
+    else:
+        raise ValidationError("sysctls", value, 'must be a table of settings, like { "net.ipv4.ip_forward" = 1 }')
+    out: list[tuple[str, str]] = []
+    for pair in pairs:
+        if len(pair) != 2:
+            raise ValidationError("sysctls", value, "must map each setting to its value")
+        key, raw = pair
+        if not isinstance(key, str) or not _SYSCTL_KEY.match(key):
+            raise ValidationError(
+                "sysctl", key, "must be a setting's name, like net.ipv4.ip_forward or net/ipv4/conf/eth0.5/forwarding"
+            )
+        if isinstance(raw, bool) or not isinstance(raw, int | str):
+            raise ValidationError(f"sysctl {key}", raw, "must be an integer or a string")
+        text = str(raw)
+        if not text.strip() or not text.isprintable() or not text.isascii():
+            raise ValidationError(f"sysctl {key}", raw, "must be printable ASCII, not empty")
+        if key in dict(out):
+            raise ValidationError("sysctl", key, "is set twice")
+        out.append((key, text))
+    return tuple(out)
+
+
 @attrs.frozen
 class RouteSpec:
     """A route on the host (``netns=None``) or inside one of the network's namespaces."""
@@ -165,6 +219,9 @@ class NamespaceSpec:
     host_ifname: str = attrs.field(converter=v.ifname)
     default_route: bool = attrs.field(default=True, converter=_flag)
     routes: tuple[RouteSpec, ...] = attrs.field(default=(), converter=_routes)
+    mtu: int | None = attrs.field(default=None, converter=_opt_mtu)  # both ends of its veth (over the network's)
+    dns: tuple[IPv4Address | IPv6Address, ...] | None = attrs.field(default=None, converter=_opt_dns)
+    sysctls: tuple[tuple[str, str], ...] = attrs.field(default=(), converter=_sysctls)
     impair: Impairment | None = attrs.field(default=None, converter=_impairment)  # both ends of its veth
 
     @host_ifname.default
@@ -191,6 +248,8 @@ class ExtraNamespace:
 
     name: str = attrs.field(converter=v.netns_name)
     forwarding: bool = attrs.field(default=False, converter=_flag)
+    dns: tuple[IPv4Address | IPv6Address, ...] | None = attrs.field(default=None, converter=_opt_dns)
+    sysctls: tuple[tuple[str, str], ...] = attrs.field(default=(), converter=_sysctls)
 
 
 @attrs.frozen
@@ -203,6 +262,7 @@ class LinkSpec:
     peer_netns: str | None = attrs.field(default=None, converter=v.optional_netns)
     address: IPv4Interface | None = attrs.field(default=None, converter=_link_address)
     peer_address: IPv4Interface | None = attrs.field(default=None, converter=_link_address)
+    mtu: int | None = attrs.field(default=None, converter=_opt_mtu)  # both ends
     impair: Impairment | None = attrs.field(default=None, converter=_impairment)  # both ends
 
     def __attrs_post_init__(self) -> None:
@@ -237,6 +297,44 @@ class ForwardSpec:
     port: tuple[int, int] | None = attrs.field(default=None, converter=_opt_ports)
     protocol: str = attrs.field(default="tcp", converter=v.protocol)
     host_address: IPv4Address | None = attrs.field(default=None, converter=_host_address)
+
+
+def _order(value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValidationError("process order", value, "must be an integer")
+    return value
+
+
+def _seconds(value: object) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value <= 3600:
+        raise ValidationError("ready_timeout", value, "must be a number of seconds from 0 to 3600")
+    return float(value)
+
+
+def _opt_path(value: object) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str) or not value or "\0" in value or "\n" in value:
+        raise ValidationError("path", value, "must be a non-empty path on one line")
+    return value
+
+
+@attrs.frozen
+class ProcessSpec:
+    """A process the network runs in one of its namespaces: started by ``up`` (in ``order``, each
+    waited for until ``ready``), stopped by ``down``; its output goes to a log file."""
+
+    name: str = attrs.field(converter=v.netns_name)
+    netns: str = attrs.field(converter=v.netns_name)
+    command: tuple[str, ...] = attrs.field(converter=command)
+    ready: Ready | None = attrs.field(default=None, converter=ready)
+    order: int = attrs.field(default=0, converter=_order)
+    ready_timeout: float = attrs.field(default=10.0, converter=_seconds)
+    cwd: str | None = attrs.field(default=None, converter=_opt_path)  # relative: to the network's directory
+
+
+def _processes(items: Iterable[ProcessSpec | dict[str, Any]]) -> tuple[ProcessSpec, ...]:
+    return tuple(x if isinstance(x, ProcessSpec) else ProcessSpec(**x) for x in _list("processes", items))
 
 
 def _fault_at(value: object) -> str:
@@ -485,6 +583,13 @@ def _validate_network(net: Network) -> None:
                 raise ValidationError("route", "default", f"namespace {ns.name!r} already has default_route = true")
             if route.via is not None and not any(route.via in s for s in _subnets_at(net, ns.name)):
                 raise ValidationError("route gateway", str(route.via), f"is not on a subnet connected to {ns.name!r}")
+    processes: list[str] = []
+    for proc in net.processes:
+        if proc.netns not in known:
+            raise ValidationError("process namespace", proc.netns, f"is not a namespace of network {net.name!r}")
+        if proc.name in processes:
+            raise ValidationError("process name", proc.name, "is used twice (give each [[process]] its own name)")
+        processes.append(proc.name)
     _validate_faults(net)
     for route in net.routes:
         if route.netns is not None and route.netns not in known:

@@ -20,8 +20,9 @@ from netnskit.errors import CommandError, ConflictError, NetnskitError, NotOursE
 from netnskit.firewall import SavedRules
 from netnskit.firewall.host import port_users
 from netnskit.firewall.rules import Rule
+from netnskit.network import files as _files
 from netnskit.network.impair import loss_places, places_to_read, read_loss_rules, read_qdiscs
-from netnskit.network.spec import MARK_PREFIX, _subnets_at, owner_of
+from netnskit.network.spec import MARK_PREFIX, _subnets_at, owner_of, sysctl_path
 from netnskit.qdisc import NetemSupport, QdiscInfo
 from netnskit.runner import NETNS_RUN_DIR, Runner
 
@@ -42,6 +43,8 @@ class _Facts:
     read: frozenset[str | None]  # places read in full (host = None)
     raw: dict[str | None, dict[str, list[dict[str, Any]]]] = attrs.field(factory=dict)  # where -> addr/route
     saved: SavedRules | None = None  # the host's IPv4 rules, when read (status; None without iptables)
+    files: _files.Found = attrs.field(factory=lambda: _files.Found({}))  # first lines and digests under /etc/netns
+    sysctls: dict[str, dict[str, str]] = attrs.field(factory=dict)  # netns -> /proc/sys path -> value
     qdiscs: dict[str | None, tuple[QdiscInfo, ...]] = attrs.field(factory=dict)  # where -> tc -j qdisc show
     rules_in: dict[str, tuple[Rule, ...]] = attrs.field(factory=dict)  # namespace -> its iptables-save (IPv4)
     netem: NetemSupport | None = None  # asked of the kernel when a namespace was read
@@ -76,6 +79,18 @@ def _read_place(runner: Runner, where: str | None, facts: dict[str, Any]) -> Non
     }
     facts["routes"][where] = {(str(r.get("dst", "")), r.get("gateway")) for r in route_entries}
     facts["forwarding"][where] = {str(d.get("interface", "")): bool(d.get("forwarding")) for d in netconf}
+
+
+def _read_sysctls(runner: Runner, netns: str, keys: list[str]) -> dict[str, str]:
+    """The values of settings inside ``netns``, read from /proc/sys (one ``grep``; absent ones left out)."""
+    paths = [sysctl_path(k) for k in keys]
+    result = runner.run(["grep", "-s", "-H", "", "--", *paths], netns=netns)
+    values: dict[str, str] = {}
+    for line in result.stdout.splitlines():
+        path, _, value = line.partition(":")
+        if path in paths:
+            values[path] = " ".join(value.split())
+    return values
 
 
 def _host_link_ours(entry: dict[str, Any], mark: str, group: int | None, names: Iterable[str]) -> bool:
@@ -120,6 +135,11 @@ def _gather(net: Network, full: bool, *, impairments: bool = True) -> _Facts:
         del netns[name]  # not a namespace: "create namespace" is to do again, after removing the entry
     described = set(net.namespace_names())
     marks = _lo_marks(runner, _candidates(netns, facts["links"][None], net.mark, described))
+    sysctls = {}
+    for space in net.spaces():
+        if space.sysctls and space.name in read:
+            sysctls[space.name] = _read_sysctls(runner, space.name, [k for k, _ in space.sysctls])
+    wanted = list(_files.wanted(net))
     return _Facts(
         netns=netns,
         links=facts["links"],
@@ -135,6 +155,8 @@ def _gather(net: Network, full: bool, *, impairments: bool = True) -> _Facts:
         netem=netem,
         dangling=frozenset(dangling),
         stale=tuple(sorted(name for name, alias in marks.items() if alias == net.mark)),
+        files=_files.read(runner, wanted, digests=True),
+        sysctls=sysctls,
     )
 
 
@@ -271,6 +293,7 @@ def _refuse_foreign(net: Network, f: _Facts) -> None:
                 f"link {ifname!r} exists on the host but is not marked {net.mark} ({_whose(alias, 'its')}); "
                 f"refusing to adopt it: {_advice(net, alias, 'remove it or rename the link')}"
             )
+    _files.refuse_foreign(net, f.files)
     # a subnet of ours that overlaps an address on someone else's link would break both
     mine = set(net.host_ifnames())
     for ifname, address in sorted(f.addresses.get(None, set())):

@@ -14,6 +14,7 @@ from netnskit.firewall import Rule, SavedRules
 from netnskit.firewall.host import interfaces
 from netnskit.link import AddressInfo, LinkInfo, Neighbour, RouteInfo, neighbours
 from netnskit.network.drift import Owned, _after_removal, _extra, _stale_core, _stale_rule_step, _stale_rules
+from netnskit.network.files import digest, wanted
 from netnskit.network.firewall import (
     _firewall_objects,
     _firewall_of,
@@ -23,6 +24,7 @@ from netnskit.network.firewall import (
     _wanted_rules,
 )
 from netnskit.network.impair import CableImpairment, cable_status, states_from
+from netnskit.network.processes import ProcessStatus, stale, statuses
 from netnskit.network.spec import owner_of
 from netnskit.network.state import _conflicts, _Facts, _host_link_ours, _namespace_ours
 from netnskit.plan import Step
@@ -50,8 +52,9 @@ class MissingStep:
     """A step of the plan that the kernel does not show as done: its description and what it makes.
 
     ``kind`` is the kind of thing the step creates (``netns``, ``link``, ``address``, ``route``,
-    ``sysctl``), ``firewall`` for the network's rules, or ``setting`` for a change to something that
-    exists (an alias, a link brought up); ``name`` and ``netns`` say which and where (None: the host).
+    ``sysctl``), ``firewall`` for the network's rules, ``process`` for a process to start (or, no
+    longer described, to stop), or ``setting`` for a change to something that exists (an alias, a
+    link brought up); ``name`` and ``netns`` say which and where (None: the host).
     """
 
     step: str
@@ -87,6 +90,8 @@ class NetworkStatus:
     rules: tuple[str, ...]
     missing: tuple[MissingStep, ...]  # each prints as its step's description
     conflicts: tuple[str, ...] = ()  # what someone else holds where the network needs it (up refuses it)
+    processes: tuple[ProcessStatus, ...] = ()
+    files: tuple[str, ...] = ()  # the files under /etc/netns that hold what the network writes
     impairments: tuple[CableImpairment, ...] = ()  # each cable impaired in the file or in the kernel
     extra: tuple[Owned, ...] = ()  # marked with this network's name but not in its description
 
@@ -165,12 +170,21 @@ def _status(net: Network, f: _Facts) -> NetworkStatus:
     host_links, host_addresses, host_routes = typed(None, ours)
     saved = f.saved if f.saved is not None else _saved(net)
     routes = _host_routes(net)
+    processes = tuple(statuses(net))
+    gone = stale(net)  # processes of ours the description lost: up stops them
     missing = tuple(MissingStep.of(step) for step in _missing(net, f, saved, routes))
+    missing += tuple(MissingStep(f"stop process {name} (no longer described)", "process", name, None) for name in gone)
+    missing += tuple(
+        MissingStep(f"process {p.name} in {p.netns} ({p.state})", "process", p.name, p.netns)
+        for p in processes
+        if p.state != "running"
+    )
     conflicts = tuple(_conflicts(net, f, saved))
+    written = tuple(sorted(p for p, text in wanted(net).items() if f.files.digests.get(p) == digest(text)))
     support = f.netem or net._support_for_file()
     states = states_from(net, f.links, f.qdiscs, f.rules_in)
     impairments = cable_status(net, states, support, net._impair_entries(f))
-    extra = _extra(net, f, _stale(net, saved, routes))
+    extra = _extra(net, f, _stale(net, saved, routes)) + tuple(Owned("process", name) for name in gone)
     return NetworkStatus(
         net.name,
         not missing and not conflicts,
@@ -181,6 +195,8 @@ def _status(net: Network, f: _Facts) -> NetworkStatus:
         f.rules,
         missing,
         conflicts,
+        processes,
+        written,
         impairments=impairments,
         extra=extra,
     )

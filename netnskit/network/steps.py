@@ -1,7 +1,9 @@
 """The plan of a network: each step (its commands and their undo) with a ``done`` predicate on the kernel's state.
 
 ``up`` runs the steps whose predicate is false. Order: namespaces, the bridge, each namespace on the
-bridge, extra links, routes; the firewall's steps come after (see :mod:`.firewall`).
+bridge, extra links (each with its MTU), routes, the namespaces' sysctls, their files under
+``/etc/netns`` (see :mod:`.files`); the firewall's steps come after (see :mod:`.firewall`), then
+the processes (see :mod:`.processes`).
 """
 
 from __future__ import annotations
@@ -14,7 +16,8 @@ from typing import TYPE_CHECKING
 from netnskit.commands import sysctl
 from netnskit.link import Bridge, Link, Route, VethPair
 from netnskit.netns import Namespace
-from netnskit.network.spec import LinkSpec, NamespaceSpec, RouteSpec
+from netnskit.network import files
+from netnskit.network.spec import LinkSpec, NamespaceSpec, RouteSpec, sysctl_path
 from netnskit.network.state import _Facts
 from netnskit.plan import Command, Step
 
@@ -68,6 +71,18 @@ def _has_route(where: str | None, route: RouteSpec, f: _Facts) -> bool:
 
 def _forwarding(where: str | None, ifname: str, f: _Facts) -> bool:
     return f.forwarding.get(where, {}).get(ifname, False)
+
+
+def _mtu_is(mtu: int, ends: tuple[tuple[str | None, str], ...], f: _Facts) -> bool:
+    return all(f.links.get(where, {}).get(ifname, {}).get("mtu") == mtu for where, ifname in ends)
+
+
+def _sysctl_is(netns: str, key: str, value: str, f: _Facts) -> bool:
+    return f.sysctls.get(netns, {}).get(sysctl_path(key)) == " ".join(value.split())
+
+
+def _files_done(net: Network, f: _Facts) -> bool:
+    return files.done(net, f.files)
 
 
 # --- the plan -------------------------------------------------------------------------------
@@ -148,6 +163,31 @@ class _PlanBuilder:
             functools.partial(_forwarding, None, ifname),
         )
 
+    def mtu(self, mtu: int, ends: list[tuple[str | None, str]]) -> None:
+        """The MTU of a link's ends (each in its place; the bridge follows its ports' smallest)."""
+        names = " and ".join(f"{ifname} in {where or 'the host'}" for where, ifname in ends)
+        self.add(
+            f"set the MTU of {names} to {mtu}",
+            [self._link(ifname, where).mtu_command(mtu) for where, ifname in ends],
+            [],  # the links' deletion takes it along
+            functools.partial(_mtu_is, mtu, tuple(ends)),
+        )
+
+    def sysctl(self, netns: str, key: str, value: str) -> None:
+        """A setting inside a namespace (``sysctl -w KEY=VALUE`` there); it goes with the namespace."""
+        self.add(
+            f"set {key} = {value} inside namespace {netns}",
+            [Namespace(netns, runner=self.runner).sysctl_command(key, value)],
+            [],
+            functools.partial(_sysctl_is, netns, key, value),
+        )
+
+    def files(self) -> None:
+        """Each namespace's hosts (and resolv.conf where dns is asked for) under /etc/netns."""
+        wanted = files.wanted(self.net)
+        if wanted:
+            self.entries.append((files.step(self.net, wanted), functools.partial(_files_done, self.net)))
+
     def route(self, where: str | None, route: RouteSpec) -> None:
         """A route in namespace ``where`` (the host for None)."""
         self.add(
@@ -196,6 +236,9 @@ class _PlanBuilder:
             functools.partial(_link_there, None, ns.host_ifname),
         )
         self.mark_link(ns.host_ifname, quiet_up=not net.ipv6_link_local)
+        if ns.mtu is not None and ns.mtu != net.mtu:
+            # the namespace's own MTU wins over the network's (which the veth was made with)
+            self.mtu(ns.mtu, [(None, ns.host_ifname), (ns.name, ns.ifname)])
         # one request: the kernel applies addrgenmode before the link comes up (no address is made)
         quiet = () if net.ipv6_link_local else ("addrgenmode", "none")
         self.add(
@@ -231,6 +274,8 @@ class _PlanBuilder:
         )
         if on_host:
             self.mark_link(link.name)
+        if link.mtu is not None:
+            self.mtu(link.mtu, [(link.netns, link.name), (link.peer_netns, link.peer)])
         self.add(
             f"bring up {link.peer} in {link.peer_netns or 'the host'}",
             [self._link(link.peer, link.peer_netns).up_command()],
@@ -260,5 +305,9 @@ def _entries(net: Network) -> list[tuple[Step, _Done]]:
         plan.link(link)
     for route in net.routes:
         plan.route(route.netns, route)
+    for space in net.spaces():
+        for key, value in space.sysctls:
+            plan.sysctl(space.name, key, value)
+    plan.files()
     # firewall rules (commented netnskit:NAME) come from netnskit.firewall: see .firewall._firewall_steps
     return plan.entries

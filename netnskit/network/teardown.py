@@ -2,7 +2,9 @@
 
 Both read first, then remove only what carries a mark (or is pristine from an interrupted ``up``,
 or is a dangling ``/run/netns`` entry of the description's names): safe after a crash, on a
-partly-removed network, on an edited description, twice.
+partly-removed network, on an edited description, twice. Processes go first (by their
+environment's mark, SIGTERM then SIGKILL), then the files under ``/etc/netns`` that start with the
+mark, the firewall's rules, the links and the namespaces.
 """
 
 from __future__ import annotations
@@ -22,6 +24,8 @@ from netnskit.firewall.iptables import XTABLES_WAIT
 from netnskit.interrupt import Interrupt
 from netnskit.link import Link
 from netnskit.netns import Namespace
+from netnskit.network import files as _files
+from netnskit.network import processes as _processes
 from netnskit.network.firewall import (
     _any_network,
     _families,
@@ -100,8 +104,21 @@ def _read_netns_links(runner: Runner, name: str) -> dict[str, dict[str, Any]] | 
     return None if entries is None else {str(d["ifname"]): d for d in entries}
 
 
+def _files_removal(runner: Runner, paths: Sequence[str], mark: str | None, names: Sequence[str] = ()) -> list[Step]:
+    """A step whose undo removes those of ``paths`` whose first line carries ``mark`` (any netnskit mark
+    for None), and the empty folders of the namespaces ``names`` (an interrupted up or down leaves them)."""
+    mine = _files.ours(_files.read(runner, paths), mark)
+    empty_files, empty_folders = _files.pristine(runner, names) if names else ([], [])
+    if not mine and not empty_files and not empty_folders:
+        return []
+    what = [*mine, *(f"{p} (empty)" for p in [*empty_files, *empty_folders])]
+    return [Step(f"files {', '.join(what)}", [], _files.remove_commands([*mine, *empty_files], empty_folders))]
+
+
 def _down(net: Network, executor: Executor) -> Teardown:
     runner = net.runner
+    # processes first: a namespace holds on while a process runs in it
+    ended, still = _processes.stop_all(net)
     fw = _firewall_of(net)
     # three independent reads at once (runners are used from several threads by BatchExecutor too)
     with concurrent.futures.ThreadPoolExecutor(max_workers=3) as pool:
@@ -152,6 +169,9 @@ def _down(net: Network, executor: Executor) -> Teardown:
             left.append(f"link {ifname} ({_not_ours(net, alias)})")
             others.add(str(owner_of(alias)))
     steps = _namespace_removal(runner, ours, dangling)
+    # the files of the described namespaces and of those marked ours the description lost
+    spaces = sorted({*net.namespace_names(), *ours})
+    steps += _files_removal(runner, _files.candidates(spaces), net.mark, spaces)
     steps += _link_removal(runner, host, net.mark, net.group, names_on_host)
     # (our own links go right after the sweep: putting their forwarding back too is harmless)
     firewall = _firewall_removal(
@@ -163,9 +183,9 @@ def _down(net: Network, executor: Executor) -> Teardown:
     already = executor.remove(steps, runner) if steps else []
     fw.records.forget(firewall.forget)
     return Teardown(
-        removed=tuple(s.description for s in steps),
+        removed=tuple(ended + [s.description for s in steps]),
         already_gone=tuple(gone + list(already)),
-        left=tuple(left) + firewall.left,
+        left=tuple(left + still) + firewall.left,
         others=tuple(sorted(others)),
     )
 
@@ -192,15 +212,16 @@ def cleanup(
 ) -> Teardown:
     """Remove what network ``name`` owns on this host (everything marked ``netnskit:NAME``), and nothing else.
 
-    Namespaces whose ``lo`` alias is the mark, host links with it, rules with it as comment; the
-    firewall's shared state is swept as after ``down`` (other networks keep theirs). ``None``:
-    every netnskit mark of every network (``netnskit cleanup --all``), and ``/run/netns`` entries
-    no namespace is mounted on any more (left by an interrupted delete, whose they were cannot be
-    told). ``dry_run``: read only; ``removed`` lists what would go. A namespace left empty by an
-    interrupted ``up`` carries no mark yet: ``down FILE`` removes it, since the file names it.
-    ``interrupt`` is read only while waiting for the lock: once removing, ``cleanup`` finishes.
-    ``xtables_wait``: seconds the firewall's tools wait for the xtables lock. Where iptables is not
-    installed there are no rules to remove.
+    Processes whose ``NETNSKIT_OWNER`` carries the mark (where the runner acts), files under
+    ``/etc/netns`` whose first line is the mark, namespaces whose ``lo`` alias is the mark, host
+    links with it, rules with it as comment; the firewall's shared state is swept as after ``down``
+    (other networks keep theirs). ``None``: every netnskit mark of every network (``netnskit
+    cleanup --all``), and ``/run/netns`` entries no namespace is mounted on any more (left by an
+    interrupted delete, whose they were cannot be told). ``dry_run``: read only; ``removed`` lists
+    what would go. A namespace left empty by an interrupted ``up`` carries no mark yet: ``down
+    FILE`` removes it, since the file names it. ``interrupt`` is read only while waiting for the
+    lock: once removing, ``cleanup`` finishes. ``xtables_wait``: seconds the firewall's tools wait
+    for the xtables lock. Where iptables is not installed there are no rules to remove.
     """
     if name is not None:
         name = v.netns_name(name)
@@ -219,28 +240,32 @@ def _cleanup(run: Runner, name: str | None, executor: Executor | None, fw: Firew
         text = str(alias or "")
         return text == mark if mark is not None else text.startswith(MARK_PREFIX)
 
+    # processes first: a namespace holds on while a process runs in it
+    ended, still = _processes.stop_every_network(run, name, dry_run=dry_run)
     host = _read_links(run, None)
     netns = {str(d["name"]): d.get("id") for d in _ipjson.netns_list(run)}
     marks = _lo_marks(run, _candidates(netns, host, mark, ()))
     unreadable = [n for n, alias in marks.items() if alias is None]
     dangling = _dangling(run, unreadable)
     steps = _namespace_removal(run, [n for n, alias in marks.items() if owns(alias)], dangling if mark is None else ())
+    steps += _files_removal(run, _files.listed(run), mark)
     for found in sorted({str(d["ifalias"]) for d in host.values() if owns(d.get("ifalias"))}):
         steps += _link_removal(run, host, found, group_for(str(owner_of(found))))
     # cleanup NAME: other networks' link forwarding is kept; --all: every network goes
     stays = _any_network if mark is not None else (lambda _: False)
     firewall = _firewall_removal(fw, owns, _families(fw), stays, host)
     steps += firewall.steps
-    left: list[str] = []
+    left: list[str] = list(still)
     if mark is not None:
-        left = [
+        left += [
             f"dangling /run/netns entry {n} (no namespace mounted there; whose it was cannot be told: "
             f"`netnskit cleanup --all --yes` or `ip netns del {n}` removes it)"
             for n in sorted(dangling)
         ]
     left += firewall.left
+    removed = tuple(ended + [s.description for s in steps])
     if dry_run:
-        return Teardown(removed=tuple(s.description for s in steps), already_gone=(), left=tuple(left))
+        return Teardown(removed=removed, already_gone=(), left=tuple(left))
     already = (executor or SerialExecutor()).remove(steps, run) if steps else []
     fw.records.forget(firewall.forget)
-    return Teardown(removed=tuple(s.description for s in steps), already_gone=tuple(already), left=tuple(left))
+    return Teardown(removed=removed, already_gone=tuple(already), left=tuple(left))

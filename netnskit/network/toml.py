@@ -12,7 +12,15 @@ from typing import TYPE_CHECKING, Any
 import attrs
 
 from netnskit.errors import MISSING, ConfigError, ValidationError
-from netnskit.network.spec import ExtraNamespace, FaultSpec, ForwardSpec, LinkSpec, NamespaceSpec, RouteSpec
+from netnskit.network.spec import (
+    ExtraNamespace,
+    FaultSpec,
+    ForwardSpec,
+    LinkSpec,
+    NamespaceSpec,
+    ProcessSpec,
+    RouteSpec,
+)
 from netnskit.qdisc import Impairment
 from netnskit.runner import Runner
 
@@ -20,7 +28,7 @@ if TYPE_CHECKING:
     from netnskit.network.network import Network
 
 
-_TOP = {"network", "namespace", "extra_namespace", "link", "route", "port_forward", "fault"}
+_TOP = {"network", "namespace", "extra_namespace", "link", "route", "port_forward", "process", "fault"}
 _KEYS: dict[str, dict[str, tuple[type | tuple[type, ...], bool]]] = {
     # key -> (TOML types accepted, required)
     "network": {
@@ -32,6 +40,9 @@ _KEYS: dict[str, dict[str, tuple[type | tuple[type, ...], bool]]] = {
         "group": (int, False),
         "ipv6_link_local": (bool, False),
         "multicast_snooping": (bool, False),
+        "dns": (list, False),
+        "hosts": (bool, False),
+        "logs": (str, False),
         "xtables_wait": (int, False),
         "mtu": (int, False),
     },
@@ -42,9 +53,17 @@ _KEYS: dict[str, dict[str, tuple[type | tuple[type, ...], bool]]] = {
         "host_ifname": (str, False),
         "default_route": (bool, False),
         "routes": (list, False),
+        "mtu": (int, False),
+        "dns": (list, False),
+        "sysctls": (dict, False),
         "impair": (dict, False),
     },
-    "extra_namespace": {"name": (str, True), "forwarding": (bool, False)},
+    "extra_namespace": {
+        "name": (str, True),
+        "forwarding": (bool, False),
+        "dns": (list, False),
+        "sysctls": (dict, False),
+    },
     "link": {
         "name": (str, True),
         "peer": (str, True),
@@ -52,6 +71,7 @@ _KEYS: dict[str, dict[str, tuple[type | tuple[type, ...], bool]]] = {
         "peer_netns": (str, False),
         "address": (str, False),
         "peer_address": (str, False),
+        "mtu": (int, False),
         "impair": (dict, False),
     },
     "route": {"to": (str, True), "via": (str, False), "dev": (str, False), "netns": (str, False)},
@@ -61,6 +81,15 @@ _KEYS: dict[str, dict[str, tuple[type | tuple[type, ...], bool]]] = {
         "port": ((int, str), False),
         "protocol": (str, False),
         "host_address": (str, False),
+    },
+    "process": {
+        "name": (str, False),
+        "netns": (str, True),
+        "command": (list, True),
+        "ready": ((str, list), False),
+        "order": (int, False),
+        "ready_timeout": ((int, float), False),
+        "cwd": (str, False),
     },
     "impair": {
         "delay": (str, False),
@@ -83,7 +112,14 @@ _KEYS: dict[str, dict[str, tuple[type | tuple[type, ...], bool]]] = {
     },
 }
 _KEY_PATH = re.compile(r"[a-z_]+\[\d+\]\.[a-z_]+\Z")
-_TYPE_NAMES = {str: "a string", bool: "true or false", int: "an integer", list: "a list", dict: "a table"}
+_TYPE_NAMES = {
+    str: "a string",
+    bool: "true or false",
+    int: "an integer",
+    float: "a number",
+    list: "a list",
+    dict: "a table",
+}
 
 
 def _table(source: str, key: str, value: object, kind: str) -> dict[str, Any]:
@@ -162,7 +198,16 @@ def _array(source: str, data: dict[str, Any], kind: str) -> list[tuple[str, dict
     return [(f"{kind}[{i}]", _table(source, f"{kind}[{i}]", item, kind)) for i, item in enumerate(items)]
 
 
-def _from_dict(cls: type[Network], data: dict[str, Any], source: str, runner: Runner) -> Network:
+def _process(source: str, key: str, table: dict[str, Any]) -> ProcessSpec:
+    # a process without a name is called after its program (``python3 -m http.server`` -> python3)
+    command = table.get("command")
+    if "name" not in table and isinstance(command, list) and command and isinstance(command[0], str):
+        table = {"name": command[0].rsplit("/", 1)[-1], **table}
+    built: ProcessSpec = _build(source, key, ProcessSpec, table)
+    return built
+
+
+def _from_dict(cls: type[Network], data: dict[str, Any], source: str, runner: Runner, directory: str | None) -> Network:
     if "host" in data:
         # [[host]] tables spread the network over several hosts: netnskit.cluster reads such a file
         reason = "the file places the network on several hosts: load it with netnskit.cluster.Cluster.from_toml"
@@ -194,8 +239,10 @@ def _from_dict(cls: type[Network], data: dict[str, Any], source: str, runner: Ru
         faults.append(_build(source, key, FaultSpec, table, {"duration": "for"}))
     routes_top = [_build(source, k, RouteSpec, t) for k, t in _array(source, data, "route")]
     forwards = [_build(source, k, ForwardSpec, t) for k, t in _array(source, data, "port_forward")]
+    processes = [_process(source, k, t) for k, t in _array(source, data, "process")]
     fields = {
         **top,
+        "processes": processes,
         "namespaces": namespaces,
         "extra_namespaces": extras,
         "links": links,
@@ -205,7 +252,7 @@ def _from_dict(cls: type[Network], data: dict[str, Any], source: str, runner: Ru
     }
     _check_fields(source, "network", cls, top)
     try:
-        return cls(**fields, runner=runner)
+        return cls(**fields, runner=runner, directory=directory)
     except ValidationError as exc:
         # a check of the whole network that knows the key names it (fault[1].at); else look for the value
         if _KEY_PATH.match(exc.what):

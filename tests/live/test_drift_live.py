@@ -73,6 +73,8 @@ class Writes:
     ) -> Result:
         words = " ".join(argv)
         reads = (" -j ", "iptables-save", "ip6tables-save", "sysctl -n", "readlink", "stat -f", " -C ", "modinfo")
+        # the files under /etc/netns (first lines, digests), the processes' pid files, marks and sockets
+        reads += ("grep ", "find ", "sha256sum ", "ss -H ")
         # the netem probe runs in a throwaway namespace of its own (unshare --net): it changes nothing here
         if not any(w in words for w in reads) and list(argv[:2]) != ["unshare", "--net"]:
             self.writes.append(list(argv))
@@ -84,9 +86,9 @@ def test_up_of_an_edited_file_removes_the_namespaces_link_and_forward_it_lost(
     sandbox: Sandbox, executor: type[Executor]
 ) -> None:
     before = Snapshot.capture(sandbox.runner)
-    Network.from_dict(SEED_DATA, runner=sandbox.runner).up(executor())
+    Network.from_dict(SEED_DATA, directory=str(SEED.parent), runner=sandbox.runner).up(executor())
     assert sysctl(sandbox, "net.ipv4.conf.v-net-0.route_localnet") == "1"
-    net = Network.from_dict(edited(), runner=sandbox.runner)
+    net = Network.from_dict(edited(), directory=str(SEED.parent), runner=sandbox.runner)
 
     status = net.status()
     assert not status.up
@@ -115,7 +117,7 @@ def test_up_of_an_edited_file_removes_the_namespaces_link_and_forward_it_lost(
     assert after.up and after.extra == () and after.missing == ()
 
     again = Writes(sandbox.runner)
-    Network.from_dict(edited(), runner=again).up(executor())
+    Network.from_dict(edited(), directory=str(SEED.parent), runner=again).up(executor())
     assert again.writes == []  # nothing left to reconcile
 
     net.down(executor())
@@ -124,8 +126,8 @@ def test_up_of_an_edited_file_removes_the_namespaces_link_and_forward_it_lost(
 
 def test_down_of_an_edited_file_removes_everything_marked_with_its_name(sandbox: Sandbox) -> None:
     before = Snapshot.capture(sandbox.runner)
-    Network.from_dict(SEED_DATA, runner=sandbox.runner).up()
-    teardown = Network.from_dict(edited(), runner=sandbox.runner).down()
+    Network.from_dict(SEED_DATA, directory=str(SEED.parent), runner=sandbox.runner).up()
+    teardown = Network.from_dict(edited(), directory=str(SEED.parent), runner=sandbox.runner).down()
     assert {"namespace gray", "namespace internet"} <= set(teardown.removed)
     assert teardown.left == ()
     assert namespaces(sandbox) == []
@@ -136,7 +138,7 @@ def test_a_renamed_network_is_another_network_and_the_old_one_is_named(
     sandbox: Sandbox, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     before = Snapshot.capture(sandbox.runner)
-    Network.from_dict(SEED_DATA, runner=sandbox.runner).up()
+    Network.from_dict(SEED_DATA, directory=str(SEED.parent), runner=sandbox.runner).up()
     renamed = copy.deepcopy(SEED_DATA)
     renamed["network"]["name"] = "walk2"
     path = tmp_path / "walk2.toml"
@@ -146,7 +148,7 @@ def test_a_renamed_network_is_another_network_and_the_old_one_is_named(
     assert Network.from_toml(path) == Network.from_dict(renamed)
 
     with pytest.raises(NotOursError) as info:
-        Network.from_dict(renamed, runner=sandbox.runner).up()
+        Network.from_dict(renamed, directory=str(SEED.parent), runner=sandbox.runner).up()
     assert "belongs to network 'seed'" in str(info.value)
     assert "`netnskit cleanup seed`" in str(info.value)
 
@@ -154,7 +156,9 @@ def test_a_renamed_network_is_another_network_and_the_old_one_is_named(
     out, err = capsys.readouterr()
     assert "left alone: namespace red (marked netnskit:seed: it belongs to network 'seed', not 'walk2'" in out
     assert "`netnskit cleanup seed` removes them" in err
-    assert Network.from_dict(SEED_DATA, runner=sandbox.runner).status().up  # down of walk2 took nothing of seed
+    assert (
+        Network.from_dict(SEED_DATA, directory=str(SEED.parent), runner=sandbox.runner).status().up
+    )  # down of walk2 took nothing of seed
 
     assert main(["cleanup", "seed"], runner=sandbox.runner) == 0
     assert capsys.readouterr().out.endswith("network seed's leftovers removed\n")
@@ -180,7 +184,7 @@ def test_cleanup_name_removes_that_network_only_and_cleanup_all_lists_first(
     # someone else's namespace, which no cleanup touches
     sandbox.run(["ip", "netns", "add", "theirs"]).check()
     before = Snapshot.capture(sandbox.runner)
-    seed = Network.from_dict(SEED_DATA, runner=sandbox.runner).up()
+    seed = Network.from_dict(SEED_DATA, directory=str(SEED.parent), runner=sandbox.runner).up()
     other = other_network(sandbox.runner).up()
 
     teardown = cleanup("other", sandbox.runner)
@@ -209,7 +213,7 @@ def test_cleanup_name_removes_that_network_only_and_cleanup_all_lists_first(
 def test_status_of_an_edited_file_as_json_lists_what_is_extra(
     sandbox: Sandbox, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    Network.from_dict(SEED_DATA, runner=sandbox.runner).up()
+    Network.from_dict(SEED_DATA, directory=str(SEED.parent), runner=sandbox.runner).up()
     path = tmp_path / "edited.toml"
     path.write_text(SEED.read_text().replace('[[namespace]]\nname = "gray"\naddress = "192.168.15.4"\n', ""))
     assert Network.from_toml(path).namespace_names() == ["red", "blue", "orange", "lan", "internet"]
@@ -218,7 +222,7 @@ def test_status_of_an_edited_file_as_json_lists_what_is_extra(
     assert {"kind": "namespace", "name": "gray"} in data["extra"]
     assert {"kind": "link", "name": "veth-gray"} in data["extra"]
     assert Owned("namespace", "gray") in Network.from_toml(path, runner=sandbox.runner).status().extra
-    Network.from_dict(SEED_DATA, runner=sandbox.runner).down()
+    Network.from_dict(SEED_DATA, directory=str(SEED.parent), runner=sandbox.runner).down()
 
 
 @pytest.mark.parametrize("executor", EXECUTORS)
@@ -226,10 +230,10 @@ def test_a_renamed_host_end_is_remade_with_its_peers_address_and_route(
     sandbox: Sandbox, executor: type[Executor]
 ) -> None:
     before = Snapshot.capture(sandbox.runner)
-    Network.from_dict(SEED_DATA, runner=sandbox.runner).up(executor())
+    Network.from_dict(SEED_DATA, directory=str(SEED.parent), runner=sandbox.runner).up(executor())
     data = copy.deepcopy(SEED_DATA)
     data["namespace"][0]["host_ifname"] = "v-red"  # red's veth was veth-red
-    net = Network.from_dict(data, runner=sandbox.runner)
+    net = Network.from_dict(data, directory=str(SEED.parent), runner=sandbox.runner)
     net.up(executor())
     assert "veth-red" not in links(sandbox)
     (red,) = ipj(sandbox, "-n", "red", "-4", "addr", "show", "dev", "eth0")

@@ -12,6 +12,7 @@ import re
 import subprocess
 import sys
 import textwrap
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -21,7 +22,7 @@ from _reliability import shown
 from netnskit.errors import NetnskitError, StepError
 from netnskit.executors import BatchExecutor, Executor, SerialExecutor
 from netnskit.network import Network, cleanup
-from netnskit.runner import Result, Runner
+from netnskit.runner import Process, Result, Runner
 from netnskit.sandbox import Sandbox
 from netnskit.snapshot import HostState
 
@@ -30,6 +31,8 @@ SEED = Path(__file__).resolve().parents[2] / "examples" / "seed.toml"
 _READ = re.compile(
     r"(^| )(-j|iptables-save|ip6tables-save|iptables-legacy-save|-C|-V)( |$)|^sysctl -n |^readlink |^unshare --net "
     r"|^modinfo "
+    # files under /etc/netns and /run/netnskit, marks in /proc, listening sockets
+    r"|(^|-- )(grep|find|ss|tail|sha256sum) "
 )
 
 
@@ -51,6 +54,10 @@ class Recording:
         if is_write(shown(argv, netns)):
             self.writes.append(shown(argv, netns))
         return self.inner.run(argv, input=input, timeout=timeout, netns=netns)
+
+    def start(self, argv: Sequence[str], *, netns: str | None = None, stdin: bool = False) -> Process:
+        # a process started in the background (the seed's web server) is not a command of the plan
+        return self.inner.start(argv, netns=netns, stdin=stdin)
 
 
 class FailAt(Recording):
@@ -114,17 +121,17 @@ def test_seed_up_check_down_leaves_the_host_identical(sandbox: Sandbox, executor
     # masqueraded: the internet stand-in sees the host's LAN address, not red's
     nat = [p for p in report.probes if p.kind == "nat" and p.target.startswith("203.0.113.10")]
     assert {p.detail for p in nat} == {"internet saw peer 192.168.1.2"}
-    # forwarded: blue sees the LAN host itself
+    # forwarded: to the seed's web server in blue
     fwd = [p for p in report.probes if p.kind == "forward" and p.source == "lan"]
-    assert [p.detail for p in fwd] == ["blue saw peer 192.168.1.3"]
+    assert [p.detail for p in fwd] == ["connected to process web"]
 
-    # an independent TCP exchange through the port forward, not via check()
-    server = sandbox.start(
-        [sys.executable, "-m", "netnskit.probe", "serve", "--port", "80", "--timeout", "20"], netns="blue"
-    )
-    assert server.stdout is not None and server.stdout.readline().strip() == "ready"
-    reply = sandbox.namespace("lan").exec([sys.executable, "-m", "netnskit.probe", "connect", "192.168.1.2", "80"])
-    assert json.loads(reply.stdout)["reply"] == "netnskit-probe 192.168.15.2 192.168.1.3"
+    # an independent HTTP fetch through the port forward, not via check(): the web server's page,
+    # and its log shows the LAN host itself (forwarded, not masqueraded)
+    fetch = "import urllib.request; print(urllib.request.urlopen('http://192.168.1.2/', timeout=5).read().decode())"
+    page = sandbox.namespace("lan").exec([sys.executable, "-c", fetch])
+    assert page.stdout == (SEED.parent / "www" / "index.html").read_text() + "\n"
+    log = sandbox.run(["cat", net.process_logs()["web"]]).check().stdout
+    assert "192.168.1.3 - - " in log and '"GET / HTTP/1.1" 200' in log
 
     teardown = net.down(executor=executor())
     assert teardown.already_gone == () and teardown.left == ()
@@ -174,6 +181,14 @@ def test_ipv6_link_local_and_multicast_snooping_as_chosen(
     assert HostState.capture(sandbox.runner).diff(before) == []
 
 
+def no_tentative_address(box: Sandbox, timeout: float = 10.0) -> None:
+    """Wait until the host's IPv6 addresses have passed duplicate address detection (the links of
+    [[link]] keep the kernel's link-local addresses, whose local routes appear only then)."""
+    deadline = time.monotonic() + timeout
+    while j(box, "ip", "-6", "-j", "addr", "show", "tentative") and time.monotonic() < deadline:
+        time.sleep(0.1)
+
+
 def without_multicast(state: HostState) -> HostState:
     """``state`` less the kernel's own IPv6 link-local and multicast routes (fe80::/64, ff00::/8, and the
     link-local addresses' own routes), which come when duplicate address detection is done."""
@@ -204,6 +219,7 @@ def test_up_twice_changes_nothing_the_second_time(sandbox: Sandbox) -> None:
     before = HostState.capture(sandbox.runner)
     net = Network.from_toml(SEED, runner=sandbox.runner)
     net.up()
+    no_tentative_address(sandbox)  # the links' IPv6 addresses past duplicate address detection
     once = settled(sandbox)  # the bridge's IPv6 link-local address and its routes come after DAD
     recording = Recording(sandbox.runner)
     Network.from_toml(SEED, runner=recording).up()
@@ -290,6 +306,9 @@ _KILLER = textwrap.dedent(
                 Killer.writes += 1
             return inner.run(argv, input=input, timeout=timeout, netns=netns)
 
+        def start(self, argv, *, netns=None, stdin=False):
+            return inner.start(argv, netns=netns, stdin=stdin)
+
     if sys.argv[6] == "batch":
         from netnskit.executors import BatchExecutor as Executor
     else:
@@ -367,7 +386,13 @@ def test_the_rendered_script_run_by_bash_builds_the_same_network(sandbox: Sandbo
     net = Network.from_toml(SEED, runner=sandbox.runner)
     done = sandbox.run(["bash", "-s"], input=net.render_script())
     assert done.returncode == 0, done.stderr
-    assert net.missing_steps() == []  # up() would change nothing
+    assert net.missing_steps() == []  # up() would change nothing on the host ...
+    assert [str(m) for m in net.status().missing] == [
+        "process web in blue (not started)"
+    ]  # ... the script lists it only
+    recording = Recording(sandbox.runner)
+    Network.from_toml(SEED, runner=recording).up()
+    assert recording.writes == []  # up only started the web server
     assert net.status().up
     report = net.check()
     assert report.ok, "\n".join(report.lines())
@@ -414,9 +439,10 @@ def test_cli_verbs_in_a_sandbox_leave_the_real_host_alone(sandbox: Sandbox) -> N
     check = netnskit_cli("up", "--sandbox", str(SEED))
     assert check.returncode == 0, check.stdout + check.stderr
     lines = check.stdout.splitlines()
-    assert lines[0] == "network seed is up in a throwaway sandbox (52 steps applied)"
+    assert lines[0] == "network seed is up in a throwaway sandbox (53 steps applied, 1 process started)"
     assert "18/18 probes passed" in lines
-    assert "ok   forward lan -> 192.168.1.2:80 blue saw peer 192.168.1.3" in lines
+    # the forward's server is the network's own web process
+    assert "ok   forward lan -> 192.168.1.2:80 connected to process web" in lines
     assert lines[-2:] == ["network seed is down", "the sandbox is gone, and everything in it"]
     # elsewhere --sandbox is refused: a sandbox gone with the command would show nothing
     refused = netnskit_cli("--sandbox", "status", "--json", str(SEED))
@@ -425,7 +451,7 @@ def test_cli_verbs_in_a_sandbox_leave_the_real_host_alone(sandbox: Sandbox) -> N
     # the other verbs, run inside the fixture's sandbox
     up = netnskit_cli("-v", "up", str(SEED), box=sandbox)
     assert up.returncode == 0, up.stderr
-    assert up.stdout == "network seed is up (52 steps applied)\n"
+    assert up.stdout == "network seed is up (53 steps applied, 1 process started)\n"
     assert "ip -batch -" in up.stderr  # BatchExecutor by default; -v shows every command
     status = netnskit_cli("status", "--json", str(SEED), box=sandbox)
     assert status.returncode == 0, status.stderr

@@ -16,7 +16,7 @@ import textwrap
 import time
 
 import pytest
-from _reliability import SEED, Counting, Snapshot, record, settled_diff, spread
+from _reliability import SEED_NETWORK, Counting, Snapshot, record, settled_diff, spread
 
 from netnskit.executors import BatchExecutor, Executor, SerialExecutor
 from netnskit.network import Network
@@ -47,6 +47,9 @@ CHILD = textwrap.dedent(
                 count += 1
             return live.run(argv, input=input, timeout=timeout, netns=netns)
 
+        def start(self, argv, *, netns=None, stdin=False):
+            return live.start(argv, netns=netns, stdin=stdin)
+
     net = Network.from_toml(path, runner=KillAfter())
     getattr(net, verb)(BatchExecutor() if kind == "batch" else SerialExecutor())
     print("finished after", count, "commands")
@@ -55,13 +58,13 @@ CHILD = textwrap.dedent(
 
 
 def seed(runner: Runner) -> Network:
-    return Network.from_toml(SEED, runner=runner)
+    return Network.from_toml(SEED_NETWORK, runner=runner)
 
 
 def child(box: Sandbox, verb: str, k: int, executor: type[Executor]) -> int:
     """Run ``verb`` in a process inside the sandbox that SIGKILLs itself after k commands."""
     kind = "batch" if executor is BatchExecutor else "serial"
-    result = box.runner.run([sys.executable, "-c", CHILD, str(SEED), verb, str(k), kind], timeout=120)
+    result = box.runner.run([sys.executable, "-c", CHILD, str(SEED_NETWORK), verb, str(k), kind], timeout=120)
     assert result.returncode in (0, -9), (verb, k, result.returncode, result.stderr)
     # A command the dead process had started (the batch executor runs batches side by side) runs
     # on to its end, as it would after a real crash: recovery starts once it has finished.

@@ -16,7 +16,7 @@ from __future__ import annotations
 import os
 
 import pytest
-from _reliability import SEED, Counting, Faulty, Snapshot, record, settled_diff, spread
+from _reliability import SEED_NETWORK, Counting, Faulty, Snapshot, record, settled_diff, spread
 
 from netnskit.errors import CommandError, NetnskitError, StepError
 from netnskit.executors import BatchExecutor, Executor, SerialExecutor
@@ -33,9 +33,10 @@ ROLLBACK_STRIDE = 3 if FULL else 5
 
 
 def is_read(argv: list[str]) -> bool:
-    """A command that only reads: ``ip ... -j``, ``*-save``, ``sysctl -n``, ``iptables -C``, ``readlink``."""
+    """A command that only reads: ``ip ... -j``, ``*-save``, ``sysctl -n``, ``iptables -C``, ``readlink``,
+    ``grep``, ``find`` and ``sha256sum`` (the files under /etc/netns, the marks of processes), ``modinfo``."""
     program = argv[0].rsplit("/", 1)[-1]
-    if program.endswith("-save") or program in ("readlink", "modinfo"):
+    if program.endswith("-save") or program in ("readlink", "grep", "find", "sha256sum", "modinfo"):
         return True
     if program == "unshare":
         return "--net" in argv  # the netem probe: tc in a namespace that goes with it
@@ -49,7 +50,7 @@ def is_read(argv: list[str]) -> bool:
 
 
 def seed(runner: Runner) -> Network:
-    return Network.from_toml(SEED, runner=runner)
+    return Network.from_toml(SEED_NETWORK, runner=runner)
 
 
 def full_run(box: Sandbox, executor: type[Executor]) -> list[list[str]]:
@@ -112,9 +113,12 @@ def test_a_failure_at_every_command_of_up_reads_included_is_rolled_back(
         lambda box: full_run(box, executor),
     )
     assert outcomes.count("short") <= 3, outcomes
-    # the few `iptables -C` probes, and the read of the neighbour table's limits (up then warns
-    # against the kernel's defaults, read with `sysctl -n` or assumed)
-    assert outcomes.count("tolerated") <= 7, "only the few `iptables -C` probes and the ntable read may fail harmlessly"
+    # the few `iptables -C` probes, the read of the neighbour table's limits (up then warns against
+    # the kernel's defaults, read with `sysctl -n` or assumed), and the two reads of /etc/netns
+    # (first lines, digests): a failed one reads as "no file there yet", and up writes the files again
+    assert outcomes.count("tolerated") <= 9, (
+        "only the `iptables -C` probes, the ntable read and the files' reads may fail harmlessly"
+    )
     covered = len(outcomes) - outcomes.count("short")
     record("injection_points", covered, executor=executor.__name__, kind="fails instead")
     record("tolerated_read_failures", outcomes.count("tolerated"), executor=executor.__name__)

@@ -11,6 +11,7 @@ import os
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
@@ -137,3 +138,21 @@ def test_an_object_made_without_a_runner_inside_a_sandbox_changes_the_sandbox_no
         assert "sbx-forgot" in Namespace.names(box.runner)
         assert real_state().diff(before) == []
     assert real_state().diff(before) == []
+
+
+def test_the_sandbox_covers_etc_and_run_netnskit(sandbox: Sandbox, tmp_path) -> None:
+    real_netns = os.path.isdir("/etc/netns")
+    # /etc/netns inside starts empty and takes files; /etc takes a new file; /run/netnskit is its own
+    assert sandbox.run(["find", "/etc/netns", "-mindepth", "1"]).check().stdout == ""
+    sandbox.run(["mkdir", "-p", "/etc/netns/sbx"]).check()
+    sandbox.run(["tee", "/etc/netns/sbx/hosts", "/etc/netnskit-sandbox-test", "/run/netnskit/x"], input="x\n").check()
+    assert sandbox.run(["cat", "/etc/netns/sbx/hosts"]).stdout == "x\n"
+    assert sandbox.run(["cat", "/etc/hostname"]).stdout == Path("/etc/hostname").read_text()  # the rest of /etc
+    # none of it reached the real host
+    # (the real /run/netnskit may change meanwhile: other netnskit processes keep their locks there)
+    assert not os.path.exists("/etc/netnskit-sandbox-test")
+    assert os.path.isdir("/etc/netns") == real_netns and not os.path.exists("/etc/netns/sbx")
+    assert not os.path.exists("/run/netnskit/x")
+    mounts = sandbox.run(["cat", "/proc/self/mountinfo"]).check().stdout
+    assert " /etc rw," in mounts and " - overlay netnskit-sandbox-etc " in mounts
+    assert " /etc/netns rw," in mounts and " /run/netnskit rw," in mounts

@@ -248,6 +248,8 @@ def test_status_json_has_a_schema_and_missing_as_objects(capsys):
         "rules",
         "missing",
         "conflicts",
+        "processes",
+        "files",
         "impairments",
         "extra",
     }
@@ -259,7 +261,7 @@ def test_status_json_has_a_schema_and_missing_as_objects(capsys):
         "netns": "red",
     }
     kinds = {m["kind"] for m in data["missing"]}
-    assert kinds == {"netns", "setting", "sysctl", "link", "address", "route", "firewall"}
+    assert kinds == {"netns", "setting", "sysctl", "link", "address", "route", "file", "firewall", "process"}
 
 
 def test_check_json_has_a_schema(capsys):
@@ -319,6 +321,8 @@ def test_executors_report_every_step_once_in_order_of_completion(executor):
 
 def test_xtables_wait_from_the_command_line_reaches_the_firewall(capsys):
     fake = FakeRunner()
+    # the seed's web server is ready once blue listens on port 80
+    fake.on("nsenter --net=/run/netns/blue -- ss -H -ltn sport = :80", stdout="LISTEN 0 5 192.168.15.2:80 *:*\n")
     assert main(["up", "--serial", "--xtables-wait", "3", str(SEED)], runner=fake) == 0
     restores = [a for a in fake.argvs if a[0] == "iptables-restore"]
     assert restores == [["iptables-restore", "-w", "3", "--noflush"]]

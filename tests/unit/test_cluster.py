@@ -33,7 +33,11 @@ CLUSTER = ROOT / "examples" / "cluster.toml"
 G = group_for("seed")
 VNI = vni_for("seed")
 FLOOD = "00:00:00:00:00:00"
-READS = re.compile(r"(^| )(-j|iptables-save|ip6tables-save)( |$)|^sysctl -n |^readlink ")
+READS = re.compile(
+    r"(^| )(-j|iptables-save|ip6tables-save)( |$)|^sysctl -n |^readlink "
+    # the files under /etc/netns, the processes' pid files and marks
+    r"|(^|-- )(grep|find|ss|tail|sha256sum) "
+)
 
 
 def hosts(*names: str) -> dict[str, FakeRunner]:

@@ -528,6 +528,22 @@ def test_cli_graph_status_colours_from_the_host_and_exits_3_when_not_up(capsys) 
     assert ["ip", "-j", "netns", "list"] in fake.argvs  # it read the host through the runner
 
 
+def test_cli_status_graph_prints_the_same_coloured_picture_as_graph_status(capsys) -> None:
+    assert main(["graph", "--status", str(SEED)], runner=FakeRunner()) == 3
+    drawn = capsys.readouterr().out
+    assert main(["status", str(SEED), "--graph"], runner=FakeRunner()) == 3
+    assert capsys.readouterr().out == drawn
+    assert main(["status", "--graph", "dot", str(SEED)], runner=FakeRunner()) == 3
+    out = capsys.readouterr().out
+    assert out.startswith('digraph "seed" {')
+    assert '"ns0_red" [label="red", shape="box", style="rounded,dashed,filled", color="#9e9e9e"' in out  # missing
+
+
+def test_cli_status_refuses_json_with_graph(capsys) -> None:
+    assert main(["status", str(SEED), "--graph", "--json"], runner=FakeRunner()) == 2
+    assert "give one of them" in capsys.readouterr().err
+
+
 def test_cli_graph_rejects_an_unknown_format(capsys) -> None:
     with pytest.raises(SystemExit):
         main(["graph", "--format", "png", str(SEED)])

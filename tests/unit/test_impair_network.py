@@ -51,7 +51,9 @@ def writes(fake: FakeRunner) -> list[list[str]]:
             return "-j" in program
         if program[:2] == ["sysctl", "-n"]:  # the neighbour table's limits, read before up
             return True
-        return program[0] in ("iptables-save", "readlink", "modinfo") or program[:2] == ["unshare", "--net"]
+        # (grep, find, sha256sum: the files under /etc/netns, the processes' pid files and marks)
+        reads = ("iptables-save", "readlink", "modinfo", "grep", "find", "sha256sum", "ss", "tail")
+        return program[0] in reads or program[:2] == ["unshare", "--net"]
 
     return [a for a in fake.argvs if not read(a)]
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import pickle
 import re
@@ -21,10 +22,12 @@ from netnskit.network import (
     LinkSpec,
     NamespaceSpec,
     Network,
+    ProcessSpec,
     RouteSpec,
     group_for,
 )
 from netnskit.plan import Command
+from netnskit.process import spawn_argv
 from netnskit.testing import STDERR, FakeRunner, recorded
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -65,6 +68,15 @@ def seed_in_python(runner: FakeRunner | None = None) -> Network:
             RouteSpec("default", via="203.0.113.1", netns="internet"),
         ],
         port_forwards=[ForwardSpec(80, "blue", 80)],
+        processes=[
+            ProcessSpec(
+                "web",
+                "blue",
+                ["python3", "-u", "-m", "http.server", "80", "--bind", "blue"],
+                cwd="www",
+                ready="tcp:80",
+            )
+        ],
         **({"runner": runner} if runner is not None else {}),
     )
 
@@ -139,16 +151,28 @@ COMMIT
 
 
 def script_small_up(fake: FakeRunner, *, routes: bool = True) -> None:
-    """What the kernel shows when small() is fully up (``routes=False``: a's route is missing)."""
+    """What the kernel shows when small() is fully up (``routes=False``: a's route is missing), and its hosts file."""
     fake.on(["ip", "-j", "netns", "list"], stdout=json.dumps([{"name": "a", "id": 0}]))
     fake.on(["iptables-save"], stdout=SMALL_RULES)
     place(fake, links=HOST_UP, addrs=HOST_ADDRS, netconf=HOST_NETCONF)
     place(fake, "a", links=A_LINKS, addrs=A_ADDRS, routes=A_ROUTES if routes else [])
+    script_files(fake, {"/etc/netns/a/hosts": small(FakeRunner()).hosts_file("a")})
+
+
+def script_files(fake: FakeRunner, files: dict[str, str]) -> None:
+    """What ``grep -s -H -a -m 1 '' FILES`` (first lines) and ``sha256sum -- FILES`` print of ``files``."""
+    first = "".join(f"{path}:{text.splitlines()[0]}\n" for path, text in files.items())
+    sums = "".join(f"{hashlib.sha256(text.encode()).hexdigest()}  {path}\n" for path, text in files.items())
+    fake.on(re.compile(r"^grep -s -H -a -m 1 '' -- /etc/netns/"), stdout=first)
+    fake.on(re.compile(r"^sha256sum -- /etc/netns/"), stdout=sums)
 
 
 def writes(fake: FakeRunner) -> list[list[str]]:
     """The commands that change something (not the reads; the netem probe runs in a throwaway namespace)."""
-    reads = re.compile(r"(^| )(-j|iptables-save|ip6tables-save)( |$)|^sysctl -n |^readlink |^unshare --net |^modinfo ")
+    reads = re.compile(
+        r"(^| )(-j|iptables-save|ip6tables-save)( |$)|^sysctl -n |^readlink |^unshare --net |^modinfo "
+        r"|(^|-- )(grep|find|ss|tail|sha256sum) "
+    )
     return [a for a in fake.argvs if not reads.search(" ".join(a))]
 
 
@@ -167,7 +191,7 @@ def test_seed_from_toml_equals_seed_in_python() -> None:
 def test_plan_is_pure() -> None:
     fake = FakeRunner(strict=True)  # any command would raise
     steps = seed_in_python(fake).plan()
-    assert len(steps) == 52
+    assert len(steps) == 53
     assert fake.argvs == []
 
 
@@ -203,8 +227,21 @@ def test_small_plan_exact_commands() -> None:
         [("ip", "-n", "a", "link", "set", "eth0", "addrgenmode", "none", "up")],
         [("ip", "-n", "a", "addr", "add", "10.9.0.2/24", "dev", "eth0")],
         [("ip", "-n", "a", "route", "add", "default", "via", "10.9.0.1")],
+        [
+            ("mkdir", "-p", "--", "/etc/netns/a"),
+            ("tee", "--", "/etc/netns/a/hosts"),
+            ("chmod", "0644", "--", "/etc/netns/a/hosts"),
+        ],
         [("iptables-restore", "-w", "10", "--noflush")],
     ]
+    assert steps[-2].do[1].input == (
+        "# netnskit:t1\n"
+        "# the nodes of network t1, nearest address first: written by netnskit up, removed by netnskit down\n"
+        "127.0.0.1\tlocalhost\n"
+        "::1\tlocalhost ip6-localhost ip6-loopback\n"
+        "10.9.0.1\thost gateway\n"
+        "10.9.0.2\ta\n"
+    )
     # bridged, traffic between the namespaces passes FORWARD where br_netfilter is loaded: accepted,
     # after the admin's chain (first in ours), from the top of FORWARD (before a final REJECT)
     assert steps[-1].do[0].input == (
@@ -231,6 +268,7 @@ def test_small_plan_exact_commands() -> None:
         [("ip", "-n", "a", "link", "set", "eth0", "down")],
         [("ip", "-n", "a", "addr", "del", "10.9.0.2/24", "dev", "eth0")],
         [("ip", "-n", "a", "route", "del", "default", "via", "10.9.0.1")],
+        [("rm", "-f", "--", "/etc/netns/a/hosts"), ("rmdir", "--ignore-fail-on-non-empty", "--", "/etc/netns/a")],
         [("iptables-restore", "-w", "10", "--noflush")],
     ]
 
@@ -410,7 +448,14 @@ def test_down_removes_ours_by_group_and_namespace() -> None:
     script_small_up(fake)
     teardown = small(fake).down()
     restore = ["iptables-restore", "-w", "10", "--noflush"]
-    assert writes(fake) == [restore, restore, ["ip", "link", "del", "group", str(G)], ["ip", "netns", "del", "a"]]
+    assert writes(fake) == [
+        restore,
+        restore,
+        ["ip", "link", "del", "group", str(G)],
+        ["rm", "-f", "--", "/etc/netns/a/hosts"],  # its first line is the mark
+        ["rmdir", "--ignore-fail-on-non-empty", "--", "/etc/netns/a"],
+        ["ip", "netns", "del", "a"],
+    ]
     # its rule by comment, then the shared chains and the admin's chain, empty and jumped to by nobody else
     assert [i for a, i in zip(fake.argvs, fake.inputs, strict=True) if a == restore] == [
         "*filter\n-D NETNSKIT-FORWARD -i br-t1 -o br-t1 -m comment --comment netnskit:t1 -j ACCEPT\nCOMMIT\n",
@@ -420,16 +465,35 @@ def test_down_removes_ours_by_group_and_namespace() -> None:
     assert teardown.already_gone == () and teardown.left == ()
 
 
+def test_down_leaves_a_file_without_our_mark() -> None:
+    fake = FakeRunner()
+    script_small_up(fake)
+    script_files(fake, {"/etc/netns/a/hosts": "# not netnskit's\n10.9.0.2 a\n"})
+    small(fake).down()
+    assert not [argv for argv in writes(fake) if "/etc/netns/a/hosts" in argv]
+
+
+def test_up_refuses_to_overwrite_a_file_without_our_mark() -> None:
+    fake = FakeRunner()
+    script_empty_host(fake)
+    script_files(fake, {"/etc/netns/a/hosts": "127.0.0.1 localhost\n"})
+    with pytest.raises(NetnskitError, match="/etc/netns/a/hosts exists and does not start with '# netnskit:t1'"):
+        small(fake).up()
+    assert writes(fake) == []
+
+
 def test_down_deletes_one_by_one_when_a_foreign_link_shares_the_group() -> None:
     fake = FakeRunner()
     script_small_up(fake)
     place(fake, links=[*HOST_UP, {"ifindex": 9, "ifname": "other0", "group": str(G)}])
     small(fake).down()
-    assert [a for a in writes(fake) if a[0] == "ip"] == [
+    assert [a for a in writes(fake) if a[0] != "iptables-restore"] == [
         ["ip", "link", "del", "veth-a"],
         ["ip", "link", "del", "br-t1"],
+        ["rm", "-f", "--", "/etc/netns/a/hosts"],
+        ["rmdir", "--ignore-fail-on-non-empty", "--", "/etc/netns/a"],
         ["ip", "netns", "del", "a"],
-    ]  # undone in reverse: sorted by name, then the namespace
+    ]  # undone in reverse: sorted by name, the files, then the namespace
 
 
 def test_down_on_a_clean_host_runs_nothing_and_reports_what_was_gone() -> None:
@@ -602,6 +666,7 @@ def test_readme_toml_is_the_seed_file() -> None:
 
 def test_readme_python_builds_the_seed_and_brings_it_up_and_down(monkeypatch: pytest.MonkeyPatch) -> None:
     fake = FakeRunner()
+    fake.on("nsenter --net=/run/netns/blue -- ss -H -ltn sport = :80", stdout="LISTEN 0 5 192.168.15.2:80 *:*\n")
     monkeypatch.setattr(netnskit, "LiveRunner", lambda: fake)
     scope: dict[str, object] = {}
     exec(compile(readme_block("python", "seed = Network("), "README.md", "exec"), scope)
@@ -631,12 +696,24 @@ def test_cli_up_serial_applies_the_plan_step_by_step(cli_fake: FakeRunner, capsy
     from netnskit.cli import main
 
     script_empty_host(cli_fake)
+    cli_fake.on("nsenter --net=/run/netns/blue -- ss -H -ltn sport = :80", stdout="LISTEN 0 5 192.168.15.2:80 *:*\n")
     assert main(["up", "--serial", str(SEED)], runner=cli_fake) == 0
     steps = Network.from_toml(SEED).plan()
-    assert writes(cli_fake) == [recorded(c) for s in steps for c in s.do]
+    # then the web server, started in blue as a host's process would be, marked as the network's
+    web = spawn_argv(
+        ["python3", "-u", "-m", "http.server", "80", "--bind", "blue"],
+        netns="blue",
+        log="/run/netnskit/logs/unknown/seed/web.log",  # the place: what readlink printed (nothing here)
+        pidfile="/run/netnskit/processes/unknown/seed/web.pid",
+        cwd=str(ROOT / "examples" / "www"),
+        owner="netnskit:seed@unknown",
+        name="web",
+    )
+    assert writes(cli_fake) == [*(recorded(c) for s in steps for c in s.do), web]
     # (the fake runner answers `sysctl -n` with nothing: the live firewall steps say "was ")
-    printed = [f"[{n}/52] {s.description.replace('(was 0)', '(was )')}" for n, s in enumerate(steps, 1)]
-    assert capsys.readouterr().out == "\n".join([*printed, "network seed is up (52 steps applied)"]) + "\n"
+    printed = [f"[{n}/53] {s.description.replace('(was 0)', '(was )')}" for n, s in enumerate(steps, 1)]
+    out = "\n".join([*printed, "network seed is up (53 steps applied, 1 process started)"]) + "\n"
+    assert capsys.readouterr().out == out
 
 
 def test_cli_up_batches_by_default(cli_fake: FakeRunner, capsys: pytest.CaptureFixture[str]) -> None:
@@ -644,12 +721,13 @@ def test_cli_up_batches_by_default(cli_fake: FakeRunner, capsys: pytest.CaptureF
     from netnskit.executors import batches
 
     script_empty_host(cli_fake)
+    cli_fake.on("nsenter --net=/run/netns/blue -- ss -H -ltn sport = :80", stdout="LISTEN 0 5 192.168.15.2:80 *:*\n")
     assert main(["up", str(SEED)], runner=cli_fake) == 0
     # the host's ip lines went in ip -batch processes, not one process per command
     assert ["ip", "-batch", "-"] in cli_fake.argvs
     processes = sum(len(stage) for stage in batches(Network.from_toml(SEED).plan()))
-    assert len(writes(cli_fake)) == processes
-    assert capsys.readouterr().out == "network seed is up (52 steps applied)\n"
+    assert len(writes(cli_fake)) == processes + 1  # and the web server
+    assert capsys.readouterr().out == "network seed is up (53 steps applied, 1 process started)\n"
 
 
 def test_cli_bad_file_is_one_line_and_exit_2(
@@ -699,7 +777,13 @@ def test_cli_status_json_and_exit_3_when_not_up(cli_fake: FakeRunner, capsys: py
     script_empty_host(cli_fake)
     assert main(["status", "--json", str(SEED)], runner=cli_fake) == 3
     data = json.loads(capsys.readouterr().out)
-    assert data["up"] is False and data["name"] == "seed" and len(data["missing"]) == 52
+    assert data["up"] is False and data["name"] == "seed" and len(data["missing"]) == 54
+    assert data["missing"][-1] == {
+        "step": "process web in blue (not started)",
+        "kind": "process",
+        "name": "web",
+        "netns": "blue",
+    }
     assert writes(cli_fake) == []
 
 

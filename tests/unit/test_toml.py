@@ -127,7 +127,9 @@ SEED = Path(__file__).resolve().parents[2] / "examples" / "seed.toml"
     ("old", "new", "key", "reason"),
     [
         ("forwarding = true", "forwarding = 1", "extra_namespace[0].forwarding", "must be true or false"),
-        ('peer_netns = "lan"', 'peer_netns = "lan"\nmtu = 9000', "link[0].mtu", "unknown key"),
+        ('peer_netns = "lan"', 'peer_netns = "lan"\nmtus = 9000', "link[0].mtus", "unknown key"),
+        ('peer_netns = "lan"', 'peer_netns = "lan"\nmtu = "9000"', "link[0].mtu", "must be an integer"),
+        ('peer_netns = "lan"', 'peer_netns = "lan"\nmtu = 40', "link[0].mtu", "MTU: must be an integer from 68"),
         ('peer = "eth0"\npeer_netns = "lan"', 'peer_netns = "lan"', "link[0].peer", "missing required key"),
         ('peer_address = "192.168.1.3/24"', 'peer_address = "192.168.1.3"', "link[0].peer_address", "prefix"),
         (

@@ -183,7 +183,58 @@ ip route add 203.0.113.0/24 via 192.168.1.3
 ip -n internet route add default via 203.0.113.1
 #   undo: ip -n internet route del default via 203.0.113.1
 
-# step 50: firewall rules of network seed (netnskit:seed)
+# step 50: write hosts under /etc/netns for blue, gray, internet, lan, orange, red
+mkdir -p -- /etc/netns/red /etc/netns/blue /etc/netns/orange /etc/netns/gray /etc/netns/lan /etc/netns/internet
+tee -- /etc/netns/red/hosts /etc/netns/blue/hosts /etc/netns/orange/hosts /etc/netns/gray/hosts <<'NETNSKIT_EOF'
+# netnskit:seed
+# the nodes of network seed, nearest address first: written by netnskit up, removed by netnskit down
+127.0.0.1	localhost
+::1	localhost ip6-localhost ip6-loopback
+192.168.15.5	host gateway
+192.168.1.2	host
+192.168.15.1	red
+192.168.15.2	blue
+192.168.15.3	orange
+192.168.15.4	gray
+192.168.1.3	lan
+203.0.113.1	lan
+203.0.113.10	internet
+NETNSKIT_EOF
+tee -- /etc/netns/lan/hosts <<'NETNSKIT_EOF'
+# netnskit:seed
+# the nodes of network seed, nearest address first: written by netnskit up, removed by netnskit down
+127.0.0.1	localhost
+::1	localhost ip6-localhost ip6-loopback
+192.168.1.2	host
+192.168.15.5	host gateway
+192.168.15.1	red
+192.168.15.2	blue
+192.168.15.3	orange
+192.168.15.4	gray
+192.168.1.3	lan
+203.0.113.1	lan
+203.0.113.10	internet
+NETNSKIT_EOF
+tee -- /etc/netns/internet/hosts <<'NETNSKIT_EOF'
+# netnskit:seed
+# the nodes of network seed, nearest address first: written by netnskit up, removed by netnskit down
+127.0.0.1	localhost
+::1	localhost ip6-localhost ip6-loopback
+192.168.15.5	host gateway
+192.168.1.2	host
+192.168.15.1	red
+192.168.15.2	blue
+192.168.15.3	orange
+192.168.15.4	gray
+203.0.113.1	lan
+192.168.1.3	lan
+203.0.113.10	internet
+NETNSKIT_EOF
+chmod 0644 -- /etc/netns/red/hosts /etc/netns/blue/hosts /etc/netns/orange/hosts /etc/netns/gray/hosts /etc/netns/lan/hosts /etc/netns/internet/hosts
+#   undo: rm -f -- /etc/netns/red/hosts /etc/netns/blue/hosts /etc/netns/orange/hosts /etc/netns/gray/hosts /etc/netns/lan/hosts /etc/netns/internet/hosts
+#   undo: rmdir --ignore-fail-on-non-empty -- /etc/netns/red /etc/netns/blue /etc/netns/orange /etc/netns/gray /etc/netns/lan /etc/netns/internet
+
+# step 51: firewall rules of network seed (netnskit:seed)
 iptables-restore -w 10 --noflush <<'NETNSKIT_EOF'
 *raw
 -N NETNSKIT-PREROUTING
@@ -220,10 +271,12 @@ COMMIT
 COMMIT
 NETNSKIT_EOF
 
-# step 51: set net.ipv4.ip_forward=1 (was 0)
+# step 52: set net.ipv4.ip_forward=1 (was 0)
 sysctl -w net.ipv4.ip_forward=1
 #   undo: sysctl -w net.ipv4.ip_forward=0
 
-# step 52: set net.ipv4.conf.v-net-0.route_localnet=1 (was 0)
+# step 53: set net.ipv4.conf.v-net-0.route_localnet=1 (was 0)
 sysctl -w net.ipv4.conf.v-net-0.route_localnet=1
 #   undo: sysctl -w net.ipv4.conf.v-net-0.route_localnet=0
+
+# then process web in blue: python3 -u -m http.server 80 --bind blue (in www); ready when tcp:80
