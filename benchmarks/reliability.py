@@ -2,6 +2,7 @@
 
     .venv/bin/python benchmarks/reliability.py            # as root: the live tests need a sandbox
     .venv/bin/python benchmarks/reliability.py --check    # also fail if RELIABILITY.md was out of date
+    .venv/bin/python benchmarks/reliability.py --stress 2 --whole   # every live test, every CPU kept busy
 
 The tests count what they tried through ``tests/_reliability.py`` (``NETNSKIT_FIGURES`` names a
 JSON-lines file); this script runs them, adds the counts up, reads pytest's JUnit report for
@@ -14,14 +15,18 @@ from __future__ import annotations
 
 import argparse
 import collections
+import contextlib
 import datetime
 import json
 import os
 import platform
+import shutil
+import signal
 import subprocess
 import sys
 import tempfile
 import xml.etree.ElementTree as ET
+from collections.abc import Iterator
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -49,7 +54,7 @@ edit it by hand.
 
 Last run: {when} on {host} (kernel {kernel}, Python {python}), {wall:.0f} s for the whole suite.
 Tests: {passed} passed, {failed} failed, {errors} errors, {skipped} skipped, {xfailed} expected failures
-(known gaps below).
+(known gaps below). What ran: {what}. Machine: {cpus} CPUs; {load}.
 
 ## Figures
 
@@ -163,10 +168,42 @@ families without counters, and `net.ipv4.ip_forward`.
 """
 
 
-def run_suite(figures: Path, junit: Path, extra: list[str]) -> int:
+def run_suite(figures: Path, junit: Path, extra: list[str], *, whole: bool = False) -> int:
     env = {**os.environ, "NETNSKIT_FIGURES": str(figures)}
-    argv = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", f"--junitxml={junit}", *TESTS, *extra]
+    tests = [*TESTS, "tests/live"] if whole else TESTS
+    argv = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", f"--junitxml={junit}", *tests, *extra]
     return subprocess.run(argv, cwd=ROOT, env=env, check=False).returncode
+
+
+LOAD = ["no load added"]  # how loaded the machine was while the suite ran, written by busy()
+
+
+@contextlib.contextmanager
+def busy(workers: int) -> Iterator[None]:
+    """``stress --cpu WORKERS`` while the block runs (none for 0); records the load in :data:`LOAD`.
+
+    stress runs in a session of its own and is ended by its process group id, which is its pid.
+    """
+    start = os.getloadavg()[0]
+    stress = None
+    if workers:
+        if shutil.which("stress") is None:
+            raise SystemExit("--stress needs the stress program (Debian package stress)")
+        stress = subprocess.Popen(
+            ["stress", "--cpu", str(workers)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+    try:
+        yield
+    finally:
+        end = os.getloadavg()[0]
+        if stress is not None:
+            os.killpg(stress.pid, signal.SIGTERM)
+            stress.wait()
+        added = f"`stress --cpu {workers}` busy on every CPU throughout" if workers else "no load added"
+        LOAD[0] = f"{added} (load average {start:.1f} at the start, {end:.1f} at the end)"
 
 
 def junit_counts(junit: Path) -> dict[str, float]:
@@ -196,7 +233,7 @@ def real_host() -> tuple[str, int]:
     return (", ".join(netns) or "empty"), sum("netnskit" in line for line in save.splitlines())
 
 
-def render(records: list[dict[str, object]], counts: dict[str, float]) -> tuple[str, int]:
+def render(records: list[dict[str, object]], counts: dict[str, float], *, whole: bool = False) -> tuple[str, int]:
     total: collections.Counter[str] = collections.Counter()
     kinds: collections.Counter[tuple[str, str]] = collections.Counter()
     by_executor: collections.Counter[tuple[str, str]] = collections.Counter()
@@ -221,6 +258,9 @@ def render(records: list[dict[str, object]], counts: dict[str, float]) -> tuple[
         kernel=platform.release(),
         python=platform.python_version(),
         wall=counts["time"],
+        what="the reliability tests and every other live test" if whole else "the reliability tests",
+        cpus=os.cpu_count(),
+        load=LOAD[0],
         passed=passed,
         failed=int(counts["failed"]),
         errors=int(counts["errors"]),
@@ -261,14 +301,17 @@ def render(records: list[dict[str, object]], counts: dict[str, float]) -> tuple[
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--check", action="store_true", help="exit 1 if the suite failed or left anything")
+    parser.add_argument("--stress", type=int, default=0, metavar="N", help="keep N busy loops running (stress --cpu N)")
+    parser.add_argument("--whole", action="store_true", help="run every live test too, not only the reliability ones")
     parser.add_argument("pytest_args", nargs="*", help="extra arguments for pytest")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         figures, junit = Path(tmp) / "figures.jsonl", Path(tmp) / "junit.xml"
-        code = run_suite(figures, junit, args.pytest_args)
+        with busy(args.stress):
+            code = run_suite(figures, junit, args.pytest_args, whole=args.whole)
         records = [json.loads(line) for line in figures.read_text().splitlines()] if figures.exists() else []
         counts = junit_counts(junit)
-    text, leftovers = render(records, counts)
+    text, leftovers = render(records, counts, whole=args.whole)
     (ROOT / "RELIABILITY.md").write_text(text)
     print(f"RELIABILITY.md written: pytest exit {code}, leftovers {leftovers}")
     return 1 if args.check and (code != 0 or leftovers) else code

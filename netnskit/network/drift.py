@@ -122,8 +122,11 @@ def _after_removal(net: Network, f: _Facts) -> _Facts:
 
 def _stale_rules(mark: str, saved: SavedRules, wanted: list[Rule]) -> list[Rule]:
     """Our rules (comment ``mark``) in ``saved`` that are none of ``wanted``, compared as iptables sees them."""
+    ours = [r for r in saved.rules if r.comment == mark]
+    if not ours:  # a first up: nothing of ours to compare (keying every wanted rule costs O(rules))
+        return []
     keys = {_rule_key(r) for r in wanted}
-    return [r for r in saved.rules if r.comment == mark and _rule_key(r) not in keys]
+    return [r for r in ours if _rule_key(r) not in keys]
 
 
 def _stale_rule_step(net: Network, stale: list[Rule]) -> list[Step]:
