@@ -113,11 +113,23 @@ def _after_removal(net: Network, f: _Facts) -> _Facts:
     links = {w: {n: d for n, d in ls.items() if n not in gone.get(w, set())} for w, ls in f.links.items()}
     addresses = {w: {a for a in v if a[0] not in gone.get(w, set())} for w, v in f.addresses.items()}
     forwarding = {w: {n: on for n, on in v.items() if n not in gone.get(w, set())} for w, v in f.forwarding.items()}
-    routes = dict(f.routes)
+    routes, routes6 = dict(f.routes), dict(f.routes6)
     for where, names in gone.items():
         kept = [r for r in f.raw.get(where, {}).get("route", []) if r.get("dev") not in names]
         routes[where] = {(str(r.get("dst", "")), r.get("gateway")) for r in kept}
-    return attrs.evolve(f, links=links, addresses=addresses, forwarding=forwarding, routes=routes)
+        if where in f.routes6:
+            kept6 = [r for r in f.raw.get(where, {}).get("route6", []) if r.get("dev") not in names]
+            routes6[where] = {(str(r.get("dst", "")), r.get("gateway")) for r in kept6}
+    forwarding6 = {w: {n: on for n, on in v.items() if n not in gone.get(w, set())} for w, v in f.forwarding6.items()}
+    return attrs.evolve(
+        f,
+        links=links,
+        addresses=addresses,
+        forwarding=forwarding,
+        routes=routes,
+        routes6=routes6,
+        forwarding6=forwarding6,
+    )
 
 
 def _stale_rules(mark: str, saved: SavedRules, wanted: list[Rule]) -> list[Rule]:

@@ -174,8 +174,10 @@ def _down(net: Network, executor: Executor) -> Teardown:
     steps += _files_removal(runner, _files.candidates(spaces), net.mark, spaces)
     steps += _link_removal(runner, host, net.mark, net.group, names_on_host)
     # (our own links go right after the sweep: putting their forwarding back too is harmless)
+    # a dual-stack network's IPv6 rules and forwarding too (ip6tables-save read only then)
+    families = (4, 6) if net.dual else (4,)
     firewall = _firewall_removal(
-        fw, lambda comment: comment == net.mark, stays=_any_network, host=host, read={4: saved}
+        fw, lambda comment: comment == net.mark, families, stays=_any_network, host=host, read={4: saved}
     )
     steps += firewall.steps
     gone = [f"namespace {n}" for n in net.namespace_names() if n not in netns]
