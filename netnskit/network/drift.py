@@ -33,8 +33,8 @@ __all__ = ["Owned"]
 class Owned:
     """Something on the host marked with a network's name that its description does not have."""
 
-    kind: str  # "namespace", "link" (a host link), "rule" (an IPv4 firewall rule) or "process"
-    name: str  # the namespace's, link's or process's name; a rule as ``-t TABLE -A CHAIN ...``
+    kind: str  # "namespace", "link" (a host link), "rule" (a firewall rule) or "process"
+    name: str  # the namespace's, link's or process's name; a rule as ``[-6 ]-t TABLE -A CHAIN ...``
 
 
 def _stale_links(net: Network, f: _Facts) -> list[str]:
@@ -138,8 +138,8 @@ def _stale_rules(mark: str, saved: SavedRules, wanted: list[Rule]) -> list[Rule]
     return [r for r in saved.rules if r.comment == mark and _rule_key(r) not in keys]
 
 
-def _stale_rule_step(net: Network, stale: list[Rule]) -> list[Step]:
-    """One step deleting ``stale`` (one restore), or none."""
+def _stale_rule_step(net: Network, stale: list[Rule], family: int = 4) -> list[Step]:
+    """One step deleting ``stale`` (rules of ``family``, in one restore), or none."""
     if not stale:
         return []
     sections: dict[str, list[str]] = {}
@@ -148,9 +148,9 @@ def _stale_rule_step(net: Network, stale: list[Rule]) -> list[Step]:
     fw = Firewall(Backend(wait=net.xtables_wait), net.runner)  # the network's xtables wait
     return [
         Step(
-            f"remove {len(stale)} firewall rule{'s' if len(stale) != 1 else ''} of {net.mark} "
-            "no longer in the description",
-            [fw.restore_command(4, sections)],
+            f"remove {len(stale)} {'IPv6 ' if family == 6 else ''}firewall rule{'s' if len(stale) != 1 else ''} "
+            f"of {net.mark} no longer in the description",
+            [fw.restore_command(family, sections)],
         )
     ]
 
@@ -159,5 +159,5 @@ def _extra(net: Network, f: _Facts, stale_rules: list[Rule]) -> tuple[Owned, ...
     """What ``status`` lists as ours and not described."""
     found = [Owned("namespace", name) for name in f.stale]
     found += [Owned("link", name) for name in _stale_links(net, f)]
-    found += [Owned("rule", f"-t {r.table} {r.line()}") for r in stale_rules]
+    found += [Owned("rule", f"{'-6 ' if r.family == 6 else ''}-t {r.table} {r.line()}") for r in stale_rules]
     return tuple(found)

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 import attrs
 
 from netnskit import _ipjson
-from netnskit.errors import CommandNotFoundError
+from netnskit.errors import CommandError, CommandNotFoundError
 from netnskit.firewall import Backend, Firewall, NatRule, PortForward, Rule, SavedRules, Sysctl, SysctlRecord
 from netnskit.firewall.host import interfaces, uplinks
 from netnskit.firewall.rules import _unique
@@ -107,6 +107,17 @@ def _saved(fw: Firewall, family: int, *, needed: bool) -> SavedRules:
 _NO_RULES = SavedRules(frozenset(), (), {})
 
 
+def _saved6(fw: Firewall, *, needed: bool) -> SavedRules:
+    """The host's IPv6 rules; none where ip6tables-save is missing or fails, unless ``needed`` (dual stack):
+    ``down`` reads them for every network, so that rules of a file that lost its subnet6 go too."""
+    try:
+        return fw.save(6)
+    except (CommandNotFoundError, CommandError):
+        if needed:
+            raise
+        return _NO_RULES
+
+
 def _host_routes(net: Network) -> list[dict[str, Any]] | None:
     """The host's IPv4 routes, read where the network masquerades (its uplinks come from them)."""
     return _ipjson.read(net.runner, None, "route", "show", flags=["-4"]) if net.masquerade else None
@@ -167,7 +178,7 @@ class _Removal:
 
 
 def _sweep_step(
-    fw: Firewall, saved: SavedRules, host: dict[str, dict[str, Any]], served: Sequence[str] = ()
+    fw: Firewall, saved: SavedRules, host: dict[str, dict[str, Any]], served: Sequence[str] = (), family: int = 4
 ) -> _Removal:
     """The firewall's sweep as a step to apply (``do``), computed from ``saved``: guards, sysctls
     (put back from their records, unless something else needs them; ``served``: interfaces of the
@@ -175,17 +186,17 @@ def _sweep_step(
     (``host``: the host's links now; a setting of a link that is gone has nothing to put back).
     With what it leaves on and why, and the records to forget once it ran."""
     done = fw.plan_sweep(
-        4,
+        family,
         saved,
         records=fw.records.load(),
         value=fw.sysctl_value,
-        reliance=functools.partial(fw.reliance, 4, saved, served),
+        reliance=functools.partial(fw.reliance, family, saved, served),
     )
     sweep = [c for c in done.commands if _link_of(c) in (None, *host)]
     if not sweep:
         return _Removal((), done.left, done.forget)
     commands = _keep_link_forwarding(fw.runner, sweep, _any_network, host)
-    step = Step("sweep netnskit's shared firewall state (IPv4)", commands)
+    step = Step(f"sweep netnskit's shared firewall state (IPv{family})", commands)
     return _Removal((step,), done.left, done.forget)
 
 

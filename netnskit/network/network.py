@@ -42,9 +42,12 @@ from netnskit.network.firewall import (
     _firewall_plan,
     _firewall_steps,
     _host_routes,
+    _host_routes6,
+    _saved6,
     _sweep_step,
     _uplinks,
     _wanted_rules,
+    _wanted_rules6,
 )
 from netnskit.network.impair import (
     CableState,
@@ -414,6 +417,12 @@ class Network:
             # them wrongly taken for lost, the plan adds it back
             stale = [] if saved is None else _stale_rules(self.mark, saved, _wanted_rules(self, routes))
             apply(_stale_rule_step(self, stale))
+            # a dual-stack network's IPv6 rules the description lost likewise (a forward taken out)
+            saved6 = _saved6(fw, needed=True) if self.dual else None
+            stale6 = (
+                [] if saved6 is None else _stale_rules(self.mark, saved6, _wanted_rules6(self, _host_routes6(self)))
+            )
+            apply(_stale_rule_step(self, stale6, 6))
             current = fw.save(4) if stale else saved
             firewall, changes = _firewall_plan(self, live=True, saved=current, routes=routes)
             if firewall:
@@ -423,6 +432,10 @@ class Network:
             if stale:
                 # what no rule needs any more once those are gone (ip_forward, guards' sysctls)
                 sweep = _sweep_step(fw, fw.save(4), _read_links(self.runner, None), interfaces(stale))
+                apply(sweep.steps)
+                fw.records.forget(sweep.forget)
+            if stale6:
+                sweep = _sweep_step(fw, fw.save(6), _read_links(self.runner, None), interfaces(stale6), 6)
                 apply(sweep.steps)
                 fw.records.forget(sweep.forget)
             # processes last, once the network they talk over is there: those the description
