@@ -342,7 +342,8 @@ class Firewall:
                 deletes.append(guard)
         owned = [r for r in owned if r not in deletes]
         remaining_guards = {_after(r.spec, "-i") for r in owned if r.table == "raw"}
-        translating = any(r.table == "nat" for r in owned)
+        # IPv6 forwards by net.ipv6.conf.all.forwarding alone: a dual-stack network's bridge rule needs it too
+        translating = any(r.table == "nat" or (family == 6 and r.table == "filter") for r in owned)
         # the file's records, and the plan's memos where the file has none (a script run by hand)
         memos = saved.memos()
         known = {name: SysctlRecord(name, was, "1") for name, (_, was) in memos.items()}
