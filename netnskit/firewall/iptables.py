@@ -318,8 +318,12 @@ class Firewall:
         records: Mapping[str, SysctlRecord] | None = None,
         value: Callable[[str], str | None] | None = None,
         reliance: Callable[[], Sequence[str]] | None = None,
+        elsewhere: tuple[bool, Sequence[str]] = (False, ()),
     ) -> Sweep:
         """The sweep of ``saved``: guards, sysctls and shared chains no rule of ours needs any more.
+
+        ``elsewhere``: what netnskit's rules in another backend (nft tables) still need: forwarding
+        (True while one translates addresses) and route_localnet on which bridges (their guards).
 
         A recorded sysctl (``records``) no rule needs is put back to the value it had, if it still
         holds the value netnskit set (``value`` reads it now); IP forwarding stays on, with the
@@ -341,8 +345,8 @@ class Firewall:
             ):
                 deletes.append(guard)
         owned = [r for r in owned if r not in deletes]
-        remaining_guards = {_after(r.spec, "-i") for r in owned if r.table == "raw"}
-        translating = any(r.table == "nat" for r in owned)
+        remaining_guards = {_after(r.spec, "-i") for r in owned if r.table == "raw"} | set(elsewhere[1])
+        translating = any(r.table == "nat" for r in owned) or elsewhere[0]
         # the file's records, and the plan's memos where the file has none (a script run by hand)
         memos = saved.memos()
         known = {name: SysctlRecord(name, was, "1") for name, (_, was) in memos.items()}

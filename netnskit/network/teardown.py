@@ -18,9 +18,11 @@ import attrs
 from netnskit import _ipjson
 from netnskit import _validate as v
 from netnskit.commands import link_group_delete
+from netnskit.errors import CommandNotFoundError
 from netnskit.executors import Executor, SerialExecutor
 from netnskit.firewall import Backend, Firewall
 from netnskit.firewall.iptables import XTABLES_WAIT
+from netnskit.firewall.nftables import Nftables
 from netnskit.interrupt import Interrupt
 from netnskit.link import Link
 from netnskit.netns import Namespace
@@ -175,7 +177,12 @@ def _down(net: Network, executor: Executor) -> Teardown:
     steps += _link_removal(runner, host, net.mark, net.group, names_on_host)
     # (our own links go right after the sweep: putting their forwarding back too is harmless)
     firewall = _firewall_removal(
-        fw, lambda comment: comment == net.mark, stays=_any_network, host=host, read={4: saved}
+        fw,
+        lambda comment: comment == net.mark,
+        stays=_any_network,
+        host=host,
+        read={4: saved},
+        nft_owners=_nft_owners(net),
     )
     steps += firewall.steps
     gone = [f"namespace {n}" for n in net.namespace_names() if n not in netns]
@@ -188,6 +195,16 @@ def _down(net: Network, executor: Executor) -> Teardown:
         left=tuple(left + still) + firewall.left,
         others=tuple(sorted(others)),
     )
+
+
+def _nft_owners(net: Network) -> list[str]:
+    """[the network's name] where its nft table exists (a network that may use nftables), else []."""
+    if net.firewall == "iptables":
+        return []
+    try:
+        return [net.name] if Nftables(net.runner).read(net.name) is not None else []
+    except CommandNotFoundError:
+        return []  # no nft: no table of ours either
 
 
 def _not_ours(net: Network, alias: object) -> str:

@@ -826,3 +826,42 @@ def test_conflicts_are_refused_naming_the_other_party_and_change_nothing(box: Sa
         "`up` of the seed; the host before and after (namespaces, links, addresses, routes, sysctls, rules)",
         "each refused with a ConflictError naming the rule, the network or the route; nothing changed",
     )
+
+
+# --- the nftables backend beside Docker's FORWARD DROP ---------------------------------------
+
+
+def nft_ruleset(box: Sandbox) -> str:
+    """``nft -s list ruleset`` as text (-s: without the counters that traffic moves): iptables-nft's
+    tables and native ones alike."""
+    return box.run(["nft", "-s", "list", "ruleset"]).check().stdout
+
+
+def test_nftables_backend_beside_docker_forward_drop(box: Sandbox) -> None:
+    """An accept in the network's own nft table does not stop Docker's FORWARD DROP in ``ip filter``:
+    the accepts that name the bridge go to iptables' FORWARD too, and all of it goes at ``down``."""
+    data = tomllib.loads(SEED.read_text())
+    data["network"]["firewall"] = "nftables"
+    data.pop("process", None)  # the probes serve blue's port 80 themselves
+    net = Network.from_dict(data, source=str(SEED), runner=box.runner)
+    docker_setup(box)
+    before = nft_ruleset(box)
+    tables = box.run(["nft", "list", "tables"]).check().stdout
+
+    def ours_in_both() -> None:
+        assert "table inet netnskit-seed" in box.run(["nft", "list", "tables"]).check().stdout
+        save = box.run(["iptables-save", "-t", "filter"]).check().stdout
+        # only the accepts that name the bridge, in NETNSKIT-FORWARD after the admin's chain: no nat there
+        assert '-A NETNSKIT-FORWARD -i v-net-0 -o v-net-0 -m comment --comment "netnskit:seed" -j ACCEPT' in save
+        assert "netnskit:seed" not in box.run(["iptables-save", "-t", "nat"]).check().stdout
+
+    found = run_scenario(box, attrs.evolve(DOCKER, setup=lambda _: None), net=net, during=ours_in_both)
+    assert found["teardown"].left == () and forwarding(box) == "1"
+    assert box.run(["nft", "list", "tables"]).check().stdout == tables
+    assert nft_ruleset(box) == before
+    report(
+        "Docker's FORWARD DROP, network on the nftables backend (table inet netnskit-seed)",
+        f"{STORY}; Docker's published port and masquerade; spoofed SYNs; down",
+        "all paths ok: the accepts naming the bridge also placed in iptables FORWARD (NETNSKIT-FORWARD), "
+        f"the rest in the nft table; {spoof_text(found)}; nft list ruleset as text identical after down",
+    )
