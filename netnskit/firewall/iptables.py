@@ -410,10 +410,13 @@ class Firewall:
             commands.append(self.restore_command(family, lines))
         return Sweep(tuple(commands), tuple(left), tuple(forget), tuple(restored))
 
-    def sweep(self, family: int, served: Iterable[str] = ()) -> Sweep:
+    def sweep(
+        self, family: int, served: Iterable[str] = (), *, elsewhere: tuple[bool, Sequence[str]] = (False, ())
+    ) -> Sweep:
         """Remove guards, sysctl values and shared chains/jumps that no owner needs any more.
 
-        ``served``: the interfaces of the rules just removed (see :meth:`reliance`).
+        ``served``: the interfaces of the rules just removed (see :meth:`reliance`); ``elsewhere``:
+        what netnskit's nft tables still need (see :meth:`plan_sweep`).
         """
         saved = self.save(family)
         records = self.records
@@ -423,6 +426,7 @@ class Firewall:
             records=records.load(),
             value=self.sysctl_value,
             reliance=lambda: self.reliance(family, saved, served),
+            elsewhere=elsewhere,
         )
         for command in done.commands:
             result = command.run(self.runner)
@@ -434,8 +438,9 @@ class Firewall:
             log.warning("%s", line)
         return done
 
-    def purge(self, owner: str, family: int = 4) -> int:
-        """Delete every rule of ``owner`` (found by its comment), then sweep; returns how many."""
+    def purge(self, owner: str, family: int = 4, *, elsewhere: tuple[bool, Sequence[str]] = (False, ())) -> int:
+        """Delete every rule of ``owner`` (found by its comment), then sweep (``elsewhere``: what
+        netnskit's nft tables still need); returns how many."""
         comment = f"{SHARED}:{_owner(owner)}"
         saved = self.save(family)
         mine = [r for r in saved.rules if r.comment == comment]
@@ -444,7 +449,7 @@ class Firewall:
             lines.setdefault(rule.table, []).append(rule.line("-D"))
         if lines:
             self.restore_command(family, lines).run(self.runner).check(f"purging the rules of {owner!r}")
-        self.sweep(family, interfaces(mine))
+        self.sweep(family, interfaces(mine), elsewhere=elsewhere)
         return len(mine)
 
 

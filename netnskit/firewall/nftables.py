@@ -23,17 +23,20 @@ import ipaddress
 import json
 import re
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
 
 from netnskit.errors import CommandNotFoundError, NetnskitError
 from netnskit.firewall.host import _addresses_meet
 from netnskit.firewall.records import SysctlRecord
-from netnskit.firewall.rules import SHARED, Rule, _owner
+from netnskit.firewall.rules import SHARED, Rule, SavedRules, _after, _is_ours, _owner
 from netnskit.firewall.sysctl import Sysctl
 from netnskit.plan import Command, Resource, Step
 from netnskit.runner import Runner
+
+if TYPE_CHECKING:
+    from netnskit.firewall.iptables import Firewall
 
 FAMILY = "inet"  # one table for both IP families (nat in inet needs Linux 5.2)
 TABLE_PREFIX = "netnskit-"
@@ -224,6 +227,19 @@ def table_comment(text: str) -> str | None:
     return found.group(1) if found else None
 
 
+def forward_drops(saved: SavedRules) -> bool:
+    """Does iptables' FORWARD drop what no rule of its own accepts (policy DROP, as Docker and ufw set
+    it, or a DROP/REJECT rule in the chain, as RHEL's final REJECT)? An accept in an nft table of
+    ours ends only that table's chain: such a drop still drops the packet."""
+    if saved.policies.get(("filter", "FORWARD")) == "DROP":
+        return True
+    return any(
+        r.table == "filter" and r.chain == "FORWARD" and _after(r.spec, "-j") in ("DROP", "REJECT")
+        for r in saved.rules
+        if not _is_ours(r)
+    )
+
+
 @attrs.frozen
 class Nftables:
     """netnskit's rules in nft tables of their own: read, replace whole, delete (``nft -f -``, one transaction each)."""
@@ -313,6 +329,50 @@ class Nftables:
                 changes.append(SysctlRecord(s.name, now, s.value))
                 steps.append(Step(f"set {s.name}={s.value} (was {now})", [s.set_command()], [s.set_command(now)]))
         return steps, changes
+
+    def plan_beside(
+        self,
+        iptables: Firewall,
+        owner: str,
+        rules: Sequence[Rule],
+        sysctls: Sequence[Sysctl],
+        description: str,
+        *,
+        saved: SavedRules | None = None,
+    ) -> tuple[list[Step], list[SysctlRecord]]:
+        """:meth:`plan_changes` read from the host, beside what ``iptables`` shows (``saved``: its IPv4
+        rules, if just read): where its FORWARD drops, the rules' accepts (the filter ones, which
+        name the bridge) go there first, through the iptables backend (NETNSKIT-FORWARD, after the
+        admin's NETNSKIT-USER), since an accept in our table does not stop that drop."""
+        if saved is None:
+            try:
+                saved = iptables.save(4)
+            except CommandNotFoundError:
+                saved = None  # no iptables: nothing of it drops
+        steps: list[Step] = []
+        accepts = [r for r in rules if r.table == "filter"]
+        if accepts and saved is not None and forward_drops(saved):
+            why = f"accepts of {SHARED}:{_owner(owner)} in iptables, whose FORWARD drops"
+            steps += iptables.plan_changes(4, accepts, [], why, saved=saved)[0]
+        table, changes = self.plan_changes(
+            owner, rules, sysctls, description, current=self.read(owner), value=iptables.sysctl_value
+        )
+        return steps + table, changes
+
+    def apply(self, iptables: Firewall, owner: str, rules: Sequence[Rule], sysctls: Sequence[Sysctl]) -> None:
+        """Make ``rules`` the owner's table (and the accepts in iptables where its FORWARD drops), set
+        ``sysctls`` (their old values written down first); rolls back if a step fails."""
+        from netnskit.executors import SerialExecutor
+
+        description = f"nft table {FAMILY} {table_name(owner)} ({SHARED}:{_owner(owner)})"
+        steps, changes = self.plan_beside(iptables, owner, rules, sysctls, description)
+        iptables.remember(changes)
+        SerialExecutor().apply(steps, self.runner)
+
+    def remove(self, iptables: Firewall, owner: str) -> None:
+        """Delete the owner's table and its rules in iptables, then put back the sysctls nothing needs."""
+        self.command(delete_text(owner), "delete", owner).check(self.runner, f"deleting nft table of {owner!r}")
+        iptables.purge(owner, elsewhere=nft_needs(self.ruleset()))
 
     def removal(self, owners: Iterable[str]) -> list[Step]:
         """Steps (undo only, as ``down`` runs them) deleting each owner's table."""

@@ -16,8 +16,8 @@ from netnskit import _ipjson
 from netnskit.errors import CommandNotFoundError
 from netnskit.firewall import Backend, Firewall, NatRule, PortForward, Rule, SavedRules, Sysctl, SysctlRecord
 from netnskit.firewall.host import interfaces, uplinks
-from netnskit.firewall.nftables import FAMILY, Nftables, nft_needs, table_name
-from netnskit.firewall.rules import _after, _is_ours, _unique
+from netnskit.firewall.nftables import FAMILY, Nftables, forward_drops, nft_needs, table_name
+from netnskit.firewall.rules import _unique
 from netnskit.network.spec import MARK_PREFIX
 from netnskit.network.state import _read_links
 from netnskit.network.steps import _sysctl_forwarding
@@ -51,19 +51,6 @@ def _uses_nft(net: Network) -> bool:
     return net.firewall_choice().kind == "nftables"
 
 
-def _forward_drops(saved: SavedRules) -> bool:
-    """Does iptables' FORWARD drop what no rule of its own accepts (policy DROP, as Docker and ufw set
-    it, or a DROP/REJECT rule in the chain, as RHEL's final REJECT)? An accept in an nft table of
-    ours ends only that table's chain: such a drop still drops the packet."""
-    if saved.policies.get(("filter", "FORWARD")) == "DROP":
-        return True
-    return any(
-        r.table == "filter" and r.chain == "FORWARD" and _after(r.spec, "-j") in ("DROP", "REJECT")
-        for r in saved.rules
-        if not _is_ours(r)
-    )
-
-
 def _iptables_wanted(
     net: Network, routes: Sequence[dict[str, Any]] | None = None, saved: SavedRules | None = None
 ) -> list[Rule]:
@@ -72,7 +59,7 @@ def _iptables_wanted(
     rules = _wanted_rules(net, routes)
     if not _uses_nft(net):
         return rules
-    if saved is None or not _forward_drops(saved):
+    if saved is None or not forward_drops(saved):
         return []
     return [r for r in rules if r.table == "filter"]
 
@@ -166,15 +153,7 @@ def _nft_plan(
         saved = _saved(fw, 4, needed=False)
     routes = routes if routes is not None else _host_routes(net)
     rules = _wanted_rules(net, routes)
-    steps: list[Step] = []
-    mirror = _iptables_wanted(net, routes, None if saved is _NO_RULES else saved)
-    if mirror:
-        why = f"accepts of network {net.name} in iptables, whose FORWARD drops ({net.mark})"
-        steps += fw.plan_changes(4, mirror, [], why, saved=saved)[0]
-    table, changes = nft.plan_changes(
-        net.name, rules, sysctls, description, current=nft.read(net.name), value=fw.sysctl_value
-    )
-    steps += table
+    steps, changes = nft.plan_beside(fw, net.name, rules, sysctls, description, saved=saved)
     return [attrs.evolve(s, undo=_keep_link_forwarding(net.runner, s.undo, _any_network)) for s in steps], changes
 
 

@@ -19,9 +19,16 @@ from test_network import (
 from netnskit.errors import CommandNotFoundError, ConfigError, ConflictError, NetnskitError, ValidationError
 from netnskit.firewall import Firewall, NatRule, PortForward, Rule, SavedRules, SysctlRecord
 from netnskit.firewall.choice import choose
-from netnskit.firewall.nftables import Nftables, nft_needs, nft_port_users, render, table_comment, translate
+from netnskit.firewall.nftables import (
+    Nftables,
+    forward_drops,
+    nft_needs,
+    nft_port_users,
+    render,
+    table_comment,
+    translate,
+)
 from netnskit.network import Network
-from netnskit.network.firewall import _forward_drops
 from netnskit.runner import Result
 from netnskit.testing import FakeRunner
 
@@ -163,7 +170,7 @@ def test_up_writes_the_table_in_one_nft_run_and_no_iptables_rule_where_forward_a
     assert not any(a[0].startswith("iptables-restore") for a in fake.argvs)
 
 
-def test_up_also_places_the_bridge_accepts_in_iptables_where_forward_drops() -> None:
+def test_up_also_places_the_bridge_accepts_in_iptables_whereforward_drops() -> None:
     fake = FakeRunner()
     script_empty_host(fake)
     fake.on(
@@ -186,9 +193,9 @@ def test_forward_drops_by_policy_or_by_a_final_reject_not_by_ours() -> None:
     def parsed(text: str) -> SavedRules:
         return SavedRules.parse(4, f"*filter\n:FORWARD {text}\nCOMMIT\n")
 
-    assert _forward_drops(parsed("DROP [0:0]"))
-    assert _forward_drops(parsed("ACCEPT [0:0]\n-A FORWARD -j REJECT --reject-with icmp-host-prohibited"))
-    assert not _forward_drops(parsed("ACCEPT [0:0]\n-A FORWARD -s 10.0.0.0/8 -j ACCEPT"))
+    assert forward_drops(parsed("DROP [0:0]"))
+    assert forward_drops(parsed("ACCEPT [0:0]\n-A FORWARD -j REJECT --reject-with icmp-host-prohibited"))
+    assert not forward_drops(parsed("ACCEPT [0:0]\n-A FORWARD -s 10.0.0.0/8 -j ACCEPT"))
 
 
 def test_up_when_the_table_carries_the_same_digest_writes_nothing() -> None:
