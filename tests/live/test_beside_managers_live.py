@@ -865,3 +865,37 @@ def test_nftables_backend_beside_docker_forward_drop(box: Sandbox) -> None:
         "all paths ok: the accepts naming the bridge also placed in iptables FORWARD (NETNSKIT-FORWARD), "
         f"the rest in the nft table; {spoof_text(found)}; nft list ruleset as text identical after down",
     )
+
+
+def nft_seed(box: Sandbox, firewall: str = "nftables") -> dict[str, Any]:
+    data = tomllib.loads(SEED.read_text())
+    data["network"]["firewall"] = firewall
+    data.pop("process", None)  # the probes serve blue's port 80 themselves
+    return data
+
+
+def test_nftables_seed_on_a_clean_host_auto_drift_and_down_exact(box: Sandbox) -> None:
+    """``auto`` picks nftables here; the story works; a forward removed from the file is gone after
+    ``up``; ``down`` leaves ``nft list ruleset`` as it was (empty: no iptables table was ever made)."""
+    before, before_forwarding = nft_ruleset(box), forwarding(box)
+    data = nft_seed(box, "auto")
+    net = Network.from_dict(data, source=str(SEED), runner=box.runner)
+    net.up()
+    assert net.status().firewall == "nftables (auto: nft is installed and no iptables-legacy rules exist)"
+    seed_story(box)
+    assert box.run(["nft", "list", "tables"]).check().stdout == "table inet netnskit-seed\n"
+    # the forward leaves the file: up replaces the table in one transaction, without it
+    data["port_forward"] = []
+    edited = Network.from_dict(data, source=str(SEED), runner=box.runner)
+    assert [s.description for s in edited.missing_steps()] == [
+        "nft table inet netnskit-seed of network seed (netnskit:seed)"
+    ]
+    edited.up()
+    assert "dnat" not in nft_ruleset(box) and edited.missing_steps() == []
+    assert blocked(box, "blue", 80, "lan", HOST_LAN, 80)
+    assert reach(box, "lan", 7000, "blue", LAN, 7000) == HOST_LAN  # the masquerade stays
+    edited.down()
+    assert nft_ruleset(box) == before
+    assert forwarding(box) == before_forwarding
+    # nor did the iptables-nft tables appear (the iptables backend leaves empty ones: issue 15)
+    assert "table ip " not in nft_ruleset(box)

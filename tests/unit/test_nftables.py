@@ -393,3 +393,32 @@ def test_the_sweep_keeps_what_an_nft_table_still_needs() -> None:
     assert alone.restored == ("net.ipv4.conf.br-b.route_localnet=0", "net.ipv4.ip_forward=0")
     kept = fw.plan_sweep(4, empty, records=records, value=lambda _: "1", elsewhere=(True, ["br-b"]))
     assert kept.restored == () and kept.commands == ()
+
+
+def test_a_failing_nft_transaction_rolls_back_what_up_did_before_it() -> None:
+    from netnskit.errors import StepError
+
+    fake = FakeRunner()
+    script_empty_host(fake)
+    fake.fail(["nft", "list", "table", "inet", "netnskit-t1"], "Error: No such file or directory\n")
+    fake.fail(["nft", "-f", "-"], "Error: Could not process rule: Operation not supported\n")
+    with pytest.raises(StepError, match="nft table inet netnskit-t1 of network t1"):
+        nft_small(fake).up()
+    done = [" ".join(a) for a in writes(fake)]
+    assert done.index("nft -f -") < done.index("ip netns del a")  # undone after the failure
+    assert done.count("nft -f -") == 1  # the failed transaction changed nothing: no undo of it
+
+
+def test_cli_firewall_option_plans_nft_and_refuses_a_bad_value(capsys: pytest.CaptureFixture[str]) -> None:
+    from netnskit.cli import main
+
+    fake = FakeRunner()
+    assert main(["plan", "--firewall", "nftables", str(SEED)], runner=fake) == 0
+    out = capsys.readouterr().out
+    assert "nft -f - <<'NETNSKIT_EOF'\ntable inet netnskit-seed\ndelete table inet netnskit-seed\n" in out
+    assert "iptables-restore" not in out
+    with pytest.raises(SystemExit) as exited:  # argparse's usage error, before any command
+        main(["up", "--firewall", "pf", str(SEED)], runner=fake)
+    assert exited.value.code == 2
+    assert "invalid firewall 'pf': must be one of 'iptables', 'nftables', 'auto'" in capsys.readouterr().err
+    assert fake.argvs == []
