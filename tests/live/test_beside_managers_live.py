@@ -105,6 +105,7 @@ def box() -> Iterator[Sandbox]:
 
 def seed(box: Sandbox, **changes: Any) -> Network:
     data = tomllib.loads(SEED.read_text())
+    data.pop("process", None)  # the probes serve blue's port 80 themselves (the seed's web server would hold it)
     data.update(changes)
     return Network.from_dict(data, source=str(SEED), runner=box.runner)
 
