@@ -32,6 +32,7 @@ from netnskit.firewall import Backend, Firewall, NatRule, PortForward, SavedRule
 from netnskit.firewall.choice import Choice, choose, firewall_kind
 from netnskit.firewall.host import interfaces
 from netnskit.firewall.iptables import XTABLES_WAIT, xtables_wait
+from netnskit.firewall.nftables import Nftables
 from netnskit.interrupt import Interrupt
 from netnskit.link import Link, Route
 from netnskit.network import files as _files
@@ -47,6 +48,7 @@ from netnskit.network.firewall import (
     _iptables_wanted,
     _sweep_step,
     _uplinks,
+    _uses_nft,
 )
 from netnskit.network.impair import (
     CableState,
@@ -348,6 +350,9 @@ class Network:
         saved = _saved(fw)
         # a port another network or a foreign DNAT already forwards, a subnet a route sends elsewhere
         _refuse_conflicts(self, facts, saved)
+        if _uses_nft(self):
+            # before any change: a missing nft is a CommandNotFoundError naming the package nftables
+            Nftables(self.runner).read(self.name)
         done: list[Step] = []  # applied by this call, in order: what a later failure rolls back
         started: list[ProcessHandle] = []  # the processes this call started: stopped first on rollback
 

@@ -422,3 +422,12 @@ def test_cli_firewall_option_plans_nft_and_refuses_a_bad_value(capsys: pytest.Ca
     assert exited.value.code == 2
     assert "invalid firewall 'pf': must be one of 'iptables', 'nftables', 'auto'" in capsys.readouterr().err
     assert fake.argvs == []
+
+
+def test_up_without_nft_says_so_before_any_change() -> None:
+    fake = _NoNft()
+    script_empty_host(fake)
+    with pytest.raises(CommandNotFoundError) as caught:
+        nft_small(fake).up()
+    assert caught.value.package == "nftables"
+    assert writes(fake) == []
