@@ -19,6 +19,7 @@ from netnskit import _ipjson
 from netnskit.errors import CommandError, CommandNotFoundError
 from netnskit.firewall import Backend, Firewall, NatRule, PortForward, Rule, SavedRules, Sysctl, SysctlRecord
 from netnskit.firewall.host import interfaces, uplinks
+from netnskit.firewall.nftables import FAMILY, Nftables, forward_drops, nft_needs, table_name
 from netnskit.firewall.rules import _unique
 from netnskit.firewall.sysctl import _forwarding
 from netnskit.network.spec import MARK_PREFIX
@@ -47,6 +48,24 @@ def _bridge_rule(net: Network, family: int = 4) -> Rule:
     """
     spec = ["-i", net.bridge, "-o", net.bridge, "-m", "comment", "--comment", net.mark, "-j", "ACCEPT"]
     return Rule(family, "filter", "NETNSKIT-FORWARD", spec)
+
+
+def _uses_nft(net: Network) -> bool:
+    """Do the network's rules go through nftables (its ``firewall``, ``auto`` resolved)?"""
+    return net.firewall_choice().kind == "nftables"
+
+
+def _iptables_wanted(
+    net: Network, routes: Sequence[dict[str, Any]] | None = None, saved: SavedRules | None = None
+) -> list[Rule]:
+    """The rules the network wants in iptables: all of them (iptables), or (nftables) its accepts where
+    iptables' FORWARD drops (``saved``: the host's IPv4 rules), so that its own traffic still passes."""
+    rules = _wanted_rules(net, routes)
+    if not _uses_nft(net):
+        return rules
+    if saved is None or not forward_drops(saved):
+        return []
+    return [r for r in rules if r.table == "filter"]
 
 
 def _firewall_objects(net: Network, routes: Sequence[dict[str, Any]] | None = None) -> list[NatRule | PortForward]:
@@ -146,6 +165,8 @@ def _firewall_plan(
     fw = _firewall_of(net)
     description = f"firewall rules of network {net.name} ({net.mark})"
     objects = _firewall_objects(net)
+    if _uses_nft(net):  # IPv4 only: a dual-stack network is refused the nftables backend (spec)
+        return _nft_plan(net, live=live, saved=saved, routes=routes)
     six, changes6 = _plan6(net, fw, live=live)
     if not live:
         rules = _wanted_rules(net)
@@ -161,6 +182,31 @@ def _firewall_plan(
     steps, changes = fw.plan_changes(4, rules, sysctls, description, saved=saved)
     kept = [attrs.evolve(s, undo=_keep_link_forwarding(net.runner, s.undo, _any_network)) for s in steps]
     return kept + six, changes + changes6
+
+
+def _nft_plan(
+    net: Network,
+    *,
+    live: bool,
+    saved: SavedRules | None = None,
+    routes: Sequence[dict[str, Any]] | None = None,
+) -> tuple[list[Step], list[SysctlRecord]]:
+    """The nftables backend's steps: where iptables' FORWARD drops, the accepts there first (through the
+    iptables backend, in NETNSKIT-FORWARD after the admin's NETNSKIT-USER); then the table ``inet
+    netnskit-NAME`` written whole in one ``nft -f -`` (none when it already holds the same); then the sysctls."""
+    fw = _firewall_of(net)
+    nft = Nftables(net.runner)
+    objects = _firewall_objects(net)
+    description = f"nft table {FAMILY} {table_name(net.name)} of network {net.name} ({net.mark})"
+    sysctls: list[Sysctl] = _unique(s for o in objects for s in o.sysctls())
+    if not live:
+        return nft.plan_changes(net.name, _wanted_rules(net), sysctls, description, values={})
+    if saved is None:
+        saved = _saved(fw, 4, needed=False)
+    routes = routes if routes is not None else _host_routes(net)
+    rules = _wanted_rules(net, routes)
+    steps, changes = nft.plan_beside(fw, net.name, rules, sysctls, description, saved=saved)
+    return [attrs.evolve(s, undo=_keep_link_forwarding(net.runner, s.undo, _any_network)) for s in steps], changes
 
 
 def _firewall_steps(net: Network, *, live: bool, saved: SavedRules | None = None) -> list[Step]:
@@ -261,14 +307,24 @@ def _firewall_removal(
     stays: Callable[[str], bool] | None = None,
     host: dict[str, dict[str, Any]] | None = None,
     read: dict[int, SavedRules] | None = None,
+    nft_owners: Sequence[str] | None = None,
 ) -> _Removal:
     """Steps (undo order) deleting every rule whose comment ``owns`` accepts, then the firewall's sweep
     (``stays``: the link aliases of networks that stay, see _keep_link_forwarding; ``host``: the
     host's links and ``read``: the saved rules of a family, if just read; a family not read is read
     here, as none where the tool is not installed). Sysctls are put back from their records (beside
-    the locks): those no rule needs any more, unless something else needs them."""
+    the locks): those no rule needs any more, unless something else needs them.
+
+    ``nft_owners``: the owners whose nft tables go too (None: look for the tables of the owners
+    ``owns`` accepts). What the nft tables that stay still need keeps its sysctls on.
+    """
     runner = fw.runner
     records = fw.records.load()
+    nft = Nftables(runner)
+    if nft_owners is None:
+        nft_owners = [o for o in nft.tables() if owns(f"{MARK_PREFIX}{o}")]
+    # read only where a value may be put back: what the other networks' nft tables need
+    elsewhere = nft_needs(nft.ruleset(), skip=nft_owners) if records or nft_owners else (False, [])
     steps: list[Step] = []
     left: list[str] = []
     forget: list[str] = []
@@ -284,6 +340,7 @@ def _firewall_removal(
             records=records,
             value=fw.sysctl_value,
             reliance=functools.partial(fw.reliance, family, after, interfaces(mine)),
+            elsewhere=elsewhere if family == 4 else (False, ()),
         )
         left += sweep.left
         forget += sweep.forget
@@ -298,6 +355,7 @@ def _firewall_removal(
             for rule in mine:
                 sections.setdefault(rule.table, []).append(rule.line("-D"))
             steps.append(Step(f"{len(mine)} firewall rules (IPv{family})", [], [fw.restore_command(family, sections)]))
+    steps += nft.removal(nft_owners)  # (undo order: the tables go first)
     return _Removal(tuple(steps), tuple(left), tuple(forget))
 
 

@@ -6,6 +6,7 @@ Its methods are thin: the plan is built in :mod:`.steps`, read and checked in :m
 
 from __future__ import annotations
 
+import logging
 import os
 import time
 import tomllib
@@ -28,8 +29,10 @@ from netnskit.errors import (
 )
 from netnskit.executors import Executor, SerialExecutor
 from netnskit.firewall import Backend, Firewall, NatRule, PortForward, SavedRules
+from netnskit.firewall.choice import Choice, choose, firewall_kind
 from netnskit.firewall.host import interfaces
 from netnskit.firewall.iptables import XTABLES_WAIT, xtables_wait
+from netnskit.firewall.nftables import Nftables
 from netnskit.interrupt import Interrupt
 from netnskit.link import Link, Route
 from netnskit.network import files as _files
@@ -43,10 +46,11 @@ from netnskit.network.firewall import (
     _firewall_steps,
     _host_routes,
     _host_routes6,
+    _iptables_wanted,
     _saved6,
     _sweep_step,
     _uplinks,
-    _wanted_rules,
+    _uses_nft,
     _wanted_rules6,
 )
 from netnskit.network.impair import (
@@ -106,6 +110,8 @@ from netnskit.runner import Runner, default_runner
 if TYPE_CHECKING:
     from netnskit.capture import Capture
 
+log = logging.getLogger("netnskit")
+
 
 def _ifnames(names: Sequence[str]) -> tuple[str, ...]:
     return tuple(v.ifname(n) for n in names)
@@ -141,6 +147,8 @@ class Network:
     processes: tuple[ProcessSpec, ...] = attrs.field(default=(), converter=_processes)
     logs: str | None = attrs.field(default=None, converter=_opt_path)  # the processes' log folder
     xtables_wait: int = attrs.field(default=XTABLES_WAIT, converter=xtables_wait)
+    # "iptables" (the default), "nftables" (a table of its own, inet netnskit-NAME) or "auto"
+    firewall: str = attrs.field(default="iptables", converter=firewall_kind)
     faults: tuple[FaultSpec, ...] = attrs.field(default=(), converter=_faults)
     # the three below let one host carry its part of a network spread over hosts (netnskit.cluster)
     mtu: int | None = attrs.field(default=None, converter=attrs.converters.optional(v.mtu))
@@ -259,6 +267,18 @@ class Network:
         return NatRule(
             self.subnet, self.bridge, owner=self.name, runner=self.runner, uplinks=chosen, backend=self._backend
         )
+
+    def firewall_choice(self) -> Choice:
+        """The firewall the rules go through (``iptables`` or ``nftables``) and why; ``auto`` reads the
+        host once (is ``nft`` installed, do iptables-legacy rules exist)."""
+        if "firewall" not in self._memo:
+            if self.subnet6 is not None and self.firewall == "auto":
+                reason = "auto: a dual-stack network's rules go through iptables and ip6tables (nftables is IPv4 only)"
+                self._memo["firewall"] = Choice("iptables", reason)
+            else:
+                self._memo["firewall"] = choose(self.runner, self.firewall)
+        found: Choice = self._memo["firewall"]
+        return found
 
     @property
     def _backend(self) -> Backend:
@@ -391,9 +411,13 @@ class Network:
         facts = self._facts()
         _refuse_foreign(self, facts)
         fw = _firewall_of(self)
+        log.info("network %s: firewall %s", self.name, self.firewall_choice())
         saved = _saved(fw)
         # a port another network or a foreign DNAT already forwards, a subnet a route sends elsewhere
         _refuse_conflicts(self, facts, saved)
+        if _uses_nft(self):
+            # before any change: a missing nft is a CommandNotFoundError naming the package nftables
+            Nftables(self.runner).read(self.name)
         done: list[Step] = []  # applied by this call, in order: what a later failure rolls back
         started: list[ProcessHandle] = []  # the processes this call started: stopped first on rollback
 
@@ -415,7 +439,7 @@ class Network:
             routes = _host_routes(self)  # the masquerade's uplinks: read once the network's links are there
             # rules of ours the description lost go before the firewall plan is read: were one of
             # them wrongly taken for lost, the plan adds it back
-            stale = [] if saved is None else _stale_rules(self.mark, saved, _wanted_rules(self, routes))
+            stale = [] if saved is None else _stale_rules(self.mark, saved, _iptables_wanted(self, routes, saved))
             apply(_stale_rule_step(self, stale))
             # a dual-stack network's IPv6 rules the description lost likewise (a forward taken out)
             saved6 = _saved6(fw, needed=True) if self.dual else None

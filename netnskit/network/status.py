@@ -21,9 +21,9 @@ from netnskit.network.firewall import (
     _firewall_plan,
     _host_routes,
     _host_routes6,
+    _iptables_wanted,
     _saved6,
     _sweep_step,
-    _wanted_rules,
     _wanted_rules6,
 )
 from netnskit.network.impair import CableImpairment, cable_status, states_from
@@ -97,6 +97,7 @@ class NetworkStatus:
     files: tuple[str, ...] = ()  # the files under /etc/netns that hold what the network writes
     impairments: tuple[CableImpairment, ...] = ()  # each cable impaired in the file or in the kernel
     extra: tuple[Owned, ...] = ()  # marked with this network's name but not in its description
+    firewall: str = ""  # the firewall the rules go through and why: "iptables (as set)", "nftables (auto: ...)"
 
     def to_json(self) -> dict[str, Any]:
         """A plain dict (addresses as strings) for ``netnskit status --json``."""
@@ -117,7 +118,7 @@ def _saved(net: Network) -> SavedRules | None:
 
 
 def _stale(net: Network, saved: SavedRules | None, routes: list[dict[str, Any]] | None) -> list[Rule]:
-    return [] if saved is None else _stale_rules(net.mark, saved, _wanted_rules(net, routes))
+    return [] if saved is None else _stale_rules(net.mark, saved, _iptables_wanted(net, routes, saved))
 
 
 def _stale6(net: Network) -> list[Rule]:
@@ -151,7 +152,7 @@ def _missing(
     if stale and saved is not None:
         # the sweep once the stale rules are gone and the wanted ones are there
         gone = set(stale)
-        rules = [r for r in saved.rules if r not in gone] + _wanted_rules(net, routes)
+        rules = [r for r in saved.rules if r not in gone] + _iptables_wanted(net, routes, saved)
         after = attrs.evolve(saved, rules=tuple(rules))
         steps += _sweep_step(_firewall_of(net), after, f.links.get(None, {}), interfaces(stale)).steps
     return steps
@@ -211,4 +212,5 @@ def _status(net: Network, f: _Facts) -> NetworkStatus:
         written,
         impairments=impairments,
         extra=extra,
+        firewall=str(net.firewall_choice()),
     )

@@ -18,9 +18,11 @@ import attrs
 from netnskit import _ipjson
 from netnskit import _validate as v
 from netnskit.commands import link_group_delete
+from netnskit.errors import CommandNotFoundError
 from netnskit.executors import Executor, SerialExecutor
 from netnskit.firewall import Backend, Firewall
 from netnskit.firewall.iptables import XTABLES_WAIT
+from netnskit.firewall.nftables import Nftables
 from netnskit.interrupt import Interrupt
 from netnskit.link import Link
 from netnskit.netns import Namespace
@@ -179,7 +181,13 @@ def _down(net: Network, executor: Executor) -> Teardown:
     # (our own links go right after the sweep: putting their forwarding back too is harmless)
     # IPv6's too: a dual-stack network's rules and forwarding (or those of a file that lost its subnet6)
     firewall = _firewall_removal(
-        fw, lambda comment: comment == net.mark, (4, 6), stays=_any_network, host=host, read={4: saved, 6: saved6}
+        fw,
+        lambda comment: comment == net.mark,
+        (4, 6),
+        stays=_any_network,
+        host=host,
+        read={4: saved, 6: saved6},
+        nft_owners=_nft_owners(net),
     )
     steps += firewall.steps
     gone = [f"namespace {n}" for n in net.namespace_names() if n not in netns]
@@ -192,6 +200,16 @@ def _down(net: Network, executor: Executor) -> Teardown:
         left=tuple(left + still) + firewall.left,
         others=tuple(sorted(others)),
     )
+
+
+def _nft_owners(net: Network) -> list[str]:
+    """[the network's name] where its nft table exists (a network that may use nftables), else []."""
+    if net.firewall == "iptables":
+        return []
+    try:
+        return [net.name] if Nftables(net.runner).read(net.name) is not None else []
+    except CommandNotFoundError:
+        return []  # no nft: no table of ours either
 
 
 def _not_ours(net: Network, alias: object) -> str:

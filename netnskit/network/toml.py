@@ -44,6 +44,7 @@ _KEYS: dict[str, dict[str, tuple[type | tuple[type, ...], bool]]] = {
         "hosts": (bool, False),
         "logs": (str, False),
         "xtables_wait": (int, False),
+        "firewall": (str, False),
         "mtu": (int, False),
         "subnet6": (str, False),
         "gateway6": (str, False),

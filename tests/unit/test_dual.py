@@ -7,6 +7,7 @@ import json
 import re
 import socket
 import struct
+import tomllib
 from pathlib import Path
 from typing import Any
 
@@ -454,3 +455,27 @@ def test_readme_dual_stack_block_is_part_of_the_seed_dual_file() -> None:
     for kind in ("namespace", "link", "route"):
         for table in shown[kind]:
             assert any(table.items() <= other.items() for other in real[kind]), (kind, table)
+
+
+# --- the firewall backend of a dual-stack network --------------------------------------------
+
+
+def test_a_dual_stack_network_refuses_the_nftables_backend_before_any_command() -> None:
+    fake = FakeRunner(strict=True)
+    data = tomllib.loads(DUAL.read_text())
+    assert Network.from_dict(data, runner=fake).firewall == "iptables"
+    data["network"]["firewall"] = "nftables"
+    with pytest.raises(ValidationError) as info:
+        Network.from_dict(data, runner=fake)
+    assert info.value.value == "nftables" and "IPv4 only so far" in str(info.value)
+    assert fake.argvs == []
+
+
+def test_auto_picks_iptables_for_a_dual_stack_network_and_says_why() -> None:
+    fake = FakeRunner(strict=True)  # reads nothing from the host: the choice needs no read
+    data = tomllib.loads(DUAL.read_text())
+    data["network"]["firewall"] = "auto"
+    net = Network.from_dict(data, runner=fake)
+    choice = net.firewall_choice()
+    assert choice.kind == "iptables" and "dual-stack" in choice.reason
+    assert fake.argvs == []
