@@ -83,6 +83,7 @@ from netnskit.network.spec import (
     _forwards,
     _links,
     _namespaces,
+    _opt_flag,
     _opt_path,
     _opt_v6_address,
     _opt_v6_network,
@@ -140,7 +141,8 @@ class Network:
     links: tuple[LinkSpec, ...] = attrs.field(default=(), converter=_links)
     routes: tuple[RouteSpec, ...] = attrs.field(default=(), converter=_routes)
     group: int = attrs.field(converter=v.optional_link_group)
-    ipv6_link_local: bool = attrs.field(default=False, converter=_flag)
+    # IPv6 link-local addresses on the veth ends (None: on exactly where IPv6 is configured, see link_local)
+    ipv6_link_local: bool | None = attrs.field(default=None, converter=_opt_flag)
     multicast_snooping: bool = attrs.field(default=False, converter=_flag)
     dns: tuple[IPv4Address | IPv6Address, ...] = attrs.field(default=(), converter=_dns)  # every namespace's
     hosts: bool = attrs.field(default=True, converter=_flag)  # write /etc/netns/NAME/hosts
@@ -267,6 +269,12 @@ class Network:
         return NatRule(
             self.subnet, self.bridge, owner=self.name, runner=self.runner, uplinks=chosen, backend=self._backend
         )
+
+    @property
+    def link_local(self) -> bool:
+        """Do the veth ends get IPv6 link-local addresses? As ``ipv6_link_local`` says, else exactly
+        where IPv6 is configured (``subnet6``): off costs nothing per namespace (README, Performance)."""
+        return self.ipv6_link_local if self.ipv6_link_local is not None else self.subnet6 is not None
 
     def firewall_choice(self) -> Choice:
         """The firewall the rules go through (``iptables`` or ``nftables``) and why; ``auto`` reads the

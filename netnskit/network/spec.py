@@ -175,6 +175,10 @@ def _flag(value: object) -> bool:
     return value
 
 
+def _opt_flag(value: object) -> bool | None:
+    return None if value is None else _flag(value)
+
+
 def _opt_mtu(value: object) -> int | None:
     return None if value is None else v.mtu(value)
 

@@ -259,18 +259,18 @@ class _PlanBuilder:
         )
         self.add(
             f"connect namespace {ns.name} to {net.bridge} ({ns.host_ifname} <-> {ns.ifname})",
-            [pair.create_command(up=net.ipv6_link_local)],
+            [pair.create_command(up=net.link_local)],
             [pair.delete_command()],
             functools.partial(_link_there, None, ns.host_ifname),
         )
-        self.mark_link(ns.host_ifname, quiet_up=not net.ipv6_link_local)
+        self.mark_link(ns.host_ifname, quiet_up=not net.link_local)
         if ns.mtu is not None and ns.mtu != net.mtu:
             # the namespace's own MTU wins over the network's (which the veth was made with)
             self.mtu(ns.mtu, [(None, ns.host_ifname), (ns.name, ns.ifname)])
         # one request: the kernel applies addrgenmode before the link comes up (no address is made)
-        quiet = () if net.ipv6_link_local else ("addrgenmode", "none")
+        quiet = () if net.link_local else ("addrgenmode", "none")
         self.add(
-            f"bring up {ns.ifname} in {ns.name}" + ("" if net.ipv6_link_local else " (no IPv6 link-local address)"),
+            f"bring up {ns.ifname} in {ns.name}" + ("" if net.link_local else " (no IPv6 link-local address)"),
             [self._link(ns.ifname, ns.name).set_command(*quiet, "up")],
             [self._link(ns.ifname, ns.name).down_command()],
             functools.partial(_link_up, ns.name, ns.ifname),

@@ -11,6 +11,7 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
+import attrs
 import pytest
 
 from netnskit import probe
@@ -59,12 +60,12 @@ def test_small_dual_plan_exact_commands() -> None:
         [("sysctl", "-w", "net/ipv4/conf/br-t6/forwarding=1")],
         [("sysctl", "-w", "net/ipv6/conf/br-t6/forwarding=1")],
         [
-            ("ip", "link", "add", "veth-a", "group", str(G), "master", "br-t6", "type", "veth")
+            ("ip", "link", "add", "veth-a", "group", str(G), "up", "master", "br-t6", "type", "veth")
             + ("peer", "name", "eth0", "netns", "a")
         ],
-        [("ip", "link", "set", "veth-a", "alias", "netnskit:t6", "addrgenmode", "none", "up")],
-        # no link-local address even with IPv6: the static address works without one (measured: README)
-        [("ip", "-n", "a", "link", "set", "eth0", "addrgenmode", "none", "up")],
+        # IPv6 configured: link-local addresses on the veth ends, as an IPv6 host has (cost measured: README)
+        [("ip", "link", "set", "veth-a", "alias", "netnskit:t6")],
+        [("ip", "-n", "a", "link", "set", "eth0", "up")],
         [("ip", "-n", "a", "addr", "add", "10.9.0.2/24", "dev", "eth0")],
         [("ip", "-n", "a", "addr", "add", "fd15::2/64", "dev", "eth0", "nodad")],
         [("ip", "-n", "a", "route", "add", "default", "via", "10.9.0.1")],
@@ -479,3 +480,14 @@ def test_auto_picks_iptables_for_a_dual_stack_network_and_says_why() -> None:
     choice = net.firewall_choice()
     assert choice.kind == "iptables" and "dual-stack" in choice.reason
     assert fake.argvs == []
+
+
+def test_link_local_can_be_turned_off_for_a_dual_stack_network() -> None:
+    steps = attrs.evolve(small6(), ipv6_link_local=False).plan()
+    assert argvs(steps)[9:11] == [
+        [("ip", "link", "set", "veth-a", "alias", "netnskit:t6", "addrgenmode", "none", "up")],
+        [("ip", "-n", "a", "link", "set", "eth0", "addrgenmode", "none", "up")],
+    ]
+    assert small6().ipv6_link_local is None and small6().link_local  # unset: on, as IPv6 is configured
+    four = Network.from_toml(SEED, runner=FakeRunner(strict=True))
+    assert four.ipv6_link_local is None and not four.link_local  # IPv4 only: off
