@@ -491,3 +491,24 @@ def test_link_local_can_be_turned_off_for_a_dual_stack_network() -> None:
     assert small6().ipv6_link_local is None and small6().link_local  # unset: on, as IPv6 is configured
     four = Network.from_toml(SEED, runner=FakeRunner(strict=True))
     assert four.ipv6_link_local is None and not four.link_local  # IPv4 only: off
+
+
+def test_hosts_files_name_every_node_by_both_families_nearest_first() -> None:
+    net = Network.from_toml(DUAL, runner=FakeRunner(strict=True))
+    red = net.hosts_file("red").splitlines()
+    assert red[4:10] == [
+        "192.168.15.5\thost gateway",
+        "fd15::5\thost gateway",
+        "192.168.1.2\thost",
+        "fd16::2\thost",
+        "192.168.15.1\tred",
+        "fd15::1\tred",
+    ]
+    assert "2001:db8:113::10\tinternet" in red
+    # from the LAN, the host's LAN addresses come first; address_of stays IPv4
+    assert net.hosts_file("lan").splitlines()[4:6] == ["192.168.1.2\thost", "fd16::2\thost"]
+    assert str(net.address_of("blue", seen_from="lan")) == "192.168.15.2"
+    # an IPv4-only network's files are as before: no IPv6 line but ::1's
+    seed = Network.from_toml(SEED, runner=FakeRunner(strict=True))
+    lines = seed.hosts_file("red").splitlines()[2:]  # after the mark and the comment
+    assert [line for line in lines if ":" in line.split("\t")[0]] == ["::1\tlocalhost ip6-localhost ip6-loopback"]
