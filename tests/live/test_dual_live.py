@@ -69,8 +69,11 @@ def test_dual_seed_up_ipv6_everywhere_and_down_exact(sandbox: Sandbox) -> None:
     # what the kernel did, read independently: addresses (nodad: usable at once), routes, forwarding
     for name, address in BRIDGED.items():
         eth0 = j(sandbox, "ip", "-n", name, "-6", "-j", "addr", "show", "dev", "eth0")[0]
-        assert [(a["local"], a["prefixlen"]) for a in eth0["addr_info"]] == [(address, 64)]  # no link-local
-        assert eth0["addr_info"][0].get("nodad") is True
+        # the static address (nodad: usable at once) and, IPv6 being configured, a link-local one
+        ours = [a for a in eth0["addr_info"] if a.get("scope") == "global"]
+        assert [(a["local"], a["prefixlen"], a.get("nodad")) for a in ours] == [(address, 64, True)]
+        local = [a["local"] for a in eth0["addr_info"] if a.get("scope") == "link"]
+        assert len(local) == 1 and local[0].startswith("fe80::"), eth0["addr_info"]
         default = j(sandbox, "ip", "-n", name, "-6", "-j", "route", "show", "default")
         assert [r["gateway"] for r in default] == ["fd15::5"]
     bridge = j(sandbox, "ip", "-6", "-j", "addr", "show", "dev", "v-net-0")[0]
@@ -140,6 +143,8 @@ def test_check_fails_when_ipv6_is_broken(sandbox: Sandbox) -> None:
     net = Network.from_toml(DUAL, runner=sandbox.runner)
     net.up()
     sandbox.run(["ip", "-n", "orange", "addr", "del", "fd15::3/64", "dev", "eth0"]).check()
+    # and its link-local address, which would otherwise still source its pings through the gateway
+    sandbox.run(["ip", "-n", "orange", "-6", "addr", "flush", "dev", "eth0", "scope", "link"]).check()
     report = net.check(timeout=0.5, tries=2)
     failed = {(p.source, p.target) for p in report.failures}
     # orange's own IPv6 pings fail, and so do the pings to it; IPv4 is untouched
