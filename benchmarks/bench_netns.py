@@ -1,4 +1,4 @@
-"""Bring up and tear down N namespaces, seven ways, each in its own throwaway sandbox; print them side by side.
+"""Bring up and tear down N namespaces, eight ways, each in its own throwaway sandbox; print them side by side.
 
 Run as root::
 
@@ -14,6 +14,8 @@ rules are netnskit.firewall's: its own chains, hairpin and loopback paths). The 
 
 * ``netnskit``: ``Network.up(BatchExecutor())`` / ``Network.down(BatchExecutor())``, reading the
   host included;
+* ``nftables``: the same as ``netnskit`` with ``firewall="nftables"``: the masquerade and the N
+  forwards in the network's own nft table (one ``nft -f -``) instead of iptables (issue 15);
 * ``executor``: ``BatchExecutor().apply(plan)`` / ``.remove(plan)`` on ``Network.plan()``;
 * ``serial``: the same plan, one process per command (:class:`netnskit.executors.SerialExecutor`);
 * ``bash``: the script :func:`netnskit.plan.render_script` prints, run by bash (teardown: the
@@ -66,7 +68,7 @@ from netnskit.plan import Command, Step, render_script
 from netnskit.runner import LiveRunner, Result, Runner
 from netnskit.sandbox import TMPFS_SOURCE, Sandbox
 
-WAYS = ("netnskit", "executor", "serial", "bash", "pyroute2", "reference", "handmade")
+WAYS = ("netnskit", "nftables", "executor", "serial", "bash", "pyroute2", "reference", "handmade")
 BRIDGE = "nbr0"
 GROUP = 4242
 SUBNET = ipaddress.ip_network("10.88.0.0/16")
@@ -86,7 +88,7 @@ def names(i: int) -> tuple[str, str, str]:
     return f"nb{i}", f"v{i}b", f"v{i}"
 
 
-def network(n: int, runner: Runner) -> Any:
+def network(n: int, runner: Runner, firewall: str = "iptables") -> Any:
     """The topology as a :class:`netnskit.network.Network` (None where that module is missing)."""
     try:
         from netnskit.network import ForwardSpec, NamespaceSpec, Network
@@ -103,6 +105,7 @@ def network(n: int, runner: Runner) -> Any:
         masquerade=True,
         port_forwards=forwards,
         runner=runner,
+        **({"firewall": firewall} if firewall != "iptables" else {}),
     )
 
 
@@ -204,6 +207,11 @@ def census(runner: Runner) -> dict[str, int]:
     for tool in ("iptables-save", "ip6tables-save"):
         save = runner.run([tool])
         rules += sum(1 for line in save.stdout.splitlines() if line.startswith("-A ")) if save.ok else 0
+    # and the rules of netnskit's nft tables (the nftables backend)
+    ruleset = runner.run(["nft", "-j", "list", "ruleset"])
+    if ruleset.ok and ruleset.stdout.strip():
+        items = json.loads(ruleset.stdout).get("nftables", [])
+        rules += sum(1 for i in items if str(i.get("rule", {}).get("table", "")).startswith("netnskit-"))
     return {
         "namespaces": len(json.loads(spaces)) if spaces else 0,
         "ports": len([d for d in json.loads(ports.stdout or "[]") if d.get("ifname")]) if ports.ok else 0,
@@ -219,6 +227,9 @@ def plan_rules(plan: Sequence[Step]) -> int:
         for command in step.do:
             if command.input is not None and command.argv[0].endswith("restore"):
                 count += sum(1 for line in command.input.splitlines() if line.startswith("-A "))
+            elif command.input is not None and command.argv[0] == "nft":
+                body = command.input.split("{", 1)[1] if "{" in command.input else ""
+                count += sum(1 for line in body.splitlines() if line.startswith("\t\t") and "hook" not in line)
             elif "tables" in command.argv[0] and "-A" in command.argv:
                 count += 1
     return count
@@ -249,10 +260,10 @@ def timed(n: int, runner: Runner, up: Any, down: Any, rules: int) -> dict[str, A
     return {"up": t1 - t0, "down": t3 - t2, "problem": problem}
 
 
-def run_network(n: int, live: Runner, executor: Any) -> dict[str, Any]:
+def run_network(n: int, live: Runner, executor: Any, firewall: str = "iptables") -> dict[str, Any]:
     """netnskit's own ``Network.up()``/``down()`` (reading the host included) with ``executor``."""
     runner = CountingRunner(live)
-    net = network(n, runner)
+    net = network(n, runner, firewall)
     if net is None:
         return run_executor(executor, n, live)
     counts: list[int] = []
@@ -531,6 +542,8 @@ def worker(way: str, n: int, workers: int | None) -> dict[str, Any]:
     batch = BatchExecutor() if workers is None else BatchExecutor(workers=workers)
     if way == "netnskit":
         result = run_network(n, live, batch)
+    elif way == "nftables":
+        result = run_network(n, live, batch, "nftables")
     elif way == "executor":
         result = run_executor(batch, n, live)
     elif way == "serial":

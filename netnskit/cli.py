@@ -167,7 +167,9 @@ def _load(args: argparse.Namespace, runner: Runner) -> Network:
 
     net = Network.from_toml(args.file, runner=runner)
     wait = getattr(args, "xtables_wait", None)
-    return net if wait is None else attrs.evolve(net, xtables_wait=wait)
+    net = net if wait is None else attrs.evolve(net, xtables_wait=wait)
+    chosen = getattr(args, "firewall", None)
+    return net if chosen is None else attrs.evolve(net, firewall=chosen)
 
 
 def cmd_plan(args: argparse.Namespace) -> int:
@@ -559,7 +561,7 @@ _VERBS: list[tuple[str, Verb, str, str, str, bool, set[str]]] = [
         "script a person can review (and bash can run). Runs nothing; needs no root.",
         "netnskit plan examples/seed.toml > seed.sh",
         True,
-        set(),
+        {"--firewall"},
     ),
     (
         "up",
@@ -571,7 +573,7 @@ _VERBS: list[tuple[str, Verb, str, str, str, bool, set[str]]] = [
         "probe failed (the host is not touched).",
         "sudo netnskit up examples/seed.toml\n  sudo netnskit up --sandbox examples/seed.toml",
         True,
-        {"--sandbox", "--serial", "--xtables-wait"},
+        {"--sandbox", "--serial", "--xtables-wait", "--firewall"},
     ),
     (
         "down",
@@ -583,7 +585,7 @@ _VERBS: list[tuple[str, Verb, str, str, str, bool, set[str]]] = [
         "and said so.",
         "sudo netnskit down examples/seed.toml",
         True,
-        {"--serial", "--xtables-wait"},
+        {"--serial", "--xtables-wait", "--firewall"},
     ),
     (
         "status",
@@ -593,11 +595,11 @@ _VERBS: list[tuple[str, Verb, str, str, str, bool, set[str]]] = [
         "and list the plan's steps that are not done. Exits 3 when the network is not fully up.\n"
         'With --json: one object, {"schema": 1, "name", "up", "namespaces", "host_links",\n'
         '"host_addresses", "host_routes", "rules", "missing": [{"step", "kind", "name", "netns"}],\n'
-        '"conflicts", "processes", "files", "impairments", "extra"}. With --graph: the picture,\n'
+        '"conflicts", "processes", "files", "impairments", "extra",\n"firewall"}. With --graph: the picture,\n'
         "coloured as netnskit graph --status colours it.",
         "sudo netnskit status --json examples/seed.toml | jq .missing",
         True,
-        {"--json", "--xtables-wait"},
+        {"--json", "--xtables-wait", "--firewall"},
     ),
     (
         "check",
@@ -686,12 +688,30 @@ def _common(parser: argparse.ArgumentParser, *, top: bool, options: set[str]) ->
             help="seconds iptables waits for the xtables lock before giving up (default: the file's, else 10)",
         )
 
+    if "--firewall" in options:
+        parser.add_argument(
+            "--firewall",
+            metavar="KIND",
+            type=_firewall,
+            default=argparse.SUPPRESS,
+            help="iptables, nftables (a table of the network's own) or auto (default: the file's, else iptables)",
+        )
+
 
 _SANDBOX_HELP = {
     "netnskit": "demo and up only: run inside a throwaway sandbox",
     "demo": "the demo always runs in a throwaway sandbox (accepted, changes nothing)",
     "up": "up, check and down in one throwaway sandbox, printing each (the host is not touched)",
 }
+
+
+def _firewall(text: str) -> str:
+    from netnskit.firewall.choice import firewall_kind
+
+    try:
+        return firewall_kind(text)
+    except ValidationError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _seconds(text: str) -> int:

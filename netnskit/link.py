@@ -95,11 +95,14 @@ class Link:
         """``ip link set NAME mtu MTU``."""
         return self.set_command("mtu", str(v.mtu(mtu)))
 
-    def add_address_command(self, address: object) -> Command:
-        """``ip addr add ADDRESS/PREFIX dev NAME``."""
+    def add_address_command(self, address: object, *, nodad: bool = False) -> Command:
+        """``ip addr add ADDRESS/PREFIX dev NAME`` (``nodad``: an IPv6 address usable at once, no DAD)."""
         addr = v.ip_interface(address)
         made = _address(addr, self.name, self.netns)
-        return ip(self.netns, "addr", "add", str(addr), "dev", self.name, creates=[made])
+        if nodad and addr.version != 6:
+            raise ValidationError("nodad", str(addr), "is for IPv6 addresses only")
+        flags = ["nodad"] if nodad else []
+        return ip(self.netns, "addr", "add", str(addr), "dev", self.name, *flags, creates=[made])
 
     def del_address_command(self, address: object) -> Command:
         """``ip addr del ADDRESS/PREFIX dev NAME``."""
@@ -488,10 +491,14 @@ class Route:
     dev: str | None = attrs.field(default=None, converter=attrs.converters.optional(v.ifname))
     netns: str | None = attrs.field(default=None, converter=v.optional_netns)
     runner: Runner = _runner_field()
+    # 6 for an IPv6 route with nothing to tell its family by (``default dev eth0``); None: from the addresses
+    family: int | None = attrs.field(default=None, kw_only=True)
 
     def __attrs_post_init__(self) -> None:
         if self.via is None and self.dev is None:
             raise ValidationError("route", str(self.to), "needs a gateway (via) or a device (dev)")
+        if self.family not in (None, 4, 6):
+            raise ValidationError("route family", self.family, "must be 4, 6 or None")
         to = self.to
         if self.via is not None and not isinstance(to, str) and self.via.version != to.version:
             raise ValidationError("gateway", str(self.via), f"must be IPv{to.version} like its destination")
@@ -505,8 +512,10 @@ class Route:
         return spec
 
     def _family(self) -> list[str]:
-        six = (self.via is not None and self.via.version == 6) or (
-            not isinstance(self.to, str) and self.to.version == 6
+        six = (
+            self.family == 6
+            or (self.via is not None and self.via.version == 6)
+            or (not isinstance(self.to, str) and self.to.version == 6)
         )
         return ["-6"] if six else []
 

@@ -11,8 +11,8 @@ Run inside a namespace (``ip netns exec NS python -m netnskit.probe ...``):
   (exit 1). ``--connect-only`` (TCP): a completed handshake is the answer; nothing is sent (any
   server, not only a probe's).
 - ``ping [--tries T] [--wait S] [--netns-dir D] [--touch NS]... [--host-dev DEV]... NS=ADDR[,ADDR...]...``
-  (root): ICMP echo from each named namespace to its addresses, every one at once, from this one
-  process (it enters each namespace to open a raw socket there). A target that does not answer
+  (root): ICMP echo (ICMPv6 for an IPv6 address) from each named namespace to its addresses, every
+  one at once, from this one process (it enters each namespace to open raw sockets there). A target that does not answer
   within ``wait`` seconds is tried again, up to ``tries`` times; one the kernel says it cannot
   reach (an ICMP "unreachable", "Network is unreachable") is not. Prints one JSON line per target,
   ``{"source", "target", "ok", "outcome", "tries", "detail"}`` (outcome ``reply``, ``no reply``,
@@ -122,6 +122,19 @@ _CLONE_NEWNET = 0x40000000
 _ECHO_REPLY, _UNREACHABLE, _ECHO = 0, 3, 8
 _SOL_RAW, _ICMP_FILTER = 255, 1
 _RTM_DELNEIGH, _NLM_F_REQUEST, _NLM_F_ACK, _NDA_DST = 29, 0x1, 0x4, 1
+_RTM_NEWNEIGH, _RTM_GETNEIGH, _NLM_F_DUMP, _NLMSG_DONE, _NLMSG_ERROR = 28, 30, 0x300, 3, 2
+_NUD_INCOMPLETE, _NUD_FAILED = 0x01, 0x20
+_ECHO6, _ECHO6_REPLY, _UNREACHABLE6, _ICMP6_FILTER = 128, 129, 1, 1
+# ping6's words for the codes of an ICMPv6 "destination unreachable"
+_UNREACHABLE6_TEXT = {
+    0: "no route",
+    1: "administratively prohibited",
+    2: "beyond scope",
+    3: "Address unreachable",
+    4: "Port unreachable",
+    5: "failed policy",
+    6: "reject route",
+}
 # ping's words for the codes of an ICMP "destination unreachable"
 _UNREACHABLE_TEXT = {
     0: "Destination Net Unreachable",
@@ -242,11 +255,53 @@ def _inside(path: str, home: int) -> Iterator[None]:
 
 
 def _arp() -> dict[tuple[str, str], bool]:
-    """(address, device) -> resolved, for every IPv4 neighbour entry of the namespace this thread is in."""
+    """(address, device) -> resolved, for every IPv4 and IPv6 neighbour entry of the namespace this thread is in."""
     with open("/proc/thread-self/net/arp") as handle:
         rows = [line.split() for line in handle.read().splitlines()[1:]]
     # flags 0x2 (ATF_COM): the MAC address is known
-    return {(row[0], row[5]): bool(int(row[2], 16) & 0x2) for row in rows if len(row) >= 6}
+    found = {(row[0], row[5]): bool(int(row[2], 16) & 0x2) for row in rows if len(row) >= 6}
+    return found | _ndisc()
+
+
+def _ndisc() -> dict[tuple[str, str], bool]:
+    """(address, device) -> resolved, for every IPv6 neighbour entry (an RTM_GETNEIGH dump: /proc has none)."""
+    found: dict[tuple[str, str], bool] = {}
+    with socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, 0) as nl:  # NETLINK_ROUTE
+        body = struct.pack("=BBHiHBB", socket.AF_INET6, 0, 0, 0, 0, 0, 0)
+        nl.send(struct.pack("=IHHII", 16 + len(body), _RTM_GETNEIGH, _NLM_F_REQUEST | _NLM_F_DUMP, 1, 0) + body)
+        while True:
+            data = nl.recv(65536)
+            at = 0
+            while at + 16 <= len(data):
+                length, kind = struct.unpack_from("=IH", data, at)
+                if kind in (_NLMSG_DONE, _NLMSG_ERROR) or length < 16:
+                    return found
+                if kind == _RTM_NEWNEIGH:
+                    entry = _neighbour(data[at + 16 : at + length])
+                    if entry is not None:
+                        found[entry[0]] = entry[1]
+                at += (length + 3) & ~3
+
+
+def _neighbour(message: bytes) -> tuple[tuple[str, str], bool] | None:
+    """((address, device), resolved) of one RTM_NEWNEIGH message's body, None without an address."""
+    if len(message) < 12:
+        return None
+    _family, _, _, index, state, _, _ = struct.unpack_from("=BBHiHBB", message)
+    at = 12
+    while at + 4 <= len(message):
+        size, kind = struct.unpack_from("=HH", message, at)
+        if size < 4:
+            return None
+        if kind == _NDA_DST and size == 4 + 16:
+            address = socket.inet_ntop(socket.AF_INET6, message[at + 4 : at + 20])
+            try:
+                dev = socket.if_indextoname(index)
+            except OSError:
+                return None
+            return (address, dev), not state & (_NUD_INCOMPLETE | _NUD_FAILED)
+        at += (size + 3) & ~3
+    return None
 
 
 def _delete_neighbours(entries: Sequence[tuple[str, str]]) -> None:
@@ -257,8 +312,11 @@ def _delete_neighbours(entries: Sequence[tuple[str, str]]) -> None:
                 index = socket.if_nametoindex(dev)
             except OSError:
                 continue
-            body = struct.pack("=BBHiHBB", socket.AF_INET, 0, 0, index, 0, 0, 0)
-            body += struct.pack("=HH", 8, _NDA_DST) + socket.inet_aton(address)
+            six = ":" in address
+            family = socket.AF_INET6 if six else socket.AF_INET
+            raw = socket.inet_pton(family, address)
+            body = struct.pack("=BBHiHBB", family, 0, 0, index, 0, 0, 0)
+            body += struct.pack("=HH", 4 + len(raw), _NDA_DST) + raw
             flags = _NLM_F_REQUEST | _NLM_F_ACK
             nl.send(struct.pack("=IHHII", 16 + len(body), _RTM_DELNEIGH, flags, seq, 0) + body)
             nl.recv(65536)
@@ -300,12 +358,36 @@ def parse_icmp(packet: bytes) -> tuple[str, int, str, str] | None:
     return "unreachable", ident, socket.inet_ntoa(inner[16:20]), f"From {sender}: {text}"
 
 
+def echo_request6(ident: int, seq: int) -> bytes:
+    """An ICMPv6 echo request (the kernel fills in the checksum of a raw ICMPv6 socket)."""
+    return struct.pack("!BBHHH", _ECHO6, 0, 0, ident, seq) + b"netnskit-probe"
+
+
+def parse_icmp6(packet: bytes, sender: str) -> tuple[str, int, str, str] | None:
+    """(kind, ident, target, detail) of an ICMPv6 echo reply or unreachable about one of our requests.
+
+    A raw ICMPv6 socket gets the ICMPv6 message without the IPv6 header; ``sender`` is where it came from.
+    """
+    if len(packet) < 8:
+        return None
+    if packet[0] == _ECHO6_REPLY:
+        return "reply", struct.unpack("!H", packet[4:6])[0], sender, ""
+    inner = packet[8:]  # the offending packet: its IPv6 header (40 bytes), then our echo request
+    if packet[0] != _UNREACHABLE6 or len(inner) < 48 or inner[40] != _ECHO6:
+        return None
+    ident = struct.unpack("!H", inner[44:46])[0]
+    target = socket.inet_ntop(socket.AF_INET6, inner[24:40])
+    text = _UNREACHABLE6_TEXT.get(packet[1], f"Destination unreachable: Unknown code {packet[1]}")
+    return "unreachable", ident, target, f"From {sender}: {text}"
+
+
 @dataclass
 class _Source:
     name: str
     targets: dict[str, Target]
     ident: int = 0
     sock: socket.socket | None = None
+    sock6: socket.socket | None = None  # opened where the source has an IPv6 target
 
 
 @dataclass
@@ -363,6 +445,8 @@ def ping(
             try:
                 with places.inside(source.name):
                     source.sock = _icmp_socket()
+                    if any(":" in address for address in source.targets):
+                        source.sock6 = _icmp6_socket()
             except OSError as exc:
                 for target in source.targets.values():
                     target.final, target.outcome = True, "error"
@@ -376,8 +460,9 @@ def ping(
             figures["left"] += left
     finally:
         for source in sources:
-            if source.sock is not None:
-                source.sock.close()
+            for sock in (source.sock, source.sock6):
+                if sock is not None:
+                    sock.close()
         _setns(home)
         os.close(home)
     targets = [t for s in sources for t in s.targets.values()]
@@ -396,34 +481,50 @@ def _icmp_socket() -> socket.socket:
     return sock
 
 
+def _icmp6_socket() -> socket.socket:
+    sock = socket.socket(socket.AF_INET6, socket.SOCK_RAW, socket.IPPROTO_ICMPV6)
+    # only echo replies and unreachables reach us (a set bit blocks its type)
+    words = [0xFFFFFFFF] * 8
+    for kind in (_ECHO6_REPLY, _UNREACHABLE6):
+        words[kind >> 5] &= ~(1 << (kind & 31))
+    sock.setsockopt(socket.IPPROTO_ICMPV6, _ICMP6_FILTER, struct.pack("8I", *words))
+    sock.setblocking(False)
+    return sock
+
+
 def _exchange(sources: Sequence[_Source], tries: int, wait: float) -> None:
     live = [s for s in sources if s.sock is not None]
     by_fd = {s.sock.fileno(): s for s in live if s.sock is not None}
+    six = {s.sock6.fileno(): s for s in live if s.sock6 is not None}
 
     def send(target: Target, attempt: int) -> None:
         source = next(s for s in live if s.name == target.source)
-        assert source.sock is not None
+        v6 = ":" in target.address
+        sock = source.sock6 if v6 else source.sock
+        assert sock is not None
+        request = echo_request6(source.ident, attempt) if v6 else echo_request(source.ident, attempt)
         try:
-            source.sock.sendto(echo_request(source.ident, attempt), (target.address, 0))
+            sock.sendto(request, (target.address, 0))
         except OSError as exc:
             target.send_failed(exc)
 
     def receive(left: float) -> None:
         poller = select.poll()
-        for fd, source in by_fd.items():
+        for fd, source in [*by_fd.items(), *six.items()]:
             if any(t.waiting for t in source.targets.values()):
                 poller.register(fd, select.POLLIN)
         for fd, _ in poller.poll(max(1, int(left * 1000))):
-            source = by_fd[fd]
-            assert source.sock is not None
+            source = six.get(fd) or by_fd[fd]
+            sock = source.sock6 if fd in six else source.sock
+            assert sock is not None
             while True:
                 try:
-                    packet = source.sock.recv(65536)
+                    packet, sender = sock.recvfrom(65536)
                 except BlockingIOError:
                     break
                 except OSError:  # an error the kernel queued on the socket; its ICMP packet comes too
                     continue
-                _settle(source, parse_icmp(packet))
+                _settle(source, parse_icmp6(packet, sender[0]) if fd in six else parse_icmp(packet))
 
     run_tries([t for s in live for t in s.targets.values()], send, receive, tries, wait)
 
@@ -454,7 +555,8 @@ def _explain_silence(places: _Places, sources: Sequence[_Source]) -> None:
             if known and known[0]:
                 target.detail += "; its MAC address is known: the requests or the replies were lost or dropped"
             elif known:
-                target.detail += "; nothing answered ARP for it (the neighbour entry is incomplete)"
+                asked = "neighbour discovery" if ":" in target.address else "ARP"
+                target.detail += f"; nothing answered {asked} for it (the neighbour entry is incomplete)"
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -85,7 +85,7 @@ def entries(part: HostPart) -> list[tuple[Step, _Done]]:
     net = part.network
     made = f"create VXLAN {vx.name} (VNI {vx.vni}, local {vx.local}, UDP {vx.port}, MTU {vx.mtu}) on {net.bridge}"
     # a bridge port, as the namespaces' host ends: no IPv6 link-local address unless the network keeps them
-    quiet = () if net.ipv6_link_local else ("addrgenmode", "none")
+    quiet = () if net.link_local else ("addrgenmode", "none")
     link = Link(vx.name, vx.netns, runner=vx.runner)
     out: list[tuple[Step, _Done]] = [
         (Step(made, [vx.create_command()], [vx.delete_command()]), _exists),

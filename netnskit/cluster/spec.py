@@ -128,6 +128,10 @@ def split(
     names = [h.name for h in hosts]
     if not names:
         raise ValidationError("hosts", [], "a cluster needs at least one [[host]]")
+    if network.dual:
+        # each host's part would silently be IPv4 only: refuse rather than drop the IPv6 half
+        rule = "is not supported across hosts yet: a cluster's network is IPv4 only (leave out subnet6 and gateway6)"
+        raise ValidationError("subnet6", str(network.subnet6), rule)
     _unique("host name", names)
     if gateway_host not in names:
         raise ValidationError("gateway_host", gateway_host, f"must be one of the hosts ({', '.join(names)})")

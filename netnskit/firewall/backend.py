@@ -68,6 +68,7 @@ class FirewallBackend(Protocol):
         records: Mapping[str, SysctlRecord] | None = None,
         value: Callable[[str], str | None] | None = None,
         reliance: Callable[[], Sequence[str]] | None = None,
+        elsewhere: tuple[bool, Sequence[str]] = (False, ()),
     ) -> Any:
         """The sweep of ``saved`` (a Sweep): commands, sysctls left on and why, records to drop after."""
 

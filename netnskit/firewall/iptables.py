@@ -318,8 +318,12 @@ class Firewall:
         records: Mapping[str, SysctlRecord] | None = None,
         value: Callable[[str], str | None] | None = None,
         reliance: Callable[[], Sequence[str]] | None = None,
+        elsewhere: tuple[bool, Sequence[str]] = (False, ()),
     ) -> Sweep:
         """The sweep of ``saved``: guards, sysctls and shared chains no rule of ours needs any more.
+
+        ``elsewhere``: what netnskit's rules in another backend (nft tables) still need: forwarding
+        (True while one translates addresses) and route_localnet on which bridges (their guards).
 
         A recorded sysctl (``records``) no rule needs is put back to the value it had, if it still
         holds the value netnskit set (``value`` reads it now); IP forwarding stays on, with the
@@ -341,8 +345,9 @@ class Firewall:
             ):
                 deletes.append(guard)
         owned = [r for r in owned if r not in deletes]
-        remaining_guards = {_after(r.spec, "-i") for r in owned if r.table == "raw"}
-        translating = any(r.table == "nat" for r in owned)
+        remaining_guards = {_after(r.spec, "-i") for r in owned if r.table == "raw"} | set(elsewhere[1])
+        # IPv6 forwards by net.ipv6.conf.all.forwarding alone: a dual-stack network's bridge rule needs it too
+        translating = any(r.table == "nat" or (family == 6 and r.table == "filter") for r in owned) or elsewhere[0]
         # the file's records, and the plan's memos where the file has none (a script run by hand)
         memos = saved.memos()
         known = {name: SysctlRecord(name, was, "1") for name, (_, was) in memos.items()}
@@ -406,10 +411,13 @@ class Firewall:
             commands.append(self.restore_command(family, lines))
         return Sweep(tuple(commands), tuple(left), tuple(forget), tuple(restored))
 
-    def sweep(self, family: int, served: Iterable[str] = ()) -> Sweep:
+    def sweep(
+        self, family: int, served: Iterable[str] = (), *, elsewhere: tuple[bool, Sequence[str]] = (False, ())
+    ) -> Sweep:
         """Remove guards, sysctl values and shared chains/jumps that no owner needs any more.
 
-        ``served``: the interfaces of the rules just removed (see :meth:`reliance`).
+        ``served``: the interfaces of the rules just removed (see :meth:`reliance`); ``elsewhere``:
+        what netnskit's nft tables still need (see :meth:`plan_sweep`).
         """
         saved = self.save(family)
         records = self.records
@@ -419,6 +427,7 @@ class Firewall:
             records=records.load(),
             value=self.sysctl_value,
             reliance=lambda: self.reliance(family, saved, served),
+            elsewhere=elsewhere,
         )
         for command in done.commands:
             result = command.run(self.runner)
@@ -430,8 +439,9 @@ class Firewall:
             log.warning("%s", line)
         return done
 
-    def purge(self, owner: str, family: int = 4) -> int:
-        """Delete every rule of ``owner`` (found by its comment), then sweep; returns how many."""
+    def purge(self, owner: str, family: int = 4, *, elsewhere: tuple[bool, Sequence[str]] = (False, ())) -> int:
+        """Delete every rule of ``owner`` (found by its comment), then sweep (``elsewhere``: what
+        netnskit's nft tables still need); returns how many."""
         comment = f"{SHARED}:{_owner(owner)}"
         saved = self.save(family)
         mine = [r for r in saved.rules if r.comment == comment]
@@ -440,7 +450,7 @@ class Firewall:
             lines.setdefault(rule.table, []).append(rule.line("-D"))
         if lines:
             self.restore_command(family, lines).run(self.runner).check(f"purging the rules of {owner!r}")
-        self.sweep(family, interfaces(mine))
+        self.sweep(family, interfaces(mine), elsewhere=elsewhere)
         return len(mine)
 
 

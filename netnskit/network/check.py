@@ -1,12 +1,14 @@
 """Reachability checks: pings from each namespace to its gateway and a few peers, TCP through NAT and forwards.
 
 The pings are O(N): each namespace on the bridge to the gateway and to its next ``peers``
-namespaces in a ring (the whole matrix with ``all_pairs``). They run in rounds, each one process
-(``probe.py ping``) that probes every source of the round at once, tries again what did not
-answer (up to ``tries``), keeps the kernel's words for what failed, and deletes the neighbour
-entries it added: a round holds at most :meth:`NeighbourLimits.round_budget` entries of the
-machine-wide table (see :mod:`.neighbours`). The NAT and forward exchanges run
-:mod:`netnskit.probe` as a server in one namespace and a client in another.
+namespaces in a ring (the whole matrix with ``all_pairs``); on a dual-stack network, over IPv6 too
+(the IPv6 gateway and the same peers' IPv6 addresses), and the forwards and NAT over both families.
+They run in rounds, each one process (``probe.py ping``) that probes every source of the round
+at once, tries again what did not answer (up to ``tries``), keeps the kernel's words for what
+failed, and deletes the neighbour entries it added (ARP's and IPv6's): a round holds at most
+:meth:`NeighbourLimits.round_budget` entries of the machine-wide table (see :mod:`.neighbours`).
+The NAT and forward exchanges run :mod:`netnskit.probe` as a server in one namespace and a client
+in another.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ import subprocess
 import sys
 import threading
 from collections.abc import Callable, Iterator, Sequence
-from ipaddress import IPv4Address
+from ipaddress import IPv4Address, IPv6Address
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -130,7 +132,8 @@ class CheckReport:
 @attrs.frozen
 class _Ping:
     source: str
-    targets: tuple[tuple[str | None, IPv4Address], ...]  # (the target's namespace, None for the gateway; address)
+    # (the target's namespace, None for the gateway; address): IPv4 ones, then IPv6 ones (dual stack)
+    targets: tuple[tuple[str | None, IPv4Address | IPv6Address], ...]
 
     @property
     def entries(self) -> int:
@@ -143,8 +146,9 @@ class CheckPlan:
     """What a check probes (pure): pings from each namespace, NAT and forward paths, and what they cost."""
 
     pings: tuple[_Ping, ...]
-    nat: tuple[tuple[str, str, IPv4Address], ...]  # (source, the server's namespace, its address)
-    forwards: tuple[tuple[str | None, str, IPv4Address, int, int], ...]  # (source, server ns, address, port, to)
+    nat: tuple[tuple[str, str, IPv4Address | IPv6Address], ...]  # (source, the server's namespace, its address)
+    # (source, server ns, address, port, to)
+    forwards: tuple[tuple[str | None, str, IPv4Address | IPv6Address, int, int], ...]
     all_pairs: bool = False
 
     @property
@@ -193,6 +197,7 @@ def plan_check(net: Network, *, peers: int = 2, all_pairs: bool = False) -> Chec
     """The probes of a check (pure): each namespace to the gateway and its next ``peers`` in a ring, or to all."""
     names = [ns.name for ns in net.namespaces]
     addrs = net.addresses()
+    addrs6 = net.addresses6()
     count = len(names)
     pings = []
     for i, name in enumerate(names):
@@ -200,32 +205,52 @@ def plan_check(net: Network, *, peers: int = 2, all_pairs: bool = False) -> Chec
             others = [other for other in names if other != name]
         else:
             others = list(dict.fromkeys(names[(i + step) % count] for step in range(1, min(peers, count - 1) + 1)))
-        targets: list[tuple[str | None, IPv4Address]] = [(None, net.gateway)]
+        targets: list[tuple[str | None, IPv4Address | IPv6Address]] = [(None, net.gateway)]
         targets += [(other, addrs[other].ip) for other in others]
+        if net.gateway6 is not None:
+            targets += [(None, net.gateway6), *((other, addrs6[other].ip) for other in others)]
         pings.append(_Ping(name, tuple(targets)))
-    nat: list[tuple[str, str, IPv4Address]] = []
-    if net.masquerade and names:
-        # the masquerade is one rule for the whole subnet: a spread sample of sources shows each path
-        sources = names if all_pairs else list(dict.fromkeys(names[i * count // 2] for i in range(min(2, count))))
+    nat: list[tuple[str, str, IPv4Address | IPv6Address]] = []
+    # the masquerade is one rule for the whole subnet: a spread sample of sources shows each path
+    sources = names if all_pairs else list(dict.fromkeys(names[i * count // 2] for i in range(min(2, count))))
+    for six, on in ((False, net.masquerade), (True, net.masquerade6)):
+        if not on or not names:
+            continue
         for extra in net.extra_namespaces:
             target = next(
-                (a.ip for link in net.links for p, _, a in link.ends() if p == extra.name and a is not None), None
+                (
+                    a.ip
+                    for link in net.links
+                    for p, _, a in (link.ends6() if six else link.ends())
+                    if p == extra.name and a is not None
+                ),
+                None,
             )
             if target is not None:
                 nat += [(source, extra.name, target) for source in sources]
-    forwards: list[tuple[str | None, str, IPv4Address, int, int]] = []
+    forwards: list[tuple[str | None, str, IPv4Address | IPv6Address, int, int]] = []
     # from the host to the gateway, and from each namespace linked to the host to the host's end
-    places: list[tuple[str | None, IPv4Address]] = [(None, net.gateway)]
+    places: list[tuple[str | None, IPv4Address | IPv6Address]] = [(None, net.gateway)]
     places += [
         (link.peer_netns, link.address.ip)
         for link in net.links
         if link.netns is None and link.address is not None and link.peer_netns is not None
     ]
+    if net.gateway6 is not None:  # and over IPv6 (not ::1: the kernel cannot forward it)
+        places += [(None, net.gateway6)]
+        places += [
+            (link.peer_netns, link.address6.ip)
+            for link in net.links
+            if link.netns is None and link.address6 is not None and link.peer_netns is not None
+        ]
     for fwd in net.port_forwards:
         if fwd.protocol == "tcp":
             port = fwd.host_port[0]
+            bound = fwd.host_address
             forwards += [
-                (source, fwd.netns, address, port, (fwd.port or fwd.host_port)[0]) for source, address in places
+                (source, fwd.netns, address, port, (fwd.port or fwd.host_port)[0])
+                for source, address in places
+                if bound is None or bound.version == address.version
             ]
     return CheckPlan(tuple(pings), tuple(nat), tuple(forwards), all_pairs)
 
@@ -418,7 +443,7 @@ def _exchanges(
             job = functools.partial(_exchange, net, "forward", source, server_ns, address, port, timeout, to)
         probes.append(_retrying(job, tries=tries))
         if progress is not None:
-            progress(done + len(probes), total, f"forward {source or 'host'} -> {address}:{port}")
+            progress(done + len(probes), total, f"forward {source or 'host'} -> {_label(address, port)}")
     return probes
 
 
@@ -437,7 +462,7 @@ def _exchange(
     kind: str,
     source: str | None,
     server_ns: str,
-    target: IPv4Address,
+    target: IPv4Address | IPv6Address,
     port: int,
     timeout: float,
     server_port: int | None = None,
@@ -445,10 +470,11 @@ def _exchange(
     """A TCP exchange through netnskit.probe: a server in ``server_ns`` on ``server_port`` (``port``
     unless forwarded), a client from ``source`` to ``target``:``port``."""
     start = getattr(net.runner, "start", None)
-    label = f"{target}:{port}"
+    label = _label(target, port)
     if start is None:
         return Probe(kind, source or "host", label, False, "the runner cannot start a probe server", "error")
     serve = probe_argv("serve", "--proto", "tcp", "--port", str(server_port or port))
+    serve += ["--bind", "::"] if target.version == 6 else []
     serve += ["--count", "1", "--timeout", str(max(10.0, timeout + 3) + timeout)]
     server: subprocess.Popen[str] = start(serve, netns=server_ns)
     try:
@@ -492,20 +518,30 @@ def _served_by(net: Network, netns: str, port: int) -> str | None:
     return None
 
 
-def _connect(net: Network, source: str | None, target: IPv4Address, port: int, timeout: float, served: str) -> Probe:
+def _label(target: IPv4Address | IPv6Address, port: int) -> str:
+    """``ADDRESS:PORT``, an IPv6 address in brackets."""
+    return f"[{target}]:{port}" if target.version == 6 else f"{target}:{port}"
+
+
+def _connect(
+    net: Network, source: str | None, target: IPv4Address | IPv6Address, port: int, timeout: float, served: str
+) -> Probe:
     """A TCP handshake from ``source`` to ``target``:``port``, answered by the network's process ``served``."""
     connect = probe_argv(
         "connect", "--connect-only", "--proto", "tcp", str(target), str(port), "--timeout", str(timeout)
     )
     result = net.runner.run(connect, timeout=timeout + 10, netns=source)
-    label = f"{target}:{port}"
+    label = _label(target, port)
     if not result.ok:
         return Probe("forward", source or "host", label, False, _said(result.stdout, result.stderr), "no reply")
     return Probe("forward", source or "host", label, True, f"connected to process {served}", "reply")
 
 
-def _nat_probe(net: Network, source: str, server_ns: str, target: IPv4Address, port: int, timeout: float) -> Probe:
+def _nat_probe(
+    net: Network, source: str, server_ns: str, target: IPv4Address | IPv6Address, port: int, timeout: float
+) -> Probe:
     probe = _exchange(net, "nat", source, server_ns, target, port, timeout)
-    if probe.ok and probe.detail.endswith(f" {net.addresses()[source].ip}"):
+    own = net.addresses6()[source].ip if target.version == 6 else net.addresses()[source].ip
+    if probe.ok and probe.detail.endswith(f" {own}"):
         return attrs.evolve(probe, ok=False, detail=probe.detail + " (not masqueraded)")
     return probe

@@ -33,8 +33,8 @@ __all__ = ["Owned"]
 class Owned:
     """Something on the host marked with a network's name that its description does not have."""
 
-    kind: str  # "namespace", "link" (a host link), "rule" (an IPv4 firewall rule) or "process"
-    name: str  # the namespace's, link's or process's name; a rule as ``-t TABLE -A CHAIN ...``
+    kind: str  # "namespace", "link" (a host link), "rule" (a firewall rule) or "process"
+    name: str  # the namespace's, link's or process's name; a rule as ``[-6 ]-t TABLE -A CHAIN ...``
 
 
 def _stale_links(net: Network, f: _Facts) -> list[str]:
@@ -113,11 +113,23 @@ def _after_removal(net: Network, f: _Facts) -> _Facts:
     links = {w: {n: d for n, d in ls.items() if n not in gone.get(w, set())} for w, ls in f.links.items()}
     addresses = {w: {a for a in v if a[0] not in gone.get(w, set())} for w, v in f.addresses.items()}
     forwarding = {w: {n: on for n, on in v.items() if n not in gone.get(w, set())} for w, v in f.forwarding.items()}
-    routes = dict(f.routes)
+    routes, routes6 = dict(f.routes), dict(f.routes6)
     for where, names in gone.items():
         kept = [r for r in f.raw.get(where, {}).get("route", []) if r.get("dev") not in names]
         routes[where] = {(str(r.get("dst", "")), r.get("gateway")) for r in kept}
-    return attrs.evolve(f, links=links, addresses=addresses, forwarding=forwarding, routes=routes)
+        if where in f.routes6:
+            kept6 = [r for r in f.raw.get(where, {}).get("route6", []) if r.get("dev") not in names]
+            routes6[where] = {(str(r.get("dst", "")), r.get("gateway")) for r in kept6}
+    forwarding6 = {w: {n: on for n, on in v.items() if n not in gone.get(w, set())} for w, v in f.forwarding6.items()}
+    return attrs.evolve(
+        f,
+        links=links,
+        addresses=addresses,
+        forwarding=forwarding,
+        routes=routes,
+        routes6=routes6,
+        forwarding6=forwarding6,
+    )
 
 
 def _stale_rules(mark: str, saved: SavedRules, wanted: list[Rule]) -> list[Rule]:
@@ -129,8 +141,8 @@ def _stale_rules(mark: str, saved: SavedRules, wanted: list[Rule]) -> list[Rule]
     return [r for r in ours if _rule_key(r) not in keys]
 
 
-def _stale_rule_step(net: Network, stale: list[Rule]) -> list[Step]:
-    """One step deleting ``stale`` (one restore), or none."""
+def _stale_rule_step(net: Network, stale: list[Rule], family: int = 4) -> list[Step]:
+    """One step deleting ``stale`` (rules of ``family``, in one restore), or none."""
     if not stale:
         return []
     sections: dict[str, list[str]] = {}
@@ -139,9 +151,9 @@ def _stale_rule_step(net: Network, stale: list[Rule]) -> list[Step]:
     fw = Firewall(Backend(wait=net.xtables_wait), net.runner)  # the network's xtables wait
     return [
         Step(
-            f"remove {len(stale)} firewall rule{'s' if len(stale) != 1 else ''} of {net.mark} "
-            "no longer in the description",
-            [fw.restore_command(4, sections)],
+            f"remove {len(stale)} {'IPv6 ' if family == 6 else ''}firewall rule{'s' if len(stale) != 1 else ''} "
+            f"of {net.mark} no longer in the description",
+            [fw.restore_command(family, sections)],
         )
     ]
 
@@ -150,5 +162,5 @@ def _extra(net: Network, f: _Facts, stale_rules: list[Rule]) -> tuple[Owned, ...
     """What ``status`` lists as ours and not described."""
     found = [Owned("namespace", name) for name in f.stale]
     found += [Owned("link", name) for name in _stale_links(net, f)]
-    found += [Owned("rule", f"-t {r.table} {r.line()}") for r in stale_rules]
+    found += [Owned("rule", f"{'-6 ' if r.family == 6 else ''}-t {r.table} {r.line()}") for r in stale_rules]
     return tuple(found)

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterable, Sequence
-from ipaddress import IPv4Address, IPv4Network
+from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network
 from typing import TYPE_CHECKING
 
 import attrs
@@ -46,9 +46,13 @@ def path_of(netns: str, kind: str) -> str:
 # --- what the files say ---------------------------------------------------------------------
 
 
-def nodes(net: Network) -> dict[str | None, list[tuple[IPv4Address, IPv4Network]]]:
-    """Every node of the network (None: the host), with each of its addresses and that address's subnet."""
-    book: dict[str | None, list[tuple[IPv4Address, IPv4Network]]] = {None: [(net.gateway, net.subnet)]}
+_Entry = tuple[IPv4Address | IPv6Address, IPv4Network | IPv6Network]
+
+
+def nodes(net: Network) -> dict[str | None, list[_Entry]]:
+    """Every node of the network (None: the host), with each of its addresses (IPv4, then IPv6 where
+    the network is dual-stack) and that address's subnet."""
+    book: dict[str | None, list[_Entry]] = {None: [(net.gateway, net.subnet)]}
     addresses = net.addresses()
     for ns in net.namespaces:
         book[ns.name] = [(addresses[ns.name].ip, net.subnet)]
@@ -58,7 +62,27 @@ def nodes(net: Network) -> dict[str | None, list[tuple[IPv4Address, IPv4Network]
         for place, _, address in link.ends():
             if address is not None:
                 book.setdefault(place, []).append((address.ip, address.network))
+    if net.subnet6 is not None and net.gateway6 is not None:
+        book[None].append((net.gateway6, net.subnet6))
+        for name, address6 in net.addresses6().items():
+            book[name].append((address6.ip, net.subnet6))
+        for link in net.links:
+            for place, _, end6 in link.ends6():
+                if end6 is not None:
+                    book.setdefault(place, []).append((end6.ip, end6.network))
     return book
+
+
+def _near(net: Network, viewer: str | None) -> tuple[IPv4Network | IPv6Network, ...]:
+    """The subnets ``viewer`` (None: the host) is connected to, of both families."""
+    near: list[IPv4Network | IPv6Network] = list(_subnets_at(net, viewer))
+    if net.subnet6 is not None and (viewer is None or viewer in {n.name for n in net.namespaces}):
+        near.append(net.subnet6)
+    for link in net.links:
+        for place, _, address6 in link.ends6():
+            if place == viewer and address6 is not None:
+                near.append(address6.network)
+    return tuple(near)
 
 
 def _names(net: Network, node: str | None) -> list[str]:
@@ -78,31 +102,30 @@ def _node(net: Network, name: str) -> str | None:
 
 
 def addresses_seen_from(net: Network, viewer: str | None, name: str) -> list[IPv4Address]:
-    """The addresses of node ``name`` (a namespace, ``host`` or ``gateway``) as ``viewer`` (None: the host)
-    should try them: those on a subnet ``viewer`` is connected to first. KeyError for an unknown name."""
+    """The IPv4 addresses of node ``name`` (a namespace, ``host`` or ``gateway``) as ``viewer`` (None: the
+    host) should try them: those on a subnet ``viewer`` is connected to first. KeyError for an unknown name."""
     node = _node(net, name)
     if node is None and name == GATEWAY:
         return [net.gateway]
-    near = _subnets_at(net, viewer)
-    entries = nodes(net).get(node, [])
+    near = _near(net, viewer)
+    entries = [(a, s) for a, s in nodes(net).get(node, []) if isinstance(a, IPv4Address)]
     return [a for a, s in entries if s in near] + [a for a, s in entries if s not in near]
 
 
 def hosts_text(net: Network, viewer: str) -> str:
     """The ``hosts`` file of namespace ``viewer``: localhost, then every node's addresses, nearest first."""
-    return _hosts_text(net, nodes(net), _subnets_at(net, viewer))
+    return _hosts_text(net, nodes(net), _near(net, viewer))
 
 
-def _hosts_text(
-    net: Network, book: dict[str | None, list[tuple[IPv4Address, IPv4Network]]], near: Sequence[IPv4Network]
-) -> str:
-    names: dict[IPv4Address, list[str]] = {}
+def _hosts_text(net: Network, book: dict[str | None, list[_Entry]], near: Sequence[IPv4Network | IPv6Network]) -> str:
+    names: dict[IPv4Address | IPv6Address, list[str]] = {}
     gateway = [] if GATEWAY in net.namespace_names() else [GATEWAY]
     for node, entries in book.items():
         ordered = [a for a, s in entries if s in near] + [a for a, s in entries if s not in near]
         for address in ordered:
             found = names.setdefault(address, [])
-            found += _names(net, node) + (gateway if node is None and address == net.gateway else [])
+            is_gateway = node is None and address in (net.gateway, net.gateway6)
+            found += _names(net, node) + (gateway if is_gateway else [])
     lines = [
         f"# {net.mark}",
         f"# the nodes of network {net.name}, nearest address first: written by netnskit up, removed by netnskit down",
@@ -137,11 +160,11 @@ def _wanted(net: Network) -> dict[str, str]:
     # a hosts file depends on its namespace only through the subnets it is on: namespaces on the
     # bridge alone share one text (N files of N lines: computed once, not N times)
     book = nodes(net)
-    texts: dict[tuple[IPv4Network, ...], str] = {}
+    texts: dict[tuple[IPv4Network | IPv6Network, ...], str] = {}
     out: dict[str, str] = {}
     for name in net.namespace_names():
         if net.hosts:
-            near = tuple(_subnets_at(net, name))
+            near = _near(net, name)
             if near not in texts:
                 texts[near] = _hosts_text(net, book, near)
             out[path_of(name, "hosts")] = texts[near]

@@ -1,5 +1,8 @@
 """The glue to :mod:`netnskit.firewall`: a network's bridge, NAT and forwards as firewall steps, and removal.
 
+A dual-stack network has the same through ip6tables: its bridge's rule, masquerade6 when asked, its
+forwards over IPv6, and ``net.ipv6.conf.all.forwarding`` (IPv6 forwards by that switch alone).
+
 The kernel copies a write of ``net.ipv4.ip_forward`` to every interface: the steps that write it also
 put back the per-link forwarding of netnskit networks' links.
 """
@@ -13,10 +16,12 @@ from typing import TYPE_CHECKING, Any
 import attrs
 
 from netnskit import _ipjson
-from netnskit.errors import CommandNotFoundError
+from netnskit.errors import CommandError, CommandNotFoundError
 from netnskit.firewall import Backend, Firewall, NatRule, PortForward, Rule, SavedRules, Sysctl, SysctlRecord
 from netnskit.firewall.host import interfaces, uplinks
+from netnskit.firewall.nftables import FAMILY, Nftables, forward_drops, nft_needs, table_name
 from netnskit.firewall.rules import _unique
+from netnskit.firewall.sysctl import _forwarding
 from netnskit.network.spec import MARK_PREFIX
 from netnskit.network.state import _read_links
 from netnskit.network.steps import _sysctl_forwarding
@@ -36,17 +41,69 @@ def _uplinks(net: Network, routes: Sequence[dict[str, Any]] | None = None) -> tu
     return tuple(d for d in _unique([*own, *found]) if d != net.bridge)
 
 
-def _bridge_rule(net: Network) -> Rule:
+def _bridge_rule(net: Network, family: int = 4) -> Rule:
     """Traffic between the network's namespaces: bridged, it passes FORWARD where br_netfilter is loaded.
 
     The same rule as its NatRule's (so the two are one): a network without masquerade needs it too.
     """
     spec = ["-i", net.bridge, "-o", net.bridge, "-m", "comment", "--comment", net.mark, "-j", "ACCEPT"]
-    return Rule(4, "filter", "NETNSKIT-FORWARD", spec)
+    return Rule(family, "filter", "NETNSKIT-FORWARD", spec)
+
+
+def _uses_nft(net: Network) -> bool:
+    """Do the network's rules go through nftables (its ``firewall``, ``auto`` resolved)?"""
+    return net.firewall_choice().kind == "nftables"
+
+
+def _iptables_wanted(
+    net: Network, routes: Sequence[dict[str, Any]] | None = None, saved: SavedRules | None = None
+) -> list[Rule]:
+    """The rules the network wants in iptables: all of them (iptables), or (nftables) its accepts where
+    iptables' FORWARD drops (``saved``: the host's IPv4 rules), so that its own traffic still passes."""
+    rules = _wanted_rules(net, routes)
+    if not _uses_nft(net):
+        return rules
+    if saved is None or not forward_drops(saved):
+        return []
+    return [r for r in rules if r.table == "filter"]
 
 
 def _firewall_objects(net: Network, routes: Sequence[dict[str, Any]] | None = None) -> list[NatRule | PortForward]:
     return [*([net.nat_rule(_uplinks(net, routes))] if net.masquerade else []), *net.forward_rules()]
+
+
+def _objects6(net: Network, routes6: Sequence[dict[str, Any]] | None = None) -> list[NatRule | PortForward]:
+    """A dual-stack network's IPv6 masquerade (masquerade6) and forwards (none when IPv4 only)."""
+    nat = net.nat_rule6(_uplinks(net, routes6))
+    return [*([nat] if nat is not None and net.masquerade6 else []), *net.forward_rules6()]
+
+
+def _wanted_rules6(net: Network, routes6: Sequence[dict[str, Any]] | None = None) -> list[Rule]:
+    """The IPv6 rules of a dual-stack network (none when IPv4 only)."""
+    if not net.dual:
+        return []
+    return _unique([_bridge_rule(net, 6), *(r for o in _objects6(net, routes6) for r in o.rules())])
+
+
+def _sysctls6(net: Network) -> list[Sysctl]:
+    """IPv6 forwarding (always, on a dual-stack network: routed IPv6 needs it) and what its objects need."""
+    return _unique([_forwarding(6), *(s for o in _objects6(net) for s in o.sysctls())]) if net.dual else []
+
+
+def _host_routes6(net: Network) -> list[dict[str, Any]] | None:
+    """The host's IPv6 routes, read where the network masquerades IPv6 (its uplinks come from them)."""
+    return _ipjson.read(net.runner, None, "route", "show", flags=["-6"]) if net.dual and net.masquerade6 else None
+
+
+def _plan6(net: Network, fw: Firewall, *, live: bool) -> tuple[list[Step], list[SysctlRecord]]:
+    """The IPv6 half of :func:`_firewall_plan` (nothing when IPv4 only); ip6tables is then needed."""
+    if not net.dual:
+        return [], []
+    description = f"IPv6 firewall rules of network {net.name} ({net.mark})"
+    if not live:
+        return fw.plan_changes(6, _wanted_rules6(net), _sysctls6(net), description, values={})
+    saved6 = _saved(fw, 6, needed=True)
+    return fw.plan_changes(6, _wanted_rules6(net, _host_routes6(net)), _sysctls6(net), description, saved=saved6)
 
 
 def _firewall_of(net: Network) -> Firewall:
@@ -67,6 +124,17 @@ def _saved(fw: Firewall, family: int, *, needed: bool) -> SavedRules:
 
 
 _NO_RULES = SavedRules(frozenset(), (), {})
+
+
+def _saved6(fw: Firewall, *, needed: bool) -> SavedRules:
+    """The host's IPv6 rules; none where ip6tables-save is missing or fails, unless ``needed`` (dual stack):
+    ``down`` reads them for every network, so that rules of a file that lost its subnet6 go too."""
+    try:
+        return fw.save(6)
+    except (CommandNotFoundError, CommandError):
+        if needed:
+            raise
+        return _NO_RULES
 
 
 def _host_routes(net: Network) -> list[dict[str, Any]] | None:
@@ -97,17 +165,47 @@ def _firewall_plan(
     fw = _firewall_of(net)
     description = f"firewall rules of network {net.name} ({net.mark})"
     objects = _firewall_objects(net)
+    if _uses_nft(net):  # IPv4 only: a dual-stack network is refused the nftables backend (spec)
+        return _nft_plan(net, live=live, saved=saved, routes=routes)
+    six, changes6 = _plan6(net, fw, live=live)
     if not live:
         rules = _wanted_rules(net)
         sysctls: list[Sysctl] = _unique(s for o in objects for s in o.sysctls())
-        return fw.plan_changes(4, rules, sysctls, description, values={})
+        steps, changes = fw.plan_changes(4, rules, sysctls, description, values={})
+        return steps + six, changes + changes6
     if saved is None:
         saved = _saved(fw, 4, needed=bool(objects))
         if saved is _NO_RULES:
-            return [], []
+            return six, changes6
     rules = _wanted_rules(net, routes if routes is not None else _host_routes(net))
     sysctls = _unique(s for o in objects for s in o.sysctls())
     steps, changes = fw.plan_changes(4, rules, sysctls, description, saved=saved)
+    kept = [attrs.evolve(s, undo=_keep_link_forwarding(net.runner, s.undo, _any_network)) for s in steps]
+    return kept + six, changes + changes6
+
+
+def _nft_plan(
+    net: Network,
+    *,
+    live: bool,
+    saved: SavedRules | None = None,
+    routes: Sequence[dict[str, Any]] | None = None,
+) -> tuple[list[Step], list[SysctlRecord]]:
+    """The nftables backend's steps: where iptables' FORWARD drops, the accepts there first (through the
+    iptables backend, in NETNSKIT-FORWARD after the admin's NETNSKIT-USER); then the table ``inet
+    netnskit-NAME`` written whole in one ``nft -f -`` (none when it already holds the same); then the sysctls."""
+    fw = _firewall_of(net)
+    nft = Nftables(net.runner)
+    objects = _firewall_objects(net)
+    description = f"nft table {FAMILY} {table_name(net.name)} of network {net.name} ({net.mark})"
+    sysctls: list[Sysctl] = _unique(s for o in objects for s in o.sysctls())
+    if not live:
+        return nft.plan_changes(net.name, _wanted_rules(net), sysctls, description, values={})
+    if saved is None:
+        saved = _saved(fw, 4, needed=False)
+    routes = routes if routes is not None else _host_routes(net)
+    rules = _wanted_rules(net, routes)
+    steps, changes = nft.plan_beside(fw, net.name, rules, sysctls, description, saved=saved)
     return [attrs.evolve(s, undo=_keep_link_forwarding(net.runner, s.undo, _any_network)) for s in steps], changes
 
 
@@ -126,7 +224,7 @@ class _Removal:
 
 
 def _sweep_step(
-    fw: Firewall, saved: SavedRules, host: dict[str, dict[str, Any]], served: Sequence[str] = ()
+    fw: Firewall, saved: SavedRules, host: dict[str, dict[str, Any]], served: Sequence[str] = (), family: int = 4
 ) -> _Removal:
     """The firewall's sweep as a step to apply (``do``), computed from ``saved``: guards, sysctls
     (put back from their records, unless something else needs them; ``served``: interfaces of the
@@ -134,17 +232,17 @@ def _sweep_step(
     (``host``: the host's links now; a setting of a link that is gone has nothing to put back).
     With what it leaves on and why, and the records to forget once it ran."""
     done = fw.plan_sweep(
-        4,
+        family,
         saved,
         records=fw.records.load(),
         value=fw.sysctl_value,
-        reliance=functools.partial(fw.reliance, 4, saved, served),
+        reliance=functools.partial(fw.reliance, family, saved, served),
     )
     sweep = [c for c in done.commands if _link_of(c) in (None, *host)]
     if not sweep:
         return _Removal((), done.left, done.forget)
     commands = _keep_link_forwarding(fw.runner, sweep, _any_network, host)
-    step = Step("sweep netnskit's shared firewall state (IPv4)", commands)
+    step = Step(f"sweep netnskit's shared firewall state (IPv{family})", commands)
     return _Removal((step,), done.left, done.forget)
 
 
@@ -209,14 +307,24 @@ def _firewall_removal(
     stays: Callable[[str], bool] | None = None,
     host: dict[str, dict[str, Any]] | None = None,
     read: dict[int, SavedRules] | None = None,
+    nft_owners: Sequence[str] | None = None,
 ) -> _Removal:
     """Steps (undo order) deleting every rule whose comment ``owns`` accepts, then the firewall's sweep
     (``stays``: the link aliases of networks that stay, see _keep_link_forwarding; ``host``: the
     host's links and ``read``: the saved rules of a family, if just read; a family not read is read
     here, as none where the tool is not installed). Sysctls are put back from their records (beside
-    the locks): those no rule needs any more, unless something else needs them."""
+    the locks): those no rule needs any more, unless something else needs them.
+
+    ``nft_owners``: the owners whose nft tables go too (None: look for the tables of the owners
+    ``owns`` accepts). What the nft tables that stay still need keeps its sysctls on.
+    """
     runner = fw.runner
     records = fw.records.load()
+    nft = Nftables(runner)
+    if nft_owners is None:
+        nft_owners = [o for o in nft.tables() if owns(f"{MARK_PREFIX}{o}")]
+    # read only where a value may be put back: what the other networks' nft tables need
+    elsewhere = nft_needs(nft.ruleset(), skip=nft_owners) if records or nft_owners else (False, [])
     steps: list[Step] = []
     left: list[str] = []
     forget: list[str] = []
@@ -232,6 +340,7 @@ def _firewall_removal(
             records=records,
             value=fw.sysctl_value,
             reliance=functools.partial(fw.reliance, family, after, interfaces(mine)),
+            elsewhere=elsewhere if family == 4 else (False, ()),
         )
         left += sweep.left
         forget += sweep.forget
@@ -246,6 +355,7 @@ def _firewall_removal(
             for rule in mine:
                 sections.setdefault(rule.table, []).append(rule.line("-D"))
             steps.append(Step(f"{len(mine)} firewall rules (IPv{family})", [], [fw.restore_command(family, sections)]))
+    steps += nft.removal(nft_owners)  # (undo order: the tables go first)
     return _Removal(tuple(steps), tuple(left), tuple(forget))
 
 

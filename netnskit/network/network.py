@@ -6,11 +6,12 @@ Its methods are thin: the plan is built in :mod:`.steps`, read and checked in :m
 
 from __future__ import annotations
 
+import logging
 import os
 import time
 import tomllib
 from collections.abc import Callable, Sequence
-from ipaddress import IPv4Address, IPv4Interface, IPv4Network, IPv6Address
+from ipaddress import IPv4Address, IPv4Interface, IPv4Network, IPv6Address, IPv6Interface, IPv6Network
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
@@ -28,8 +29,10 @@ from netnskit.errors import (
 )
 from netnskit.executors import Executor, SerialExecutor
 from netnskit.firewall import Backend, Firewall, NatRule, PortForward, SavedRules
+from netnskit.firewall.choice import Choice, choose, firewall_kind
 from netnskit.firewall.host import interfaces
 from netnskit.firewall.iptables import XTABLES_WAIT, xtables_wait
+from netnskit.firewall.nftables import Nftables
 from netnskit.interrupt import Interrupt
 from netnskit.link import Link, Route
 from netnskit.network import files as _files
@@ -42,9 +45,13 @@ from netnskit.network.firewall import (
     _firewall_plan,
     _firewall_steps,
     _host_routes,
+    _host_routes6,
+    _iptables_wanted,
+    _saved6,
     _sweep_step,
     _uplinks,
-    _wanted_rules,
+    _uses_nft,
+    _wanted_rules6,
 )
 from netnskit.network.impair import (
     CableState,
@@ -68,6 +75,7 @@ from netnskit.network.spec import (
     ProcessSpec,
     RouteSpec,
     _allocate,
+    _allocate6,
     _dns,
     _extras,
     _faults,
@@ -75,7 +83,10 @@ from netnskit.network.spec import (
     _forwards,
     _links,
     _namespaces,
+    _opt_flag,
     _opt_path,
+    _opt_v6_address,
+    _opt_v6_network,
     _processes,
     _remote,
     _routes,
@@ -99,6 +110,8 @@ from netnskit.runner import Runner, default_runner
 
 if TYPE_CHECKING:
     from netnskit.capture import Capture
+
+log = logging.getLogger("netnskit")
 
 
 def _ifnames(names: Sequence[str]) -> tuple[str, ...]:
@@ -128,13 +141,16 @@ class Network:
     links: tuple[LinkSpec, ...] = attrs.field(default=(), converter=_links)
     routes: tuple[RouteSpec, ...] = attrs.field(default=(), converter=_routes)
     group: int = attrs.field(converter=v.optional_link_group)
-    ipv6_link_local: bool = attrs.field(default=False, converter=_flag)
+    # IPv6 link-local addresses on the veth ends (None: on exactly where IPv6 is configured, see link_local)
+    ipv6_link_local: bool | None = attrs.field(default=None, converter=_opt_flag)
     multicast_snooping: bool = attrs.field(default=False, converter=_flag)
     dns: tuple[IPv4Address | IPv6Address, ...] = attrs.field(default=(), converter=_dns)  # every namespace's
     hosts: bool = attrs.field(default=True, converter=_flag)  # write /etc/netns/NAME/hosts
     processes: tuple[ProcessSpec, ...] = attrs.field(default=(), converter=_processes)
     logs: str | None = attrs.field(default=None, converter=_opt_path)  # the processes' log folder
     xtables_wait: int = attrs.field(default=XTABLES_WAIT, converter=xtables_wait)
+    # "iptables" (the default), "nftables" (a table of its own, inet netnskit-NAME) or "auto"
+    firewall: str = attrs.field(default="iptables", converter=firewall_kind)
     faults: tuple[FaultSpec, ...] = attrs.field(default=(), converter=_faults)
     # the three below let one host carry its part of a network spread over hosts (netnskit.cluster)
     mtu: int | None = attrs.field(default=None, converter=attrs.converters.optional(v.mtu))
@@ -143,6 +159,10 @@ class Network:
     # host links made beside this network by its owner (a cluster's VXLAN link), marked with its mark:
     # not drift, and left to that owner
     overlay_links: tuple[str, ...] = attrs.field(default=(), converter=_ifnames)
+    # dual stack: IPv6 beside IPv4 (None: IPv4 only); masquerade6 is off by default (routed IPv6 is the norm)
+    subnet6: IPv6Network | None = attrs.field(default=None, converter=_opt_v6_network)
+    gateway6: IPv6Address | None = attrs.field(default=None, converter=_opt_v6_address)
+    masquerade6: bool = attrs.field(default=False, converter=_flag)
     runner: Runner = attrs.field(factory=default_runner, eq=False, repr=False, kw_only=True)
     # where relative paths (a process's cwd, logs) are read from: a TOML file's folder; None: the current one
     directory: str | None = attrs.field(default=None, converter=_opt_path, eq=False, kw_only=True)
@@ -202,6 +222,24 @@ class Network:
         """The gateway with the subnet's prefix, as set on the bridge."""
         return IPv4Interface(f"{self.gateway}/{self.subnet.prefixlen}")
 
+    @property
+    def dual(self) -> bool:
+        """Is the network dual-stack (a subnet6 beside the IPv4 subnet)?"""
+        return self.subnet6 is not None
+
+    @property
+    def gateway6_interface(self) -> IPv6Interface | None:
+        """The IPv6 gateway with subnet6's prefix, as set on the bridge (None: IPv4 only)."""
+        if self.subnet6 is None or self.gateway6 is None:
+            return None
+        return IPv6Interface(f"{self.gateway6}/{self.subnet6.prefixlen}")
+
+    def addresses6(self) -> dict[str, IPv6Interface]:
+        """Each bridged namespace's IPv6 address (empty when IPv4 only): given, or the next free one in subnet6."""
+        if "addresses6" not in self._memo:
+            self._memo["addresses6"] = _allocate6(self)
+        return dict(self._memo["addresses6"])
+
     def addresses(self) -> dict[str, IPv4Interface]:
         """Each bridged namespace's address: given, or the next free one in the subnet, in order."""
         if "addresses" not in self._memo:
@@ -233,8 +271,58 @@ class Network:
         )
 
     @property
+    def link_local(self) -> bool:
+        """Do the veth ends get IPv6 link-local addresses? As ``ipv6_link_local`` says, else exactly
+        where IPv6 is configured (``subnet6``): off costs nothing per namespace (README, Performance)."""
+        return self.ipv6_link_local if self.ipv6_link_local is not None else self.subnet6 is not None
+
+    def firewall_choice(self) -> Choice:
+        """The firewall the rules go through (``iptables`` or ``nftables``) and why; ``auto`` reads the
+        host once (is ``nft`` installed, do iptables-legacy rules exist)."""
+        if "firewall" not in self._memo:
+            if self.subnet6 is not None and self.firewall == "auto":
+                reason = "auto: a dual-stack network's rules go through iptables and ip6tables (nftables is IPv4 only)"
+                self._memo["firewall"] = Choice("iptables", reason)
+            else:
+                self._memo["firewall"] = choose(self.runner, self.firewall)
+        found: Choice = self._memo["firewall"]
+        return found
+
+    @property
     def _backend(self) -> Backend:
         return Backend(wait=self.xtables_wait)
+
+    def nat_rule6(self, uplinks: Sequence[str] | None = None) -> NatRule | None:
+        """The IPv6 masquerade rule for subnet6 (None when IPv4 only); see :meth:`nat_rule`."""
+        if self.subnet6 is None:
+            return None
+        chosen = tuple(uplinks) if uplinks is not None else _uplinks(self)
+        return NatRule(
+            self.subnet6, self.bridge, owner=self.name, runner=self.runner, uplinks=chosen, backend=self._backend
+        )
+
+    def forward_rules6(self) -> list[PortForward]:
+        """The IPv6 DNAT rules of the port forwards (dual stack): each forward not bound to an IPv4 address,
+        to its namespace's IPv6 address (not ``::1``: the kernel cannot forward what arrives there)."""
+        if self.subnet6 is None:
+            return []
+        addrs = {name: iface.ip for name, iface in self.addresses6().items()}
+        return [
+            PortForward(
+                f.host_port,
+                addrs[f.netns],
+                f.port,
+                f.protocol,
+                host_address=f.host_address,
+                owner=self.name,
+                runner=self.runner,
+                bridge=self.bridge,
+                subnet=self.subnet6,
+                backend=self._backend,
+            )
+            for f in self.port_forwards
+            if f.netns in addrs and not isinstance(f.host_address, IPv4Address)
+        ]
 
     def forward_rules(self) -> list[PortForward]:
         """The DNAT rules of the port forwards (each on its ``host_address``, or every local address)."""
@@ -253,6 +341,7 @@ class Network:
                 backend=self._backend,
             )
             for f in self.port_forwards
+            if not isinstance(f.host_address, IPv6Address)
         ]
 
     def cables(self) -> list[Cable]:
@@ -330,9 +419,13 @@ class Network:
         facts = self._facts()
         _refuse_foreign(self, facts)
         fw = _firewall_of(self)
+        log.info("network %s: firewall %s", self.name, self.firewall_choice())
         saved = _saved(fw)
         # a port another network or a foreign DNAT already forwards, a subnet a route sends elsewhere
         _refuse_conflicts(self, facts, saved)
+        if _uses_nft(self):
+            # before any change: a missing nft is a CommandNotFoundError naming the package nftables
+            Nftables(self.runner).read(self.name)
         done: list[Step] = []  # applied by this call, in order: what a later failure rolls back
         started: list[ProcessHandle] = []  # the processes this call started: stopped first on rollback
 
@@ -354,8 +447,14 @@ class Network:
             routes = _host_routes(self)  # the masquerade's uplinks: read once the network's links are there
             # rules of ours the description lost go before the firewall plan is read: were one of
             # them wrongly taken for lost, the plan adds it back
-            stale = [] if saved is None else _stale_rules(self.mark, saved, _wanted_rules(self, routes))
+            stale = [] if saved is None else _stale_rules(self.mark, saved, _iptables_wanted(self, routes, saved))
             apply(_stale_rule_step(self, stale))
+            # a dual-stack network's IPv6 rules the description lost likewise (a forward taken out)
+            saved6 = _saved6(fw, needed=True) if self.dual else None
+            stale6 = (
+                [] if saved6 is None else _stale_rules(self.mark, saved6, _wanted_rules6(self, _host_routes6(self)))
+            )
+            apply(_stale_rule_step(self, stale6, 6))
             current = fw.save(4) if stale else saved
             firewall, changes = _firewall_plan(self, live=True, saved=current, routes=routes)
             if firewall:
@@ -365,6 +464,10 @@ class Network:
             if stale:
                 # what no rule needs any more once those are gone (ip_forward, guards' sysctls)
                 sweep = _sweep_step(fw, fw.save(4), _read_links(self.runner, None), interfaces(stale))
+                apply(sweep.steps)
+                fw.records.forget(sweep.forget)
+            if stale6:
+                sweep = _sweep_step(fw, fw.save(6), _read_links(self.runner, None), interfaces(stale6), 6)
                 apply(sweep.steps)
                 fw.records.forget(sweep.forget)
             # processes last, once the network they talk over is there: those the description

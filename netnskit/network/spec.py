@@ -1,7 +1,8 @@
 """The description of a network: the spec types and their converters, ownership marks, validation of a
 whole network and address allocation.
 
-All pure, checked before any process runs. IPv4 only for now.
+All pure, checked before any process runs. IPv4 always; IPv6 beside it where the network has a
+``subnet6`` (dual stack): each namespace, link end and route may then carry IPv6 too.
 """
 
 from __future__ import annotations
@@ -9,7 +10,7 @@ from __future__ import annotations
 import re
 import zlib
 from collections.abc import Iterable
-from ipaddress import IPv4Address, IPv4Interface, IPv4Network, IPv6Address
+from ipaddress import IPv4Address, IPv4Interface, IPv4Network, IPv6Address, IPv6Interface, IPv6Network
 from typing import TYPE_CHECKING, Any
 
 import attrs
@@ -67,6 +68,55 @@ def _opt_address(value: object) -> IPv4Address | None:
     return None if value is None else _v4_address(value)
 
 
+def _v6_address(value: object, what: str = "address6") -> IPv6Address:
+    addr = v.ip_address(value)
+    if not isinstance(addr, IPv6Address):
+        raise ValidationError(what, str(value), "must be IPv6, like fd15::2")
+    return addr
+
+
+def _v6_interface(value: object, what: str = "address6") -> IPv6Interface:
+    iface = v.ip_interface(value)
+    if not isinstance(iface, IPv6Interface):
+        raise ValidationError(what, str(value), "must be IPv6 with its prefix length, like fd16::2/64")
+    return iface
+
+
+def _opt_v6_network(value: object) -> IPv6Network | None:
+    if value is None:
+        return None
+    net = v.ip_network(value)
+    if not isinstance(net, IPv6Network):
+        raise ValidationError("subnet6", str(value), "must be an IPv6 subnet, like fd15::/64 (a ULA)")
+    return net
+
+
+def _opt_v6_address(value: object) -> IPv6Address | None:
+    return None if value is None else _v6_address(value, "gateway6")
+
+
+def _opt_via6(value: object) -> IPv6Address | None:
+    return None if value is None else _v6_address(value, "via6")
+
+
+def _ns_address6(value: object) -> IPv6Address | IPv6Interface | None:
+    # ADDRESS, or ADDRESS/PREFIX (subnet6's prefix: checked with the network, see _allocate6)
+    if value is None:
+        return None
+    with_prefix = isinstance(value, IPv6Interface) or (isinstance(value, str) and "/" in value)
+    return _v6_interface(value) if with_prefix else _v6_address(value)
+
+
+def _link_address6(value: object) -> IPv6Interface | None:
+    if isinstance(value, str) and "/" not in value:
+        raise ValidationError("link address6", value, "must be ADDRESS/PREFIX with its prefix length, like fd16::2/64")
+    return None if value is None else _v6_interface(value, "link address6")
+
+
+def _opt_any_address(value: object) -> IPv4Address | IPv6Address | None:
+    return None if value is None else v.ip_address(value)
+
+
 def _ns_address(value: object) -> IPv4Address | IPv4Interface | None:
     # ADDRESS, or ADDRESS/PREFIX (the subnet's prefix: checked with the network, see _allocate)
     if value is None:
@@ -92,10 +142,11 @@ def _opt_ports(value: object) -> tuple[int, int] | None:
     return None if value is None else v.port_range(value)
 
 
-def _route_to(value: object) -> IPv4Network | str:
+def _route_to(value: object) -> IPv4Network | IPv6Network | str:
+    # "default" (of each family the route names a gateway for), or an IPv4 or IPv6 destination
     if value == "default":
         return "default"
-    return _v4_network(value)
+    return v.ip_network(value)
 
 
 def _impairment(value: object) -> Impairment | None:
@@ -122,6 +173,10 @@ def _flag(value: object) -> bool:
     if not isinstance(value, bool):
         raise ValidationError("flag", value, "must be true or false")
     return value
+
+
+def _opt_flag(value: object) -> bool | None:
+    return None if value is None else _flag(value)
 
 
 def _opt_mtu(value: object) -> int | None:
@@ -178,22 +233,60 @@ def _sysctls(value: object) -> tuple[tuple[str, str], ...]:
 
 @attrs.frozen
 class RouteSpec:
-    """A route on the host (``netns=None``) or inside one of the network's namespaces."""
+    """A route on the host (``netns=None``) or inside one of the network's namespaces.
 
-    to: IPv4Network | str = attrs.field(converter=_route_to)
-    via: IPv4Address | None = attrs.field(default=None, converter=_opt_address)
+    ``to`` is ``default`` or an IPv4 or IPv6 destination; ``via`` a gateway of its family. A
+    ``default`` route is one per family: ``via`` (IPv4 or IPv6) and ``via6`` (IPv6) name each
+    family's gateway, and with ``dev`` alone it is the default of every family the network has.
+    ``family`` (4 or 6; None: from the addresses) is set by :meth:`per_family`.
+    """
+
+    to: IPv4Network | IPv6Network | str = attrs.field(converter=_route_to)
+    via: IPv4Address | IPv6Address | None = attrs.field(default=None, converter=_opt_any_address)
     dev: str | None = attrs.field(default=None, converter=_opt_ifname)
     netns: str | None = attrs.field(default=None, converter=v.optional_netns)
+    via6: IPv6Address | None = attrs.field(default=None, converter=_opt_via6)
+    family: int | None = attrs.field(default=None, kw_only=True)
 
     def __attrs_post_init__(self) -> None:
-        if self.via is None and self.dev is None:
+        if self.via is None and self.via6 is None and self.dev is None:
             raise ValidationError("route", str(self.to), "needs a gateway (via) or a device (dev)")
+        if self.via6 is not None and self.to != "default":
+            raise ValidationError("route via6", str(self.via6), 'is for a default route only (to = "default")')
+        if self.via6 is not None and isinstance(self.via, IPv6Address):
+            raise ValidationError("route via", str(self.via), "must be IPv4 beside via6 (via6 is the IPv6 gateway)")
+        to = self.to
+        if self.via is not None and not isinstance(to, str) and self.via.version != to.version:
+            raise ValidationError("route via", str(self.via), f"must be IPv{to.version} like its destination {to}")
+
+    @property
+    def version(self) -> int:
+        """4 or 6: this route's family (a route of :meth:`per_family`, or one with an address)."""
+        if self.family is not None:
+            return self.family
+        if not isinstance(self.to, str):
+            return self.to.version
+        return 6 if self.via is None and self.via6 is not None else (self.via.version if self.via else 4)
+
+    def per_family(self, six: bool) -> list[RouteSpec]:
+        """This route as one route per family (``six``: the network has IPv6, for a default by device)."""
+        if self.to != "default":
+            return [attrs.evolve(self, family=self.version)]
+        out = []
+        if isinstance(self.via, IPv4Address) or (self.via is None and self.via6 is None):
+            out.append(attrs.evolve(self, via6=None, family=4))
+        six_via = self.via6 if self.via6 is not None else (self.via if isinstance(self.via, IPv6Address) else None)
+        if six_via is not None or (self.via is None and self.via6 is None and six):
+            out.append(attrs.evolve(self, via=six_via, via6=None, family=6))
+        return out
 
     def spec(self) -> list[str]:
         """``TO [via GW] [dev DEV]``."""
         out = [str(self.to)]
         if self.via is not None:
             out += ["via", str(self.via)]
+        if self.via6 is not None:
+            out += ["via6", str(self.via6)]
         if self.dev is not None:
             out += ["dev", self.dev]
         return out
@@ -210,7 +303,7 @@ class NamespaceSpec:
     """A namespace on the bridge: one veth (``ifname`` inside, ``host_ifname`` on the bridge).
 
     ``address``: ADDRESS or ADDRESS/PREFIX on the network's subnet (the prefix must be the subnet's);
-    None takes the next free one.
+    None takes the next free one. ``address6`` likewise on ``subnet6`` (a dual-stack network only).
     """
 
     name: str = attrs.field(converter=v.netns_name)
@@ -223,6 +316,7 @@ class NamespaceSpec:
     dns: tuple[IPv4Address | IPv6Address, ...] | None = attrs.field(default=None, converter=_opt_dns)
     sysctls: tuple[tuple[str, str], ...] = attrs.field(default=(), converter=_sysctls)
     impair: Impairment | None = attrs.field(default=None, converter=_impairment)  # both ends of its veth
+    address6: IPv6Address | IPv6Interface | None = attrs.field(default=None, converter=_ns_address6)
 
     @host_ifname.default
     def _host_ifname(self) -> str:
@@ -264,6 +358,8 @@ class LinkSpec:
     peer_address: IPv4Interface | None = attrs.field(default=None, converter=_link_address)
     mtu: int | None = attrs.field(default=None, converter=_opt_mtu)  # both ends
     impair: Impairment | None = attrs.field(default=None, converter=_impairment)  # both ends
+    address6: IPv6Interface | None = attrs.field(default=None, converter=_link_address6)
+    peer_address6: IPv6Interface | None = attrs.field(default=None, converter=_link_address6)
 
     def __attrs_post_init__(self) -> None:
         if self.netns == self.peer_netns:
@@ -276,11 +372,21 @@ class LinkSpec:
         """(netns, ifname, address) of both ends."""
         return [(self.netns, self.name, self.address), (self.peer_netns, self.peer, self.peer_address)]
 
+    def ends6(self) -> list[tuple[str | None, str, IPv6Interface | None]]:
+        """(netns, ifname, IPv6 address) of both ends."""
+        return [(self.netns, self.name, self.address6), (self.peer_netns, self.peer, self.peer_address6)]
 
-def _host_address(value: object) -> IPv4Address | None:
-    addr = _opt_address(value)
-    if addr is not None and (addr.is_multicast or addr.is_unspecified or addr == IPv4Address("255.255.255.255")):
+
+def _host_address(value: object) -> IPv4Address | IPv6Address | None:
+    addr = _opt_any_address(value)
+    if addr is None:
+        return None
+    if addr.is_multicast or addr.is_unspecified or addr == IPv4Address("255.255.255.255"):
         raise ValidationError("host address", str(value), "must be a unicast address of the host, like 192.168.1.2")
+    if isinstance(addr, IPv6Address) and (addr.is_loopback or addr.is_link_local):
+        # the kernel does not forward what arrives on ::1 (no route_localnet for IPv6), nor link-local
+        rule = "must not be ::1 or link-local: the kernel cannot forward a connection to ::1 out of the host"
+        raise ValidationError("host address", str(value), rule)
     return addr
 
 
@@ -289,14 +395,14 @@ class ForwardSpec:
     """Forward host port(s) to a port of a namespace on the bridge.
 
     Without ``host_address`` the forward answers on every address of the host (as Docker's ``-p``
-    does); with it, only on that one.
+    does), over IPv6 too where the network has subnet6; with it, only on that one (of its family).
     """
 
     host_port: tuple[int, int] = attrs.field(converter=v.port_range)
     netns: str = attrs.field(converter=v.netns_name)
     port: tuple[int, int] | None = attrs.field(default=None, converter=_opt_ports)
     protocol: str = attrs.field(default="tcp", converter=v.protocol)
-    host_address: IPv4Address | None = attrs.field(default=None, converter=_host_address)
+    host_address: IPv4Address | IPv6Address | None = attrs.field(default=None, converter=_host_address)
 
 
 def _order(value: object) -> int:
@@ -581,8 +687,7 @@ def _validate_network(net: Network) -> None:
                 raise ValidationError("route namespace", route.netns, f"differs from its namespace {ns.name!r}")
             if ns.default_route and route.to == "default":
                 raise ValidationError("route", "default", f"namespace {ns.name!r} already has default_route = true")
-            if route.via is not None and not any(route.via in s for s in _subnets_at(net, ns.name)):
-                raise ValidationError("route gateway", str(route.via), f"is not on a subnet connected to {ns.name!r}")
+            _check_gateways(net, route, ns.name)
     processes: list[str] = []
     for proc in net.processes:
         if proc.netns not in known:
@@ -594,10 +699,148 @@ def _validate_network(net: Network) -> None:
     for route in net.routes:
         if route.netns is not None and route.netns not in known:
             raise ValidationError("route namespace", route.netns, f"is not a namespace of network {net.name!r}")
-        if route.via is not None and not any(route.via in s for s in _subnets_at(net, route.netns)):
-            raise ValidationError(
-                "route gateway", str(route.via), f"is not on a subnet connected to {route.netns or 'the host'}"
+        _check_gateways(net, route, route.netns)
+    _validate_six(net)
+
+
+def _check_gateways(net: Network, route: RouteSpec, where: str | None) -> None:
+    """Each gateway of ``route`` is on a subnet of its family connected to ``where``; IPv6 needs subnet6."""
+    place = where or "the host"
+    for one in route.per_family(net.subnet6 is not None):
+        if one.version == 6 and net.subnet6 is None:
+            rule = "is IPv6: the network has no subnet6 (give [network] subnet6 and gateway6 for dual stack)"
+            raise ValidationError("route", " ".join(route.spec()), rule)
+        if one.via is None:
+            continue
+        subnets: list[IPv4Network] | list[IPv6Network] = (
+            _subnets6_at(net, where) if one.version == 6 else _subnets_at(net, where)
+        )
+        if not any(one.via in s for s in subnets):
+            key = "route via6" if route.via6 is not None and one.version == 6 else "route gateway"
+            raise ValidationError(key, str(one.via), f"is not on a subnet connected to {place}")
+
+
+# IPv6 ranges no subnet6 or link address6 may touch: the kernel routes none of them as a bridge's subnet.
+_NOT_A_SUBNET6 = (
+    (IPv6Network("::1/128"), "loopback"),
+    (IPv6Network("::/128"), "unspecified"),
+    (IPv6Network("fe80::/10"), "link-local"),
+    (IPv6Network("ff00::/8"), "multicast"),
+    (IPv6Network("::ffff:0:0/96"), "IPv4-mapped"),
+)
+
+
+def _routable6(what: str, value: IPv6Network | IPv6Interface) -> None:
+    net = value.network if isinstance(value, IPv6Interface) else value
+    for special, name in _NOT_A_SUBNET6:
+        if net.overlaps(special):
+            allowed = (
+                "must be a global or unique-local (fc00::/7, like fd15::/64) IPv6 subnet: not overlapping "
+                "::1/128 (loopback), ::/128, fe80::/10 (link-local), ff00::/8 (multicast) or ::ffff:0:0/96"
             )
+            raise ValidationError(what, str(value), f"{allowed}; it overlaps {special} ({name})")
+
+
+def _validate_six(net: Network) -> None:
+    """The IPv6 half: subnet6 and gateway6 together, addresses6 only with them, each inside and unique."""
+    if net.subnet6 is None:
+        needs = "needs [network] subnet6 and gateway6 (the network is IPv4 only without them)"
+        if net.gateway6 is not None:
+            raise ValidationError("gateway6", str(net.gateway6), 'needs subnet6 beside it, like subnet6 = "fd15::/64"')
+        if net.masquerade6:
+            raise ValidationError("masquerade6", True, needs)
+        for ns in net.namespaces:
+            if ns.address6 is not None:
+                raise ValidationError("address6", str(ns.address6), f"of namespace {ns.name!r} {needs}")
+        for link in net.links:
+            for _, ifname, addr in link.ends6():
+                if addr is not None:
+                    raise ValidationError("link address6", str(addr), f"of {ifname} {needs}")
+        for fwd in net.port_forwards:
+            if isinstance(fwd.host_address, IPv6Address):
+                raise ValidationError("port forward host_address", str(fwd.host_address), f"is IPv6: it {needs}")
+        return
+    if net.firewall == "nftables":
+        raise ValidationError(
+            "firewall",
+            "nftables",
+            "is IPv4 only so far: a dual-stack network (subnet6) takes firewall = 'iptables' or 'auto' "
+            "(its IPv6 rules go through ip6tables)",
+        )
+    subnet = net.subnet6
+    _routable6("subnet6", subnet)
+    if net.gateway6 is None:
+        raise ValidationError("gateway6", "missing", f"must be given with subnet6: a host address in {subnet}")
+    if net.gateway6 not in subnet or net.gateway6 == subnet.network_address:
+        rule = (
+            f"must be a host address inside subnet6 {subnet} (not its subnet-router anycast {subnet.network_address})"
+        )
+        raise ValidationError("gateway6", str(net.gateway6), rule)
+    seen: dict[IPv6Address, str] = {net.gateway6: "the gateway"}
+    for name, iface in _allocate6(net).items():
+        seen[iface.ip] = f"namespace {name!r}"
+    host_subnets: list[IPv6Network] = [subnet]
+    for link in net.links:
+        for where, ifname, addr in link.ends6():
+            if addr is None:
+                continue
+            _routable6("link address6", addr)
+            if addr.ip in seen:
+                raise ValidationError("address6", str(addr), f"is already used by {seen[addr.ip]}")
+            if addr.ip == addr.network.network_address and addr.network.prefixlen < 127:
+                raise ValidationError("address6", str(addr), "is the subnet-router anycast address of its subnet")
+            seen[addr.ip] = f"{ifname} in {where or 'the host'}"
+            if where is None:
+                for other in host_subnets:
+                    if addr.network.overlaps(other):
+                        raise ValidationError("link address6", str(addr), f"overlaps {other} on the host")
+                host_subnets.append(addr.network)
+
+
+def _subnets6_at(net: Network, where: str | None) -> list[IPv6Network]:
+    """The IPv6 subnets connected to ``where`` (the host for None)."""
+    out: list[IPv6Network] = []
+    if net.subnet6 is not None and (where is None or where in {n.name for n in net.namespaces}):
+        out.append(net.subnet6)
+    for link in net.links:
+        for place, _, addr in link.ends6():
+            if place == where and addr is not None:
+                out.append(addr.network)
+    return out
+
+
+def _allocate6(net: Network) -> dict[str, IPv6Interface]:
+    """Each bridged namespace's IPv6 address (empty without subnet6): given, or the next free one, in order."""
+    subnet = net.subnet6
+    if subnet is None:
+        return {}
+    taken: set[IPv6Address] = {net.gateway6} if net.gateway6 is not None else set()
+    given: dict[str, IPv6Address] = {}
+    for ns in net.namespaces:
+        if ns.address6 is None:
+            continue
+        written = str(ns.address6)
+        addr = ns.address6
+        if isinstance(addr, IPv6Interface):  # (an IPv6Interface is an IPv6Address too: test it first)
+            if addr.network.prefixlen != subnet.prefixlen:
+                rule = f"of namespace {ns.name!r} must carry subnet6's prefix /{subnet.prefixlen} or none"
+                raise ValidationError("address6", written, rule)
+            addr = addr.ip
+        if addr not in subnet or addr == subnet.network_address:
+            rule = f"of namespace {ns.name!r} must be a host address in subnet6 {subnet}"
+            raise ValidationError("address6", written, rule)
+        if addr in taken:
+            raise ValidationError("address6", written, f"of namespace {ns.name!r} is already used")
+        taken.add(addr)
+        given[ns.name] = addr
+    free = (a for a in subnet.hosts() if a not in taken)
+    out: dict[str, IPv6Interface] = {}
+    for ns in net.namespaces:
+        chosen = given[ns.name] if ns.name in given else next(free, None)
+        if chosen is None:
+            raise ValidationError("subnet6", str(subnet), f"has no free address left for namespace {ns.name!r}")
+        out[ns.name] = IPv6Interface(f"{chosen}/{subnet.prefixlen}")
+    return out
 
 
 def _validate_faults(net: Network) -> None:

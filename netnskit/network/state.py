@@ -19,10 +19,11 @@ from netnskit import _ipjson
 from netnskit.errors import CommandError, ConflictError, NetnskitError, NotOursError
 from netnskit.firewall import SavedRules
 from netnskit.firewall.host import port_users
+from netnskit.firewall.nftables import Nftables, nft_port_users
 from netnskit.firewall.rules import Rule
 from netnskit.network import files as _files
 from netnskit.network.impair import loss_places, places_to_read, read_loss_rules, read_qdiscs
-from netnskit.network.spec import MARK_PREFIX, _subnets_at, owner_of, sysctl_path
+from netnskit.network.spec import MARK_PREFIX, _subnets6_at, _subnets_at, owner_of, sysctl_path
 from netnskit.qdisc import NetemSupport, QdiscInfo
 from netnskit.runner import NETNS_RUN_DIR, Runner
 
@@ -50,6 +51,8 @@ class _Facts:
     netem: NetemSupport | None = None  # asked of the kernel when a namespace was read
     dangling: frozenset[str] = frozenset()  # the file's names whose /run/netns entry is no namespace (not in netns)
     stale: tuple[str, ...] = ()  # namespaces marked with our name that the file does not have
+    routes6: dict[str | None, set[tuple[str, str | None]]] = attrs.field(factory=dict)  # as routes, IPv6 (dual)
+    forwarding6: dict[str | None, dict[str, bool]] = attrs.field(factory=dict)  # as forwarding, IPv6 (dual)
 
 
 def _read_links(runner: Runner, where: str | None) -> dict[str, dict[str, Any]]:
@@ -58,10 +61,14 @@ def _read_links(runner: Runner, where: str | None) -> dict[str, dict[str, Any]]:
 
 
 _PLACE_READS = ("link show", "addr show", "route show", "netconf show")
+_PLACE_READS6 = ("addr show", "route show", "netconf show")
 
 
-def _read_place(runner: Runner, where: str | None, facts: dict[str, Any]) -> None:
-    """Links, IPv4 addresses, routes and forwarding of the host or a namespace, in one ``ip -batch``."""
+def _read_place(runner: Runner, where: str | None, facts: dict[str, Any], six: bool = False) -> None:
+    """Links, IPv4 addresses, routes and forwarding of the host or a namespace, in one ``ip -batch``;
+    ``six`` (a dual-stack network): its IPv6 ones too, in a second (a batch's family is the whole batch's)."""
+    if six:
+        _read_place6(runner, where, facts)
     result = runner.run(_ipjson.argv(where, "-batch", "-", flags=["-4"]), input="\n".join(_PLACE_READS) + "\n")
     arrays = _ipjson.arrays(result.check(f"reading the state of {where or 'the host'}").stdout)
     if not arrays:  # no output at all (a fake runner): nothing there
@@ -76,9 +83,43 @@ def _read_place(runner: Runner, where: str | None, facts: dict[str, Any]) -> Non
         for d in entries
         for a in d.get("addr_info", ())
         if a.get("family") == "inet" and "local" in a
-    }
+    } | facts.get("addresses6", {}).get(where, set())
     facts["routes"][where] = {(str(r.get("dst", "")), r.get("gateway")) for r in route_entries}
     facts["forwarding"][where] = {str(d.get("interface", "")): bool(d.get("forwarding")) for d in netconf}
+
+
+def _read_place6(runner: Runner, where: str | None, facts: dict[str, Any]) -> None:
+    """The IPv6 addresses (global ones: link-local addresses are none of ours), routes and forwarding of a place."""
+    result = runner.run(_ipjson.argv(where, "-batch", "-", flags=["-6"]), input="\n".join(_PLACE_READS6) + "\n")
+    arrays = _ipjson.arrays(result.check(f"reading the IPv6 state of {where or 'the host'}").stdout)
+    if not arrays:  # no output at all (a fake runner): nothing there
+        arrays = [[] for _ in _PLACE_READS6]
+    if len(arrays) != len(_PLACE_READS6):
+        raise NetnskitError(
+            f"reading the IPv6 state of {where or 'the host'}: expected {len(_PLACE_READS6)} JSON lists"
+        )
+    entries, route_entries, netconf = arrays
+    facts.setdefault("addresses6", {})[where] = {
+        (str(d["ifname"]), f"{a['local']}/{a['prefixlen']}")
+        for d in entries
+        for a in d.get("addr_info", ())
+        if a.get("family") == "inet6" and "local" in a and a.get("scope") != "link"
+    }
+    facts.setdefault("raw6", {})[where] = {"addr": entries, "route": route_entries}
+    facts.setdefault("routes6", {})[where] = {(str(r.get("dst", "")), r.get("gateway")) for r in route_entries}
+    facts.setdefault("forwarding6", {})[where] = {
+        str(d.get("interface", "")): bool(d.get("forwarding")) for d in netconf
+    }
+
+
+def _merged_raw(facts: dict[str, Any]) -> dict[str | None, dict[str, list[dict[str, Any]]]]:
+    """Each place's ``ip -j`` addr and route entries, IPv4 then IPv6 (a dual-stack network's)."""
+    raw: dict[str | None, dict[str, list[dict[str, Any]]]] = {w: dict(v) for w, v in facts.get("raw", {}).items()}
+    for where, six in facts.get("raw6", {}).items():
+        place = raw.setdefault(where, {"addr": [], "route": []})
+        place["addr"] = [*place.get("addr", []), *six["addr"]]
+        place["route6"] = six["route"]
+    return raw
 
 
 def _read_sysctls(runner: Runner, netns: str, keys: list[str]) -> dict[str, str]:
@@ -107,7 +148,8 @@ def _gather(net: Network, full: bool, *, impairments: bool = True) -> _Facts:
     listed = _ipjson.netns_list(runner)
     netns = {str(d["name"]): (int(d["id"]) if "id" in d else None) for d in listed}
     facts: dict[str, Any] = {"links": {}, "addresses": {}, "routes": {}, "forwarding": {}}
-    _read_place(runner, None, facts)
+    six = net.dual
+    _read_place(runner, None, facts, six)
     host_names = set(net.host_ifnames())
     ours_on_host = any(d.get("ifalias") == net.mark or name in host_names for name, d in facts["links"][None].items())
     present = [n for n in net.namespace_names() if n in netns]
@@ -117,7 +159,7 @@ def _gather(net: Network, full: bool, *, impairments: bool = True) -> _Facts:
         # something of ours (or with our names) exists: read each existing namespace in full
         for name in present:
             try:
-                _read_place(runner, name, facts)
+                _read_place(runner, name, facts, six)
             except CommandError as error:
                 failed[name] = error
                 continue
@@ -146,9 +188,11 @@ def _gather(net: Network, full: bool, *, impairments: bool = True) -> _Facts:
         addresses=facts["addresses"],
         routes=facts["routes"],
         forwarding=facts["forwarding"],
+        routes6=facts.get("routes6", {}),
+        forwarding6=facts.get("forwarding6", {}),
         rules=tuple(f"-t {r.table} {r.line()}" for r in saved.rules if r.comment == net.mark) if saved else (),
         read=frozenset(read),
-        raw=facts.get("raw", {}),
+        raw=_merged_raw(facts),
         saved=saved,
         qdiscs=qdiscs,
         rules_in=rules_in,
@@ -300,12 +344,17 @@ def _refuse_foreign(net: Network, f: _Facts) -> None:
         if ifname in mine:
             continue
         theirs = ipaddress.ip_interface(address).network
-        for subnet in _subnets_at(net, None):
-            if theirs.version == 4 and theirs.prefixlen > 0 and subnet.overlaps(theirs) and not theirs.is_loopback:
+        for subnet in _subnets_of(net, theirs.version):
+            if theirs.prefixlen > 0 and subnet.overlaps(theirs) and not theirs.is_loopback:
                 raise ConflictError(
                     f"subnet {subnet} of network {net.name!r} overlaps {theirs} on {ifname!r} (not ours); "
                     "refusing to bring it up"
                 )
+
+
+def _subnets_of(net: Network, version: int) -> list[ipaddress.IPv4Network] | list[ipaddress.IPv6Network]:
+    """The network's subnets on the host of one family (IPv6: a dual-stack network's subnet6 and host links')."""
+    return _subnets6_at(net, None) if version == 6 else _subnets_at(net, None)
 
 
 def _ports_text(ports: tuple[int, int], protocol: str) -> str:
@@ -319,9 +368,12 @@ def _conflicts(net: Network, f: _Facts, saved: SavedRules | None) -> list[str]:
     # the host's addresses once the network is up: what it has, loopback, and those the network adds
     local = [a.split("/")[0] for _, a in f.addresses.get(None, set())] + ["127.0.0.1", str(net.gateway)]
     local += [str(link.address.ip) for link in net.links if link.netns is None and link.address is not None]
+    # native nft rules (other managers' tables, other networks' nft tables): iptables-save shows none of them
+    ruleset = Nftables(net.runner).ruleset() if net.port_forwards else {}
     for fwd in net.port_forwards:
         address = None if fwd.host_address is None else str(fwd.host_address)
         users = port_users(saved, fwd.protocol, fwd.host_port, address, net.mark, local) if saved is not None else []
+        users += nft_port_users(ruleset, fwd.protocol, fwd.host_port, address, net.mark, local)
         at = f"{address}:" if address else ""
         for who, line in users[:1]:
             party = f"network {who.removeprefix('netnskit:')!r}" if who != "foreign" else "a foreign rule"
@@ -330,8 +382,8 @@ def _conflicts(net: Network, f: _Facts, saved: SavedRules | None) -> list[str]:
                 f"forwarded by {party}: {line}"
             )
     mine = set(net.host_ifnames())
-    subnets = _subnets_at(net, None)
-    for route in f.raw.get(None, {}).get("route", []):
+    host = f.raw.get(None, {})
+    for route in [*host.get("route", []), *host.get("route6", [])]:
         dst, dev = str(route.get("dst", "")), route.get("dev")
         if dst in ("", "default") or dev in mine:
             continue
@@ -339,8 +391,8 @@ def _conflicts(net: Network, f: _Facts, saved: SavedRules | None) -> list[str]:
             theirs = ipaddress.ip_network(dst, strict=False)
         except ValueError:
             continue
-        for subnet in subnets:
-            if theirs.version == 4 and subnet.overlaps(theirs) and not theirs.is_loopback:
+        for subnet in _subnets_of(net, theirs.version):
+            if subnet.overlaps(theirs) and not theirs.is_loopback and not theirs.is_link_local:
                 how = " ".join(str(w) for w in (route.get("type", ""), dst) if w and w != "unicast")
                 via = f" via {route['gateway']}" if route.get("gateway") else ""
                 found.append(

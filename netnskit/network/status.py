@@ -20,8 +20,11 @@ from netnskit.network.firewall import (
     _firewall_of,
     _firewall_plan,
     _host_routes,
+    _host_routes6,
+    _iptables_wanted,
+    _saved6,
     _sweep_step,
-    _wanted_rules,
+    _wanted_rules6,
 )
 from netnskit.network.impair import CableImpairment, cable_status, states_from
 from netnskit.network.processes import ProcessStatus, stale, statuses
@@ -94,6 +97,7 @@ class NetworkStatus:
     files: tuple[str, ...] = ()  # the files under /etc/netns that hold what the network writes
     impairments: tuple[CableImpairment, ...] = ()  # each cable impaired in the file or in the kernel
     extra: tuple[Owned, ...] = ()  # marked with this network's name but not in its description
+    firewall: str = ""  # the firewall the rules go through and why: "iptables (as set)", "nftables (auto: ...)"
 
     def to_json(self) -> dict[str, Any]:
         """A plain dict (addresses as strings) for ``netnskit status --json``."""
@@ -114,7 +118,15 @@ def _saved(net: Network) -> SavedRules | None:
 
 
 def _stale(net: Network, saved: SavedRules | None, routes: list[dict[str, Any]] | None) -> list[Rule]:
-    return [] if saved is None else _stale_rules(net.mark, saved, _wanted_rules(net, routes))
+    return [] if saved is None else _stale_rules(net.mark, saved, _iptables_wanted(net, routes, saved))
+
+
+def _stale6(net: Network) -> list[Rule]:
+    """A dual-stack network's IPv6 rules the description lost (none read when IPv4 only)."""
+    if not net.dual:
+        return []
+    saved6 = _saved6(_firewall_of(net), needed=True)
+    return _stale_rules(net.mark, saved6, _wanted_rules6(net, _host_routes6(net)))
 
 
 def _missing(
@@ -135,11 +147,12 @@ def _missing(
         firewall: list[Step] = []  # no iptables, and no masquerade or forward needs it: nothing to filter
     else:
         firewall = _firewall_plan(net, live=live, saved=saved if live else None, routes=routes)[0]
-    steps = core + _stale_rule_step(net, stale) + firewall
+    stale6 = _stale6(net)
+    steps = core + _stale_rule_step(net, stale) + _stale_rule_step(net, stale6, 6) + firewall
     if stale and saved is not None:
         # the sweep once the stale rules are gone and the wanted ones are there
         gone = set(stale)
-        rules = [r for r in saved.rules if r not in gone] + _wanted_rules(net, routes)
+        rules = [r for r in saved.rules if r not in gone] + _iptables_wanted(net, routes, saved)
         after = attrs.evolve(saved, rules=tuple(rules))
         steps += _sweep_step(_firewall_of(net), after, f.links.get(None, {}), interfaces(stale)).steps
     return steps
@@ -184,7 +197,7 @@ def _status(net: Network, f: _Facts) -> NetworkStatus:
     support = f.netem or net._support_for_file()
     states = states_from(net, f.links, f.qdiscs, f.rules_in)
     impairments = cable_status(net, states, support, net._impair_entries(f))
-    extra = _extra(net, f, _stale(net, saved, routes)) + tuple(Owned("process", name) for name in gone)
+    extra = _extra(net, f, _stale(net, saved, routes) + _stale6(net)) + tuple(Owned("process", name) for name in gone)
     return NetworkStatus(
         net.name,
         not missing and not conflicts,
@@ -199,4 +212,5 @@ def _status(net: Network, f: _Facts) -> NetworkStatus:
         written,
         impairments=impairments,
         extra=extra,
+        firewall=str(net.firewall_choice()),
     )

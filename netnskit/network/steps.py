@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
-from ipaddress import IPv4Interface
+from ipaddress import IPv4Interface, IPv6Interface
 from typing import TYPE_CHECKING
 
 from netnskit.commands import sysctl
@@ -27,9 +27,9 @@ if TYPE_CHECKING:
 _Done = Callable[[_Facts], bool]
 
 
-def _sysctl_forwarding(ifname: str) -> Command:
+def _sysctl_forwarding(ifname: str, family: int = 4) -> Command:
     # the slash form keeps dots in interface names intact
-    return sysctl(None, f"net/ipv4/conf/{ifname}/forwarding", "1")
+    return sysctl(None, f"net/ipv{family}/conf/{ifname}/forwarding", "1")
 
 
 # --- done predicates: does the kernel already show the step done? ---------------------------
@@ -60,17 +60,22 @@ def _link_marked_and_up(mark: str, ifname: str, f: _Facts) -> bool:
     return _link_marked(mark, ifname, f) and _link_up(None, ifname, f)
 
 
-def _has_address(where: str | None, ifname: str, addr: IPv4Interface, f: _Facts) -> bool:
+def _has_address(where: str | None, ifname: str, addr: IPv4Interface | IPv6Interface, f: _Facts) -> bool:
     return (ifname, str(addr)) in f.addresses.get(where, set())
 
 
 def _has_route(where: str | None, route: RouteSpec, f: _Facts) -> bool:
     gw = None if route.via is None else str(route.via)
-    return (str(route.to), gw) in f.routes.get(where, set())
+    routes = f.routes6 if route.version == 6 else f.routes
+    return (str(route.to), gw) in routes.get(where, set())
 
 
 def _forwarding(where: str | None, ifname: str, f: _Facts) -> bool:
     return f.forwarding.get(where, {}).get(ifname, False)
+
+
+def _forwarding6(where: str | None, ifname: str, f: _Facts) -> bool:
+    return f.forwarding6.get(where, {}).get(ifname, False)
 
 
 def _mtu_is(mtu: int, ends: tuple[tuple[str | None, str], ...], f: _Facts) -> bool:
@@ -120,13 +125,20 @@ class _PlanBuilder:
         )
 
     def router(self, name: str) -> None:
-        """IPv4 forwarding inside an extra namespace."""
+        """IPv4 forwarding inside an extra namespace (and IPv6's on a dual-stack network)."""
         self.add(
             f"enable IPv4 forwarding inside namespace {name}",
             [Namespace(name, runner=self.runner).sysctl_command("net.ipv4.ip_forward", "1")],
             [],
             functools.partial(_forwarding, name, "all"),
         )
+        if self.net.dual:
+            self.add(
+                f"enable IPv6 forwarding inside namespace {name}",
+                [Namespace(name, runner=self.runner).sysctl_command("net.ipv6.conf.all.forwarding", "1")],
+                [],
+                functools.partial(_forwarding6, name, "all"),
+            )
 
     def mark_link(self, ifname: str, *, quiet_up: bool = False) -> None:
         """Alias a host link ``netnskit:NAME``.
@@ -145,23 +157,34 @@ class _PlanBuilder:
             functools.partial(_link_marked_and_up, self.mark, ifname),
         )
 
-    def address(self, description: str, where: str | None, ifname: str, addr: IPv4Interface) -> None:
-        """Address ``ifname`` in ``where`` (the host for None)."""
+    def address(self, description: str, where: str | None, ifname: str, addr: IPv4Interface | IPv6Interface) -> None:
+        """Address ``ifname`` in ``where`` (the host for None); an IPv6 address with ``nodad``: usable at once."""
         self.add(
             description,
-            [self._link(ifname, where).add_address_command(addr)],
+            [self._link(ifname, where).add_address_command(addr, nodad=addr.version == 6)],
             [self._link(ifname, where).del_address_command(addr)],
             functools.partial(_has_address, where, ifname, addr),
         )
 
     def host_forwarding(self, ifname: str) -> None:
-        """IPv4 forwarding on one host interface (the bridge, a host link end)."""
+        """IPv4 forwarding on one host interface (the bridge, a host link end); IPv6's too on a dual-stack network.
+
+        IPv6 forwards by ``net.ipv6.conf.all.forwarding`` alone (the firewall's step sets it, with a
+        record); the per-link setting makes the link act as a router (no router advertisements taken).
+        """
         self.add(
             f"enable forwarding on {ifname}",
             [_sysctl_forwarding(ifname)],
             [],
             functools.partial(_forwarding, None, ifname),
         )
+        if self.net.dual:
+            self.add(
+                f"enable IPv6 forwarding on {ifname}",
+                [_sysctl_forwarding(ifname, 6)],
+                [],
+                functools.partial(_forwarding6, None, ifname),
+            )
 
     def mtu(self, mtu: int, ends: list[tuple[str | None, str]]) -> None:
         """The MTU of a link's ends (each in its place; the bridge follows its ports' smallest)."""
@@ -189,16 +212,18 @@ class _PlanBuilder:
             self.entries.append((files.step(self.net, wanted), functools.partial(_files_done, self.net)))
 
     def route(self, where: str | None, route: RouteSpec) -> None:
-        """A route in namespace ``where`` (the host for None)."""
-        self.add(
-            f"route {' '.join(route.spec())} in {where or 'the host'}",
-            [self._route(where, route).add_command()],
-            [self._route(where, route).delete_command()],
-            functools.partial(_has_route, where, route),
-        )
+        """A route in namespace ``where`` (the host for None): one per family (a default of each family)."""
+        for one in route.per_family(self.net.dual):
+            six = " (IPv6)" if one.version == 6 and one.via is None and one.to == "default" else ""
+            self.add(
+                f"route {' '.join(one.spec())}{six} in {where or 'the host'}",
+                [self._route(where, one).add_command()],
+                [self._route(where, one).delete_command()],
+                functools.partial(_has_route, where, one),
+            )
 
     def _route(self, where: str | None, route: RouteSpec) -> Route:
-        return Route(route.to, route.via, route.dev, where, runner=self.runner)
+        return Route(route.to, route.via, route.dev, where, runner=self.runner, family=route.version)
 
     def bridge(self) -> None:
         """The bridge, marked, with the host's gateway address on it, forwarding (unless the gateway is elsewhere)."""
@@ -215,9 +240,12 @@ class _PlanBuilder:
             return  # another host has the gateway and routes for the subnet (netnskit.cluster)
         gw = net.gateway_interface
         self.address(f"give the host the gateway address {gw} on {net.bridge}", None, net.bridge, gw)
+        gw6 = net.gateway6_interface
+        if gw6 is not None:
+            self.address(f"give the host the IPv6 gateway address {gw6} on {net.bridge}", None, net.bridge, gw6)
         self.host_forwarding(net.bridge)
 
-    def bridged(self, ns: NamespaceSpec, addr: IPv4Interface) -> None:
+    def bridged(self, ns: NamespaceSpec, addr: IPv4Interface, addr6: IPv6Interface | None = None) -> None:
         """A namespace on the bridge: one veth made inside it, attached and up, its address and routes."""
         net = self.net
         pair = VethPair(
@@ -231,26 +259,28 @@ class _PlanBuilder:
         )
         self.add(
             f"connect namespace {ns.name} to {net.bridge} ({ns.host_ifname} <-> {ns.ifname})",
-            [pair.create_command(up=net.ipv6_link_local)],
+            [pair.create_command(up=net.link_local)],
             [pair.delete_command()],
             functools.partial(_link_there, None, ns.host_ifname),
         )
-        self.mark_link(ns.host_ifname, quiet_up=not net.ipv6_link_local)
+        self.mark_link(ns.host_ifname, quiet_up=not net.link_local)
         if ns.mtu is not None and ns.mtu != net.mtu:
             # the namespace's own MTU wins over the network's (which the veth was made with)
             self.mtu(ns.mtu, [(None, ns.host_ifname), (ns.name, ns.ifname)])
         # one request: the kernel applies addrgenmode before the link comes up (no address is made)
-        quiet = () if net.ipv6_link_local else ("addrgenmode", "none")
+        quiet = () if net.link_local else ("addrgenmode", "none")
         self.add(
-            f"bring up {ns.ifname} in {ns.name}" + ("" if net.ipv6_link_local else " (no IPv6 link-local address)"),
+            f"bring up {ns.ifname} in {ns.name}" + ("" if net.link_local else " (no IPv6 link-local address)"),
             [self._link(ns.ifname, ns.name).set_command(*quiet, "up")],
             [self._link(ns.ifname, ns.name).down_command()],
             functools.partial(_link_up, ns.name, ns.ifname),
         )
         self.address(f"address {ns.name}'s {ns.ifname} as {addr}", ns.name, ns.ifname, addr)
+        if addr6 is not None:
+            self.address(f"address {ns.name}'s {ns.ifname} as {addr6}", ns.name, ns.ifname, addr6)
         routes = list(ns.routes)
         if ns.default_route:
-            routes.insert(0, RouteSpec("default", via=net.gateway))
+            routes.insert(0, RouteSpec("default", via=net.gateway, via6=net.gateway6))
         for route in routes:
             self.route(ns.name, route)
 
@@ -282,9 +312,10 @@ class _PlanBuilder:
             [self._link(link.peer, link.peer_netns).down_command()],
             functools.partial(_link_up, link.peer_netns, link.peer),
         )
-        for place, ifname, address in link.ends():
-            if address is not None:
-                self.address(f"address {ifname} in {place or 'the host'} as {address}", place, ifname, address)
+        for (place, ifname, address), (_, _, address6) in zip(link.ends(), link.ends6(), strict=True):
+            for one in (address, address6):
+                if one is not None:
+                    self.address(f"address {ifname} in {place or 'the host'} as {one}", place, ifname, one)
             if place is None:
                 self.host_forwarding(ifname)
 
@@ -299,8 +330,9 @@ def _entries(net: Network) -> list[tuple[Step, _Done]]:
             plan.router(extra.name)
     plan.bridge()
     addrs = net.addresses()
+    addrs6 = net.addresses6()
     for ns in net.namespaces:
-        plan.bridged(ns, addrs[ns.name])
+        plan.bridged(ns, addrs[ns.name], addrs6.get(ns.name))
     for link in net.links:
         plan.link(link)
     for route in net.routes:

@@ -18,9 +18,11 @@ import attrs
 from netnskit import _ipjson
 from netnskit import _validate as v
 from netnskit.commands import link_group_delete
+from netnskit.errors import CommandNotFoundError
 from netnskit.executors import Executor, SerialExecutor
 from netnskit.firewall import Backend, Firewall
 from netnskit.firewall.iptables import XTABLES_WAIT
+from netnskit.firewall.nftables import Nftables
 from netnskit.interrupt import Interrupt
 from netnskit.link import Link
 from netnskit.netns import Namespace
@@ -33,6 +35,7 @@ from netnskit.network.firewall import (
     _firewall_of,
     _firewall_removal,
     _saved,
+    _saved6,
 )
 from netnskit.network.locks import _exclusive
 from netnskit.network.spec import MARK_PREFIX, group_for, mark_for, owner_of
@@ -121,13 +124,15 @@ def _down(net: Network, executor: Executor) -> Teardown:
     ended, still = _processes.stop_all(net)
     fw = _firewall_of(net)
     # three independent reads at once (runners are used from several threads by BatchExecutor too)
-    with concurrent.futures.ThreadPoolExecutor(max_workers=3) as pool:
+    with concurrent.futures.ThreadPoolExecutor(max_workers=4) as pool:
         reading_host = pool.submit(_read_links, runner, None)
         reading_netns = pool.submit(_ipjson.netns_list, runner)
         reading_rules = pool.submit(_saved, fw, 4, needed=bool(_firewall_objects(net)))
+        reading_rules6 = pool.submit(_saved6, fw, needed=net.dual)
         host = reading_host.result()
         netns = {str(d["name"]): d.get("id") for d in reading_netns.result()}
         saved = reading_rules.result()
+        saved6 = reading_rules6.result()
     # a namespace is ours if one of our host links has its other end there (by nsid), if its lo
     # carries our mark, or if it is still empty from an interrupted up
     names_on_host = net.host_ifnames()
@@ -174,8 +179,15 @@ def _down(net: Network, executor: Executor) -> Teardown:
     steps += _files_removal(runner, _files.candidates(spaces), net.mark, spaces)
     steps += _link_removal(runner, host, net.mark, net.group, names_on_host)
     # (our own links go right after the sweep: putting their forwarding back too is harmless)
+    # IPv6's too: a dual-stack network's rules and forwarding (or those of a file that lost its subnet6)
     firewall = _firewall_removal(
-        fw, lambda comment: comment == net.mark, stays=_any_network, host=host, read={4: saved}
+        fw,
+        lambda comment: comment == net.mark,
+        (4, 6),
+        stays=_any_network,
+        host=host,
+        read={4: saved, 6: saved6},
+        nft_owners=_nft_owners(net),
     )
     steps += firewall.steps
     gone = [f"namespace {n}" for n in net.namespace_names() if n not in netns]
@@ -188,6 +200,16 @@ def _down(net: Network, executor: Executor) -> Teardown:
         left=tuple(left + still) + firewall.left,
         others=tuple(sorted(others)),
     )
+
+
+def _nft_owners(net: Network) -> list[str]:
+    """[the network's name] where its nft table exists (a network that may use nftables), else []."""
+    if net.firewall == "iptables":
+        return []
+    try:
+        return [net.name] if Nftables(net.runner).read(net.name) is not None else []
+    except CommandNotFoundError:
+        return []  # no nft: no table of ours either
 
 
 def _not_ours(net: Network, alias: object) -> str:

@@ -44,7 +44,11 @@ _KEYS: dict[str, dict[str, tuple[type | tuple[type, ...], bool]]] = {
         "hosts": (bool, False),
         "logs": (str, False),
         "xtables_wait": (int, False),
+        "firewall": (str, False),
         "mtu": (int, False),
+        "subnet6": (str, False),
+        "gateway6": (str, False),
+        "masquerade6": (bool, False),
     },
     "namespace": {
         "name": (str, True),
@@ -57,6 +61,7 @@ _KEYS: dict[str, dict[str, tuple[type | tuple[type, ...], bool]]] = {
         "dns": (list, False),
         "sysctls": (dict, False),
         "impair": (dict, False),
+        "address6": (str, False),
     },
     "extra_namespace": {
         "name": (str, True),
@@ -73,8 +78,10 @@ _KEYS: dict[str, dict[str, tuple[type | tuple[type, ...], bool]]] = {
         "peer_address": (str, False),
         "mtu": (int, False),
         "impair": (dict, False),
+        "address6": (str, False),
+        "peer_address6": (str, False),
     },
-    "route": {"to": (str, True), "via": (str, False), "dev": (str, False), "netns": (str, False)},
+    "route": {"to": (str, True), "via": (str, False), "via6": (str, False), "dev": (str, False), "netns": (str, False)},
     "port_forward": {
         "host_port": ((int, str), True),
         "netns": (str, True),

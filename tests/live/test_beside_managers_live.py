@@ -827,3 +827,76 @@ def test_conflicts_are_refused_naming_the_other_party_and_change_nothing(box: Sa
         "`up` of the seed; the host before and after (namespaces, links, addresses, routes, sysctls, rules)",
         "each refused with a ConflictError naming the rule, the network or the route; nothing changed",
     )
+
+
+# --- the nftables backend beside Docker's FORWARD DROP ---------------------------------------
+
+
+def nft_ruleset(box: Sandbox) -> str:
+    """``nft -s list ruleset`` as text (-s: without the counters that traffic moves): iptables-nft's
+    tables and native ones alike."""
+    return box.run(["nft", "-s", "list", "ruleset"]).check().stdout
+
+
+def test_nftables_backend_beside_docker_forward_drop(box: Sandbox) -> None:
+    """An accept in the network's own nft table does not stop Docker's FORWARD DROP in ``ip filter``:
+    the accepts that name the bridge go to iptables' FORWARD too, and all of it goes at ``down``."""
+    data = tomllib.loads(SEED.read_text())
+    data["network"]["firewall"] = "nftables"
+    data.pop("process", None)  # the probes serve blue's port 80 themselves
+    net = Network.from_dict(data, source=str(SEED), runner=box.runner)
+    docker_setup(box)
+    before = nft_ruleset(box)
+    tables = box.run(["nft", "list", "tables"]).check().stdout
+
+    def ours_in_both() -> None:
+        assert "table inet netnskit-seed" in box.run(["nft", "list", "tables"]).check().stdout
+        save = box.run(["iptables-save", "-t", "filter"]).check().stdout
+        # only the accepts that name the bridge, in NETNSKIT-FORWARD after the admin's chain: no nat there
+        assert '-A NETNSKIT-FORWARD -i v-net-0 -o v-net-0 -m comment --comment "netnskit:seed" -j ACCEPT' in save
+        assert "netnskit:seed" not in box.run(["iptables-save", "-t", "nat"]).check().stdout
+
+    found = run_scenario(box, attrs.evolve(DOCKER, setup=lambda _: None), net=net, during=ours_in_both)
+    assert found["teardown"].left == () and forwarding(box) == "1"
+    assert box.run(["nft", "list", "tables"]).check().stdout == tables
+    assert nft_ruleset(box) == before
+    report(
+        "Docker's FORWARD DROP, network on the nftables backend (table inet netnskit-seed)",
+        f"{STORY}; Docker's published port and masquerade; spoofed SYNs; down",
+        "all paths ok: the accepts naming the bridge also placed in iptables FORWARD (NETNSKIT-FORWARD), "
+        f"the rest in the nft table; {spoof_text(found)}; nft list ruleset as text identical after down",
+    )
+
+
+def nft_seed(box: Sandbox, firewall: str = "nftables") -> dict[str, Any]:
+    data = tomllib.loads(SEED.read_text())
+    data["network"]["firewall"] = firewall
+    data.pop("process", None)  # the probes serve blue's port 80 themselves
+    return data
+
+
+def test_nftables_seed_on_a_clean_host_auto_drift_and_down_exact(box: Sandbox) -> None:
+    """``auto`` picks nftables here; the story works; a forward removed from the file is gone after
+    ``up``; ``down`` leaves ``nft list ruleset`` as it was (empty: no iptables table was ever made)."""
+    before, before_forwarding = nft_ruleset(box), forwarding(box)
+    data = nft_seed(box, "auto")
+    net = Network.from_dict(data, source=str(SEED), runner=box.runner)
+    net.up()
+    assert net.status().firewall == "nftables (auto: nft is installed and no iptables-legacy rules exist)"
+    seed_story(box)
+    assert box.run(["nft", "list", "tables"]).check().stdout == "table inet netnskit-seed\n"
+    # the forward leaves the file: up replaces the table in one transaction, without it
+    data["port_forward"] = []
+    edited = Network.from_dict(data, source=str(SEED), runner=box.runner)
+    assert [s.description for s in edited.missing_steps()] == [
+        "nft table inet netnskit-seed of network seed (netnskit:seed)"
+    ]
+    edited.up()
+    assert "dnat" not in nft_ruleset(box) and edited.missing_steps() == []
+    assert blocked(box, "blue", 80, "lan", HOST_LAN, 80)
+    assert reach(box, "lan", 7000, "blue", LAN, 7000) == HOST_LAN  # the masquerade stays
+    edited.down()
+    assert nft_ruleset(box) == before
+    assert forwarding(box) == before_forwarding
+    # nor did the iptables-nft tables appear (the iptables backend leaves empty ones: issue 15)
+    assert "table ip " not in nft_ruleset(box)

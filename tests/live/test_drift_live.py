@@ -75,6 +75,8 @@ class Writes:
         reads = (" -j ", "iptables-save", "ip6tables-save", "sysctl -n", "readlink", "stat -f", " -C ", "modinfo")
         # the files under /etc/netns (first lines, digests), the processes' pid files, marks and sockets
         reads += ("grep ", "find ", "sha256sum ", "ss -H ")
+        # the nftables tables netnskit's networks own (cleanup looks for them: nft list, never a change)
+        reads += ("nft list ", "nft -j list ", "nft --version")
         # the netem probe runs in a throwaway namespace of its own (unshare --net): it changes nothing here
         if not any(w in words for w in reads) and list(argv[:2]) != ["unshare", "--net"]:
             self.writes.append(list(argv))

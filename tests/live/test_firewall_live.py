@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 
 from netnskit.firewall import Backend, Firewall, NatRule, PortForward, split_brain_warning
+from netnskit.firewall.nftables import Nftables
 from netnskit.pytest_plugin import live_required
 from netnskit.runner import Runner
 from netnskit.sandbox import Sandbox, sandbox_problem
@@ -133,15 +134,32 @@ def the_rules(box: Sandbox, backend: str) -> list[NatRule | PortForward]:
     ]
 
 
-@pytest.fixture(scope="module", params=["nft", "legacy"])
+def nft_apply(box: Sandbox, owner: str, objects: list[NatRule | PortForward]) -> None:
+    """The objects' rules (resolved from the host) as ``owner``'s nft table, through the nftables backend."""
+    resolved = [o.resolve() for o in objects]
+    rules = list(dict.fromkeys(r for o in resolved for r in o.rules()))
+    sysctls = list(dict.fromkeys(s for o in resolved for s in o.sysctls()))
+    Nftables(box.runner).apply(Firewall(Backend(), box.runner), owner, rules, sysctls)
+
+
+def nft_remove(box: Sandbox, owner: str) -> None:
+    Nftables(box.runner).remove(Firewall(Backend(), box.runner), owner)
+
+
+# "nftables": the foreign rules (FORWARD policy DROP) in iptables-nft, netnskit's in its own nft table
+@pytest.fixture(scope="module", params=["nft", "legacy", "nftables"])
 def lab(request: pytest.FixtureRequest) -> Iterator[tuple[Sandbox, str]]:
     """One topology per backend with every rule applied, shared by the path tests."""
     backend = request.param
     box = _sandbox_or_skip()
     with box:
-        build(box, backend)
-        for rule in the_rules(box, backend):
-            rule.apply()
+        if backend == "nftables":
+            build(box, "nft")
+            nft_apply(box, OWNER, the_rules(box, "nft"))
+        else:
+            build(box, backend)
+            for rule in the_rules(box, backend):
+                rule.apply()
         yield box, backend
 
 
@@ -576,3 +594,70 @@ def test_forwarding_stays_on_while_a_foreign_nat_needs_it_and_the_warning_says_s
     assert "net.ipv4.ip_forward left at 1 (it was 0 before netnskit): needed by foreign nat rule " in caplog.text
     assert "-A POSTROUTING -s 172.17.0.0/16 -j MASQUERADE" in caplog.text
     assert "NETNSKIT" not in box.run([Backend(backend).binary(4, "save")]).check().stdout
+
+
+# --- the nftables backend: exactly its table, and nft list ruleset as it was ------------------
+
+
+@pytest.fixture
+def fresh_nft() -> Iterator[Sandbox]:
+    """The topology with the foreign rules (FORWARD policy DROP) in iptables-nft, for the nftables backend."""
+    box = _sandbox_or_skip()
+    with box:
+        build(box, "nft")
+        yield box
+
+
+def ruleset(box: Sandbox) -> str:
+    """``nft -s list ruleset``: every table, iptables-nft's and native ones, without counters."""
+    return box.run(["nft", "-s", "list", "ruleset"]).check().stdout
+
+
+def test_nftables_apply_twice_changes_nothing_and_remove_leaves_the_ruleset_as_text(fresh_nft):
+    box = fresh_nft
+    before, before_sysctls = ruleset(box), sysctls(box.runner)
+    nft_apply(box, OWNER, the_rules(box, "nft"))
+    once = ruleset(box)
+    assert "table inet netnskit-lab {" in once
+    # the accepts naming the bridge also sit in iptables' FORWARD, which drops (policy DROP)
+    assert "NETNSKIT-FORWARD" in box.run(["iptables-nft-save", "-t", "filter"]).check().stdout
+    assert sysctls(box.runner)[f"net.ipv4.conf.{BRIDGE}.route_localnet"] == "1"
+    nft_apply(box, OWNER, the_rules(box, "nft"))
+    assert ruleset(box) == once
+    nft_remove(box, OWNER)
+    assert ruleset(box) == before
+    assert sysctls(box.runner) == before_sysctls
+
+
+def test_nftables_one_owner_leaves_the_others_table_and_forwarding(fresh_nft):
+    box = fresh_nft
+    before = ruleset(box)
+    nft_apply(box, "one", [PortForward(8080, RED, 80, owner="one", runner=box.runner, bridge=BRIDGE)])
+    nft_apply(box, "two", [PortForward(8081, RED, 80, owner="two", runner=box.runner, bridge=BRIDGE)])
+    nft_remove(box, "one")
+    assert "netnskit-one" not in ruleset(box) and "table inet netnskit-two {" in ruleset(box)
+    assert sysctls(box.runner)["net.ipv4.ip_forward"] == "1"  # two still needs it
+    assert sysctls(box.runner)[f"net.ipv4.conf.{BRIDGE}.route_localnet"] == "1"  # two's guard is on the bridge
+    _, record = exchange(box, "red", 80, "blue", HOST_LAN, 8081, "tcp")
+    assert record["peer"][0] == HOST_BR
+    nft_remove(box, "two")
+    assert ruleset(box) == before
+    assert sysctls(box.runner)["net.ipv4.ip_forward"] == "0"
+
+
+def test_nftables_loopback_guard_drops_127_traffic_arriving_on_the_bridge(fresh_nft):
+    box = fresh_nft
+    nft_apply(box, OWNER, [PortForward(8080, RED, 80, owner=OWNER, runner=box.runner, bridge=BRIDGE)])
+    for argv in (
+        ["ip", "-n", "blue", "route", "del", "local", "127.0.0.0/8", "dev", "lo", "table", "local"],
+        ["ip", "netns", "exec", "blue", "sysctl", "-w", "net.ipv4.conf.all.route_localnet=1"],
+        ["ip", "-n", "blue", "route", "add", "127.0.0.9/32", "via", HOST_BR],
+    ):
+        box.run(argv).check()
+    argv = [PY, "-m", "netnskit.probe", "serve", "--proto", "udp", "--port", "7002", "--bind", "127.0.0.9"]
+    server = box.start([*argv, "--count", "1", "--timeout", "2"])
+    assert server.stdout is not None
+    assert server.stdout.readline().strip() == "ready"
+    assert connect(box, "blue", "udp", "127.0.0.9", 7002, timeout=1)["ok"] is False
+    assert server.wait(timeout=10) == 2  # timed out: nothing arrived
+    nft_remove(box, OWNER)

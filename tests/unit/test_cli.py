@@ -252,7 +252,9 @@ def test_status_json_has_a_schema_and_missing_as_objects(capsys):
         "files",
         "impairments",
         "extra",
+        "firewall",
     }
+    assert data["firewall"] == "iptables (as set)"
     assert data["missing"][0] == {"step": "create namespace red", "kind": "netns", "name": "red", "netns": None}
     assert data["missing"][1] == {
         "step": "mark namespace red as netnskit:seed and bring its loopback up",

@@ -432,6 +432,11 @@ def with_changes(**changes: object) -> dict[str, object]:
         ({"extra_namespace__0__host": "b"}, "link[1]", "joins namespaces on different hosts (a, b)"),
         ({"link__0__host": "b"}, "link[0].host", "must be the host of the namespaces it joins (a)"),
         ({"host__2__name": "a"}, "host[2].name", "host name: is used twice"),
+        (
+            {"network__subnet6": "fd15::/64", "network__gateway6": "fd15::1"},
+            "network.subnet6",
+            "is not supported across hosts yet",
+        ),
     ],
 )
 def test_bad_cluster_files_are_refused_before_any_command(changes: dict[str, object], key: str, message: str) -> None:

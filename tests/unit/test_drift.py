@@ -23,7 +23,8 @@ from netnskit.testing import FakeRunner
 G = group_for("t1")
 LO = {"ifindex": 1, "ifname": "lo", "flags": ["LOOPBACK", "UP"]}
 READS = re.compile(
-    r"(^| )(-j|iptables-save|ip6tables-save)( |$)|^sysctl -n |^readlink |^stat |^unshare --net |^modinfo "
+    r"(^| )(-j|iptables-save|ip6tables-save)( |$)|^nft (-j )?list |^sysctl -n |^readlink |^stat "
+    r"|^unshare --net |^modinfo "
     # the files under /etc/netns, the processes' pid files and marks
     r"|(^|-- )(grep|find|ss|tail|sha256sum) "
 )

@@ -170,7 +170,7 @@ def script_files(fake: FakeRunner, files: dict[str, str]) -> None:
 def writes(fake: FakeRunner) -> list[list[str]]:
     """The commands that change something (not the reads; the netem probe runs in a throwaway namespace)."""
     reads = re.compile(
-        r"(^| )(-j|iptables-save|ip6tables-save)( |$)|^sysctl -n |^readlink |^unshare --net |^modinfo "
+        r"(^| )(-j|iptables-save|ip6tables-save)( |$)|^nft (-j )?list |^sysctl -n |^readlink |^unshare --net |^modinfo "
         r"|(^|-- )(grep|find|ss|tail|sha256sum) "
     )
     return [a for a in fake.argvs if not reads.search(" ".join(a))]
