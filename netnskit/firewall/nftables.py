@@ -22,7 +22,7 @@ import hashlib
 import ipaddress
 import json
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import attrs
@@ -283,8 +283,30 @@ class Nftables:
                     found.append(owner)
         return found
 
-    def ruleset(self) -> dict[str, Any]:
-        """``nft -j list ruleset``, parsed (empty where ``nft`` is not installed)."""
+    def listed(self) -> list[tuple[str, str]]:
+        """(family, name) of every nft table on the host (none where ``nft`` is not installed)."""
+        try:
+            result = self.runner.run([NFT, "list", "tables"])
+        except CommandNotFoundError:
+            return []
+        words = (line.split() for line in result.check("listing nft tables").stdout.splitlines())
+        return [(w[1], w[2]) for w in words if len(w) == 3 and w[0] == "table"]
+
+    def ruleset(
+        self, keep: Callable[[str, str], bool] | None = None, listed: Sequence[tuple[str, str]] | None = None
+    ) -> dict[str, Any]:
+        """``nft -j list ruleset``, parsed (empty where ``nft`` is not installed). With ``keep`` (family,
+        name -> bool): only the tables it keeps, each read alone, so that iptables-nft's tables, which
+        can hold thousands of rules netnskit reads through iptables-save anyway, are not parsed
+        (``listed``: :meth:`listed`, if just read)."""
+        if keep is not None:
+            items: list[Any] = []
+            for family, name in self.listed() if listed is None else listed:
+                if keep(family, name):
+                    result = self.runner.run([NFT, "-j", "list", "table", family, name])
+                    text = result.check(f"reading nft table {family} {name}").stdout.strip()
+                    items += json.loads(text).get("nftables", []) if text else []
+            return {"nftables": items}
         try:
             result = self.runner.run([NFT, "-j", "list", "ruleset"])
         except CommandNotFoundError:
@@ -372,7 +394,7 @@ class Nftables:
     def remove(self, iptables: Firewall, owner: str) -> None:
         """Delete the owner's table and its rules in iptables, then put back the sysctls nothing needs."""
         self.command(delete_text(owner), "delete", owner).check(self.runner, f"deleting nft table of {owner!r}")
-        iptables.purge(owner, elsewhere=nft_needs(self.ruleset()))
+        iptables.purge(owner, elsewhere=nft_needs(self.ruleset(ours_except())))
 
     def removal(self, owners: Iterable[str]) -> list[Step]:
         """Steps (undo only, as ``down`` runs them) deleting each owner's table."""
@@ -453,6 +475,27 @@ def nft_port_users(
         where = f"nft rule in {chain} (handle {rule.get('handle')})"
         found.append((party, where))
     return found
+
+
+# the tables iptables-nft keeps its rules in (iptables-save reads those)
+_XTABLES = frozenset({"filter", "nat", "raw", "mangle", "security"})
+_XFAMILIES = frozenset({"ip", "ip6", "arp", "bridge"})
+
+
+def native(family: str, name: str) -> bool:
+    """Is table ``family name`` one iptables-save does not show (not one of iptables-nft's)?"""
+    return not (family in _XFAMILIES and name in _XTABLES)
+
+
+def ours_except(skip: Iterable[str] = ()) -> Callable[[str, str], bool]:
+    """A ``keep`` for :meth:`Nftables.ruleset`: netnskit's tables but those of the owners in ``skip``."""
+    gone = set(skip)
+
+    def keep(family: str, name: str) -> bool:
+        owner = owner_of_table(name)
+        return family == FAMILY and owner is not None and owner not in gone
+
+    return keep
 
 
 def nft_needs(ruleset: Mapping[str, Any], skip: Iterable[str] = ()) -> tuple[bool, list[str]]:

@@ -19,8 +19,8 @@ from netnskit import _ipjson
 from netnskit.errors import CommandError, CommandNotFoundError
 from netnskit.firewall import Backend, Firewall, NatRule, PortForward, Rule, SavedRules, Sysctl, SysctlRecord
 from netnskit.firewall.host import interfaces, uplinks
-from netnskit.firewall.nftables import FAMILY, Nftables, forward_drops, nft_needs, table_name
-from netnskit.firewall.rules import _unique
+from netnskit.firewall.nftables import FAMILY, Nftables, forward_drops, nft_needs, ours_except, table_name
+from netnskit.firewall.rules import _CHAINS, _unique
 from netnskit.firewall.sysctl import _forwarding
 from netnskit.network.spec import MARK_PREFIX
 from netnskit.network.state import _read_links
@@ -308,6 +308,7 @@ def _firewall_removal(
     host: dict[str, dict[str, Any]] | None = None,
     read: dict[int, SavedRules] | None = None,
     nft_owners: Sequence[str] | None = None,
+    nft_tables: Sequence[tuple[str, str]] | None = None,
 ) -> _Removal:
     """Steps (undo order) deleting every rule whose comment ``owns`` accepts, then the firewall's sweep
     (``stays``: the link aliases of networks that stay, see _keep_link_forwarding; ``host``: the
@@ -316,7 +317,8 @@ def _firewall_removal(
     the locks): those no rule needs any more, unless something else needs them.
 
     ``nft_owners``: the owners whose nft tables go too (None: look for the tables of the owners
-    ``owns`` accepts). What the nft tables that stay still need keeps its sysctls on.
+    ``owns`` accepts). What the nft tables that stay still need keeps its sysctls on
+    (``nft_tables``: the host's nft tables, if just listed).
     """
     runner = fw.runner
     records = fw.records.load()
@@ -324,7 +326,8 @@ def _firewall_removal(
     if nft_owners is None:
         nft_owners = [o for o in nft.tables() if owns(f"{MARK_PREFIX}{o}")]
     # read only where a value may be put back: what the other networks' nft tables need
-    elsewhere = nft_needs(nft.ruleset(), skip=nft_owners) if records or nft_owners else (False, [])
+    needed = records or nft_owners
+    elsewhere = nft_needs(nft.ruleset(ours_except(nft_owners), nft_tables)) if needed else (False, [])
     steps: list[Step] = []
     left: list[str] = []
     forget: list[str] = []
@@ -351,12 +354,38 @@ def _firewall_removal(
             back = f": put back {', '.join(sweep.restored)}" if sweep.restored else ""
             steps.append(Step(f"sweep netnskit's shared firewall state (IPv{family}){back}", [], commands))
         if mine:
-            sections: dict[str, list[str]] = {}
-            for rule in mine:
-                sections.setdefault(rule.table, []).append(rule.line("-D"))
+            sections = _deletion(saved, mine)
             steps.append(Step(f"{len(mine)} firewall rules (IPv{family})", [], [fw.restore_command(family, sections)]))
     steps += nft.removal(nft_owners)  # (undo order: the tables go first)
     return _Removal(tuple(steps), tuple(left), tuple(forget))
+
+
+# a chain of ours holding more of the removed rules than this is flushed and its other rules put back
+_FLUSH_FROM = 8
+
+
+def _deletion(saved: SavedRules, mine: Sequence[Rule]) -> dict[str, list[str]]:
+    """The ``iptables-restore`` lines, by table, deleting ``mine`` from ``saved``.
+
+    One ``-D`` per rule makes iptables-nft look each up from the start of its chain: thousands of
+    forwards cost seconds. A chain of netnskit's own (``NETNSKIT-*``, not the admin's
+    ``NETNSKIT-USER``) that holds many of them is flushed instead, and its other rules (another
+    network's, a shared jump) are appended again in their order, in the same transaction.
+    """
+    doomed = set(mine)
+    count: dict[tuple[str, str], int] = {}
+    for rule in mine:
+        count[(rule.table, rule.chain)] = count.get((rule.table, rule.chain), 0) + 1
+    flushed = {key for key, n in count.items() if n > _FLUSH_FROM and key[1] in _CHAINS.get(key[0], ())}
+    sections: dict[str, list[str]] = {}
+    for table, chain in sorted(flushed):
+        lines = sections.setdefault(table, [])
+        lines.append(f"-F {chain}")
+        lines += [r.line("-A") for r in saved.rules if (r.table, r.chain) == (table, chain) and r not in doomed]
+    for rule in mine:
+        if (rule.table, rule.chain) not in flushed:
+            sections.setdefault(rule.table, []).append(rule.line("-D"))
+    return sections
 
 
 def _families(fw: Firewall) -> tuple[int, ...]:

@@ -19,7 +19,7 @@ from netnskit import _ipjson
 from netnskit.errors import CommandError, ConflictError, NetnskitError, NotOursError
 from netnskit.firewall import SavedRules
 from netnskit.firewall.host import port_users
-from netnskit.firewall.nftables import Nftables, nft_port_users
+from netnskit.firewall.nftables import Nftables, native, nft_port_users
 from netnskit.firewall.rules import Rule
 from netnskit.network import files as _files
 from netnskit.network.impair import loss_places, places_to_read, read_loss_rules, read_qdiscs
@@ -369,7 +369,7 @@ def _conflicts(net: Network, f: _Facts, saved: SavedRules | None) -> list[str]:
     local = [a.split("/")[0] for _, a in f.addresses.get(None, set())] + ["127.0.0.1", str(net.gateway)]
     local += [str(link.address.ip) for link in net.links if link.netns is None and link.address is not None]
     # native nft rules (other managers' tables, other networks' nft tables): iptables-save shows none of them
-    ruleset = Nftables(net.runner).ruleset() if net.port_forwards else {}
+    ruleset = Nftables(net.runner).ruleset(native) if net.port_forwards else {}
     for fwd in net.port_forwards:
         address = None if fwd.host_address is None else str(fwd.host_address)
         users = port_users(saved, fwd.protocol, fwd.host_port, address, net.mark, local) if saved is not None else []

@@ -18,7 +18,7 @@ import attrs
 from netnskit import _ipjson
 from netnskit import _validate as v
 from netnskit.commands import link_group_delete
-from netnskit.errors import CommandNotFoundError
+from netnskit.errors import CommandError, CommandNotFoundError
 from netnskit.executors import Executor, SerialExecutor
 from netnskit.firewall import Backend, Firewall
 from netnskit.firewall.iptables import XTABLES_WAIT
@@ -123,16 +123,21 @@ def _down(net: Network, executor: Executor) -> Teardown:
     # processes first: a namespace holds on while a process runs in it
     ended, still = _processes.stop_all(net)
     fw = _firewall_of(net)
-    # three independent reads at once (runners are used from several threads by BatchExecutor too)
-    with concurrent.futures.ThreadPoolExecutor(max_workers=4) as pool:
+    # independent reads at once (runners are used from several threads by BatchExecutor too); the nft
+    # tables are listed beside them (to list them nft reads iptables-nft's rules too: slow at scale)
+    with concurrent.futures.ThreadPoolExecutor(max_workers=5) as pool:
         reading_host = pool.submit(_read_links, runner, None)
         reading_netns = pool.submit(_ipjson.netns_list, runner)
         reading_rules = pool.submit(_saved, fw, 4, needed=bool(_firewall_objects(net)))
         reading_rules6 = pool.submit(_saved6, fw, needed=net.dual)
+        # (only where sysctls may be put back, or the network may use nftables: see _firewall_removal)
+        asks_nft = net.firewall != "iptables" or bool(fw.records.load())
+        listing_nft = pool.submit(_nft_tables, runner) if asks_nft else None
         host = reading_host.result()
         netns = {str(d["name"]): d.get("id") for d in reading_netns.result()}
         saved = reading_rules.result()
         saved6 = reading_rules6.result()
+        nft_tables = listing_nft.result() if listing_nft is not None else None
     # a namespace is ours if one of our host links has its other end there (by nsid), if its lo
     # carries our mark, or if it is still empty from an interrupted up
     names_on_host = net.host_ifnames()
@@ -188,6 +193,7 @@ def _down(net: Network, executor: Executor) -> Teardown:
         host=host,
         read={4: saved, 6: saved6},
         nft_owners=_nft_owners(net),
+        nft_tables=nft_tables,
     )
     steps += firewall.steps
     gone = [f"namespace {n}" for n in net.namespace_names() if n not in netns]
@@ -200,6 +206,14 @@ def _down(net: Network, executor: Executor) -> Teardown:
         left=tuple(left + still) + firewall.left,
         others=tuple(sorted(others)),
     )
+
+
+def _nft_tables(runner: Runner) -> list[tuple[str, str]] | None:
+    """The host's nft tables (none without nft); None where they cannot be listed (asked again if needed)."""
+    try:
+        return Nftables(runner).listed()
+    except CommandError:
+        return None
 
 
 def _nft_owners(net: Network) -> list[str]:

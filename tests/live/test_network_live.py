@@ -505,3 +505,34 @@ def test_per_link_forwarding_of_others_is_kept_and_of_no_one_put_back(sandbox: S
     assert (forwarding("uplink0"), forwarding("br-other")) == ("0", "1")
     assert HostState.capture(sandbox.runner).diff(before) == []
     other.down()
+
+
+def test_down_of_a_network_with_many_forwards_leaves_another_networks_rules_exactly(sandbox: Sandbox) -> None:
+    # many forwards of one network fill a chain of ours: down flushes it and puts the other's back
+    def net(name: str, octet: int, forwards: int) -> Network:
+        return Network(
+            name=name,
+            bridge=f"br-{name}",
+            subnet=f"10.{octet}.0.0/24",
+            gateway=f"10.{octet}.0.1",
+            namespaces=[{"name": f"{name}0"}],
+            masquerade=True,
+            port_forwards=[
+                {"host_port": 9000 + octet * 100 + i, "netns": f"{name}0", "port": 80} for i in range(forwards)
+            ],
+            hosts=False,
+            runner=sandbox.runner,
+        )
+
+    small, big = net("fsmall", 61, 1), net("fbig", 62, 12)
+    before = HostState.capture(sandbox.runner)
+    small.up(BatchExecutor())
+    alone = sandbox.run(["iptables-save"]).check().stdout
+    big.up(BatchExecutor())
+    assert sum("netnskit:fbig" in line for line in sandbox.run(["iptables-save"]).check().stdout.splitlines()) > 12
+    big.down(BatchExecutor())
+    strip = re.compile(r"^#.*$|\[\d+:\d+\]", re.M)
+    assert strip.sub("", sandbox.run(["iptables-save"]).check().stdout) == strip.sub("", alone)
+    assert small.status().up
+    small.down(BatchExecutor())
+    assert HostState.capture(sandbox.runner).diff(before) == []

@@ -43,7 +43,8 @@ def empty_host(fake: FakeRunner, *, routes: list[dict[str, object]] | None = Non
 
 def writes(fake: FakeRunner) -> list[list[str]]:
     reads = ("iptables-save", "readlink", "grep", "sha256sum")  # reads of the rules, the place, the hosts files
-    return [a for a in fake.argvs if "-j" not in a and a[0] not in reads and a[:2] != ["sysctl", "-n"]]
+    nft_reads = (["nft", "list"], ["sysctl", "-n"])
+    return [a for a in fake.argvs if "-j" not in a and a[0] not in reads and a[:2] not in nft_reads]
 
 
 # --- host_address ---------------------------------------------------------------------------

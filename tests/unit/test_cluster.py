@@ -34,7 +34,7 @@ G = group_for("seed")
 VNI = vni_for("seed")
 FLOOD = "00:00:00:00:00:00"
 READS = re.compile(
-    r"(^| )(-j|iptables-save|ip6tables-save)( |$)|^sysctl -n |^readlink "
+    r"(^| )(-j|iptables-save|ip6tables-save)( |$)|^nft (-j )?list |^sysctl -n |^readlink "
     # the files under /etc/netns, the processes' pid files and marks
     r"|(^|-- )(grep|find|ss|tail|sha256sum) "
 )

@@ -1234,3 +1234,50 @@ def test_rule_line_quotes_only_what_needs_it():
     assert rule.line("-D") == '-D NETNSKIT-POSTROUTING ! -o br0 --comment "a b" "" "#x" netnskit:lab'
     with pytest.raises(ValidationError):
         Rule(4, "nat", "X", ['a"b']).line()
+
+
+# --- removing thousands of rules: a chain of ours is flushed, not walked rule by rule -------------
+
+
+def test_removal_flushes_a_chain_of_ours_and_puts_back_the_rules_of_others() -> None:
+    from netnskit.network.firewall import _deletion
+
+    forwards = [
+        f"-A NETNSKIT-PREROUTING -p tcp -m tcp --dport {8000 + i} -m comment --comment netnskit:big "
+        f"-j DNAT --to-destination 10.1.0.{i + 2}:80"
+        for i in range(9)
+    ]
+    other = (
+        '-A NETNSKIT-PREROUTING -p tcp -m tcp --dport 7000 -m comment --comment "netnskit:small" '
+        "-j DNAT --to-destination 10.2.0.2:80"
+    )
+    text = "\n".join(
+        [
+            "*nat",
+            ":PREROUTING ACCEPT [0:0]",
+            ":NETNSKIT-PREROUTING - [0:0]",
+            ":NETNSKIT-POSTROUTING - [0:0]",
+            "-A PREROUTING -m addrtype --dst-type LOCAL -m comment --comment netnskit -j NETNSKIT-PREROUTING",
+            forwards[0],
+            other,
+            *forwards[1:],
+            "-A NETNSKIT-POSTROUTING -s 10.1.0.0/24 ! -o br-big -m comment --comment netnskit:big -j MASQUERADE",
+            "COMMIT",
+            "",
+        ]
+    )
+    saved = SavedRules.parse(4, text)
+    mine = [r for r in saved.rules if r.comment == "netnskit:big"]
+    assert len(mine) == 10
+    # 9 in NETNSKIT-PREROUTING (more than 8): flushed, the other network's rule appended again;
+    # the masquerade alone in its chain: deleted
+    assert _deletion(saved, mine) == {
+        "nat": [
+            "-F NETNSKIT-PREROUTING",
+            "-A NETNSKIT-PREROUTING -p tcp -m tcp --dport 7000 -m comment --comment netnskit:small -j DNAT "
+            "--to-destination 10.2.0.2:80",
+            "-D NETNSKIT-POSTROUTING -s 10.1.0.0/24 ! -o br-big -m comment --comment netnskit:big -j MASQUERADE",
+        ]
+    }
+    # a few rules, or a built-in chain: one -D each, as before
+    assert _deletion(saved, mine[:3])["nat"] == [r.line("-D") for r in mine[:3]]

@@ -28,7 +28,8 @@ from netnskit.runner import Result
 from netnskit.testing import FakeRunner, recorded
 
 READS = re.compile(
-    r"(^| )(-j|iptables-save|ip6tables-save)( |$)|^sysctl -n |^readlink |^stat |^unshare --net |^modinfo |-C "
+    r"(^| )(-j|iptables-save|ip6tables-save)( |$)|^nft (-j )?list |^sysctl -n |^readlink |^stat |^unshare --net "
+    r"|^modinfo |-C "
     # the files under /etc/netns, the processes' pid files and marks
     r"|(^|-- )(grep|find|ss|tail|sha256sum) "
 )

@@ -361,11 +361,17 @@ def test_a_foreign_or_another_networks_nft_dnat_of_the_port_is_a_conflict() -> N
 def test_up_refuses_a_port_an_nft_table_forwards_before_any_change() -> None:
     fake = FakeRunner()
     script_empty_host(fake)
-    fake.on(["nft", "-j", "list", "ruleset"], stdout=json.dumps(ruleset(dnat_rule("netnskit-other", 8080))))
+    # the tables iptables-save does not show are read one by one: here another network's
+    fake.on(["nft", "list", "tables"], stdout="table ip filter\ntable inet netnskit-other\n")
+    table = ruleset(dnat_rule("netnskit-other", 8080))
+    fake.on(["nft", "-j", "list", "table", "inet", "netnskit-other"], stdout=json.dumps(table))
     net = nft_small(fake, port_forwards=[{"host_port": 8080, "netns": "a", "port": 80}])
     with pytest.raises(ConflictError, match="already forwarded by network 'other': nft rule in inet netnskit-other"):
         net.up()
     assert writes(fake) == []
+    # iptables-nft's own tables (iptables-save reads them) and the whole ruleset are not parsed
+    assert ["nft", "-j", "list", "table", "ip", "filter"] not in fake.argvs
+    assert ["nft", "-j", "list", "ruleset"] not in fake.argvs
 
 
 def test_what_the_other_tables_need_keeps_forwarding_and_route_localnet() -> None:
