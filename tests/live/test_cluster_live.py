@@ -36,7 +36,11 @@ from netnskit.snapshot import HostState
 
 CLUSTER = Path(__file__).resolve().parents[2] / "examples" / "cluster.toml"
 EXECUTORS = [pytest.param(SerialExecutor, id="serial"), pytest.param(BatchExecutor, id="batch")]
-_READ = re.compile(r"(^| )(-j|iptables-save|ip6tables-save|-C|-V)( |$)|^sysctl -n |^readlink ")
+_READ = re.compile(
+    r"(^| )(-j|iptables-save|ip6tables-save|-C|-V)( |$)|^sysctl -n |^readlink |(^| )nft (-j )?list "
+    # the files under /etc/netns (first lines, digests), the processes' pid files and marks
+    r"|(^|-- )(grep|find|ss|tail|sha256sum) "
+)
 PY = sys.executable
 
 
@@ -272,11 +276,15 @@ KILLER = textwrap.dedent(
             line = " ".join(argv)
             write = not read.search(line)
             if write:
-                with lock:  # hosts run in threads: the k-th write of them all, or the one after the one named
-                    if count[0] == args["k"] or Killer.armed:
+                # hosts run in threads: killed once k writes of them all have finished (not merely
+                # started: a write in flight on another host may not have acted yet), or after the one named
+                with lock:
+                    if 0 <= args["k"] <= count[0] or Killer.armed:
                         os.kill(os.getpid(), signal.SIGKILL)
-                    count[0] += 1
             result = self.inner.run(argv, input=input, timeout=timeout, netns=netns)
+            if write:
+                with lock:
+                    count[0] += 1
             if write and args["after"] and args["after"] in line + (input or ""):
                 Killer.armed = True
             return result

@@ -30,7 +30,7 @@ SEED = Path(__file__).resolve().parents[2] / "examples" / "seed.toml"
 # (the netem probe, unshare --net tc ..., changes only a namespace that goes with it; modinfo reads)
 _READ = re.compile(
     r"(^| )(-j|iptables-save|ip6tables-save|iptables-legacy-save|-C|-V)( |$)|^sysctl -n |^readlink |^unshare --net "
-    r"|^modinfo "
+    r"|^modinfo |^nft (-j )?list "
     # files under /etc/netns and /run/netnskit, marks in /proc, listening sockets
     r"|(^|-- )(grep|find|ss|tail|sha256sum) "
 )

@@ -41,6 +41,8 @@ def is_read(argv: list[str]) -> bool:
         return True
     if program == "unshare":
         return "--net" in argv  # the netem probe: tc in a namespace that goes with it
+    if program == "nft":
+        return "list" in argv  # the nft tables, read for conflicts and for what other networks need
     if program == "tc":
         return "-j" in argv
     if program == "sysctl":
