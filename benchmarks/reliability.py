@@ -175,12 +175,10 @@ def run_suite(figures: Path, junit: Path, extra: list[str], *, whole: bool = Fal
     return subprocess.run(argv, cwd=ROOT, env=env, check=False).returncode
 
 
-LOAD = ["no load added"]  # how loaded the machine was while the suite ran, written by busy()
-
-
 @contextlib.contextmanager
-def busy(workers: int) -> Iterator[None]:
-    """``stress --cpu WORKERS`` while the block runs (none for 0); records the load in :data:`LOAD`.
+def busy(workers: int) -> Iterator[list[str]]:
+    """``stress --cpu WORKERS`` while the block runs (none for 0); yields a list that holds, once the
+    block is left, how loaded the machine was.
 
     stress runs in a session of its own and is ended by its process group id, which is its pid.
     """
@@ -195,15 +193,16 @@ def busy(workers: int) -> Iterator[None]:
             stderr=subprocess.DEVNULL,
             start_new_session=True,
         )
+    load: list[str] = []
     try:
-        yield
+        yield load
     finally:
         end = os.getloadavg()[0]
         if stress is not None:
             os.killpg(stress.pid, signal.SIGTERM)
             stress.wait()
         added = f"`stress --cpu {workers}` busy on every CPU throughout" if workers else "no load added"
-        LOAD[0] = f"{added} (load average {start:.1f} at the start, {end:.1f} at the end)"
+        load.append(f"{added} (load average {start:.1f} at the start, {end:.1f} at the end)")
 
 
 def junit_counts(junit: Path) -> dict[str, float]:
@@ -233,7 +232,9 @@ def real_host() -> tuple[str, int]:
     return (", ".join(netns) or "empty"), sum("netnskit" in line for line in save.splitlines())
 
 
-def render(records: list[dict[str, object]], counts: dict[str, float], *, whole: bool = False) -> tuple[str, int]:
+def render(
+    records: list[dict[str, object]], counts: dict[str, float], *, whole: bool = False, load: str = "no load added"
+) -> tuple[str, int]:
     total: collections.Counter[str] = collections.Counter()
     kinds: collections.Counter[tuple[str, str]] = collections.Counter()
     by_executor: collections.Counter[tuple[str, str]] = collections.Counter()
@@ -260,7 +261,7 @@ def render(records: list[dict[str, object]], counts: dict[str, float], *, whole:
         wall=counts["time"],
         what="the reliability tests and every other live test" if whole else "the reliability tests",
         cpus=os.cpu_count(),
-        load=LOAD[0],
+        load=load,
         passed=passed,
         failed=int(counts["failed"]),
         errors=int(counts["errors"]),
@@ -307,11 +308,11 @@ def main() -> int:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         figures, junit = Path(tmp) / "figures.jsonl", Path(tmp) / "junit.xml"
-        with busy(args.stress):
+        with busy(args.stress) as load:
             code = run_suite(figures, junit, args.pytest_args, whole=args.whole)
         records = [json.loads(line) for line in figures.read_text().splitlines()] if figures.exists() else []
         counts = junit_counts(junit)
-    text, leftovers = render(records, counts, whole=args.whole)
+    text, leftovers = render(records, counts, whole=args.whole, load=load[0])
     (ROOT / "RELIABILITY.md").write_text(text)
     print(f"RELIABILITY.md written: pytest exit {code}, leftovers {leftovers}")
     return 1 if args.check and (code != 0 or leftovers) else code

@@ -268,20 +268,11 @@ class Nftables:
             return None
         return result.check(f"reading nft table {FAMILY} {table_name(owner)}").stdout
 
-    def tables(self) -> list[str]:
-        """The owners of the netnskit tables on the host (none where ``nft`` is not installed)."""
-        try:
-            result = self.runner.run([NFT, "list", "tables", FAMILY])
-        except CommandNotFoundError:
-            return []
-        found = []
-        for line in result.check("listing nft tables").stdout.splitlines():
-            words = line.split()
-            if len(words) == 3 and words[0] == "table" and words[1] == FAMILY:
-                owner = owner_of_table(words[2])
-                if owner:
-                    found.append(owner)
-        return found
+    def tables(self, listed: Sequence[tuple[str, str]] | None = None) -> list[str]:
+        """The owners of the netnskit tables on the host (none where ``nft`` is not installed; ``listed``:
+        :meth:`listed`, if just read)."""
+        tables = self.listed() if listed is None else listed
+        return [owner for family, name in tables if family == FAMILY and (owner := owner_of_table(name))]
 
     def listed(self) -> list[tuple[str, str]]:
         """(family, name) of every nft table on the host (none where ``nft`` is not installed)."""

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING
 import attrs
 
 from netnskit.errors import NotOursError
-from netnskit.network.spec import MARK_PREFIX, _subnets_at
+from netnskit.network.spec import MARK_PREFIX, _subnets6_at, _subnets_at
 from netnskit.plan import Command, Resource, Step
 from netnskit.runner import Runner
 
@@ -75,14 +75,7 @@ def nodes(net: Network) -> dict[str | None, list[_Entry]]:
 
 def _near(net: Network, viewer: str | None) -> tuple[IPv4Network | IPv6Network, ...]:
     """The subnets ``viewer`` (None: the host) is connected to, of both families."""
-    near: list[IPv4Network | IPv6Network] = list(_subnets_at(net, viewer))
-    if net.subnet6 is not None and (viewer is None or viewer in {n.name for n in net.namespaces}):
-        near.append(net.subnet6)
-    for link in net.links:
-        for place, _, address6 in link.ends6():
-            if place == viewer and address6 is not None:
-                near.append(address6.network)
-    return tuple(near)
+    return (*_subnets_at(net, viewer), *_subnets6_at(net, viewer))
 
 
 def _names(net: Network, node: str | None) -> list[str]:

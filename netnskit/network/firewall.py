@@ -309,6 +309,7 @@ def _firewall_removal(
     read: dict[int, SavedRules] | None = None,
     nft_owners: Sequence[str] | None = None,
     nft_tables: Sequence[tuple[str, str]] | None = None,
+    records: dict[str, SysctlRecord] | None = None,
 ) -> _Removal:
     """Steps (undo order) deleting every rule whose comment ``owns`` accepts, then the firewall's sweep
     (``stays``: the link aliases of networks that stay, see _keep_link_forwarding; ``host``: the
@@ -318,13 +319,14 @@ def _firewall_removal(
 
     ``nft_owners``: the owners whose nft tables go too (None: look for the tables of the owners
     ``owns`` accepts). What the nft tables that stay still need keeps its sysctls on
-    (``nft_tables``: the host's nft tables, if just listed).
+    (``nft_tables``: the host's nft tables, if just listed; ``records``: the sysctl records, if just loaded).
     """
     runner = fw.runner
-    records = fw.records.load()
+    records = fw.records.load() if records is None else records
     nft = Nftables(runner)
     if nft_owners is None:
-        nft_owners = [o for o in nft.tables() if owns(f"{MARK_PREFIX}{o}")]
+        nft_tables = nft.listed() if nft_tables is None else nft_tables
+        nft_owners = [o for o in nft.tables(nft_tables) if owns(f"{MARK_PREFIX}{o}")]
     # read only where a value may be put back: what the other networks' nft tables need
     needed = records or nft_owners
     elsewhere = nft_needs(nft.ruleset(ours_except(nft_owners), nft_tables)) if needed else (False, [])

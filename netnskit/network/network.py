@@ -10,7 +10,7 @@ import logging
 import os
 import time
 import tomllib
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from ipaddress import IPv4Address, IPv4Interface, IPv4Network, IPv6Address, IPv6Interface, IPv6Network
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
@@ -307,26 +307,20 @@ class Network:
         if self.subnet6 is None:
             return []
         addrs = {name: iface.ip for name, iface in self.addresses6().items()}
-        return [
-            PortForward(
-                f.host_port,
-                addrs[f.netns],
-                f.port,
-                f.protocol,
-                host_address=f.host_address,
-                owner=self.name,
-                runner=self.runner,
-                bridge=self.bridge,
-                subnet=self.subnet6,
-                backend=self._backend,
-            )
-            for f in self.port_forwards
-            if f.netns in addrs and not isinstance(f.host_address, IPv4Address)
-        ]
+        return self._forwards(addrs, self.subnet6, IPv4Address)
 
     def forward_rules(self) -> list[PortForward]:
         """The DNAT rules of the port forwards (each on its ``host_address``, or every local address)."""
         addrs = {name: iface.ip for name, iface in self.addresses().items()} | dict(self.remote_addresses)
+        return self._forwards(addrs, self.subnet, IPv6Address)
+
+    def _forwards(
+        self,
+        addrs: Mapping[str, IPv4Address | IPv6Address],
+        subnet: IPv4Network | IPv6Network,
+        other: type[IPv4Address] | type[IPv6Address],
+    ) -> list[PortForward]:
+        """The forwards to ``addrs`` (one family's), but those bound to a host address of the ``other``."""
         return [
             PortForward(
                 f.host_port,
@@ -337,11 +331,11 @@ class Network:
                 owner=self.name,
                 runner=self.runner,
                 bridge=self.bridge,
-                subnet=self.subnet,
+                subnet=subnet,
                 backend=self._backend,
             )
             for f in self.port_forwards
-            if not isinstance(f.host_address, IPv6Address)
+            if f.netns in addrs and not isinstance(f.host_address, other)
         ]
 
     def cables(self) -> list[Cable]:

@@ -131,7 +131,8 @@ def _down(net: Network, executor: Executor) -> Teardown:
         reading_rules = pool.submit(_saved, fw, 4, needed=bool(_firewall_objects(net)))
         reading_rules6 = pool.submit(_saved6, fw, needed=net.dual)
         # (only where sysctls may be put back, or the network may use nftables: see _firewall_removal)
-        asks_nft = net.firewall != "iptables" or bool(fw.records.load())
+        records = fw.records.load()
+        asks_nft = net.firewall != "iptables" or bool(records)
         listing_nft = pool.submit(_nft_tables, runner) if asks_nft else None
         host = reading_host.result()
         netns = {str(d["name"]): d.get("id") for d in reading_netns.result()}
@@ -194,6 +195,7 @@ def _down(net: Network, executor: Executor) -> Teardown:
         read={4: saved, 6: saved6},
         nft_owners=_nft_owners(net),
         nft_tables=nft_tables,
+        records=records,
     )
     steps += firewall.steps
     gone = [f"namespace {n}" for n in net.namespace_names() if n not in netns]

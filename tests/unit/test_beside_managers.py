@@ -43,8 +43,8 @@ def empty_host(fake: FakeRunner, *, routes: list[dict[str, object]] | None = Non
 
 def writes(fake: FakeRunner) -> list[list[str]]:
     reads = ("iptables-save", "readlink", "grep", "sha256sum")  # reads of the rules, the place, the hosts files
-    nft_reads = (["nft", "list"], ["sysctl", "-n"])
-    return [a for a in fake.argvs if "-j" not in a and a[0] not in reads and a[:2] not in nft_reads]
+    read_prefixes = (["nft", "list"], ["sysctl", "-n"])
+    return [a for a in fake.argvs if "-j" not in a and a[0] not in reads and a[:2] not in read_prefixes]
 
 
 # --- host_address ---------------------------------------------------------------------------

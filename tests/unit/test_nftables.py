@@ -260,9 +260,7 @@ def test_cleanup_removes_the_tables_of_that_name_only() -> None:
 
     fake = FakeRunner()
     script_empty_host(fake)
-    fake.on(
-        ["nft", "list", "tables", "inet"], stdout="table inet netnskit-t1\ntable inet netnskit-other\ntable inet x\n"
-    )
+    fake.on(["nft", "list", "tables"], stdout="table inet netnskit-t1\ntable inet netnskit-other\ntable inet x\n")
     teardown = cleanup("t1", fake)
     assert [i for a, i in zip(fake.argvs, fake.inputs, strict=True) if a == ["nft", "-f", "-"]] == [
         "table inet netnskit-t1\ndelete table inet netnskit-t1\n"
