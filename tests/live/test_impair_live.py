@@ -262,7 +262,7 @@ def test_a_cable_cut_stops_traffic_and_its_restore_brings_it_back(sandbox: Sandb
     for netns, dev in (("b", "eth0"), (None, "veth-b")):
         wait_for(f"{dev} up", lambda netns=netns, dev=dev: link(sandbox, netns, dev)["operstate"] == "UP")
     wait_for("a to reach b again", lambda: ping(sandbox, "a", B) == 1)
-    assert ping(sandbox, "b", "10.77.0.1") == 1  # b's default route is back
+    wait_for("b to reach the gateway", lambda: ping(sandbox, "b", "10.77.0.1") == 1)  # b's default route is back
     assert net.missing_steps() == []
     settles_to(sandbox, before)
     net.down()
