@@ -10,6 +10,9 @@ table whose base chains take the place of the shared iptables chains and their j
 - ``postrouting`` (srcnat): masquerade, hairpin and 127.0.0.1 by ``ct status dnat`` and ``ct original``;
 - ``forward`` (filter): the accepts that name the bridge.
 
+A dual-stack network's IPv6 rules go in the same table (``ip6`` matches, ``dnat ip6``; an IPv6 rule
+with no address is prefixed ``meta nfproto ipv6``); IPv4 ones are written as before.
+
 The table is written whole and replaced whole, in one transaction (``table X`` / ``delete table X`` /
 ``table X { ... }`` on one ``nft -f -``), so drift needs no rule-by-rule comparison and ``down`` is one
 ``delete table``. Its comment carries ``netnskit:NAME`` and a digest of its body: ``up`` reads it
@@ -27,7 +30,7 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
-from netnskit.errors import CommandNotFoundError, NetnskitError
+from netnskit.errors import CommandError, CommandNotFoundError, NetnskitError
 from netnskit.firewall.host import _addresses_meet
 from netnskit.firewall.records import SysctlRecord
 from netnskit.firewall.rules import SHARED, Rule, SavedRules, _after, _is_ours, _owner
@@ -157,6 +160,10 @@ def translate(rule: Rule) -> str:
             raise NetnskitError(f"cannot write {rule.line()!r} for nftables: {word!r} is not a word it knows")
         negate = False
         i += 2
+    if rule.family == 6 and not any(w in ("-s", "-d", "--ctorigdst") for w in words):
+        # an IPv6 rule with no address to say so (the bridge's accept, a forward's dnat): the table is
+        # inet, so its family is named, and a dual-stack table reads as one (see nft_needs)
+        out.insert(0, "meta nfproto ipv6")
     if _CHAINS[(rule.table, rule.chain)][0] in _LOCAL_ONLY:
         out.insert(0, "fib daddr type local")
     return " ".join(out)
@@ -352,21 +359,27 @@ class Nftables:
         description: str,
         *,
         saved: SavedRules | None = None,
+        saved6: SavedRules | None = None,
     ) -> tuple[list[Step], list[SysctlRecord]]:
         """:meth:`plan_changes` read from the host, beside what ``iptables`` shows (``saved``: its IPv4
-        rules, if just read): where its FORWARD drops, the rules' accepts (the filter ones, which
-        name the bridge) go there first, through the iptables backend (NETNSKIT-FORWARD, after the
-        admin's NETNSKIT-USER), since an accept in our table does not stop that drop."""
-        if saved is None:
-            try:
-                saved = iptables.save(4)
-            except CommandNotFoundError:
-                saved = None  # no iptables: nothing of it drops
+        rules, ``saved6``: its IPv6 ones, if just read): where its FORWARD drops, the rules' accepts
+        of that family (the filter ones, which name the bridge) go there first, through the iptables
+        backend (NETNSKIT-FORWARD, after the admin's NETNSKIT-USER), since an accept in our table
+        does not stop that drop. IPv6 rules' accepts go to ip6tables (read only where there are some)."""
         steps: list[Step] = []
-        accepts = [r for r in rules if r.table == "filter"]
-        if accepts and saved is not None and forward_drops(saved):
-            why = f"accepts of {SHARED}:{_owner(owner)} in iptables, whose FORWARD drops"
-            steps += iptables.plan_changes(4, accepts, [], why, saved=saved)[0]
+        for family, given in ((4, saved), (6, saved6)):
+            accepts = [r for r in rules if r.table == "filter" and r.family == family]
+            if not accepts:
+                continue
+            if given is None:
+                try:
+                    given = iptables.save(family)
+                except (CommandNotFoundError, CommandError):
+                    continue  # no iptables (of this family): nothing of it drops
+            if forward_drops(given):
+                tool = "iptables" if family == 4 else "ip6tables"
+                why = f"accepts of {SHARED}:{_owner(owner)} in {tool}, whose FORWARD drops"
+                steps += iptables.plan_changes(family, accepts, [], why, saved=given)[0]
         table, changes = self.plan_changes(
             owner, rules, sysctls, description, current=self.read(owner), value=iptables.sysctl_value
         )
@@ -382,10 +395,13 @@ class Nftables:
         iptables.remember(changes)
         SerialExecutor().apply(steps, self.runner)
 
-    def remove(self, iptables: Firewall, owner: str) -> None:
-        """Delete the owner's table and its rules in iptables, then put back the sysctls nothing needs."""
+    def remove(self, iptables: Firewall, owner: str, families: Sequence[int] = (4,)) -> None:
+        """Delete the owner's table and its rules in iptables (of each of ``families``), then put back
+        the sysctls nothing needs."""
         self.command(delete_text(owner), "delete", owner).check(self.runner, f"deleting nft table of {owner!r}")
-        iptables.purge(owner, elsewhere=nft_needs(self.ruleset(ours_except())))
+        ruleset = self.ruleset(ours_except())
+        for family in families:
+            iptables.purge(owner, family, elsewhere=nft_needs(ruleset, family=family))
 
     def removal(self, owners: Iterable[str]) -> list[Step]:
         """Steps (undo only, as ``down`` runs them) deleting each owner's table."""
@@ -489,9 +505,30 @@ def ours_except(skip: Iterable[str] = ()) -> Callable[[str, str], bool]:
     return keep
 
 
-def nft_needs(ruleset: Mapping[str, Any], skip: Iterable[str] = ()) -> tuple[bool, list[str]]:
-    """What netnskit's nft tables (but those of the owners in ``skip``) still need: forwarding (a nat
-    chain with a rule) and route_localnet on which bridges (a loopback guard's ``iifname``)."""
+def _is_ipv6(exprs: Sequence[Any]) -> bool:
+    """Does a rule's ``nft -j`` expression list say IPv6 (``meta nfproto ipv6``, an ip6 match, dnat ip6)?"""
+    for e in exprs:
+        if not isinstance(e, dict):
+            continue
+        m = e.get("match") or {}
+        left = m.get("left") if isinstance(m, dict) else None
+        if isinstance(left, dict):
+            if (left.get("meta") or {}).get("key") == "nfproto" and m.get("right") == "ipv6":
+                return True
+            if (left.get("payload") or {}).get("protocol") == "ip6":
+                return True
+        if (e.get("dnat") or {}).get("family") == "ip6":
+            return True
+    return False
+
+
+def nft_needs(ruleset: Mapping[str, Any], skip: Iterable[str] = (), *, family: int = 4) -> tuple[bool, list[str]]:
+    """What netnskit's nft tables (but those of the owners in ``skip``) still need of ``family``:
+    forwarding and route_localnet on which bridges (a loopback guard's ``iifname``, IPv4 only).
+
+    IPv4 forwarding: a nat chain with a rule. IPv6 forwarding: any IPv6 rule (a dual-stack network's
+    table names the family of its bridge's accept: routed IPv6 needs forwarding with no nat at all,
+    as with ip6tables)."""
     gone = set(skip)
     translating = False
     guarded: list[str] = []
@@ -503,7 +540,10 @@ def nft_needs(ruleset: Mapping[str, Any], skip: Iterable[str] = ()) -> tuple[boo
         if owner is None or owner in gone:
             continue
         chain = rule.get("chain")
-        if chain in ("prerouting", "output", "postrouting"):
+        if family == 6:
+            translating = translating or _is_ipv6(rule.get("expr") or [])
+            continue
+        if chain in ("prerouting", "output", "postrouting") and not _is_ipv6(rule.get("expr") or []):
             translating = True
         if chain == "raw-prerouting":
             for e in rule.get("expr") or []:

@@ -56,11 +56,12 @@ def _uses_nft(net: Network) -> bool:
 
 
 def _iptables_wanted(
-    net: Network, routes: Sequence[dict[str, Any]] | None = None, saved: SavedRules | None = None
+    net: Network, routes: Sequence[dict[str, Any]] | None = None, saved: SavedRules | None = None, family: int = 4
 ) -> list[Rule]:
-    """The rules the network wants in iptables: all of them (iptables), or (nftables) its accepts where
-    iptables' FORWARD drops (``saved``: the host's IPv4 rules), so that its own traffic still passes."""
-    rules = _wanted_rules(net, routes)
+    """The rules of ``family`` the network wants in iptables (ip6tables): all of them (iptables), or
+    (nftables) its accepts where that FORWARD drops (``saved``: the host's rules of the family), so
+    that its own traffic still passes (``routes``: the host's routes of the family, if read)."""
+    rules = _wanted_rules(net, routes) if family == 4 else _wanted_rules6(net, routes)
     if not _uses_nft(net):
         return rules
     if saved is None or not forward_drops(saved):
@@ -165,7 +166,7 @@ def _firewall_plan(
     fw = _firewall_of(net)
     description = f"firewall rules of network {net.name} ({net.mark})"
     objects = _firewall_objects(net)
-    if _uses_nft(net):  # IPv4 only: a dual-stack network is refused the nftables backend (spec)
+    if _uses_nft(net):  # both families in one inet table
         return _nft_plan(net, live=live, saved=saved, routes=routes)
     six, changes6 = _plan6(net, fw, live=live)
     if not live:
@@ -191,20 +192,21 @@ def _nft_plan(
     saved: SavedRules | None = None,
     routes: Sequence[dict[str, Any]] | None = None,
 ) -> tuple[list[Step], list[SysctlRecord]]:
-    """The nftables backend's steps: where iptables' FORWARD drops, the accepts there first (through the
-    iptables backend, in NETNSKIT-FORWARD after the admin's NETNSKIT-USER); then the table ``inet
-    netnskit-NAME`` written whole in one ``nft -f -`` (none when it already holds the same); then the sysctls."""
+    """The nftables backend's steps: where iptables' (ip6tables') FORWARD drops, the accepts of that
+    family there first (through the iptables backend, in NETNSKIT-FORWARD after the admin's
+    NETNSKIT-USER); then the table ``inet netnskit-NAME``, both families of a dual-stack network in
+    it, written whole in one ``nft -f -`` (none when it already holds the same); then the sysctls."""
     fw = _firewall_of(net)
     nft = Nftables(net.runner)
     objects = _firewall_objects(net)
     description = f"nft table {FAMILY} {table_name(net.name)} of network {net.name} ({net.mark})"
-    sysctls: list[Sysctl] = _unique(s for o in objects for s in o.sysctls())
+    sysctls: list[Sysctl] = _unique([*(s for o in objects for s in o.sysctls()), *_sysctls6(net)])
     if not live:
-        return nft.plan_changes(net.name, _wanted_rules(net), sysctls, description, values={})
+        return nft.plan_changes(net.name, [*_wanted_rules(net), *_wanted_rules6(net)], sysctls, description, values={})
     if saved is None:
         saved = _saved(fw, 4, needed=False)
     routes = routes if routes is not None else _host_routes(net)
-    rules = _wanted_rules(net, routes)
+    rules = [*_wanted_rules(net, routes), *_wanted_rules6(net, _host_routes6(net))]
     steps, changes = nft.plan_beside(fw, net.name, rules, sysctls, description, saved=saved)
     return [attrs.evolve(s, undo=_keep_link_forwarding(net.runner, s.undo, _any_network)) for s in steps], changes
 
@@ -329,7 +331,8 @@ def _firewall_removal(
         nft_owners = [o for o in nft.tables(nft_tables) if owns(f"{MARK_PREFIX}{o}")]
     # read only where a value may be put back: what the other networks' nft tables need
     needed = records or nft_owners
-    elsewhere = nft_needs(nft.ruleset(ours_except(nft_owners), nft_tables)) if needed else (False, [])
+    ruleset = nft.ruleset(ours_except(nft_owners), nft_tables) if needed else {}
+    elsewhere = {family: nft_needs(ruleset, family=family) for family in (4, 6)}
     steps: list[Step] = []
     left: list[str] = []
     forget: list[str] = []
@@ -345,7 +348,7 @@ def _firewall_removal(
             records=records,
             value=fw.sysctl_value,
             reliance=functools.partial(fw.reliance, family, after, interfaces(mine)),
-            elsewhere=elsewhere if family == 4 else (False, ()),
+            elsewhere=elsewhere[family],
         )
         left += sweep.left
         forget += sweep.forget

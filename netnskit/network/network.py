@@ -51,7 +51,6 @@ from netnskit.network.firewall import (
     _sweep_step,
     _uplinks,
     _uses_nft,
-    _wanted_rules6,
 )
 from netnskit.network.impair import (
     CableState,
@@ -280,11 +279,7 @@ class Network:
         """The firewall the rules go through (``iptables`` or ``nftables``) and why; ``auto`` reads the
         host once (is ``nft`` installed, do iptables-legacy rules exist)."""
         if "firewall" not in self._memo:
-            if self.subnet6 is not None and self.firewall == "auto":
-                reason = "auto: a dual-stack network's rules go through iptables and ip6tables (nftables is IPv4 only)"
-                self._memo["firewall"] = Choice("iptables", reason)
-            else:
-                self._memo["firewall"] = choose(self.runner, self.firewall)
+            self._memo["firewall"] = choose(self.runner, self.firewall)
         found: Choice = self._memo["firewall"]
         return found
 
@@ -446,7 +441,9 @@ class Network:
             # a dual-stack network's IPv6 rules the description lost likewise (a forward taken out)
             saved6 = _saved6(fw, needed=True) if self.dual else None
             stale6 = (
-                [] if saved6 is None else _stale_rules(self.mark, saved6, _wanted_rules6(self, _host_routes6(self)))
+                []
+                if saved6 is None
+                else _stale_rules(self.mark, saved6, _iptables_wanted(self, _host_routes6(self), saved6, 6))
             )
             apply(_stale_rule_step(self, stale6, 6))
             current = fw.save(4) if stale else saved

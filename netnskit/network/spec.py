@@ -760,13 +760,6 @@ def _validate_six(net: Network) -> None:
             if isinstance(fwd.host_address, IPv6Address):
                 raise ValidationError("port forward host_address", str(fwd.host_address), f"is IPv6: it {needs}")
         return
-    if net.firewall == "nftables":
-        raise ValidationError(
-            "firewall",
-            "nftables",
-            "is IPv4 only so far: a dual-stack network (subnet6) takes firewall = 'iptables' or 'auto' "
-            "(its IPv6 rules go through ip6tables)",
-        )
     subnet = net.subnet6
     _routable6("subnet6", subnet)
     if net.gateway6 is None:

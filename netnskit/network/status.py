@@ -24,7 +24,6 @@ from netnskit.network.firewall import (
     _iptables_wanted,
     _saved6,
     _sweep_step,
-    _wanted_rules6,
 )
 from netnskit.network.impair import CableImpairment, cable_status, states_from
 from netnskit.network.processes import ProcessStatus, stale, statuses
@@ -126,7 +125,7 @@ def _stale6(net: Network) -> list[Rule]:
     if not net.dual:
         return []
     saved6 = _saved6(_firewall_of(net), needed=True)
-    return _stale_rules(net.mark, saved6, _wanted_rules6(net, _host_routes6(net)))
+    return _stale_rules(net.mark, saved6, _iptables_wanted(net, _host_routes6(net), saved6, 6))
 
 
 def _missing(

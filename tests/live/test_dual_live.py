@@ -1,7 +1,9 @@
 """Dual stack, live in a sandbox: the dual-stack seed up, IPv6 between the namespaces, to the gateway,
 to the LAN host and beyond, a port forward over IPv6 from the LAN with a real TCP connection, check
 over both families, and ``down`` leaving both families exactly as before (addresses, routes,
-ip6tables-save, sysctls). Every probe waits on kernel state or retries: no single packet decides.
+ip6tables-save, sysctls), through ip6tables or through the network's own nft table (then ``nft list
+ruleset`` as text too), also beside FORWARD drops of both families. Every probe waits on kernel
+state or retries: no single packet decides.
 """
 
 from __future__ import annotations
@@ -12,6 +14,8 @@ import time
 import tomllib
 from pathlib import Path
 from typing import Any
+
+import pytest
 
 from netnskit.executors import BatchExecutor
 from netnskit.network import Network
@@ -59,9 +63,16 @@ def dual(box: Sandbox, **network: object) -> Network:
     return Network.from_dict(data, source=str(DUAL), runner=box.runner, directory=str(DUAL.parent))
 
 
-def test_dual_seed_up_ipv6_everywhere_and_down_exact(sandbox: Sandbox) -> None:
+def nft_ruleset(box: Sandbox) -> str:
+    """``nft list ruleset``, as text (iptables-nft's tables in it too)."""
+    return box.run(["nft", "list", "ruleset"]).check().stdout
+
+
+@pytest.mark.parametrize("firewall", ["iptables", "nftables"])
+def test_dual_seed_up_ipv6_everywhere_and_down_exact(sandbox: Sandbox, firewall: str) -> None:
     before = HostState.capture(sandbox.runner)
-    net = Network.from_toml(DUAL, runner=sandbox.runner)
+    ruleset = nft_ruleset(sandbox)
+    net = dual(sandbox, firewall=firewall)
     net.up()
     for name in [None, *BRIDGED, "lan", "internet"]:
         settled(sandbox, name)
@@ -81,9 +92,18 @@ def test_dual_seed_up_ipv6_everywhere_and_down_exact(sandbox: Sandbox) -> None:
     assert sandbox.run(["sysctl", "-n", "net.ipv6.conf.all.forwarding"]).stdout.strip() == "1"
     assert sandbox.run(["sysctl", "-n", "net.ipv6.conf.v-net-0.forwarding"]).stdout.strip() == "1"
     saved6 = sandbox.run(["ip6tables-save"]).check().stdout
-    assert "--to-destination [fd15::2]:80" in saved6
-    masquerades = [line for line in saved6.splitlines() if line.endswith("-j MASQUERADE")]
-    assert len(masquerades) == 1 and "-d fd15::2/128" in masquerades[0]  # the hairpin alone: IPv6 is routed
+    if firewall == "iptables":
+        assert "--to-destination [fd15::2]:80" in saved6
+        masquerades = [line for line in saved6.splitlines() if line.endswith("-j MASQUERADE")]
+        assert len(masquerades) == 1 and "-d fd15::2/128" in masquerades[0]  # the hairpin alone: IPv6 is routed
+    else:
+        # both families in the network's own table, nothing of it in ip6tables (its FORWARD accepts)
+        assert "netnskit" not in saved6
+        table = sandbox.run(["nft", "list", "table", "inet", "netnskit-seed"]).check().stdout
+        lines = [line.strip() for line in table.splitlines()]
+        assert lines.count("fib daddr type local meta nfproto ipv6 tcp dport 80 dnat ip6 to [fd15::2]:80") == 2
+        masquerades = [line for line in lines if line.startswith("ip6 ") and line.endswith("masquerade")]
+        assert len(masquerades) == 1 and "ip6 daddr fd15::2 " in masquerades[0]  # the hairpin alone
     assert net.status().up
 
     # ping -6 between namespaces (every pair), to the gateway, to the LAN host and beyond it
@@ -122,8 +142,10 @@ def test_dual_seed_up_ipv6_everywhere_and_down_exact(sandbox: Sandbox) -> None:
     teardown = net.down()
     assert teardown.already_gone == () and teardown.left == ()
     # both families exactly as before: ip -j addr (both), ip -j -4/-6 route table all, iptables-save,
-    # ip6tables-save and the forwarding sysctls of both
+    # ip6tables-save and the forwarding sysctls of both; on nftables, the ruleset as text too
     assert HostState.capture(sandbox.runner).diff(before) == []
+    if firewall == "nftables":
+        assert nft_ruleset(sandbox) == ruleset
 
 
 def test_masquerade6_hides_the_namespaces_and_check_says_so(sandbox: Sandbox) -> None:
@@ -175,3 +197,39 @@ def test_a_forward_taken_out_loses_its_ipv6_rules_too(sandbox: Sandbox) -> None:
     assert edited.status().up
     edited.down()
     assert HostState.capture(sandbox.runner).diff(before) == []
+
+
+def test_nftables_dual_stack_beside_forward_drops_of_both_families(sandbox: Sandbox) -> None:
+    """Docker with ip6tables on: FORWARD's policy DROP in iptables and ip6tables (iptables-nft). An
+    accept in the network's nft table does not stop that drop, so the accepts of each family go to
+    its iptables too; the forward over IPv6 and over IPv4 answers from the LAN, and down is exact."""
+    for tool in ("iptables", "ip6tables"):
+        sandbox.run([tool, "-P", "FORWARD", "DROP"]).check()
+    before = HostState.capture(sandbox.runner)
+    ruleset = nft_ruleset(sandbox)
+    net = dual(sandbox, firewall="nftables")
+    net.up()
+    for name in [None, "blue", "lan"]:
+        settled(sandbox, name)
+    page = fetch(sandbox, "lan", "http://[fd16::2]/")
+    assert page == (DUAL.parent / "www" / "index.html").read_text() + "\n"
+    assert fetch(sandbox, "lan", "http://192.168.1.2/") == page
+    log = sandbox.run(["cat", net.process_logs()["web"]]).check().stdout
+    assert "fd16::3 - - " in log and "192.168.1.3 - - " in log
+    saved6 = sandbox.run(["ip6tables-save"]).check().stdout
+    ours6 = sorted(line for line in saved6.splitlines() if "netnskit:seed" in line)
+    assert ours6 == sorted(
+        [
+            '-A NETNSKIT-FORWARD -i v-net-0 -o v-net-0 -m comment --comment "netnskit:seed" -j ACCEPT',
+            "-A NETNSKIT-FORWARD -d fd15::2/128 -o v-net-0 -p tcp -m tcp --dport 80 -m conntrack --ctstate DNAT "
+            '--ctorigdstport 80 -m comment --comment "netnskit:seed" -j ACCEPT',
+            "-A NETNSKIT-FORWARD -s fd15::2/128 -i v-net-0 -p tcp -m tcp --sport 80 -m conntrack --ctstate DNAT "
+            '--ctorigdstport 80 -m comment --comment "netnskit:seed" -j ACCEPT',
+        ]
+    ), saved6
+    assert "DNAT --to-destination" not in saved6  # the translation itself is the table's
+    ping6(sandbox, "red", "fd15::2")  # bridged: no FORWARD without br_netfilter, and accepted with it
+    assert net.status().up
+    net.down()
+    assert HostState.capture(sandbox.runner).diff(before) == []
+    assert nft_ruleset(sandbox) == ruleset

@@ -461,25 +461,65 @@ def test_readme_dual_stack_block_is_part_of_the_seed_dual_file() -> None:
 # --- the firewall backend of a dual-stack network --------------------------------------------
 
 
-def test_a_dual_stack_network_refuses_the_nftables_backend_before_any_command() -> None:
+DUAL_NFT_TABLE = """\
+	chain prerouting {
+		type nat hook prerouting priority dstnat; policy accept;
+		fib daddr type local tcp dport 80 dnat ip to 192.168.15.2:80
+		fib daddr type local meta nfproto ipv6 tcp dport 80 dnat ip6 to [fd15::2]:80
+	}
+"""
+
+DUAL_NFT_FORWARD = """\
+	chain forward {
+		type filter hook forward priority filter; policy accept;
+		iifname "v-net-0" oifname "v-net-0" accept
+		ip saddr 192.168.15.0/24 iifname "v-net-0" oifname "v-lan" accept
+		ip daddr 192.168.15.0/24 oifname "v-net-0" ct state established,related accept
+		ip daddr 192.168.15.2 oifname "v-net-0" tcp dport 80 ct status dnat ct original proto-dst 80 accept
+		ip saddr 192.168.15.2 iifname "v-net-0" tcp sport 80 ct status dnat ct original proto-dst 80 accept
+		meta nfproto ipv6 iifname "v-net-0" oifname "v-net-0" accept
+		ip6 daddr fd15::2 oifname "v-net-0" tcp dport 80 ct status dnat ct original proto-dst 80 accept
+		ip6 saddr fd15::2 iifname "v-net-0" tcp sport 80 ct status dnat ct original proto-dst 80 accept
+	}
+"""
+
+
+def test_a_dual_stack_network_on_nftables_has_both_families_in_its_one_table() -> None:
     fake = FakeRunner(strict=True)
     data = tomllib.loads(DUAL.read_text())
-    assert Network.from_dict(data, runner=fake).firewall == "iptables"
     data["network"]["firewall"] = "nftables"
-    with pytest.raises(ValidationError) as info:
-        Network.from_dict(data, runner=fake)
-    assert info.value.value == "nftables" and "IPv4 only so far" in str(info.value)
+    net = Network.from_dict(data, runner=fake)
+    steps = net.plan()
+    (table,) = [s for s in steps if s.description.startswith("nft table inet netnskit-seed")]
+    (do,) = table.do
+    assert do.argv == ("nft", "-f", "-")
+    text = do.input or ""
+    # IPv4 as an IPv4-only network has it; IPv6 beside it, named where no address says so
+    assert DUAL_NFT_TABLE in text and DUAL_NFT_FORWARD in text
+    hairpins = [line.strip() for line in text.splitlines() if "ct status dnat" in line and "masquerade" in line]
+    assert hairpins[-1] == (
+        'ip6 saddr fd15::/64 ip6 daddr fd15::2 oifname "v-net-0" tcp dport 80 ct status dnat '
+        "ct original proto-dst 80 masquerade"
+    )
+    # IPv6 forwarding is the network's too, after its table; nothing goes through ip6tables
+    assert [s.description for s in steps[-3:]] == [
+        "set net.ipv4.ip_forward=1 (was 0)",
+        "set net.ipv4.conf.v-net-0.route_localnet=1 (was 0)",
+        "set net.ipv6.conf.all.forwarding=1 (was 0)",
+    ]
+    assert not any(c.argv[0].startswith("ip6tables") for s in steps for c in [*s.do, *s.undo])
     assert fake.argvs == []
 
 
-def test_auto_picks_iptables_for_a_dual_stack_network_and_says_why() -> None:
-    fake = FakeRunner(strict=True)  # reads nothing from the host: the choice needs no read
+def test_auto_chooses_for_a_dual_stack_network_as_for_any_other() -> None:
+    fake = FakeRunner()
+    fake.on(["nft", "--version"], stdout="nftables v1.0.6 (Lester Gooch #5)\n")
+    fake.fail(["cat", "/proc/net/ip_tables_names"], "cat: No such file or directory\n")
+    fake.fail(["cat", "/proc/net/ip6_tables_names"], "cat: No such file or directory\n")
     data = tomllib.loads(DUAL.read_text())
     data["network"]["firewall"] = "auto"
-    net = Network.from_dict(data, runner=fake)
-    choice = net.firewall_choice()
-    assert choice.kind == "iptables" and "dual-stack" in choice.reason
-    assert fake.argvs == []
+    choice = Network.from_dict(data, runner=fake).firewall_choice()
+    assert (choice.kind, choice.reason) == ("nftables", "auto: nft is installed and no iptables-legacy rules exist")
 
 
 def test_link_local_can_be_turned_off_for_a_dual_stack_network() -> None:

@@ -29,6 +29,7 @@ from netnskit.firewall.nftables import (
     translate,
 )
 from netnskit.network import Network
+from netnskit.network.firewall import _firewall_of, _firewall_removal, _wanted_rules, _wanted_rules6
 from netnskit.runner import Result
 from netnskit.testing import FakeRunner
 
@@ -109,7 +110,12 @@ def test_each_iptables_word_of_ours_has_its_nft_form() -> None:
     six = Rule(
         6, "nat", "NETNSKIT-OUTPUT", ["-p", "tcp", "--dport", "80", "-j", "DNAT", "--to-destination", "[fd15::2]:8080"]
     )
-    assert translate(six) == "fib daddr type local tcp dport 80 dnat ip6 to [fd15::2]:8080"
+    assert translate(six) == "fib daddr type local meta nfproto ipv6 tcp dport 80 dnat ip6 to [fd15::2]:8080"
+    # an IPv6 rule with no address says its family (the table is inet); one with an address needs not
+    bridge6 = Rule(6, "filter", "NETNSKIT-FORWARD", ["-i", "br", "-o", "br", "-j", "ACCEPT"])
+    assert translate(bridge6) == 'meta nfproto ipv6 iifname "br" oifname "br" accept'
+    hairpin6 = Rule(6, "nat", "NETNSKIT-POSTROUTING", ["-s", "fd15::/64", "-d", "fd15::2/128", "-j", "MASQUERADE"])
+    assert translate(hairpin6) == "ip6 saddr fd15::/64 ip6 daddr fd15::2 masquerade"
     out = Rule(4, "nat", "NETNSKIT-POSTROUTING", ["-s", "10.0.0.0/24", "!", "-d", "10.0.0.0/24", "-j", "MASQUERADE"])
     assert translate(out) == "ip saddr 10.0.0.0/24 ip daddr != 10.0.0.0/24 masquerade"
 
@@ -384,6 +390,84 @@ def test_what_the_other_tables_need_keeps_forwarding_and_route_localnet() -> Non
     assert nft_needs(found) == (True, ["br-b"])
     assert nft_needs(found, skip=["b"]) == (True, [])
     assert nft_needs(found, skip=["b", "t1"]) == (False, [])
+
+
+def test_what_the_other_tables_need_of_ipv6_is_forwarding_while_one_has_an_ipv6_rule() -> None:
+    def accept(table: str, family: str | None) -> dict[str, object]:
+        expr: list[dict[str, object]] = [{"accept": None}]
+        if family:
+            expr.insert(0, {"match": {"op": "==", "left": {"meta": {"key": "nfproto"}}, "right": family}})
+        return {"family": "inet", "table": table, "chain": "forward", "expr": expr}
+
+    dnat6 = dnat_rule("netnskit-c", 80)
+    dnat6["expr"][-1] = {"dnat": {"addr": "fd15::2", "family": "ip6"}}  # type: ignore[index]
+    # a dual-stack network's bridge accept names IPv6: it needs IPv6 forwarding with no nat at all
+    found = ruleset(accept("netnskit-a", "ipv6"), accept("netnskit-b", None), dnat6)
+    assert nft_needs(found, family=6) == (True, [])
+    assert nft_needs(found, skip=["a"], family=6) == (True, [])  # c's dnat ip6
+    assert nft_needs(found, skip=["a", "c"], family=6) == (False, [])
+    # an IPv6 forward's nat does not need IPv4 forwarding; an IPv4-only table needs no IPv6
+    assert nft_needs(found) == (False, [])
+    assert nft_needs(ruleset(dnat_rule("netnskit-d", 80)), family=6) == (False, [])
+
+
+def test_up_of_a_dual_stack_network_places_each_familys_accepts_where_its_forward_drops() -> None:
+    fake = FakeRunner()
+    script_empty_host(fake)
+    chains = "*filter\n:INPUT ACCEPT [0:0]\n:FORWARD {} [0:0]\n:OUTPUT ACCEPT [0:0]\nCOMMIT\n"
+    fake.on(["iptables-save"], stdout=chains.format("ACCEPT"))
+    fake.on(["ip6tables-save"], stdout=chains.format("DROP"))
+    fake.fail(re.compile(r"^ip6?tables -w 10 -t filter -C "), "iptables: Bad rule (does a matching rule exist?)\n")
+    fake.fail(["nft", "list", "table", "inet", "netnskit-t1"], "Error: No such file or directory\n")
+    nft = Nftables(fake)
+    net = nft_small(fake, subnet6="fd01::/64", gateway6="fd01::1")
+    rules = [*_wanted_rules(net), *_wanted_rules6(net)]
+    steps, changes = nft.plan_beside(_firewall_of(net), "t1", rules, [], "table")
+    restores = [(c.argv[0], c.input) for s in steps for c in s.do if c.argv[0].endswith("restore")]
+    # IPv4's FORWARD accepts: nothing of IPv4 in iptables; ip6tables' drops: the IPv6 accept there
+    assert restores == [
+        (
+            "ip6tables-restore",
+            "*filter\n-N NETNSKIT-FORWARD\n-N NETNSKIT-USER\n"
+            "-A NETNSKIT-FORWARD -i br-t1 -o br-t1 -m comment --comment netnskit:t1 -j ACCEPT\n"
+            "-I NETNSKIT-FORWARD -m comment --comment netnskit -j NETNSKIT-USER\n"
+            "-I FORWARD -m comment --comment netnskit -j NETNSKIT-FORWARD\nCOMMIT\n",
+        )
+    ]
+    assert steps[-1].do[0].argv == ("nft", "-f", "-") and changes == []
+
+
+def test_down_of_a_dual_stack_nft_network_keeps_ipv6_forwarding_while_another_ones_table_needs_it() -> None:
+    def removal(other: bool) -> list[str]:
+        fake = FakeRunner()
+        fake.on(re.compile(r"^ip6?tables-save$"), stdout="")
+        fake.on(["sysctl", "-n", "net.ipv6.conf.all.forwarding"], stdout="1\n")
+        fake.on(re.compile(r"^ip -d -6 -batch -$"), stdout="[]\n[]\n[]\n")
+        accept6 = {
+            "family": "inet",
+            "table": "netnskit-other",
+            "chain": "forward",
+            "expr": [
+                {"match": {"op": "==", "left": {"meta": {"key": "nfproto"}}, "right": "ipv6"}},
+                {"accept": None},
+            ],
+        }
+        fake.on(["nft", "-j", "list", "table", "inet", "netnskit-other"], stdout=json.dumps(ruleset(accept6)))
+        tables = [("inet", "netnskit-t1"), *([("inet", "netnskit-other")] if other else [])]
+        record = SysctlRecord("net.ipv6.conf.all.forwarding", "0", "1")
+        done = _firewall_removal(
+            Firewall(runner=fake),
+            lambda mark: mark == "netnskit:t1",
+            families=(4, 6),
+            host={},
+            nft_owners=["t1"],
+            nft_tables=tables,
+            records={record.name: record},
+        )
+        return [" ".join(c.argv) for s in done.steps for c in s.undo]
+
+    assert removal(other=True) == ["nft -f -"]  # the table alone goes: the other table routes IPv6
+    assert removal(other=False) == ["sysctl -w net.ipv6.conf.all.forwarding=0", "nft -f -"]
 
 
 def test_the_sweep_keeps_what_an_nft_table_still_needs() -> None:
