@@ -1,7 +1,8 @@
 """The glue to :mod:`netnskit.firewall`: a network's bridge, NAT and forwards as firewall steps, and removal.
 
-A dual-stack network has the same through ip6tables: its bridge's rule, masquerade6 when asked, its
-forwards over IPv6, and ``net.ipv6.conf.all.forwarding`` (IPv6 forwards by that switch alone).
+A dual-stack network has the same through ip6tables: its bridge's rule, masquerade6 when asked (else
+the accepts of routed IPv6 to the uplinks and back), its forwards over IPv6, and
+``net.ipv6.conf.all.forwarding`` (IPv6 forwards by that switch alone).
 
 The kernel copies a write of ``net.ipv4.ip_forward`` to every interface: the steps that write it also
 put back the per-link forwarding of netnskit networks' links.
@@ -79,11 +80,22 @@ def _objects6(net: Network, routes6: Sequence[dict[str, Any]] | None = None) -> 
     return [*([nat] if nat is not None and net.masquerade6 else []), *net.forward_rules6()]
 
 
+def _routed6(net: Network, routes6: Sequence[dict[str, Any]] | None = None) -> list[Rule]:
+    """Routed IPv6 (masquerade6 off): the accepts of the masquerade without it, from the bridge to each
+    uplink and the replies back, so that a FORWARD that drops (ufw's default, Docker with ip6tables)
+    passes the network's own traffic as it does IPv4's (none with masquerade6: its NatRule has them)."""
+    nat = net.nat_rule6(_uplinks(net, routes6))
+    if nat is None or net.masquerade6:
+        return []
+    return [r for r in nat.rules() if r.table == "filter"]
+
+
 def _wanted_rules6(net: Network, routes6: Sequence[dict[str, Any]] | None = None) -> list[Rule]:
     """The IPv6 rules of a dual-stack network (none when IPv4 only)."""
     if not net.dual:
         return []
-    return _unique([_bridge_rule(net, 6), *(r for o in _objects6(net, routes6) for r in o.rules())])
+    objects = (r for o in _objects6(net, routes6) for r in o.rules())
+    return _unique([_bridge_rule(net, 6), *_routed6(net, routes6), *objects])
 
 
 def _sysctls6(net: Network) -> list[Sysctl]:
@@ -92,8 +104,8 @@ def _sysctls6(net: Network) -> list[Sysctl]:
 
 
 def _host_routes6(net: Network) -> list[dict[str, Any]] | None:
-    """The host's IPv6 routes, read where the network masquerades IPv6 (its uplinks come from them)."""
-    return _ipjson.read(net.runner, None, "route", "show", flags=["-6"]) if net.dual and net.masquerade6 else None
+    """The host's IPv6 routes, read for a dual-stack network (its uplinks come from them)."""
+    return _ipjson.read(net.runner, None, "route", "show", flags=["-6"]) if net.dual else None
 
 
 def _plan6(net: Network, fw: Firewall, *, live: bool) -> tuple[list[Step], list[SysctlRecord]]:

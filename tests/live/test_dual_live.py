@@ -199,37 +199,47 @@ def test_a_forward_taken_out_loses_its_ipv6_rules_too(sandbox: Sandbox) -> None:
     assert HostState.capture(sandbox.runner).diff(before) == []
 
 
-def test_nftables_dual_stack_beside_forward_drops_of_both_families(sandbox: Sandbox) -> None:
-    """Docker with ip6tables on: FORWARD's policy DROP in iptables and ip6tables (iptables-nft). An
-    accept in the network's nft table does not stop that drop, so the accepts of each family go to
-    its iptables too; the forward over IPv6 and over IPv4 answers from the LAN, and down is exact."""
+@pytest.mark.parametrize("firewall", ["iptables", "nftables"])
+def test_dual_stack_beside_forward_drops_of_both_families(sandbox: Sandbox, firewall: str) -> None:
+    """ufw's default, or Docker with ip6tables on: FORWARD's policy DROP in iptables and ip6tables.
+    Routed IPv6 gets the accepts IPv4's masquerade has (to the uplinks, and the replies back); on
+    nftables, an accept in the network's table does not stop that drop, so each family's accepts
+    go to its iptables too. The forward over both families answers from the LAN, the namespaces
+    reach the LAN host and past it over IPv6, and ``down`` is exact."""
     for tool in ("iptables", "ip6tables"):
         sandbox.run([tool, "-P", "FORWARD", "DROP"]).check()
     before = HostState.capture(sandbox.runner)
     ruleset = nft_ruleset(sandbox)
-    net = dual(sandbox, firewall="nftables")
+    net = dual(sandbox, firewall=firewall)
     net.up()
-    for name in [None, "blue", "lan"]:
+    for name in [None, *BRIDGED, "lan", "internet"]:
         settled(sandbox, name)
     page = fetch(sandbox, "lan", "http://[fd16::2]/")
     assert page == (DUAL.parent / "www" / "index.html").read_text() + "\n"
     assert fetch(sandbox, "lan", "http://192.168.1.2/") == page
     log = sandbox.run(["cat", net.process_logs()["web"]]).check().stdout
     assert "fd16::3 - - " in log and "192.168.1.3 - - " in log
+    ping6(sandbox, "red", "fd16::3")  # routed through the host's FORWARD, not masqueraded
+    ping6(sandbox, "gray", "2001:db8:113::10")
+    ping6(sandbox, "red", "fd15::2")  # bridged: no FORWARD without br_netfilter, and accepted with it
     saved6 = sandbox.run(["ip6tables-save"]).check().stdout
-    ours6 = sorted(line for line in saved6.splitlines() if "netnskit:seed" in line)
+    ours6 = sorted(line for line in saved6.splitlines() if "netnskit:seed" in line and "NETNSKIT-FORWARD" in line)
+    tag = '-m comment --comment "netnskit:seed" -j ACCEPT'
     assert ours6 == sorted(
         [
-            '-A NETNSKIT-FORWARD -i v-net-0 -o v-net-0 -m comment --comment "netnskit:seed" -j ACCEPT',
+            f"-A NETNSKIT-FORWARD -i v-net-0 -o v-net-0 {tag}",
+            f"-A NETNSKIT-FORWARD -s fd15::/64 -i v-net-0 -o v-lan {tag}",
+            f"-A NETNSKIT-FORWARD -d fd15::/64 -o v-net-0 -m conntrack --ctstate RELATED,ESTABLISHED {tag}",
             "-A NETNSKIT-FORWARD -d fd15::2/128 -o v-net-0 -p tcp -m tcp --dport 80 -m conntrack --ctstate DNAT "
-            '--ctorigdstport 80 -m comment --comment "netnskit:seed" -j ACCEPT',
+            f"--ctorigdstport 80 {tag}",
             "-A NETNSKIT-FORWARD -s fd15::2/128 -i v-net-0 -p tcp -m tcp --sport 80 -m conntrack --ctstate DNAT "
-            '--ctorigdstport 80 -m comment --comment "netnskit:seed" -j ACCEPT',
+            f"--ctorigdstport 80 {tag}",
         ]
     ), saved6
-    assert "DNAT --to-destination" not in saved6  # the translation itself is the table's
-    ping6(sandbox, "red", "fd15::2")  # bridged: no FORWARD without br_netfilter, and accepted with it
+    # on nftables the translation itself is the table's: ip6tables holds the accepts alone
+    assert ("DNAT --to-destination" in saved6) == (firewall == "iptables")
     assert net.status().up
     net.down()
     assert HostState.capture(sandbox.runner).diff(before) == []
-    assert nft_ruleset(sandbox) == ruleset
+    if firewall == "nftables":
+        assert nft_ruleset(sandbox) == ruleset

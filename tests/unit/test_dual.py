@@ -84,10 +84,13 @@ def test_small_dual_plan_exact_commands() -> None:
     assert undo[12] == [("ip", "-n", "a", "addr", "del", "fd15::2/64", "dev", "eth0")]
     assert undo[14] == [("ip", "-n", "a", "-6", "route", "del", "default", "via", "fd15::1")]
     assert undo[-1] == [("sysctl", "-w", "net.ipv6.conf.all.forwarding=0")]
-    # the bridge's accept through ip6tables, and the value forwarding had, carried in the plan itself
+    # the bridge's accept through ip6tables, the replies of routed IPv6 (no uplink in a plan for a
+    # clean host), and the value forwarding had, carried in the plan itself
     assert steps[-2].do[0].input == (
         "*filter\n-N NETNSKIT-FORWARD\n-N NETNSKIT-STATE\n-N NETNSKIT-USER\n"
         "-A NETNSKIT-FORWARD -i br-t6 -o br-t6 -m comment --comment netnskit:t6 -j ACCEPT\n"
+        "-A NETNSKIT-FORWARD -d fd15::/64 -o br-t6 -m conntrack --ctstate RELATED,ESTABLISHED "
+        "-m comment --comment netnskit:t6 -j ACCEPT\n"
         '-A NETNSKIT-STATE -m comment --comment "netnskit sysctl net.ipv6.conf.all.forwarding=0"\n'
         "-I NETNSKIT-FORWARD -m comment --comment netnskit -j NETNSKIT-USER\n"
         "-I FORWARD -m comment --comment netnskit -j NETNSKIT-FORWARD\nCOMMIT\n"
@@ -478,6 +481,8 @@ DUAL_NFT_FORWARD = """\
 		ip daddr 192.168.15.2 oifname "v-net-0" tcp dport 80 ct status dnat ct original proto-dst 80 accept
 		ip saddr 192.168.15.2 iifname "v-net-0" tcp sport 80 ct status dnat ct original proto-dst 80 accept
 		meta nfproto ipv6 iifname "v-net-0" oifname "v-net-0" accept
+		ip6 saddr fd15::/64 iifname "v-net-0" oifname "v-lan" accept
+		ip6 daddr fd15::/64 oifname "v-net-0" ct state established,related accept
 		ip6 daddr fd15::2 oifname "v-net-0" tcp dport 80 ct status dnat ct original proto-dst 80 accept
 		ip6 saddr fd15::2 iifname "v-net-0" tcp sport 80 ct status dnat ct original proto-dst 80 accept
 	}

@@ -430,6 +430,8 @@ def test_up_of_a_dual_stack_network_places_each_familys_accepts_where_its_forwar
             "ip6tables-restore",
             "*filter\n-N NETNSKIT-FORWARD\n-N NETNSKIT-USER\n"
             "-A NETNSKIT-FORWARD -i br-t1 -o br-t1 -m comment --comment netnskit:t1 -j ACCEPT\n"
+            "-A NETNSKIT-FORWARD -d fd01::/64 -o br-t1 -m conntrack --ctstate RELATED,ESTABLISHED "
+            "-m comment --comment netnskit:t1 -j ACCEPT\n"
             "-I NETNSKIT-FORWARD -m comment --comment netnskit -j NETNSKIT-USER\n"
             "-I FORWARD -m comment --comment netnskit -j NETNSKIT-FORWARD\nCOMMIT\n",
         )
