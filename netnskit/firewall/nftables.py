@@ -484,6 +484,36 @@ def nft_port_users(
     return found
 
 
+_VERDICTS = ("drop", "reject")
+
+
+def native_forward_drops(ruleset: Mapping[str, Any]) -> list[str]:
+    """Base chains at the forward hook, in native tables (not iptables-nft's, not netnskit's), that
+    drop what they do not accept: policy drop, or a last rule that drops or rejects everything (as
+    firewalld's ``filter_FORWARD`` ends). An accept anywhere else does not stop such a drop, and
+    netnskit writes nothing in another's table: each is named, ``FAMILY TABLE CHAIN (why)``."""
+    chains: dict[tuple[str, str, str], str] = {}
+    last: dict[tuple[str, str, str], list[Any]] = {}
+    for item in ruleset.get("nftables", ()):
+        if not isinstance(item, dict):
+            continue
+        chain, rule = item.get("chain"), item.get("rule")
+        if isinstance(chain, dict) and chain.get("hook") == "forward" and chain.get("family") in ("ip", "ip6", "inet"):
+            family, table = str(chain.get("family")), str(chain.get("table"))
+            if native(family, table) and owner_of_table(table) is None:
+                chains[(family, table, str(chain.get("name")))] = str(chain.get("policy", "accept"))
+        elif isinstance(rule, dict):
+            last[(str(rule.get("family")), str(rule.get("table")), str(rule.get("chain")))] = rule.get("expr") or []
+    found = []
+    for key, policy in chains.items():
+        expr = last.get(key, [])
+        final = len(expr) == 1 and isinstance(expr[0], dict) and any(v in expr[0] for v in _VERDICTS)
+        if policy == "drop" or final:
+            why = "policy drop" if policy == "drop" else f"its last rule: {next(iter(expr[0]))} everything"
+            found.append(f"{' '.join(key)} ({why})")
+    return found
+
+
 # the tables iptables-nft keeps its rules in (iptables-save reads those)
 _XTABLES = frozenset({"filter", "nat", "raw", "mangle", "security"})
 _XFAMILIES = frozenset({"ip", "ip6", "arp", "bridge"})

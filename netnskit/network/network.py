@@ -32,7 +32,7 @@ from netnskit.firewall import Backend, Firewall, NatRule, PortForward, SavedRule
 from netnskit.firewall.choice import Choice, choose, firewall_kind
 from netnskit.firewall.host import interfaces
 from netnskit.firewall.iptables import XTABLES_WAIT, xtables_wait
-from netnskit.firewall.nftables import Nftables
+from netnskit.firewall.nftables import Nftables, native_forward_drops
 from netnskit.interrupt import Interrupt
 from netnskit.link import Link, Route
 from netnskit.network import files as _files
@@ -97,7 +97,7 @@ from netnskit.network.spec import (
     group_for,
     mark_for,
 )
-from netnskit.network.state import _Facts, _gather, _read_links, _refuse_conflicts, _refuse_foreign
+from netnskit.network.state import _Facts, _gather, _native_ruleset, _read_links, _refuse_conflicts, _refuse_foreign
 from netnskit.network.status import NetworkStatus, _missing, _status
 from netnskit.network.steps import _entries
 from netnskit.network.teardown import Teardown, _down
@@ -411,7 +411,19 @@ class Network:
         log.info("network %s: firewall %s", self.name, self.firewall_choice())
         saved = _saved(fw)
         # a port another network or a foreign DNAT already forwards, a subnet a route sends elsewhere
-        _refuse_conflicts(self, facts, saved)
+        ruleset = _native_ruleset(self)
+        _refuse_conflicts(self, facts, saved, ruleset)
+        for chain in native_forward_drops(ruleset):
+            # an accept of ours, in iptables or in our table, does not stop it: say so, change nothing there
+            log.warning(
+                "network %s: nft chain %s drops forwarded traffic that netnskit cannot accept there: the "
+                "network's masquerade and forwards will not pass it; accept %s there (firewalld: "
+                "firewall-cmd --zone=trusted --add-interface=%s)",
+                self.name,
+                chain,
+                self.bridge,
+                self.bridge,
+            )
         if _uses_nft(self):
             # before any change: a missing nft is a CommandNotFoundError naming the package nftables
             Nftables(self.runner).read(self.name)

@@ -362,14 +362,26 @@ def _ports_text(ports: tuple[int, int], protocol: str) -> str:
     return f"{low}/{protocol}" if low == high else f"{low}-{high}/{protocol}"
 
 
-def _conflicts(net: Network, f: _Facts, saved: SavedRules | None) -> list[str]:
-    """What on the host is someone else's where the network needs it: each named, with the other party."""
+def _routes_through_host(net: Network) -> bool:
+    """Does the network's traffic cross the host's forward hook (a masquerade, a forward, routed IPv6)?"""
+    return bool(net.port_forwards or net.masquerade or net.dual)
+
+
+def _native_ruleset(net: Network) -> dict[str, Any]:
+    """The native nft tables (other managers', other networks' nft tables: iptables-save shows none of
+    them), read where the network's traffic crosses the host's forward hook; else none."""
+    return Nftables(net.runner).ruleset(native) if _routes_through_host(net) else {}
+
+
+def _conflicts(net: Network, f: _Facts, saved: SavedRules | None, ruleset: dict[str, Any] | None = None) -> list[str]:
+    """What on the host is someone else's where the network needs it: each named, with the other party
+    (``ruleset``: :func:`_native_ruleset`, if just read)."""
     found = []
     # the host's addresses once the network is up: what it has, loopback, and those the network adds
     local = [a.split("/")[0] for _, a in f.addresses.get(None, set())] + ["127.0.0.1", str(net.gateway)]
     local += [str(link.address.ip) for link in net.links if link.netns is None and link.address is not None]
-    # native nft rules (other managers' tables, other networks' nft tables): iptables-save shows none of them
-    ruleset = Nftables(net.runner).ruleset(native) if net.port_forwards else {}
+    if ruleset is None:
+        ruleset = Nftables(net.runner).ruleset(native) if net.port_forwards else {}
     for fwd in net.port_forwards:
         address = None if fwd.host_address is None else str(fwd.host_address)
         users = port_users(saved, fwd.protocol, fwd.host_port, address, net.mark, local) if saved is not None else []
@@ -402,9 +414,10 @@ def _conflicts(net: Network, f: _Facts, saved: SavedRules | None) -> list[str]:
     return found
 
 
-def _refuse_conflicts(net: Network, f: _Facts, saved: SavedRules | None) -> None:
-    """Refuse, before any change, what :func:`_conflicts` finds (``saved``: the host's IPv4 rules)."""
-    found = _conflicts(net, f, saved)
+def _refuse_conflicts(net: Network, f: _Facts, saved: SavedRules | None, ruleset: dict[str, Any] | None = None) -> None:
+    """Refuse, before any change, what :func:`_conflicts` finds (``saved``: the host's IPv4 rules,
+    ``ruleset``: its native nft tables, if just read)."""
+    found = _conflicts(net, f, saved, ruleset)
     if found:
         more = f" (and {len(found) - 1} more)" if len(found) > 1 else ""
         raise ConflictError(f"{found[0]}{more}; refusing to bring it up")

@@ -18,6 +18,8 @@ from __future__ import annotations
 import concurrent.futures
 import functools
 import json
+import logging
+import re
 import subprocess
 import sys
 import textwrap
@@ -900,3 +902,53 @@ def test_nftables_seed_on_a_clean_host_auto_drift_and_down_exact(box: Sandbox) -
     assert forwarding(box) == before_forwarding
     # nor did the iptables-nft tables appear (the iptables backend leaves empty ones: issue 15)
     assert "table ip " not in nft_ruleset(box)
+
+
+FIREWALLD_NFT = """
+table inet firewalld {
+	chain filter_FORWARD {
+		type filter hook forward priority filter + 10; policy accept;
+		ct state established,related accept
+		iifname "lo" accept
+		reject with icmpx admin-prohibited
+	}
+}
+"""
+
+
+@pytest.mark.parametrize("firewall", ["iptables", "nftables"])
+def test_a_native_nft_chain_that_rejects_at_forward_is_named_at_up_and_left_alone(
+    box: Sandbox, firewall: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """firewalld on its nftables backend: its ``filter_FORWARD`` ends in a reject that no accept of
+    ours, in iptables or in our table, can stop, and netnskit writes nothing in another's table.
+    ``up`` names the chain and what to do; the masquerade is indeed rejected, and passes once the
+    admin accepts the bridge there; ``down`` leaves the foreign table as it was."""
+    box.run(["nft", "-f", "-"], input=FIREWALLD_NFT).check()
+    foreign = box.run(["nft", "list", "table", "inet", "firewalld"]).check().stdout
+    data = nft_seed(box, firewall)
+    net = Network.from_dict(data, source=str(SEED), runner=box.runner)
+    with caplog.at_level(logging.WARNING, logger="netnskit"):
+        net.up()
+    warned = [r.getMessage() for r in caplog.records if "drops forwarded traffic" in r.getMessage()]
+    assert (
+        len(warned) == 1 and "nft chain inet firewalld filter_FORWARD (its last rule: reject everything)" in warned[0]
+    )
+    assert "firewall-cmd --zone=trusted --add-interface=v-net-0" in warned[0]
+    # what the warning says: the masquerade to the LAN is rejected, and nothing of ours changed that table
+    assert reach(box, "lan", 7000, "blue", LAN, 7000) is None
+    assert box.run(["nft", "list", "table", "inet", "firewalld"]).check().stdout == foreign
+    # the admin's part (firewalld: the bridge in a zone that forwards), then it passes
+    for side in ("iifname", "oifname"):
+        box.run(["nft", "insert", "rule", "inet", "firewalld", "filter_FORWARD", side, "v-net-0", "accept"]).check()
+    assert reach(box, "lan", 7000, "blue", LAN, 7000) == HOST_LAN
+    net.down()
+    for side in ("iifname", "oifname"):
+        handle = re.search(rf'{side} "v-net-0" accept # handle (\d+)', nft_ruleset_handles(box))
+        assert handle, nft_ruleset_handles(box)
+        box.run(["nft", "delete", "rule", "inet", "firewalld", "filter_FORWARD", "handle", handle.group(1)]).check()
+    assert box.run(["nft", "list", "table", "inet", "firewalld"]).check().stdout == foreign
+
+
+def nft_ruleset_handles(box: Sandbox) -> str:
+    return box.run(["nft", "-a", "list", "table", "inet", "firewalld"]).check().stdout

@@ -22,6 +22,7 @@ from netnskit.firewall.choice import choose
 from netnskit.firewall.nftables import (
     Nftables,
     forward_drops,
+    native_forward_drops,
     nft_needs,
     nft_port_users,
     render,
@@ -470,6 +471,56 @@ def test_down_of_a_dual_stack_nft_network_keeps_ipv6_forwarding_while_another_on
 
     assert removal(other=True) == ["nft -f -"]  # the table alone goes: the other table routes IPv6
     assert removal(other=False) == ["sysctl -w net.ipv6.conf.all.forwarding=0", "nft -f -"]
+
+
+def forward_chain(family: str, table: str, name: str, policy: str) -> dict[str, object]:
+    chain = {"family": family, "table": table, "name": name, "type": "filter", "hook": "forward", "prio": 10}
+    return {"chain": {**chain, "policy": policy}}
+
+
+def test_a_native_chain_that_drops_at_forward_is_named_and_ours_or_iptables_nfts_are_not() -> None:
+    reject = {
+        "family": "inet",
+        "table": "firewalld",
+        "chain": "filter_FORWARD",
+        "expr": [{"reject": {"type": "icmpx"}}],
+    }
+    jump = {"family": "inet", "table": "firewalld", "chain": "filter_FORWARD", "expr": [{"jump": {"target": "z"}}]}
+    found = {
+        "nftables": [
+            forward_chain("inet", "firewalld", "filter_FORWARD", "accept"),
+            {"rule": jump},
+            {"rule": reject},  # firewalld's end: everything no zone took
+            forward_chain("ip", "filter", "FORWARD", "drop"),  # iptables-nft's: mirrored into, not named
+            forward_chain("inet", "netnskit-other", "forward", "drop"),  # another network's (never drop)
+            forward_chain("inet", "mine", "fwd", "drop"),
+            forward_chain("bridge", "br", "fwd", "drop"),  # bridged frames, not routed traffic
+            forward_chain("inet", "open", "fwd", "accept"),
+            {"rule": {"family": "inet", "table": "open", "chain": "fwd", "expr": [{"match": {}}, {"drop": None}]}},
+        ]
+    }
+    assert native_forward_drops(found) == [
+        "inet firewalld filter_FORWARD (its last rule: reject everything)",
+        "inet mine fwd (policy drop)",
+    ]
+    assert native_forward_drops({}) == []
+
+
+def test_up_warns_of_a_native_forward_drop_it_cannot_accept_in(caplog: pytest.LogCaptureFixture) -> None:
+    fake = FakeRunner()
+    script_empty_host(fake)
+    fake.on(["nft", "list", "tables"], stdout="table inet fw\n")
+    table = {"nftables": [forward_chain("inet", "fw", "forward", "drop")]}
+    fake.on(["nft", "-j", "list", "table", "inet", "fw"], stdout=json.dumps(table))
+    small(fake, masquerade=True).up()
+    warned = [r.getMessage() for r in caplog.records if "drops forwarded traffic" in r.getMessage()]
+    assert warned == [
+        "network t1: nft chain inet fw forward (policy drop) drops forwarded traffic that netnskit cannot accept "
+        "there: the network's masquerade and forwards will not pass it; accept br-t1 there (firewalld: "
+        "firewall-cmd --zone=trusted --add-interface=br-t1)"
+    ]
+    # nothing written in that table
+    assert not any(a[:2] == ["nft", "-f"] for a in fake.argvs)
 
 
 def test_the_sweep_keeps_what_an_nft_table_still_needs() -> None:
