@@ -12,7 +12,6 @@ from __future__ import annotations
 import os
 import re
 import select
-import subprocess
 import time
 from types import TracebackType
 
@@ -20,7 +19,7 @@ import attrs
 
 from netnskit import _validate as v
 from netnskit.errors import CommandNotFoundError, ValidationError, error_for
-from netnskit.runner import Process, Runner
+from netnskit.runner import Process, Runner, terminate
 
 __all__ = ["Capture", "start_capture", "tcpdump_argv"]
 
@@ -72,13 +71,7 @@ class Capture:
 
     def stop(self, timeout: float = 5.0) -> int | None:
         """End tcpdump (SIGTERM: it flushes the file; SIGKILL after ``timeout``); the packets it captured."""
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(timeout)
+        terminate(self.process, timeout)
         self._finish()
         return self.packets
 

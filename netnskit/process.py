@@ -23,7 +23,6 @@ from __future__ import annotations
 import os
 import re
 import select
-import subprocess
 import threading
 import time
 from collections.abc import Iterable, Sequence
@@ -34,7 +33,7 @@ import attrs
 from netnskit import _validate as v
 from netnskit.errors import ProcessError, ValidationError
 from netnskit.netns import exec_argv  # (netns imports this module lazily)
-from netnskit.runner import Process, Runner
+from netnskit.runner import Process, Runner, terminate
 
 __all__ = [
     "NAME_ENV",
@@ -229,13 +228,7 @@ class ProcessHandle:
 
         The processes it started and left behind (they carry its mark) are ended the same way.
         """
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(timeout)
+        terminate(self.process, timeout)
         self._close_pipes()
         if self.owner is not None:
             left = marked_pids(self.runner, self.owner, names=[self.name])

@@ -412,6 +412,17 @@ def read_line(stream: IO[str] | None, timeout: float) -> str:
     return stream.readline().strip() if ready else ""
 
 
+def terminate(proc: Process, timeout: float = 5.0) -> None:
+    """SIGTERM a started process if it still runs, SIGKILL it if it has not exited after ``timeout`` s."""
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout)
+
+
 def end_process(proc: Process) -> None:
     """Kill a started process if it still runs, reap it and close its pipes (a stand-in may have none)."""
     if proc.poll() is None:

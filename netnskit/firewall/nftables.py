@@ -359,15 +359,14 @@ class Nftables:
         description: str,
         *,
         saved: SavedRules | None = None,
-        saved6: SavedRules | None = None,
     ) -> tuple[list[Step], list[SysctlRecord]]:
         """:meth:`plan_changes` read from the host, beside what ``iptables`` shows (``saved``: its IPv4
-        rules, ``saved6``: its IPv6 ones, if just read): where its FORWARD drops, the rules' accepts
-        of that family (the filter ones, which name the bridge) go there first, through the iptables
-        backend (NETNSKIT-FORWARD, after the admin's NETNSKIT-USER), since an accept in our table
-        does not stop that drop. IPv6 rules' accepts go to ip6tables (read only where there are some)."""
+        rules, if just read): where its FORWARD drops, the rules' accepts of that family (the filter
+        ones, which name the bridge) go there first, through the iptables backend (NETNSKIT-FORWARD,
+        after the admin's NETNSKIT-USER), since an accept in our table does not stop that drop. IPv6
+        rules' accepts go to ip6tables (read only where there are some)."""
         steps: list[Step] = []
-        for family, given in ((4, saved), (6, saved6)):
+        for family, given in ((4, saved), (6, None)):
             accepts = [r for r in rules if r.table == "filter" and r.family == family]
             if not accepts:
                 continue
@@ -395,13 +394,17 @@ class Nftables:
         iptables.remember(changes)
         SerialExecutor().apply(steps, self.runner)
 
-    def remove(self, iptables: Firewall, owner: str, families: Sequence[int] = (4,)) -> None:
-        """Delete the owner's table and its rules in iptables (of each of ``families``), then put back
-        the sysctls nothing needs."""
+    def remove(self, iptables: Firewall, owner: str) -> None:
+        """Delete the owner's table and its rules in iptables and ip6tables (where :meth:`apply` put
+        accepts of either family; ip6tables may be missing), then put back the sysctls nothing needs."""
         self.command(delete_text(owner), "delete", owner).check(self.runner, f"deleting nft table of {owner!r}")
         ruleset = self.ruleset(ours_except())
-        for family in families:
-            iptables.purge(owner, family, elsewhere=nft_needs(ruleset, family=family))
+        for family in (4, 6):
+            try:
+                iptables.purge(owner, family, elsewhere=nft_needs(ruleset, family=family))
+            except CommandNotFoundError:
+                if family == 4:
+                    raise
 
     def removal(self, owners: Iterable[str]) -> list[Step]:
         """Steps (undo only, as ``down`` runs them) deleting each owner's table."""

@@ -24,6 +24,7 @@ from pathlib import Path
 
 import attrs
 import pytest
+from _readme import readme_block
 
 from netnskit.cli import main
 from netnskit.errors import NetnskitError, ProcessError, StepError
@@ -539,17 +540,6 @@ def test_the_toml_form_is_the_same_network() -> None:
 
     fake = FakeRunner()
     assert Network.from_dict(tomllib.loads(HOSTS_TOML), runner=fake) == hosts_network(fake)
-
-
-README = Path(__file__).resolve().parents[2] / "README.md"
-
-
-def readme_block(lang: str, marker: str) -> str:
-    """The README's one block of ``lang`` that contains ``marker``."""
-    blocks = re.findall(rf"^```{lang}\n(.*?)^```", README.read_text(), flags=re.S | re.M)
-    found = [b for b in blocks if marker in b]
-    assert len(found) == 1, f"expected one {lang} block with {marker!r} in README.md"
-    return found[0]
 
 
 def test_the_readmes_lab_comes_up_as_it_says(sandbox: Sandbox) -> None:

@@ -213,9 +213,9 @@ def shaped(box: Sandbox, sender: str, receiver: str, address: str, at: tuple[str
     one burst, at 1,000,000 bytes/s, and tbf held packets back (overlimits). A loaded machine only
     slows a transfer down, so up to five are made, until one is within 15% of the bytes at the rate.
     """
+    burst = int(qdiscs(box, *at)[0]["options"]["burst"])  # the kernel's (about 10 frames: 15 ms)
     seconds: list[float] = []
     while len(seconds) < 5:
-        burst = int(qdiscs(box, *at)[0]["options"]["burst"])  # the kernel's (about 10 frames: 15 ms)
         bytes_before, held_before = tbf_counters(box, *at)
         took = transfer(box, sender, receiver, address, 2_000_000)
         bytes_after, held_after = tbf_counters(box, *at)

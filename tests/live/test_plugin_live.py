@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from _readme import readme_block
 
 from netnskit.testing import LiveNetwork
 
@@ -120,17 +121,6 @@ def test_capture_keeps_a_pcap_of_each_link_of_a_failing_test(pytester: pytest.Py
     assert re.search(r"10\.60\.0\.3\.\d+ > 10\.60\.0\.2\.8080: Flags \[S\]", client), client
     # the passing test kept nothing
     assert sorted(p.name for p in folder.parent.iterdir()) == [folder.name]
-
-
-README = Path(__file__).resolve().parents[2] / "README.md"
-
-
-def readme_block(lang: str, marker: str) -> str:
-    """The README's one block of ``lang`` that contains ``marker``."""
-    blocks = re.findall(rf"^```{lang}\n(.*?)^```", README.read_text(), flags=re.S | re.M)
-    found = [b for b in blocks if marker in b]
-    assert len(found) == 1, f"expected one {lang} block with {marker!r} in README.md"
-    return found[0]
 
 
 def test_the_readmes_example_test_passes(pytester: pytest.Pytester) -> None:

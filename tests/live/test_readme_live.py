@@ -4,22 +4,14 @@ from __future__ import annotations
 
 import json
 import re
-from pathlib import Path
+
+from _readme import readme_block
 
 import netnskit
 from netnskit.runner import LiveRunner
 from netnskit.sandbox import Sandbox
 
-README = Path(__file__).resolve().parents[2] / "README.md"
 SEED = 'VethPair("veth-red", "veth-blue"'
-
-
-def python_block(marker: str) -> str:
-    """The README's one ```python block that contains ``marker``."""
-    blocks = re.findall(r"^```python\n(.*?)^```", README.read_text(), flags=re.S | re.M)
-    found = [b for b in blocks if marker in b]
-    assert len(found) == 1, f"expected one python block with {marker!r} in README.md"
-    return found[0]
 
 
 def host_namespaces() -> list[str]:
@@ -30,7 +22,7 @@ def host_namespaces() -> list[str]:
 def test_seed_example_really_pings_and_cleans_up(sandbox: Sandbox, monkeypatch, capsys):
     before = host_namespaces()
     monkeypatch.setattr(netnskit, "LiveRunner", lambda: sandbox.runner)
-    exec(compile(python_block(SEED), "README.md", "exec"), {})
+    exec(compile(readme_block("python", SEED), "README.md", "exec"), {})
     out = capsys.readouterr().out
     assert "64 bytes from 192.168.15.2" in out
     # ping -c 1 -w 5 asks until one reply: a first request lost on a loaded host is asked again
@@ -44,7 +36,7 @@ def test_seed_example_really_pings_and_cleans_up(sandbox: Sandbox, monkeypatch, 
 
 def test_seed_example_runs_twice_in_a_row(sandbox: Sandbox, monkeypatch, capsys):
     monkeypatch.setattr(netnskit, "LiveRunner", lambda: sandbox.runner)
-    block = python_block(SEED).replace("red.delete()\nblue.delete()", "")  # keep the lab for a second run
+    block = readme_block("python", SEED).replace("red.delete()\nblue.delete()", "")  # keep the lab for a second run
     assert "delete" not in block.split("print(red.neighbours())")[1]
     exec(compile(block, "README.md", "exec"), {})
     # someone downs one end between runs: the second run must bring it back (or its ping raises)

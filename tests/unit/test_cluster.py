@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
+from _readme import readme_block
 
 from netnskit.cluster import Cluster, HostSpec, Vxlan, vni_for, vxlan_name_for
 from netnskit.cluster.cluster import NOWHERE
@@ -697,9 +698,7 @@ def test_missing_steps_on_clean_hosts_are_each_hosts_whole_plan() -> None:
 def test_the_readme_excerpt_is_from_the_cluster_file() -> None:
     import tomllib
 
-    text = (ROOT / "README.md").read_text()
-    (block,) = [b for b in re.findall(r"^```toml\n(.*?)^```", text, flags=re.S | re.M) if "gateway_host" in b]
-    excerpt = tomllib.loads(block)
+    excerpt = tomllib.loads(readme_block("toml", "gateway_host"))
     whole = tomllib.loads(CLUSTER.read_text())
     assert excerpt["network"].items() <= whole["network"].items()
     assert excerpt["host"] == whole["host"][: len(excerpt["host"])]

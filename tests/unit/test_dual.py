@@ -13,6 +13,7 @@ from typing import Any
 
 import attrs
 import pytest
+from _readme import readme_block
 
 from netnskit import probe
 from netnskit.errors import ConfigError, ValidationError
@@ -452,8 +453,7 @@ def test_a_ping_round_sends_ipv6_targets_to_the_probe_and_reads_its_answers() ->
 def test_readme_dual_stack_block_is_part_of_the_seed_dual_file() -> None:
     import tomllib
 
-    blocks = re.findall(r"^```toml\n(.*?)^```", (ROOT / "README.md").read_text(), flags=re.S | re.M)
-    (block,) = [b for b in blocks if "examples/seed-dual.toml, in part" in b]
+    block = readme_block("toml", "examples/seed-dual.toml, in part")
     shown, real = tomllib.loads(block), _toml(DUAL)
     assert shown["network"].items() <= real["network"].items()
     for kind in ("namespace", "link", "route"):

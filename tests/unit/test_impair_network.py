@@ -7,6 +7,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
+from _readme import readme_block
 
 from netnskit.errors import ConfigError, NetnskitError, UnsupportedError, ValidationError
 from netnskit.network import FaultSpec, LinkSpec, NamespaceSpec, Network, group_for
@@ -772,13 +773,11 @@ def test_cli_status_prints_each_impaired_cable(capsys: pytest.CaptureFixture[str
 # --- the README's example -------------------------------------------------------------------------
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "impair.toml"
-README = Path(__file__).resolve().parents[2] / "README.md"
 
 
 def test_the_readme_shows_parts_of_examples_impair_toml_which_loads() -> None:
-    import re
 
-    (block,) = [b for b in re.findall(r"^```toml\n(.*?)^```", README.read_text(), re.S | re.M) if "[[fault]]" in b]
+    block = readme_block("toml", "[[fault]]")
     example = EXAMPLE.read_text()
     for chunk in block.strip().split("\n\n"):
         assert chunk in example

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import attrs
 import pytest
+from _readme import readme_block
 
 import netnskit
 from netnskit.errors import NetnskitError, StepError, ValidationError
@@ -648,15 +649,6 @@ def test_render_script_heredoc_for_commands_with_input() -> None:
 
 
 # --- the README's network section -----------------------------------------------------------
-
-README = ROOT / "README.md"
-
-
-def readme_block(lang: str, marker: str) -> str:
-    blocks = re.findall(rf"^```{lang}\n(.*?)^```", README.read_text(), flags=re.S | re.M)
-    found = [b for b in blocks if marker in b]
-    assert len(found) == 1, f"expected one {lang} block with {marker!r} in README.md"
-    return found[0]
 
 
 def test_readme_toml_is_the_seed_file() -> None:

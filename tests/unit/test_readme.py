@@ -2,23 +2,15 @@
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 import pytest
+from _readme import readme_block
 
 import netnskit
 from netnskit.testing import FakeRunner
 
 README = Path(__file__).resolve().parents[2] / "README.md"
-
-
-def python_block(marker: str) -> str:
-    """The README's one ```python block that contains ``marker``."""
-    blocks = re.findall(r"^```python\n(.*?)^```", README.read_text(), flags=re.S | re.M)
-    found = [b for b in blocks if marker in b]
-    assert len(found) == 1, f"expected one python block with {marker!r} in README.md"
-    return found[0]
 
 
 SEED = 'VethPair("veth-red", "veth-blue"'
@@ -60,7 +52,7 @@ def test_seed_example_runs_these_commands(monkeypatch, capsys):
         stdout='[{"dst":"192.168.15.2","dev":"veth-red","lladdr":"82:08:2b:a5:ca:64","state":["REACHABLE"]}]\n',
     )
     monkeypatch.setattr(netnskit, "LiveRunner", lambda: fake)  # what `from netnskit import LiveRunner` gets
-    exec(compile(python_block(SEED), "README.md", "exec"), {})
+    exec(compile(readme_block("python", SEED), "README.md", "exec"), {})
     assert fake.argvs == SEED_ARGVS
     assert "82:08:2b:a5:ca:64" in capsys.readouterr().out
 
@@ -71,14 +63,14 @@ def test_seed_example_is_idempotent_on_a_second_run(monkeypatch):
     fake.fail("ip link add *", "RTNETLINK answers: File exists\n", returncode=2)
     fake.fail("ip -n * addr add *", "Error: ipv4: Address already assigned.\n", returncode=2)
     monkeypatch.setattr(netnskit, "LiveRunner", lambda: fake)
-    exec(compile(python_block(SEED), "README.md", "exec"), {})
+    exec(compile(readme_block("python", SEED), "README.md", "exec"), {})
     # the existing pair's first end is brought up by hand, since the failed create did not
     assert fake.argvs == [*SEED_ARGVS[:3], ["ip", "-n", "red", "link", "set", "veth-red", "up"], *SEED_ARGVS[3:]]
 
 
 def test_faking_example_tests_pass():
     namespace: dict[str, object] = {}
-    exec(compile(python_block(FAKING), "README.md", "exec"), namespace)
+    exec(compile(readme_block("python", FAKING), "README.md", "exec"), namespace)
     tests = {name: fn for name, fn in namespace.items() if name.startswith("test_")}
     assert sorted(tests) == ["test_make_lab_runs_the_right_commands", "test_make_lab_twice_is_fine"]
     tests["test_make_lab_runs_the_right_commands"](FakeRunner())  # type: ignore[operator]
@@ -87,7 +79,7 @@ def test_faking_example_tests_pass():
 
 def test_faking_example_tests_can_fail():
     namespace: dict[str, object] = {}
-    exec(compile(python_block(FAKING), "README.md", "exec"), namespace)
+    exec(compile(readme_block("python", FAKING), "README.md", "exec"), namespace)
 
     def forgets_loopback(runner):
         netnskit.Namespace("red", runner=runner).create(exist_ok=True)
