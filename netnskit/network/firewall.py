@@ -108,15 +108,24 @@ def _host_routes6(net: Network) -> list[dict[str, Any]] | None:
     return _ipjson.read(net.runner, None, "route", "show", flags=["-6"]) if net.dual else None
 
 
-def _plan6(net: Network, fw: Firewall, *, live: bool) -> tuple[list[Step], list[SysctlRecord]]:
-    """The IPv6 half of :func:`_firewall_plan` (nothing when IPv4 only); ip6tables is then needed."""
+def _plan6(
+    net: Network,
+    fw: Firewall,
+    *,
+    live: bool,
+    saved6: SavedRules | None = None,
+    routes6: Sequence[dict[str, Any]] | None = None,
+) -> tuple[list[Step], list[SysctlRecord]]:
+    """The IPv6 half of :func:`_firewall_plan` (nothing when IPv4 only); ip6tables is then needed
+    (``saved6``, ``routes6``: the host's IPv6 rules and routes, if just read)."""
     if not net.dual:
         return [], []
     description = f"IPv6 firewall rules of network {net.name} ({net.mark})"
     if not live:
         return fw.plan_changes(6, _wanted_rules6(net), _sysctls6(net), description, values={})
-    saved6 = _saved(fw, 6, needed=True)
-    return fw.plan_changes(6, _wanted_rules6(net, _host_routes6(net)), _sysctls6(net), description, saved=saved6)
+    saved6 = saved6 if saved6 is not None else _saved(fw, 6, needed=True)
+    routes6 = routes6 if routes6 is not None else _host_routes6(net)
+    return fw.plan_changes(6, _wanted_rules6(net, routes6), _sysctls6(net), description, saved=saved6)
 
 
 def _firewall_of(net: Network) -> Firewall:
@@ -167,20 +176,23 @@ def _firewall_plan(
     live: bool,
     saved: SavedRules | None = None,
     routes: Sequence[dict[str, Any]] | None = None,
+    saved6: SavedRules | None = None,
+    routes6: Sequence[dict[str, Any]] | None = None,
 ) -> tuple[list[Step], list[SysctlRecord]]:
     """The firewall's steps for the network (its bridge, masquerade and forwards, as one ruleset), and
     the sysctl records to write before they run.
 
     Pure (for a clean host) unless ``live``: then read from the host (``saved``: its rules and
-    ``routes``: its IPv4 routes, if just read), holding only what is missing. A host without
+    ``routes``: its IPv4 routes, ``saved6``, ``routes6``: its IPv6 ones, if just read), holding only
+    what is missing. A host without
     iptables gets no steps for a network with no masquerade or forward (nothing filters there).
     """
     fw = _firewall_of(net)
     description = f"firewall rules of network {net.name} ({net.mark})"
     objects = _firewall_objects(net)
     if _uses_nft(net):  # both families in one inet table
-        return _nft_plan(net, live=live, saved=saved, routes=routes)
-    six, changes6 = _plan6(net, fw, live=live)
+        return _nft_plan(net, live=live, saved=saved, routes=routes, routes6=routes6)
+    six, changes6 = _plan6(net, fw, live=live, saved6=saved6, routes6=routes6)
     if not live:
         rules = _wanted_rules(net)
         sysctls: list[Sysctl] = _unique(s for o in objects for s in o.sysctls())
@@ -203,6 +215,7 @@ def _nft_plan(
     live: bool,
     saved: SavedRules | None = None,
     routes: Sequence[dict[str, Any]] | None = None,
+    routes6: Sequence[dict[str, Any]] | None = None,
 ) -> tuple[list[Step], list[SysctlRecord]]:
     """The nftables backend's steps: where iptables' (ip6tables') FORWARD drops, the accepts of that
     family there first (through the iptables backend, in NETNSKIT-FORWARD after the admin's
@@ -218,7 +231,7 @@ def _nft_plan(
     if saved is None:
         saved = _saved(fw, 4, needed=False)
     routes = routes if routes is not None else _host_routes(net)
-    rules = [*_wanted_rules(net, routes), *_wanted_rules6(net, _host_routes6(net))]
+    rules = [*_wanted_rules(net, routes), *_wanted_rules6(net, routes6 if routes6 is not None else _host_routes6(net))]
     steps, changes = nft.plan_beside(fw, net.name, rules, sysctls, description, saved=saved)
     return [attrs.evolve(s, undo=_keep_link_forwarding(net.runner, s.undo, _any_network)) for s in steps], changes
 

@@ -38,16 +38,13 @@ from netnskit.link import Link, Route
 from netnskit.network import files as _files
 from netnskit.network import processes as _procs
 from netnskit.network.check import CheckReport, Progress, _check
-from netnskit.network.drift import _after_removal, _stale_core, _stale_rule_step, _stale_rules
+from netnskit.network.drift import _after_removal, _stale_core, _stale_rule_step
 from netnskit.network.faults import FaultEvent, run_faults
 from netnskit.network.firewall import (
     _firewall_of,
     _firewall_plan,
     _firewall_steps,
     _host_routes,
-    _host_routes6,
-    _iptables_wanted,
-    _saved6,
     _sweep_step,
     _uplinks,
     _uses_nft,
@@ -98,7 +95,7 @@ from netnskit.network.spec import (
     mark_for,
 )
 from netnskit.network.state import _Facts, _gather, _native_ruleset, _read_links, _refuse_conflicts, _refuse_foreign
-from netnskit.network.status import NetworkStatus, _missing, _status
+from netnskit.network.status import NetworkStatus, _missing, _six, _stale, _stale6, _status
 from netnskit.network.steps import _entries
 from netnskit.network.teardown import Teardown, _down
 from netnskit.network.toml import _from_dict
@@ -448,18 +445,17 @@ class Network:
             routes = _host_routes(self)  # the masquerade's uplinks: read once the network's links are there
             # rules of ours the description lost go before the firewall plan is read: were one of
             # them wrongly taken for lost, the plan adds it back
-            stale = [] if saved is None else _stale_rules(self.mark, saved, _iptables_wanted(self, routes, saved))
+            stale = _stale(self, saved, routes)
             apply(_stale_rule_step(self, stale))
             # a dual-stack network's IPv6 rules the description lost likewise (a forward taken out)
-            saved6 = _saved6(fw, needed=True) if self.dual else None
-            stale6 = (
-                []
-                if saved6 is None
-                else _stale_rules(self.mark, saved6, _iptables_wanted(self, _host_routes6(self), saved6, 6))
-            )
+            saved6, routes6 = _six(self)
+            stale6 = _stale6(self, saved6, routes6)
             apply(_stale_rule_step(self, stale6, 6))
             current = fw.save(4) if stale else saved
-            firewall, changes = _firewall_plan(self, live=True, saved=current, routes=routes)
+            current6 = None if stale6 else saved6  # (read again once stale ones are gone)
+            firewall, changes = _firewall_plan(
+                self, live=True, saved=current, routes=routes, saved6=current6, routes6=routes6
+            )
             if firewall:
                 # the values sysctls had are written down (beside the locks) before they change
                 fw.remember(changes, current)

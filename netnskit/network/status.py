@@ -120,22 +120,29 @@ def _stale(net: Network, saved: SavedRules | None, routes: list[dict[str, Any]] 
     return [] if saved is None else _stale_rules(net.mark, saved, _iptables_wanted(net, routes, saved))
 
 
-def _stale6(net: Network) -> list[Rule]:
-    """A dual-stack network's IPv6 rules the description lost (none read when IPv4 only)."""
-    if not net.dual:
-        return []
-    saved6 = _saved6(_firewall_of(net), needed=True)
-    return _stale_rules(net.mark, saved6, _iptables_wanted(net, _host_routes6(net), saved6, 6))
+def _six(net: Network) -> tuple[SavedRules | None, list[dict[str, Any]] | None]:
+    """The host's IPv6 rules and routes, read for a dual-stack network (None, None when IPv4 only)."""
+    return (_saved6(_firewall_of(net), needed=True), _host_routes6(net)) if net.dual else (None, None)
+
+
+def _stale6(net: Network, saved6: SavedRules | None, routes6: list[dict[str, Any]] | None) -> list[Rule]:
+    """A dual-stack network's IPv6 rules the description lost (``saved6``, ``routes6``: :func:`_six`)."""
+    return [] if saved6 is None else _stale_rules(net.mark, saved6, _iptables_wanted(net, routes6, saved6, 6))
 
 
 def _missing(
-    net: Network, f: _Facts, saved: SavedRules | None = None, routes: list[dict[str, Any]] | None = None
+    net: Network,
+    f: _Facts,
+    saved: SavedRules | None = None,
+    routes: list[dict[str, Any]] | None = None,
+    six: tuple[SavedRules | None, list[dict[str, Any]] | None] | None = None,
 ) -> list[Step]:
     """What ``up`` would do now, in its order: removals of what the description lost, the plan's
     missing steps, the firewall's (and its sweep, where rules go). ``saved``, ``routes``: the host's
-    IPv4 rules and routes, if just read."""
+    IPv4 rules and routes, ``six``: its IPv6 ones (:func:`_six`), if just read."""
     saved = saved if saved is not None else _saved(net)
     routes = routes if routes is not None else _host_routes(net)
+    saved6, routes6 = six if six is not None else _six(net)
     then = _after_removal(net, f)  # what the removals take along is to do again
     core = _stale_core(net, f) + [step for step, done in net._entries() if not done(then)]
     core += [step for step, done in net._impair_entries(f) if not done]
@@ -145,8 +152,10 @@ def _missing(
     if saved is None and not _firewall_objects(net):
         firewall: list[Step] = []  # no iptables, and no masquerade or forward needs it: nothing to filter
     else:
-        firewall = _firewall_plan(net, live=live, saved=saved if live else None, routes=routes)[0]
-    stale6 = _stale6(net)
+        firewall = _firewall_plan(
+            net, live=live, saved=saved if live else None, routes=routes, saved6=saved6, routes6=routes6
+        )[0]
+    stale6 = _stale6(net, saved6, routes6)
     steps = core + _stale_rule_step(net, stale) + _stale_rule_step(net, stale6, 6) + firewall
     if stale and saved is not None:
         # the sweep once the stale rules are gone and the wanted ones are there
@@ -184,7 +193,8 @@ def _status(net: Network, f: _Facts) -> NetworkStatus:
     routes = _host_routes(net)
     processes = tuple(statuses(net))
     gone = stale(net)  # processes of ours the description lost: up stops them
-    missing = tuple(MissingStep.of(step) for step in _missing(net, f, saved, routes))
+    six = _six(net)
+    missing = tuple(MissingStep.of(step) for step in _missing(net, f, saved, routes, six))
     missing += tuple(MissingStep(f"stop process {name} (no longer described)", "process", name, None) for name in gone)
     missing += tuple(
         MissingStep(f"process {p.name} in {p.netns} ({p.state})", "process", p.name, p.netns)
@@ -196,7 +206,8 @@ def _status(net: Network, f: _Facts) -> NetworkStatus:
     support = f.netem or net._support_for_file()
     states = states_from(net, f.links, f.qdiscs, f.rules_in)
     impairments = cable_status(net, states, support, net._impair_entries(f))
-    extra = _extra(net, f, _stale(net, saved, routes) + _stale6(net)) + tuple(Owned("process", name) for name in gone)
+    extra = _extra(net, f, _stale(net, saved, routes) + _stale6(net, *six))
+    extra += tuple(Owned("process", name) for name in gone)
     return NetworkStatus(
         net.name,
         not missing and not conflicts,
